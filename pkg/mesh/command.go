@@ -1,0 +1,60 @@
+package mesh
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Command names.
+const (
+	CmdPing           = "ping"
+	CmdPause          = "pause"
+	CmdResume         = "resume"
+	CmdDrain          = "drain"
+	CmdShutdown       = "shutdown"
+	CmdSetConcurrency = "set-concurrency"
+)
+
+// Command is the JSON body of a command request.
+type Command struct {
+	Name string `json:"cmd"`
+	// N is the argument of set-concurrency.
+	N int `json:"n,omitempty"`
+	// Term is the sender's leadership term (fencing token); 0 from operators.
+	Term uint64 `json:"term,omitempty"`
+}
+
+// Validate checks the command name and its argument.
+func (c Command) Validate() error {
+	switch c.Name {
+	case CmdPing, CmdPause, CmdResume, CmdDrain, CmdShutdown:
+		return nil
+	case CmdSetConcurrency:
+		if c.N < 1 || c.N > 100000 {
+			return fmt.Errorf("set-concurrency %d: want 1..100000", c.N)
+		}
+		return nil
+	case "":
+		return fmt.Errorf("empty command")
+	default:
+		return fmt.Errorf("unknown command %q", c.Name)
+	}
+}
+
+func (c Command) String() string {
+	if c.Name == CmdSetConcurrency {
+		return c.Name + " " + strconv.Itoa(c.N)
+	}
+	return c.Name
+}
+
+// Reply is the JSON body of a command reply.
+type Reply struct {
+	Node  string `json:"node"`
+	Role  string `json:"role"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	State string `json:"state,omitempty"`
+	// Concurrency is the node's task capacity after the command.
+	Concurrency int `json:"concurrency,omitempty"`
+}

@@ -1,0 +1,35 @@
+package mesh
+
+import "time"
+
+// Node states reported in heartbeats.
+const (
+	StateRunning  = "running"  // taking tasks
+	StatePaused   = "paused"   // alive, takes no new tasks
+	StateDraining = "draining" // finishing in-flight work, then exits
+	StateStopping = "stopping" // about to remove its key
+)
+
+// Heartbeat is the JSON value of a node's key in [NodesBucket]. The first
+// seven fields are Crawlab's node heartbeat, kept so existing tooling reads it.
+type Heartbeat struct {
+	Key          string    `json:"key"`
+	IP           string    `json:"ip"`
+	MAC          string    `json:"mac"`
+	Hostname     string    `json:"hostname"`
+	Master       bool      `json:"master"`
+	UpdateTS     time.Time `json:"update_ts"`
+	UpdateTSUnix int64     `json:"update_ts_unix"`
+
+	Role        string    `json:"role"`
+	Version     string    `json:"version"`
+	State       string    `json:"state"`
+	Leader      bool      `json:"leader"`
+	StartedAt   time.Time `json:"started_at"`
+	ActiveTasks int       `json:"active_tasks"`
+	Capacity    int       `json:"capacity"`
+	// Instance is random per process: it tells two processes that claim the
+	// same node id apart.
+	Instance string `json:"instance"`
+	PID      int    `json:"pid"`
+}

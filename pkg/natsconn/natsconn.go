@@ -1,0 +1,182 @@
+// Package natsconn dials NATS the way every crawlmesh process does: credentials
+// and TLS from one [Config], reconnecting forever once connected, JetStream
+// checked up front, and start-up failures turned into one clear sentence that
+// says what is wrong and what to do.
+package natsconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultURL is where a client looks for NATS when nothing else is said.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// Config says where NATS is and how to authenticate.
+type Config struct {
+	URL      string // comma-separated server URLs
+	Name     string // connection name shown by the server
+	Creds    string // credentials (JWT + nkey) file
+	NKey     string // nkey seed file
+	User     string
+	Password string
+	TLSCA    string // CA file to verify the server
+	TLSCert  string // client certificate (mutual TLS)
+	TLSKey   string
+	// Timeout bounds the first connection attempt and the JetStream check.
+	Timeout time.Duration
+}
+
+// Hooks observe the connection's life; any may be nil.
+type Hooks struct {
+	Disconnected func(error)
+	Reconnected  func()
+}
+
+// Redact returns the URL list with passwords and tokens removed, for logs.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		u.User = url.User("redacted")
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// Options returns the nats.go options for c: reconnect forever, credentials, TLS.
+func (c Config) Options(log *slog.Logger, h Hooks) ([]nats.Option, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := []nats.Option{
+		nats.Name(c.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() || nc.IsDraining() {
+				return // our own close, not an outage
+			}
+			log.Warn("nats disconnected, reconnecting", "err", err)
+			if h.Disconnected != nil {
+				h.Disconnected(err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+			if h.Reconnected != nil {
+				h.Reconnected()
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	if c.Timeout > 0 {
+		opts = append(opts, nats.Timeout(c.Timeout))
+	}
+	if c.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.NKey != "" {
+		o, err := nats.NkeyOptionFromSeed(c.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("nkey seed file %s: %w", c.NKey, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.User != "" || c.Password != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together: give both or neither")
+	}
+	if c.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	return opts, nil
+}
+
+// Dial connects, checks that JetStream is enabled for the account, and
+// returns the connection and its JetStream context. The connection then
+// reconnects forever; the first attempt fails fast with an explanation.
+func Dial(ctx context.Context, c Config, log *slog.Logger, h Hooks) (*nats.Conn, jetstream.JetStream, error) {
+	if c.URL == "" {
+		c.URL = DefaultURL
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	opts, err := c.Options(log, h)
+	if err != nil {
+		return nil, nil, err
+	}
+	where := Redact(c.URL)
+	nc, err := nats.Connect(c.URL, opts...)
+	if err != nil {
+		return nil, nil, explainConnect(where, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream client: %w", err)
+	}
+	actx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	if _, err := js.AccountInfo(actx); err != nil {
+		nc.Close()
+		switch {
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+			return nil, nil, fmt.Errorf("NATS at %s has JetStream disabled: start nats-server with -js (or a jetstream {} block in its config)", where)
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders):
+			return nil, nil, fmt.Errorf("NATS at %s does not answer JetStream requests (%v): start nats-server with -js, and check the account has JetStream", where, err)
+		default:
+			return nil, nil, fmt.Errorf("JetStream at %s: %w", where, err)
+		}
+	}
+	return nc, js, nil
+}
+
+func explainConnect(where string, err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoServers):
+		return fmt.Errorf("cannot reach NATS at %s (%v): start a server (nats-server -js, or crawlmesh up) or point --nats / CRAWLMESH_NATS_URL at one", where, err)
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+		return fmt.Errorf("NATS at %s refused our credentials (%v): check --creds, --user/--password", where, err)
+	case isTLSError(err):
+		return fmt.Errorf("TLS with NATS at %s: %v: check --tls-ca / --tls-cert / --tls-key and the URL scheme", where, err)
+	default:
+		return fmt.Errorf("connect to NATS at %s: %w", where, err)
+	}
+}
+
+func isTLSError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var rerr tls.RecordHeaderError
+	var uerr x509.UnknownAuthorityError
+	return errors.As(err, &verr) || errors.As(err, &rerr) || errors.As(err, &uerr) ||
+		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted)
+}

@@ -1,0 +1,138 @@
+// Package nodeconfig defines the command-line flags every crawlmesh binary
+// shares (NATS connection and credentials, node id, HTTP address, heartbeat
+// timing, logging) and fills unset flags from CRAWLMESH_* environment
+// variables, so each flag has exactly one env name.
+package nodeconfig
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/metrics"
+	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
+)
+
+// EnvName is the environment variable that sets flag name.
+func EnvName(name string) string {
+	if name == "nats" {
+		return "CRAWLMESH_NATS_URL"
+	}
+	return "CRAWLMESH_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// ApplyEnv sets every flag of fs that was not given on the command line
+// from its environment variable, if that is set. getenv is os.Getenv in
+// main and a map in tests.
+func ApplyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		if v := getenv(EnvName(f.Name)); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %v", EnvName(f.Name), v, e)
+			}
+		}
+	})
+	return err
+}
+
+// RegisterNATS adds the NATS connection flags to fs.
+func RegisterNATS(fs *flag.FlagSet, c *natsconn.Config) {
+	fs.StringVar(&c.URL, "nats", natsconn.DefaultURL, "NATS server URL(s), comma-separated")
+	fs.StringVar(&c.Creds, "creds", "", "NATS credentials file")
+	fs.StringVar(&c.NKey, "nkey", "", "NATS nkey seed file")
+	fs.StringVar(&c.User, "user", "", "NATS user")
+	fs.StringVar(&c.Password, "password", "", "NATS password (prefer the env var CRAWLMESH_PASSWORD)")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA file that signed the NATS server's certificate")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "client certificate for mutual TLS")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "client key for mutual TLS")
+}
+
+// Node is what the master and worker binaries share.
+type Node struct {
+	NATS              natsconn.Config
+	ID                string
+	HTTP              string
+	HeartbeatInterval time.Duration
+	HeartbeatTTL      time.Duration
+	// ClockOffset shifts this node's clock as reported in heartbeats; it
+	// exists to show skew measurement working, never for production.
+	ClockOffset time.Duration
+	LogLevel    string
+	LogFormat   string
+}
+
+// Register adds the node flags to fs with defaults; httpDefault is the
+// role's metrics address.
+func (n *Node) Register(fs *flag.FlagSet, defaultID, httpDefault string) {
+	RegisterNATS(fs, &n.NATS)
+	fs.StringVar(&n.ID, "id", defaultID, "node id: the key in KV bucket nodes (letters, digits, '-', '_')")
+	fs.StringVar(&n.HTTP, "http", httpDefault, "listen address for /metrics and /healthz")
+	fs.DurationVar(&n.HeartbeatInterval, "heartbeat-interval", time.Second, "time between heartbeats")
+	fs.DurationVar(&n.HeartbeatTTL, "heartbeat-ttl", 3*time.Second, "TTL of bucket nodes: a node is offline this long after its last heartbeat")
+	fs.DurationVar(&n.ClockOffset, "clock-offset", 0, "testing only: add this to the clock reported in heartbeats")
+	fs.StringVar(&n.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&n.LogFormat, "log-format", "text", "text or json")
+}
+
+// Validate checks the node flags against each other.
+func (n *Node) Validate() error {
+	if err := mesh.ValidateNodeID(n.ID); err != nil {
+		return fmt.Errorf("--id: %w", err)
+	}
+	if n.HTTP != "" {
+		if err := metrics.ValidateAddr("--http", n.HTTP); err != nil {
+			return err
+		}
+	}
+	if n.HeartbeatTTL < time.Second {
+		return fmt.Errorf("--heartbeat-ttl %v: the server counts TTLs in whole seconds; use 1s or more", n.HeartbeatTTL)
+	}
+	if n.HeartbeatInterval <= 0 || n.HeartbeatInterval > n.HeartbeatTTL/2 {
+		return fmt.Errorf("--heartbeat-interval %v: must be positive and at most half of --heartbeat-ttl %v", n.HeartbeatInterval, n.HeartbeatTTL)
+	}
+	if _, err := ParseLevel(n.LogLevel); err != nil {
+		return err
+	}
+	if n.LogFormat != "text" && n.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", n.LogFormat)
+	}
+	return nil
+}
+
+// ParseLevel parses --log-level.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// Logger builds the process logger writing to w.
+func (n *Node) Logger(w io.Writer) *slog.Logger {
+	lvl, _ := ParseLevel(n.LogLevel)
+	o := &slog.HandlerOptions{Level: lvl}
+	if n.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+// Clock returns time.Now shifted by ClockOffset.
+func (n *Node) Clock() func() time.Time {
+	off := n.ClockOffset
+	if off == 0 {
+		return time.Now
+	}
+	return func() time.Time { return time.Now().Add(off) }
+}

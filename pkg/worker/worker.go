@@ -1,0 +1,170 @@
+// Package worker is the crawler node: it keeps its heartbeat, obeys
+// commands (pause, resume, drain, shutdown, set-concurrency) and runs tasks.
+// The binary in services/worker and `crawlmesh up` both run it.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/crawlmesh/crawlmesh/pkg/command"
+	"github.com/crawlmesh/crawlmesh/pkg/heartbeat"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+// Config is a worker's configuration.
+type Config struct {
+	ID                string
+	Concurrency       int
+	HeartbeatInterval time.Duration
+	HeartbeatTTL      time.Duration
+	Clock             func() time.Time // for update_ts; nil means time.Now
+	Log               *slog.Logger
+	Registerer        prometheus.Registerer // nil: no metrics
+}
+
+// Worker is one crawler node.
+type Worker struct {
+	nc     *nats.Conn
+	cfg    Config
+	beater *heartbeat.Beater
+	log    *slog.Logger
+
+	mu          sync.Mutex
+	state       string
+	concurrency int
+	active      int
+	stop        chan struct{} // closed when drain completes or on shutdown
+	stopOnce    sync.Once
+}
+
+// New validates cfg and returns a worker that heartbeats in nodes.
+func New(nc *nats.Conn, nodes heartbeat.KV, cfg Config) (*Worker, error) {
+	if cfg.Concurrency < 1 {
+		return nil, fmt.Errorf("worker: concurrency %d: must be at least 1", cfg.Concurrency)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{nc: nc, cfg: cfg, state: mesh.StateRunning, concurrency: cfg.Concurrency,
+		stop: make(chan struct{}), log: cfg.Log.With("component", "worker", "node", cfg.ID)}
+	opts := []heartbeat.Option{heartbeat.WithStatus(w.status), heartbeat.WithLogger(cfg.Log)}
+	if cfg.HeartbeatInterval > 0 {
+		opts = append(opts, heartbeat.WithInterval(cfg.HeartbeatInterval))
+	}
+	if cfg.HeartbeatTTL > 0 {
+		opts = append(opts, heartbeat.WithTTL(cfg.HeartbeatTTL))
+	}
+	if cfg.Clock != nil {
+		opts = append(opts, heartbeat.WithClock(cfg.Clock))
+	}
+	b, err := heartbeat.New(nodes, cfg.ID, mesh.RoleWorker, opts...)
+	if err != nil {
+		return nil, err
+	}
+	w.beater = b
+	if cfg.Registerer != nil {
+		w.registerMetrics(cfg.Registerer)
+	}
+	return w, nil
+}
+
+func (w *Worker) registerMetrics(r prometheus.Registerer) {
+	f := promauto.With(prometheus.WrapRegistererWith(prometheus.Labels{"node": w.cfg.ID}, r))
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_worker_concurrency",
+		Help: "Task slots of this worker (set-concurrency changes it)."},
+		func() float64 { w.mu.Lock(); defer w.mu.Unlock(); return float64(w.concurrency) })
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_worker_active_tasks",
+		Help: "Tasks in flight on this worker."},
+		func() float64 { w.mu.Lock(); defer w.mu.Unlock(); return float64(w.active) })
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_worker_paused",
+		Help: "1 while this worker takes no new tasks (paused or draining)."},
+		func() float64 {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.state == mesh.StateRunning {
+				return 0
+			}
+			return 1
+		})
+}
+
+func (w *Worker) status() heartbeat.Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return heartbeat.Status{State: w.state, ActiveTasks: w.active, Capacity: w.concurrency}
+}
+
+// State returns the worker's state and concurrency.
+func (w *Worker) State() (state string, concurrency int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state, w.concurrency
+}
+
+// Run runs the worker until ctx is done, a shutdown command arrives, or a
+// drain completes. It returns nil on every clean stop.
+func (w *Worker) Run(ctx context.Context) error {
+	return w.beater.Hold(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errc := make(chan error, 1)
+		go func() { errc <- command.Serve(ctx, w.nc, w.cfg.ID, mesh.RoleWorker, w.handle, w.log) }()
+		w.log.Info("worker running", "concurrency", w.cfg.Concurrency)
+		var err error
+		select {
+		case <-ctx.Done():
+		case <-w.stop:
+		case err = <-errc:
+		}
+		cancel()
+		if err == nil {
+			err = <-errc
+		}
+		w.log.Info("worker stopped")
+		return err
+	})
+}
+
+func (w *Worker) handle(_ context.Context, c mesh.Command) mesh.Reply {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	refuse := func(msg string) mesh.Reply {
+		return mesh.Reply{OK: false, Error: msg, State: w.state, Concurrency: w.concurrency}
+	}
+	switch c.Name {
+	case mesh.CmdPause:
+		if w.state == mesh.StateDraining || w.state == mesh.StateStopping {
+			return refuse("node is " + w.state)
+		}
+		w.state = mesh.StatePaused
+	case mesh.CmdResume:
+		if w.state == mesh.StateDraining || w.state == mesh.StateStopping {
+			return refuse("node is " + w.state + "; it cannot resume")
+		}
+		w.state = mesh.StateRunning
+	case mesh.CmdDrain:
+		if w.state != mesh.StateStopping {
+			w.state = mesh.StateDraining
+		}
+		if w.active == 0 {
+			w.stopLocked()
+		}
+	case mesh.CmdShutdown:
+		w.state = mesh.StateStopping
+		w.stopLocked()
+	case mesh.CmdSetConcurrency:
+		w.concurrency = c.N
+	}
+	w.beater.Kick()
+	return mesh.Reply{OK: true, State: w.state, Concurrency: w.concurrency}
+}
+
+func (w *Worker) stopLocked() { w.stopOnce.Do(func() { close(w.stop) }) }

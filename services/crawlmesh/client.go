@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
+	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
+)
+
+// clientFlags are the flags of every command that talks to a running mesh.
+type clientFlags struct {
+	nats    natsconn.Config
+	output  string
+	timeout time.Duration
+}
+
+func (f *clientFlags) register(fs *flag.FlagSet) {
+	nodeconfig.RegisterNATS(fs, &f.nats)
+	fs.StringVar(&f.output, "o", "table", "output: table or json")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for NATS and for replies")
+}
+
+// parse parses args, applies env and checks -o; it returns the positional args.
+func (f *clientFlags) parse(fs *flag.FlagSet, c *cli, args []string) ([]string, error) {
+	fs.SetOutput(c.stderr)
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if err := nodeconfig.ApplyEnv(fs, c.getenv); err != nil {
+		return nil, usageError{err}
+	}
+	if f.output != "table" && f.output != "json" {
+		return nil, usagef("-o %q: want table or json", f.output)
+	}
+	if f.timeout <= 0 {
+		return nil, usagef("--timeout %v: must be positive", f.timeout)
+	}
+	return fs.Args(), nil
+}
+
+func (f *clientFlags) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, error) {
+	f.nats.Name = "crawlmesh-cli"
+	f.nats.Timeout = f.timeout
+	return natsconn.Dial(ctx, f.nats, nil, natsconn.Hooks{})
+}
+
+// nodesKV opens bucket nodes without creating it: the CLI only reads.
+func nodesKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, mesh.NodesBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w (no master or worker has started on this NATS yet?)", mesh.NodesBucket, err)
+	}
+	return kv, nil
+}
+
+func runVersion(_ context.Context, c *cli, args []string) error {
+	fmt.Fprintln(c.stdout, "crawlmesh", mesh.Version)
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

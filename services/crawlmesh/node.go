@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/command"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+func runNode(ctx context.Context, c *cli, args []string) error {
+	var f clientFlags
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	f.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(c.stderr, "usage: crawlmesh node pause|resume|drain|shutdown|ping NODE|all [flags]\n       crawlmesh node set-concurrency NODE|all N [flags]")
+		fs.PrintDefaults()
+	}
+	// Flags may come after the positional arguments (node pause w1 -o json).
+	var pos []string
+	for len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	rest, err := f.parse(fs, c, args)
+	if err != nil {
+		return err
+	}
+	pos = append(pos, rest...)
+	if len(pos) < 2 {
+		return usagef("want a command and a node: node pause|resume|drain|shutdown|ping NODE|all")
+	}
+	cm := mesh.Command{Name: pos[0]}
+	target := pos[1]
+	switch {
+	case cm.Name == mesh.CmdSetConcurrency && len(pos) == 3:
+		n, err := strconv.Atoi(pos[2])
+		if err != nil {
+			return usagef("set-concurrency %q: want a whole number", pos[2])
+		}
+		cm.N = n
+	case cm.Name == mesh.CmdSetConcurrency:
+		return usagef("want: node set-concurrency NODE|all N")
+	case len(pos) != 2:
+		return usagef("unexpected argument %q", pos[2])
+	}
+	if err := cm.Validate(); err != nil {
+		return usageError{err}
+	}
+	if target != "all" {
+		if err := mesh.ValidateNodeID(target); err != nil {
+			return usageError{err}
+		}
+	}
+	nc, js, err := f.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	cctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	if target == "all" {
+		replies, err := command.Broadcast(cctx, nc, cm, 0)
+		if err != nil {
+			return err
+		}
+		return printReplies(c, f.output, replies, cm)
+	}
+	r, err := command.Send(cctx, nc, target, cm)
+	if errors.Is(err, command.ErrNoNode) {
+		// Say whether the node exists at all, which is what the user asks.
+		if kv, kerr := nodesKV(ctx, js); kerr == nil {
+			if _, gerr := kv.Get(ctx, target); errors.Is(gerr, jetstream.ErrKeyNotFound) {
+				return fmt.Errorf("unknown node %q: it has no heartbeat in bucket %s (crawlmesh nodes lists the live ones)", target, mesh.NodesBucket)
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return printReplies(c, f.output, []mesh.Reply{r}, cm)
+}
+
+func printReplies(c *cli, output string, rs []mesh.Reply, cm mesh.Command) error {
+	if output == "json" {
+		return writeJSON(c.stdout, rs)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tRESULT\tSTATE\tCONCURRENCY")
+	refused := 0
+	for _, r := range rs {
+		res := "ok"
+		if !r.OK {
+			res, refused = "refused: "+r.Error, refused+1
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.Node, r.Role, res, r.State, r.Concurrency)
+	}
+	_ = tw.Flush()
+	if len(rs) == 0 {
+		return fmt.Errorf("no node answered %s", cm)
+	}
+	return nil
+}

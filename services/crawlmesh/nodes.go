@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
+	"github.com/crawlmesh/crawlmesh/pkg/master"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+// nodesOutput is the JSON of `crawlmesh nodes -o json`.
+type nodesOutput struct {
+	// Source is the master whose view this is, or "kv" when no master
+	// answered and the live keys were read directly (no offline nodes then).
+	Source string             `json:"source"`
+	Nodes  []clusterview.Node `json:"nodes"`
+}
+
+func runNodes(ctx context.Context, c *cli, args []string) error {
+	var f clientFlags
+	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
+	f.register(fs)
+	rest, err := f.parse(fs, c, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	nc, js, err := f.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	out, err := fetchNodes(ctx, nc, js, f.timeout)
+	if err != nil {
+		return err
+	}
+	if f.output == "json" {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	printNodes(c.stdout, out)
+	return nil
+}
+
+// fetchNodes asks a master for its view and falls back to reading the
+// bucket when none answers.
+func fetchNodes(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, timeout time.Duration) (nodesOutput, error) {
+	rctx, cancel := context.WithTimeout(ctx, min(timeout, 2*time.Second))
+	defer cancel()
+	m, err := nc.RequestWithContext(rctx, mesh.ViewSubject, nil)
+	if err == nil {
+		var v master.ViewReply
+		if err := json.Unmarshal(m.Data, &v); err != nil {
+			return nodesOutput{}, fmt.Errorf("master sent an unreadable view: %w", err)
+		}
+		if v.Ready {
+			return nodesOutput{Source: v.Master, Nodes: v.Nodes}, nil
+		}
+	} else if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) {
+		return nodesOutput{}, fmt.Errorf("ask masters for the view: %w", err)
+	}
+	kctx, kcancel := context.WithTimeout(ctx, timeout)
+	defer kcancel()
+	kv, err := nodesKV(kctx, js)
+	if err != nil {
+		return nodesOutput{}, err
+	}
+	nodes, err := readNodes(kctx, kv)
+	return nodesOutput{Source: "kv", Nodes: nodes}, err
+}
+
+// readNodes reads the live heartbeat keys. Age here is this machine's clock
+// minus the server's timestamp, so it includes this machine's own skew.
+func readNodes(ctx context.Context, kv jetstream.KeyValue) ([]clusterview.Node, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read bucket %s: %w", mesh.NodesBucket, err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []clusterview.Node
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read bucket %s: %w", mesh.NodesBucket, ctx.Err())
+		case e := <-w.Updates():
+			if e == nil {
+				return out, nil
+			}
+			var hb mesh.Heartbeat
+			if json.Unmarshal(e.Value(), &hb) != nil {
+				continue
+			}
+			out = append(out, clusterview.Node{ID: e.Key(), Role: hb.Role, Online: true, Leader: hb.Leader,
+				State: hb.State, ActiveTasks: hb.ActiveTasks, Capacity: hb.Capacity,
+				AgeSeconds:  time.Since(e.Created()).Seconds(),
+				SkewSeconds: hb.UpdateTS.Sub(e.Created()).Seconds(), Revision: e.Revision(), Heartbeat: hb})
+		}
+	}
+}
+
+func printNodes(w io.Writer, out nodesOutput) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tROLE\tONLINE\tLEADER\tSTATE\tACTIVE\tCAPACITY\tAGE\tSKEW\tVERSION\tHOST")
+	for _, n := range out.Nodes {
+		online, leader, state := "yes", "", n.State
+		if !n.Online {
+			online, state = "no", "offline"
+		}
+		if n.Leader {
+			leader = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fs\t%+.2fs\t%s\t%s\n", n.ID, n.Role, online, leader, state,
+			n.ActiveTasks, n.Capacity, n.AgeSeconds, n.SkewSeconds, n.Heartbeat.Version, n.Heartbeat.Hostname)
+	}
+	_ = tw.Flush()
+	if out.Source == "kv" {
+		fmt.Fprintln(w, "(no master answered: live heartbeat keys only)")
+	}
+}

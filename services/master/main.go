@@ -1,0 +1,49 @@
+// Command master runs a crawlmesh control-plane node: it heartbeats in KV
+// bucket nodes, applies the JetStream assets of streams/, watches the mesh
+// and exports its view as metrics. Every flag has a CRAWLMESH_* environment
+// variable (see -h).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/crawlmesh/crawlmesh/pkg/master"
+	"github.com/crawlmesh/crawlmesh/pkg/signals"
+	"github.com/crawlmesh/crawlmesh/services/internal/boot"
+)
+
+func main() {
+	ctx, stop := signals.Context(context.Background())
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		if err != flag.ErrHelp {
+			fmt.Fprintln(os.Stderr, "master:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	var cfg config
+	fs := cfg.flags(stderr)
+	if err := boot.Parse(fs, &cfg.Node, args, getenv); err != nil {
+		return err
+	}
+	env, err := boot.Setup(ctx, &cfg.Node, "master", stderr)
+	if err != nil {
+		return err
+	}
+	m, err := master.New(env.NC, env.Nodes, master.Config{
+		ID: cfg.ID, HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTTL: cfg.HeartbeatTTL,
+		OfflineRetention: cfg.OfflineRetention, Clock: cfg.Clock(), Log: env.Log, Registerer: env.Reg,
+	})
+	if err != nil {
+		return err
+	}
+	return env.Run(ctx, m.Run)
+}

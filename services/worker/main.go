@@ -1,0 +1,52 @@
+// Command worker runs a crawlmesh crawler node: it heartbeats in KV bucket
+// nodes, obeys commands and runs crawl tasks. Every flag has a CRAWLMESH_*
+// environment variable (see -h).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/crawlmesh/crawlmesh/pkg/signals"
+	"github.com/crawlmesh/crawlmesh/pkg/worker"
+	"github.com/crawlmesh/crawlmesh/services/internal/boot"
+)
+
+func main() {
+	ctx, stop := signals.Context(context.Background())
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		if err != flag.ErrHelp {
+			fmt.Fprintln(os.Stderr, "worker:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	var cfg config
+	fs := cfg.flags(stderr)
+	if err := boot.Parse(fs, &cfg.Node, args, getenv); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	env, err := boot.Setup(ctx, &cfg.Node, "worker", stderr)
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(env.NC, env.Nodes, worker.Config{
+		ID: cfg.ID, Concurrency: cfg.Concurrency,
+		HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTTL: cfg.HeartbeatTTL,
+		Clock: cfg.Clock(), Log: env.Log, Registerer: env.Reg,
+	})
+	if err != nil {
+		return err
+	}
+	return env.Run(ctx, w.Run)
+}
