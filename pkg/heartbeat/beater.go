@@ -173,7 +173,7 @@ func (b *Beater) watchHolder(ctx context.Context, wait time.Duration) (live bool
 	}
 	defer func() { _ = w.Stop() }()
 	var first uint64
-	b.log.Info("node id still has a heartbeat key, waiting to see whether its holder is alive", "wait", wait.Round(time.Millisecond))
+	b.log.Debug("node id still has a heartbeat key, waiting to see whether its holder is alive", "wait", wait.Round(time.Millisecond))
 	for {
 		select {
 		case <-wctx.Done():

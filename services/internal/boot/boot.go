@@ -154,7 +154,7 @@ func (e *Env) Run(ctx context.Context, run func(context.Context) error) error {
 	var wg sync.WaitGroup
 	var httpErr error
 	if e.http != nil {
-		e.Log.Info("http listening", "addr", e.http.Addr().String())
+		e.Log.Debug("http listening", "addr", e.http.Addr().String())
 		wg.Go(func() {
 			if err := metrics.Serve(ctx, e.http, metrics.Mux(e.Reg)); err != nil {
 				httpErr = err
