@@ -35,7 +35,7 @@ var (
 )
 
 // bins builds every binary once per test run and returns their directory.
-func bins(t *testing.T) string {
+func bins(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: builds and runs binaries")
@@ -72,7 +72,7 @@ func bins(t *testing.T) string {
 	return binDir
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -100,7 +100,7 @@ type proc struct {
 	waitEr error
 }
 
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuf{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(bins(t), name), args...)
@@ -140,7 +140,7 @@ func (p *proc) signal(s os.Signal) {
 }
 
 // wait waits for the process to exit and returns its exit code.
-func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -152,7 +152,7 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) int {
 }
 
 // runBin runs a binary to completion and returns stdout, stderr and the exit code.
-func runBin(t *testing.T, name string, args ...string) (string, string, int) {
+func runBin(t testing.TB, name string, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -168,7 +168,7 @@ func runBin(t *testing.T, name string, args ...string) (string, string, int) {
 }
 
 // natsServer starts the nats-server binary on a free loopback port.
-func natsServer(t *testing.T, js bool, storeDir string, port int) (*proc, string) {
+func natsServer(t testing.TB, js bool, storeDir string, port int) (*proc, string) {
 	t.Helper()
 	if port == 0 {
 		port = freePort(t)
@@ -190,7 +190,7 @@ func natsServer(t *testing.T, js bool, storeDir string, port int) (*proc, string
 }
 
 // waitFor polls cond every 25ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	t0 := time.Now()
 	for {
@@ -204,7 +204,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func connect(t *testing.T, url string) *nats.Conn {
+func connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
@@ -215,7 +215,7 @@ func connect(t *testing.T, url string) *nats.Conn {
 }
 
 // view asks the masters for their cluster view.
-func view(t *testing.T, nc *nats.Conn) map[string]bool {
+func view(t testing.TB, nc *nats.Conn) map[string]bool {
 	t.Helper()
 	m, err := nc.Request(mesh.ViewSubject, nil, time.Second)
 	if err != nil {
@@ -232,7 +232,7 @@ func view(t *testing.T, nc *nats.Conn) map[string]bool {
 	return online
 }
 
-func scrape(t *testing.T, addr string) string {
+func scrape(t testing.TB, addr string) string {
 	t.Helper()
 	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get("http://" + addr + "/metrics")

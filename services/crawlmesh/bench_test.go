@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/heartbeat"
+	"github.com/crawlmesh/crawlmesh/pkg/master"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+// BenchmarkHeartbeats runs nodes simulated heartbeaters (in this process)
+// against a nats-server process and one master process for a fixed window,
+// and reports what the master and the server cost. Run with -benchtime 1x:
+// the window, not b.N, sets the length.
+func BenchmarkHeartbeats(b *testing.B) {
+	for _, tc := range []struct {
+		nodes    int
+		interval time.Duration
+	}{{1000, time.Second}, {1000, 250 * time.Millisecond}} {
+		b.Run(fmt.Sprintf("nodes=%d/interval=%v", tc.nodes, tc.interval), func(b *testing.B) {
+			for range b.N {
+				benchHeartbeats(b, tc.nodes, tc.interval, 10*time.Second)
+			}
+		})
+	}
+}
+
+func benchHeartbeats(b *testing.B, nodes int, interval, window time.Duration) {
+	ns, url := natsServer(b, true, b.TempDir(), 0)
+	m := start(b, "master", "--nats", url, "--id", "m1", "--http", "", "--heartbeat-ttl", "3s", "--log-level", "warn")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var conns []*nats.Conn
+	for range 8 {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		conns = append(conns, nc)
+	}
+	var kv jetstream.KeyValue
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		js, _ := jetstream.New(conns[0])
+		var err error
+		if kv, err = js.KeyValue(ctx, mesh.NodesBucket); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("bucket nodes not created by the master")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	for i := range nodes {
+		js, _ := jetstream.New(conns[i%len(conns)])
+		nkv, err := js.KeyValue(ctx, mesh.NodesBucket)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bt, err := heartbeat.New(nkv, "sim-"+strconv.Itoa(i), mesh.RoleWorker,
+			heartbeat.WithInterval(interval), heartbeat.WithTTL(3*time.Second))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bt.Claim(ctx); err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() { _ = bt.Run(ctx) })
+	}
+	defer wg.Wait()
+	defer cancel()
+
+	seq := func() uint64 {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq
+	}
+	time.Sleep(2 * interval) // let every node settle into its rhythm
+	seq0, cpuM0, cpuS0, t0 := seq(), cpuSeconds(b, m.cmd.Process.Pid), cpuSeconds(b, ns.cmd.Process.Pid), time.Now()
+	var ages []float64
+	var online []int
+	for time.Since(t0) < window {
+		time.Sleep(250 * time.Millisecond)
+		msg, err := conns[0].Request(mesh.ViewSubject, nil, 2*time.Second)
+		if err != nil {
+			continue
+		}
+		var v master.ViewReply
+		if json.Unmarshal(msg.Data, &v) != nil {
+			continue
+		}
+		n := 0
+		for _, node := range v.Nodes {
+			if node.Online && strings.HasPrefix(node.ID, "sim-") {
+				n++
+				ages = append(ages, node.AgeSeconds)
+			}
+		}
+		online = append(online, n)
+	}
+	el := time.Since(t0).Seconds()
+	puts := float64(seq()-seq0) / el
+	cpuM := (cpuSeconds(b, m.cmd.Process.Pid) - cpuM0) / el
+	cpuS := (cpuSeconds(b, ns.cmd.Process.Pid) - cpuS0) / el
+	slices.Sort(ages)
+	slices.Sort(online)
+	p99 := 0.0
+	if len(ages) > 0 {
+		p99 = ages[len(ages)*99/100]
+	}
+	b.ReportMetric(puts, "kv-puts/s")
+	b.ReportMetric(cpuM*100, "master-cpu-%")
+	b.ReportMetric(cpuS*100, "server-cpu-%")
+	b.ReportMetric(p99, "age-p99-s")
+	b.ReportMetric(float64(online[0]), "min-online")
+	b.ReportMetric(float64(rssKiB(m.cmd.Process.Pid))/1024, "master-rss-MiB")
+}
+
+// cpuSeconds reads utime+stime of pid from /proc (Linux).
+func cpuSeconds(tb testing.TB, pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		tb.Fatalf("cpu of %d: %v", pid, err)
+	}
+	// Fields after the ")" that ends the command name: utime is field 14, stime 15.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// rssKiB reads VmRSS of pid from /proc (Linux).
+func rssKiB(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
