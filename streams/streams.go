@@ -16,12 +16,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-//go:embed kv/*.json
+//go:embed kv/*.json stream/*.json consumer/*/*.json
 var files embed.FS
 
 // Definitions are the parsed files.
 type Definitions struct {
-	KV []jetstream.KeyValueConfig
+	KV        []jetstream.KeyValueConfig
+	Streams   []jetstream.StreamConfig
+	Consumers []ConsumerDef
+}
+
+// ConsumerDef is a durable consumer of a stream.
+type ConsumerDef struct {
+	Stream string
+	Config jetstream.ConsumerConfig
 }
 
 // Options override what an operator may tune per deployment.
@@ -36,27 +44,55 @@ type Options struct {
 // file is an error, not a silently dropped setting.
 func Load() (Definitions, error) {
 	var d Definitions
-	err := fs.WalkDir(files, "kv", func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
+	err := fs.WalkDir(files, ".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || path.Ext(p) != ".json" {
 			return err
 		}
 		b, err := files.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		var c jetstream.KeyValueConfig
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return fmt.Errorf("streams/%s: %w", p, err)
+		base := strings.TrimSuffix(path.Base(p), ".json")
+		switch dir := path.Dir(p); {
+		case dir == "kv":
+			var c jetstream.KeyValueConfig
+			if err := strictJSON(b, &c); err != nil {
+				return fmt.Errorf("streams/%s: %w", p, err)
+			}
+			if c.Bucket != base {
+				return fmt.Errorf("streams/%s: bucket %q must match the file name", p, c.Bucket)
+			}
+			d.KV = append(d.KV, c)
+		case dir == "stream":
+			var c jetstream.StreamConfig
+			if err := strictJSON(b, &c); err != nil {
+				return fmt.Errorf("streams/%s: %w", p, err)
+			}
+			if c.Name != base {
+				return fmt.Errorf("streams/%s: stream %q must match the file name", p, c.Name)
+			}
+			d.Streams = append(d.Streams, c)
+		case strings.HasPrefix(dir, "consumer/"):
+			var c jetstream.ConsumerConfig
+			if err := strictJSON(b, &c); err != nil {
+				return fmt.Errorf("streams/%s: %w", p, err)
+			}
+			if c.Durable != base {
+				return fmt.Errorf("streams/%s: durable %q must match the file name", p, c.Durable)
+			}
+			d.Consumers = append(d.Consumers, ConsumerDef{Stream: path.Base(dir), Config: c})
+		default:
+			return fmt.Errorf("streams/%s: unexpected file", p)
 		}
-		if want := strings.TrimSuffix(path.Base(p), ".json"); c.Bucket != want {
-			return fmt.Errorf("streams/%s: bucket %q must match the file name", p, c.Bucket)
-		}
-		d.KV = append(d.KV, c)
 		return nil
 	})
 	return d, err
+}
+
+func strictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 // MustLoad is [Load] for callers that run after the package tests proved the
@@ -137,10 +173,99 @@ func Ensure(ctx context.Context, js jetstream.JetStream, d Definitions, o Option
 		}
 		drift = append(drift, dd...)
 	}
+	for _, c := range d.Streams {
+		if o.Replicas > 0 {
+			c.Replicas = o.Replicas
+		}
+		_, applyErr := js.CreateOrUpdateStream(ctx, c)
+		if applyErr != nil && !isAPIError(applyErr) {
+			return fmt.Errorf("apply stream %s: %w", c.Name, applyErr)
+		}
+		dd, err := CheckStream(ctx, js, c)
+		if err != nil {
+			if applyErr != nil {
+				return fmt.Errorf("apply stream %s: %w", c.Name, applyErr)
+			}
+			return err
+		}
+		if len(dd) == 0 && applyErr != nil {
+			return fmt.Errorf("apply stream %s: %w", c.Name, applyErr)
+		}
+		drift = append(drift, dd...)
+	}
+	for _, c := range d.Consumers {
+		_, applyErr := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config)
+		if applyErr != nil && !isAPIError(applyErr) {
+			return fmt.Errorf("apply consumer %s/%s: %w", c.Stream, c.Config.Durable, applyErr)
+		}
+		dd, err := CheckConsumer(ctx, js, c)
+		if err != nil {
+			if applyErr != nil {
+				return fmt.Errorf("apply consumer %s/%s: %w", c.Stream, c.Config.Durable, applyErr)
+			}
+			return err
+		}
+		if len(dd) == 0 && applyErr != nil {
+			return fmt.Errorf("apply consumer %s/%s: %w", c.Stream, c.Config.Durable, applyErr)
+		}
+		drift = append(drift, dd...)
+	}
 	if len(drift) > 0 {
 		return &DriftError{Drift: drift}
 	}
 	return nil
+}
+
+// CheckStream compares the running stream with c.
+func CheckStream(ctx context.Context, js jetstream.JetStream, c jetstream.StreamConfig) ([]Drift, error) {
+	s, err := js.Stream(ctx, c.Name)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", c.Name, err)
+	}
+	have := s.CachedInfo().Config
+	d := differ{asset: "stream " + c.Name}
+	d.add("subjects", strings.Join(c.Subjects, ","), strings.Join(have.Subjects, ","))
+	d.add("retention", c.Retention, have.Retention)
+	d.add("storage", c.Storage, have.Storage)
+	d.add("max_age", c.MaxAge, have.MaxAge)
+	d.add("duplicate_window", c.Duplicates, have.Duplicates)
+	d.add("num_replicas", max(c.Replicas, 1), have.Replicas)
+	d.add("allow_msg_counter", c.AllowMsgCounter, have.AllowMsgCounter)
+	if c.MaxMsgsPerSubject != 0 {
+		d.add("max_msgs_per_subject", c.MaxMsgsPerSubject, have.MaxMsgsPerSubject)
+	}
+	if c.MaxBytes > 0 {
+		d.add("max_bytes", c.MaxBytes, have.MaxBytes)
+	}
+	return d.out, nil
+}
+
+// CheckConsumer compares the running consumer with c.
+func CheckConsumer(ctx context.Context, js jetstream.JetStream, c ConsumerDef) ([]Drift, error) {
+	cons, err := js.Consumer(ctx, c.Stream, c.Config.Durable)
+	if err != nil {
+		return nil, fmt.Errorf("open consumer %s/%s: %w", c.Stream, c.Config.Durable, err)
+	}
+	have := cons.CachedInfo().Config
+	d := differ{asset: "consumer " + c.Stream + "/" + c.Config.Durable}
+	d.add("ack_policy", c.Config.AckPolicy, have.AckPolicy)
+	d.add("ack_wait", c.Config.AckWait, have.AckWait)
+	d.add("max_deliver", c.Config.MaxDeliver, have.MaxDeliver)
+	d.add("max_ack_pending", c.Config.MaxAckPending, have.MaxAckPending)
+	d.add("filter_subject", c.Config.FilterSubject, have.FilterSubject)
+	return d.out, nil
+}
+
+type differ struct {
+	asset string
+	out   []Drift
+}
+
+func (d *differ) add(setting string, want, have any) {
+	w, h := fmt.Sprint(want), fmt.Sprint(have)
+	if w != h {
+		d.out = append(d.out, Drift{Asset: d.asset, Setting: setting, Want: w, Have: h})
+	}
 }
 
 func isAPIError(err error) bool {
@@ -160,28 +285,20 @@ func CheckKV(ctx context.Context, js jetstream.JetStream, c jetstream.KeyValueCo
 	}
 	si := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
 	have := si.Config
-	asset := "kv " + c.Bucket
-	var out []Drift
-	add := func(setting string, want, have any) {
-		w, h := fmt.Sprint(want), fmt.Sprint(have)
-		if w != h {
-			out = append(out, Drift{Asset: asset, Setting: setting, Want: w, Have: h})
-		}
-	}
+	d := differ{asset: "kv " + c.Bucket}
 	history := int64(c.History)
 	if history == 0 {
 		history = 1
 	}
-	add("history", history, have.MaxMsgsPerSubject)
-	add("ttl", c.TTL, have.MaxAge)
-	add("limit_marker_ttl", c.LimitMarkerTTL, have.SubjectDeleteMarkerTTL)
-	add("storage", c.Storage, have.Storage)
-	replicas := max(c.Replicas, 1)
-	add("num_replicas", replicas, have.Replicas)
+	d.add("history", history, have.MaxMsgsPerSubject)
+	d.add("ttl", c.TTL, have.MaxAge)
+	d.add("limit_marker_ttl", c.LimitMarkerTTL, have.SubjectDeleteMarkerTTL)
+	d.add("storage", c.Storage, have.Storage)
+	d.add("num_replicas", max(c.Replicas, 1), have.Replicas)
 	if c.MaxBytes > 0 {
-		add("max_bytes", c.MaxBytes, have.MaxBytes)
+		d.add("max_bytes", c.MaxBytes, have.MaxBytes)
 	}
-	return out, nil
+	return d.out, nil
 }
 
 // OpenKV binds to a bucket, creating it from its definition only when it
@@ -214,6 +331,12 @@ func (d Definitions) Names() []string {
 	var n []string
 	for _, c := range d.KV {
 		n = append(n, "kv "+c.Bucket)
+	}
+	for _, c := range d.Streams {
+		n = append(n, "stream "+c.Name)
+	}
+	for _, c := range d.Consumers {
+		n = append(n, "consumer "+c.Stream+"/"+c.Config.Durable)
 	}
 	slices.Sort(n)
 	return n

@@ -19,22 +19,33 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// kvFiles lists the files on disk that Load must have parsed.
-func kvFiles(t *testing.T) []string {
+// assetFiles lists, as Definitions.Names spells them, the assets the JSON
+// files on disk define: kv/NAME.json, stream/NAME.json and
+// consumer/STREAM/NAME.json. Load must have parsed every one.
+func assetFiles(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	err := filepath.WalkDir("kv", func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
+	err := filepath.WalkDir(".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || filepath.Ext(p) != ".json" {
 			return err
 		}
-		if strings.HasSuffix(p, ".json") {
-			out = append(out, strings.TrimSuffix(filepath.Base(p), ".json"))
+		name := strings.TrimSuffix(filepath.Base(p), ".json")
+		switch dir := filepath.ToSlash(filepath.Dir(p)); {
+		case dir == "kv":
+			out = append(out, "kv "+name)
+		case dir == "stream":
+			out = append(out, "stream "+name)
+		case strings.HasPrefix(dir, "consumer/"):
+			out = append(out, "consumer "+strings.TrimPrefix(dir, "consumer/")+"/"+name)
+		default:
+			t.Errorf("unexpected file %s", p)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -49,16 +60,18 @@ func load(t *testing.T) streams.Definitions {
 
 func TestLoadParsesEveryFile(t *testing.T) {
 	d := load(t)
-	files := kvFiles(t)
-	if len(files) == 0 {
-		t.Fatal("no kv/*.json files found")
+	want := assetFiles(t)
+	if len(want) == 0 {
+		t.Fatal("no definition files found")
 	}
-	if len(d.KV) != len(files) {
-		t.Fatalf("Load parsed %d KV definitions, want one per file %v", len(d.KV), files)
+	if got := d.Names(); !slices.Equal(got, want) {
+		t.Errorf("Load parsed %v, want one asset per file: %v", got, want)
 	}
-	for _, name := range files {
-		if _, ok := d.Bucket(name, streams.Options{}); !ok {
-			t.Errorf("kv/%s.json not in the loaded definitions", name)
+	for _, name := range want {
+		if b, ok := strings.CutPrefix(name, "kv "); ok {
+			if _, ok := d.Bucket(b, streams.Options{}); !ok {
+				t.Errorf("kv/%s.json not in the loaded definitions", b)
+			}
 		}
 	}
 	c, ok := d.Bucket(mesh.NodesBucket, streams.Options{})
@@ -68,14 +81,6 @@ func TestLoadParsesEveryFile(t *testing.T) {
 	if c.TTL != 3*time.Second || c.LimitMarkerTTL != time.Minute || c.History != 1 ||
 		c.Storage != jetstream.FileStorage || c.Replicas != 1 {
 		t.Errorf("nodes definition = %+v, want ttl 3s, limit_marker_ttl 1m, history 1, file storage, 1 replica", c)
-	}
-	want := make([]string, len(files))
-	for i, f := range files {
-		want[i] = "kv " + f
-	}
-	slices.Sort(want)
-	if got := d.Names(); !slices.Equal(got, want) {
-		t.Errorf("Names() = %v, want %v", got, want)
 	}
 }
 

@@ -263,7 +263,7 @@ func (b *Beater) beat(ctx context.Context) error {
 	e, gerr := b.kv.Get(bctx, b.id)
 	if gerr == nil {
 		var hb mesh.Heartbeat
-		if json.Unmarshal(e.Value(), &hb) == nil && hb.Instance != b.instance {
+		if json.Unmarshal(e.Value(), &hb) != nil || hb.Instance != b.instance {
 			return b.duplicate(bctx, &hb)
 		}
 		b.setRev(e.Revision()) // our own write whose ack we missed
@@ -286,8 +286,23 @@ func (b *Beater) beat(ctx context.Context) error {
 func (b *Beater) leave() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := b.kv.Purge(ctx, b.id, jetstream.LastRevision(b.getRev()), jetstream.PurgeTTL(time.Minute))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	rev := b.getRev()
+	err := b.kv.Purge(ctx, b.id, jetstream.LastRevision(rev), jetstream.PurgeTTL(time.Minute))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// A beat cancelled in flight may have been stored without us
+		// seeing its ack: purge it if the key is still ours, never if
+		// another process holds it.
+		e, gerr := b.kv.Get(ctx, b.id)
+		if gerr != nil {
+			return nil // already gone
+		}
+		var hb mesh.Heartbeat
+		if json.Unmarshal(e.Value(), &hb) != nil || hb.Instance != b.instance {
+			return nil
+		}
+		err = b.kv.Purge(ctx, b.id, jetstream.LastRevision(e.Revision()), jetstream.PurgeTTL(time.Minute))
+	}
+	if err != nil {
 		return fmt.Errorf("remove heartbeat key %s: %w", b.id, err)
 	}
 	b.log.Info("heartbeat key removed")

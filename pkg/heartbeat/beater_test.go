@@ -396,3 +396,71 @@ func TestHoldClaimFailureSkipsWork(t *testing.T) {
 		t.Error("work ran without the key")
 	}
 }
+
+// cancelInFlightKV is the real bucket with one fault injected: on the armed
+// Update it lets the write reach the server, then cancels Run's context and
+// reports the cancellation, exactly as nats.go does when a context ends
+// while a publish waits for its ack (the write is stored, the ack is lost).
+// That is what happens when a beat is in flight as a node stops, e.g. the
+// Kick a worker's drain/shutdown handler sends right before Hold stops beats.
+type cancelInFlightKV struct {
+	jetstream.KeyValue
+	mu     sync.Mutex
+	cancel context.CancelFunc // armed when set
+	fired  chan struct{}
+}
+
+func (k *cancelInFlightKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	k.mu.Lock()
+	cancel := k.cancel
+	k.cancel = nil
+	k.mu.Unlock()
+	if cancel == nil {
+		return k.KeyValue.Update(ctx, key, value, rev)
+	}
+	_, err := k.KeyValue.Update(context.WithoutCancel(ctx), key, value, rev)
+	cancel()
+	close(k.fired)
+	if err != nil {
+		return 0, err
+	}
+	return 0, context.Canceled
+}
+
+// A beat whose ack is lost because Run is being cancelled must not leave
+// the key behind: stopping must still remove it at once.
+func TestCancelDuringInFlightBeatStillPurgesKey(t *testing.T) {
+	const ttl = 2 * time.Second // expiry alone would take 2s
+	bucket := nodesKV(t, ttl)
+	kv := &cancelInFlightKV{KeyValue: bucket, fired: make(chan struct{})}
+	b, err := heartbeat.New(kv, "w1", mesh.RoleWorker, heartbeat.WithInterval(interval), heartbeat.WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim(t, b)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	kv.mu.Lock()
+	kv.cancel = cancel
+	kv.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	select {
+	case <-kv.fired:
+	case <-time.After(3 * time.Second):
+		t.Fatal("no beat within 3s")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if !gone(bucket, "w1") {
+		e, _ := bucket.Get(t.Context(), "w1")
+		t.Errorf("key w1 still there (rev %d) after Run returned: the purge used a stale revision, "+
+			"so the node stays online until the TTL expires it", e.Revision())
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/command"
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/heartbeat"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
@@ -31,6 +32,8 @@ type Config struct {
 	Clock             func() time.Time
 	Log               *slog.Logger
 	Registerer        prometheus.Registerer
+	// Crawls, when set, makes this master start, cancel and complete crawls.
+	Crawls *crawlctl.Control
 }
 
 // Master is one control-plane node.
@@ -83,6 +86,15 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 		if err := cfg.Registerer.Register(m.view); err != nil {
 			return nil, fmt.Errorf("register cluster view metrics: %w", err)
 		}
+		if cfg.Crawls != nil {
+			ctl := cfg.Crawls
+			r := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.ID}, cfg.Registerer)
+			if err := r.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_tasks_pending",
+				Help: "Tasks in the work queue (queued, in flight or waiting for a retry), as this master last saw it."},
+				func() float64 { return float64(ctl.PendingTasks()) })); err != nil {
+				return nil, fmt.Errorf("register crawl metrics: %w", err)
+			}
+		}
 	}
 	return m, nil
 }
@@ -101,9 +113,13 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 		var wg sync.WaitGroup
-		errs := make(chan error, 2)
+		errs := make(chan error, 4)
 		wg.Go(func() { errs <- m.view.Run(ctx) })
 		wg.Go(func() { errs <- command.Serve(ctx, m.nc, m.cfg.ID, mesh.RoleMaster, m.handle, m.log) })
+		if ctl := m.cfg.Crawls; ctl != nil {
+			wg.Go(func() { errs <- ctl.Run(ctx, 500*time.Millisecond) })
+			wg.Go(func() { errs <- ctl.Serve(ctx, m.nc) })
+		}
 		m.log.Info("master running")
 		select {
 		case <-ctx.Done():

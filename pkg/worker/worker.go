@@ -5,12 +5,14 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -28,7 +30,15 @@ type Config struct {
 	Clock             func() time.Time // for update_ts; nil means time.Now
 	Log               *slog.Logger
 	Registerer        prometheus.Registerer // nil: no metrics
+	// Tasks opens the shared work-queue consumer and the task handler; nil
+	// runs an idle node. It is retried until it succeeds, so a worker joins
+	// the mesh (heartbeat, commands) before a master has created the stream.
+	Tasks TaskSource
 }
+
+// TaskSource opens the task consumer and the handler that runs one task
+// message to its acknowledgement.
+type TaskSource func(ctx context.Context) (jetstream.Consumer, func(context.Context, jetstream.Msg), error)
 
 // Worker is one crawler node.
 type Worker struct {
@@ -43,6 +53,8 @@ type Worker struct {
 	active      int
 	stop        chan struct{} // closed when drain completes or on shutdown
 	stopOnce    sync.Once
+	changed     chan struct{} // state or concurrency changed (1-buffered)
+	tasks       sync.WaitGroup
 }
 
 // New validates cfg and returns a worker that heartbeats in nodes.
@@ -54,7 +66,8 @@ func New(nc *nats.Conn, nodes heartbeat.KV, cfg Config) (*Worker, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{nc: nc, cfg: cfg, state: mesh.StateRunning, concurrency: cfg.Concurrency,
-		stop: make(chan struct{}), log: cfg.Log.With("component", "worker", "node", cfg.ID)}
+		stop: make(chan struct{}), changed: make(chan struct{}, 1),
+		log: cfg.Log.With("component", "worker", "node", cfg.ID)}
 	opts := []heartbeat.Option{heartbeat.WithStatus(w.status), heartbeat.WithLogger(cfg.Log)}
 	if cfg.HeartbeatInterval > 0 {
 		opts = append(opts, heartbeat.WithInterval(cfg.HeartbeatInterval))
@@ -117,6 +130,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer cancel()
 		errc := make(chan error, 1)
 		go func() { errc <- command.Serve(ctx, w.nc, w.cfg.ID, mesh.RoleWorker, w.handle, w.log) }()
+		var consumeWG sync.WaitGroup
+		if w.cfg.Tasks != nil {
+			consumeWG.Go(func() { w.consume(ctx) })
+		}
+		defer func() {
+			cancel()
+			consumeWG.Wait()
+			w.tasks.Wait()
+		}()
 		w.log.Info("worker running", "concurrency", w.cfg.Concurrency)
 		var err error
 		select {
@@ -163,8 +185,98 @@ func (w *Worker) handle(_ context.Context, c mesh.Command) mesh.Reply {
 	case mesh.CmdSetConcurrency:
 		w.concurrency = c.N
 	}
+	w.notify()
 	w.beater.Kick()
 	return mesh.Reply{OK: true, State: w.state, Concurrency: w.concurrency}
 }
 
 func (w *Worker) stopLocked() { w.stopOnce.Do(func() { close(w.stop) }) }
+
+func (w *Worker) notify() {
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+// consume pulls tasks while the worker is running. Each (re)start pulls at
+// most as many messages as there are slots, so no message waits in a
+// buffer long enough for its ack deadline to pass. A change of state or
+// concurrency drains the current pull: buffered messages are still
+// handled, in-flight tasks finish, and a new pull starts with the new size.
+func (w *Worker) consume(ctx context.Context) {
+	cons, handle, err := w.cfg.Tasks(ctx)
+	for logged := false; err != nil; cons, handle, err = w.cfg.Tasks(ctx) {
+		if ctx.Err() != nil {
+			return
+		}
+		if !logged {
+			w.log.Warn("tasks not available yet, retrying", "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	for ctx.Err() == nil {
+		state, n := w.State()
+		if state != mesh.StateRunning {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.changed:
+				continue
+			}
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(n), jetstream.PullExpiry(5*time.Second))
+		if err != nil {
+			w.log.Warn("task pull not started, retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for range n {
+			w.tasks.Go(func() {
+				for {
+					msg, err := it.Next()
+					if err != nil {
+						if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
+							w.log.Warn("task pull ended", "err", err)
+						}
+						return
+					}
+					w.begin()
+					handle(ctx, msg)
+					w.end()
+				}
+			})
+		}
+		select {
+		case <-ctx.Done():
+			it.Stop()
+			return
+		case <-w.changed:
+			it.Drain()
+		}
+	}
+}
+
+func (w *Worker) begin() {
+	w.mu.Lock()
+	w.active++
+	w.mu.Unlock()
+}
+
+func (w *Worker) end() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.active--
+	if w.active == 0 && w.state == mesh.StateDraining {
+		w.stopLocked()
+	}
+}

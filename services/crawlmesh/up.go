@@ -12,10 +12,8 @@ import (
 	"time"
 
 	"github.com/crawlmesh/crawlmesh/pkg/embedded"
-	"github.com/crawlmesh/crawlmesh/pkg/master"
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
-	"github.com/crawlmesh/crawlmesh/pkg/worker"
 	"github.com/crawlmesh/crawlmesh/services/internal/boot"
 )
 
@@ -112,8 +110,7 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 	if err != nil {
 		return err
 	}
-	m, err := master.New(menv.NC, menv.Nodes, master.Config{ID: mn.ID, HeartbeatInterval: mn.HeartbeatInterval,
-		HeartbeatTTL: mn.HeartbeatTTL, Log: menv.Log, Registerer: reg})
+	m, err := boot.NewMaster(ctx, menv, &mn, 0)
 	if err != nil {
 		menv.Drain()
 		return err
@@ -124,13 +121,12 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 		if err != nil {
 			return err
 		}
-		w, err := worker.New(env.NC, env.Nodes, worker.Config{ID: n.ID, Concurrency: u.concurrency,
-			HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL, Log: env.Log, Registerer: reg})
+		runWorker, err := boot.NewWorker(ctx, env, &n, boot.WorkerOptions{Concurrency: u.concurrency})
 		if err != nil {
 			env.Drain()
 			return err
 		}
-		parts = append(parts, part{env, w.Run})
+		parts = append(parts, part{env, runWorker})
 	}
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/crawlmesh/crawlmesh/pkg/master"
 	"github.com/crawlmesh/crawlmesh/pkg/signals"
 	"github.com/crawlmesh/crawlmesh/services/internal/boot"
 )
@@ -38,11 +37,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	m, err := master.New(env.NC, env.Nodes, master.Config{
-		ID: cfg.ID, HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTTL: cfg.HeartbeatTTL,
-		OfflineRetention: cfg.OfflineRetention, Clock: cfg.Clock(), Log: env.Log, Registerer: env.Reg,
-	})
+	m, err := boot.NewMaster(ctx, env, &cfg.Node, cfg.OfflineRetention)
 	if err != nil {
+		env.Drain()
 		return err
 	}
 	return env.Run(ctx, m.Run)

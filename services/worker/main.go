@@ -11,7 +11,6 @@ import (
 	"os"
 
 	"github.com/crawlmesh/crawlmesh/pkg/signals"
-	"github.com/crawlmesh/crawlmesh/pkg/worker"
 	"github.com/crawlmesh/crawlmesh/services/internal/boot"
 )
 
@@ -40,13 +39,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(env.NC, env.Nodes, worker.Config{
-		ID: cfg.ID, Concurrency: cfg.Concurrency,
-		HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTTL: cfg.HeartbeatTTL,
-		Clock: cfg.Clock(), Log: env.Log, Registerer: env.Reg,
-	})
+	runWorker, err := boot.NewWorker(ctx, env, &cfg.Node, cfg.options())
 	if err != nil {
+		env.Drain()
 		return err
 	}
-	return env.Run(ctx, w.Run)
+	return env.Run(ctx, runWorker)
 }

@@ -1,0 +1,216 @@
+package crawler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+// Publisher publishes tasks, counters and claims for crawls.
+type Publisher struct {
+	js   jetstream.JetStream
+	seen jetstream.KeyValue
+}
+
+// NewPublisher returns a Publisher over js and the seen bucket.
+func NewPublisher(js jetstream.JetStream, seen jetstream.KeyValue) *Publisher {
+	return &Publisher{js: js, seen: seen}
+}
+
+// Admission is the outcome of offering URLs to a crawl.
+type Admission struct {
+	Tasks   []mesh.Task // admitted: publish them
+	Skipped int         // already in the crawl, or over max_pages
+}
+
+// Admit claims each candidate in the seen-set and, when maxPages > 0,
+// counts it against the crawl's page budget. parentID is the task that
+// found them ("" for seeds); redelivered says the parent ran before, so
+// claims it made then count as its own.
+func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, parentID string, redelivered bool, cands []mesh.Task) (Admission, error) {
+	var adm Admission
+	futs := make([]jetstream.PubAckFuture, len(cands))
+	for i, t := range cands {
+		subj := "$KV." + mesh.SeenBucket + "." + mesh.SeenKey(crawl, t.ID)
+		f, err := p.js.PublishAsync(subj, []byte(parentID), jetstream.WithExpectLastSequencePerSubject(0))
+		if err != nil {
+			return adm, fmt.Errorf("claim %s: %w", t.URL, err)
+		}
+		futs[i] = f
+	}
+	var claimed []mesh.Task
+	for i, f := range futs {
+		t := cands[i]
+		select {
+		case <-f.Ok():
+			claimed = append(claimed, t)
+			continue
+		case err := <-f.Err():
+			if !isWrongLastSeq(err) {
+				return adm, fmt.Errorf("claim %s: %w", t.URL, err)
+			}
+		case <-ctx.Done():
+			return adm, ctx.Err()
+		}
+		if !redelivered {
+			adm.Skipped++
+			continue
+		}
+		mine, err := p.claimedBy(ctx, crawl, t.ID, parentID)
+		if err != nil {
+			return adm, err
+		}
+		if mine {
+			claimed = append(claimed, t)
+		} else {
+			adm.Skipped++
+		}
+	}
+	if maxPages <= 0 {
+		adm.Tasks = claimed
+		return adm, nil
+	}
+	// The page budget: each admitted URL increments a counter once (its
+	// de-duplication id makes a redelivered increment a no-op); the ack
+	// says the total, so URLs past max_pages are left out.
+	cfuts := make([]jetstream.PubAckFuture, len(claimed))
+	for i, t := range claimed {
+		f, err := p.incrAsync(mesh.StatSubject(crawl, mesh.StatAdmitted), 1, crawl+"."+t.ID+".admit")
+		if err != nil {
+			return adm, err
+		}
+		cfuts[i] = f
+	}
+	for i, f := range cfuts {
+		select {
+		case ack := <-f.Ok():
+			n, err := strconv.ParseInt(ack.Value, 10, 64)
+			if ack.Duplicate {
+				// Counted on an earlier delivery; whether it fit then is not
+				// known, so it is re-checked against the current total.
+				n, err = p.Counter(ctx, crawl, mesh.StatAdmitted)
+				if err == nil && n <= int64(maxPages) {
+					adm.Tasks = append(adm.Tasks, claimed[i])
+					continue
+				}
+				adm.Skipped++
+				continue
+			}
+			if err != nil {
+				return adm, fmt.Errorf("page budget of %s: counter value %q", crawl, ack.Value)
+			}
+			if n <= int64(maxPages) {
+				adm.Tasks = append(adm.Tasks, claimed[i])
+			} else {
+				adm.Skipped++
+			}
+		case err := <-f.Err():
+			return adm, fmt.Errorf("page budget of %s: %w", crawl, err)
+		case <-ctx.Done():
+			return adm, ctx.Err()
+		}
+	}
+	return adm, nil
+}
+
+func (p *Publisher) claimedBy(ctx context.Context, crawl, id, parentID string) (bool, error) {
+	e, err := p.seen.Get(ctx, mesh.SeenKey(crawl, id))
+	if err != nil {
+		return false, fmt.Errorf("read claim %s: %w", id, err)
+	}
+	return string(e.Value()) == parentID, nil
+}
+
+// Claim claims one URL hash for a task (used for the final URL of a
+// redirect). It reports whether the URL is this task's to process.
+func (p *Publisher) Claim(ctx context.Context, crawl, id, taskID string, redelivered bool) (bool, error) {
+	_, err := p.seen.Create(ctx, mesh.SeenKey(crawl, id), []byte(taskID))
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return false, fmt.Errorf("claim %s: %w", id, err)
+	}
+	if !redelivered {
+		return false, nil
+	}
+	return p.claimedBy(ctx, crawl, id, taskID)
+}
+
+// PublishTask publishes a task asynchronously with its de-duplication id.
+func (p *Publisher) PublishTask(t mesh.Task) (jetstream.PubAckFuture, error) {
+	b, _ := json.Marshal(t)
+	return p.js.PublishAsync(mesh.TaskSubject(t.Crawl), b, jetstream.WithMsgID(t.Crawl+"."+t.ID))
+}
+
+// Incr adds n to a crawl counter asynchronously; id makes it idempotent.
+func (p *Publisher) Incr(crawl, name string, n int, id string) (jetstream.PubAckFuture, error) {
+	return p.incrAsync(mesh.StatSubject(crawl, name), n, id)
+}
+
+func (p *Publisher) incrAsync(subj string, n int, id string) (jetstream.PubAckFuture, error) {
+	m := nats.NewMsg(subj)
+	m.Header.Set("Nats-Incr", strconv.Itoa(n))
+	var opts []jetstream.PublishOpt
+	if id != "" {
+		opts = append(opts, jetstream.WithMsgID(id))
+	}
+	return p.js.PublishMsgAsync(m, opts...)
+}
+
+// Counter reads a crawl counter (0 if never incremented).
+func (p *Publisher) Counter(ctx context.Context, crawl, name string) (int64, error) {
+	return ReadCounter(ctx, p.js, crawl, name)
+}
+
+// ReadCounter reads a crawl counter (0 if never incremented).
+func ReadCounter(ctx context.Context, js jetstream.JetStream, crawl, name string) (int64, error) {
+	s, err := js.Stream(ctx, mesh.StatsStream)
+	if err != nil {
+		return 0, fmt.Errorf("open stream %s: %w", mesh.StatsStream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, mesh.StatSubject(crawl, name))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read counter %s of %s: %w", name, crawl, err)
+	}
+	var v struct {
+		Val string `json:"val"`
+	}
+	if err := json.Unmarshal(m.Data, &v); err != nil {
+		return 0, fmt.Errorf("counter %s of %s: %w", name, crawl, err)
+	}
+	return strconv.ParseInt(v.Val, 10, 64)
+}
+
+// Wait waits for every future; the first error wins.
+func Wait(ctx context.Context, futs []jetstream.PubAckFuture) error {
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}

@@ -1,0 +1,320 @@
+package crawler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crawlmesh/crawlmesh/pkg/fetch"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+// Config tunes task handling.
+type Config struct {
+	Node        string
+	MaxAttempts int           // fetch attempts before a transient failure goes dead (default 3)
+	Backoff     time.Duration // first retry delay, doubled each attempt (default 1s)
+	// KeepAlive is how often a running task tells the server it is still
+	// being worked on (InProgress); below the consumer's AckWait.
+	KeepAlive time.Duration
+	Log       *slog.Logger
+	Reg       prometheus.Registerer // nil: no metrics
+}
+
+// Crawler handles tasks.
+type Crawler struct {
+	cfg    Config
+	js     jetstream.JetStream
+	pub    *Publisher
+	crawls *Crawls
+	fetch  *fetch.Fetcher
+	filter *filter
+	m      *metrics
+	log    *slog.Logger
+}
+
+// New returns a Crawler.
+func New(js jetstream.JetStream, seen jetstream.KeyValue, crawls *Crawls, f *fetch.Fetcher, cfg Config) *Crawler {
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = time.Second
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Crawler{cfg: cfg, js: js, pub: NewPublisher(js, seen), crawls: crawls, fetch: f,
+		filter: newFilter(200_000), m: newMetrics(cfg.Reg), log: cfg.Log.With("component", "crawler")}
+}
+
+// Handle runs one task message to its end: ack, nak for a retry, or a
+// dead letter. It never panics on bad input and never returns an error:
+// the outcome is the message's acknowledgement.
+func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
+	t0 := time.Now()
+	attempt := 1
+	if md, err := msg.Metadata(); err == nil {
+		attempt = int(md.NumDelivered)
+	}
+	var t mesh.Task
+	if err := json.Unmarshal(msg.Data(), &t); err != nil || t.Crawl == "" || t.URL == "" || t.ID == "" {
+		reason := "undecodable task"
+		if err != nil {
+			reason += ": " + err.Error()
+		} else {
+			reason += ": crawl, url or id missing"
+		}
+		c.dead(ctx, msg, crawlOfSubject(msg.Subject()), reason, attempt, "")
+		return
+	}
+	log := c.log.With("task", t.ID, "crawl", t.Crawl)
+	cr, err := c.crawls.Get(ctx, t.Crawl)
+	if errors.Is(err, ErrUnknownCrawl) {
+		c.dead(ctx, msg, t.Crawl, err.Error(), attempt, t.Spider)
+		return
+	}
+	if err != nil {
+		log.Warn("crawl record unavailable, task retried", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if cr.State != mesh.CrawlRunning {
+		c.drop(ctx, msg, t, attempt, "crawl "+cr.State, t0)
+		return
+	}
+	if attempt > c.cfg.MaxAttempts+2 {
+		c.dead(ctx, msg, t.Crawl, fmt.Sprintf("delivered %d times without finishing (workers died or timed out on it)", attempt), attempt, t.Spider)
+		return
+	}
+	_ = msg.InProgress()
+	stop := c.keepAlive(msg)
+	page, ferr := c.fetch.Fetch(ctx, cr.Parsed, t.URL)
+	stop()
+	c.m.fetchDur.WithLabelValues(t.Spider).Observe(time.Since(t0).Seconds())
+	if ferr != nil {
+		c.failed(ctx, msg, t, attempt, ferr, t0)
+		return
+	}
+	c.m.bytes.WithLabelValues(t.Spider).Add(float64(page.Bytes))
+	redelivered := attempt > 1
+	if page.URL != t.URL {
+		mine, err := c.pub.Claim(ctx, t.Crawl, mesh.URLHash(page.URL), t.ID, redelivered)
+		if err != nil {
+			log.Warn("claim of redirect target failed, task retried", "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		if !mine {
+			c.drop(ctx, msg, t, attempt, "redirected to "+page.URL+", which the crawl already has", t0)
+			return
+		}
+	}
+	if err := c.publishPage(ctx, t, cr, page, redelivered); err != nil {
+		if ctx.Err() == nil {
+			log.Warn("publish failed, task retried", "err", err)
+		}
+		_ = msg.NakWithDelay(c.backoff(attempt, 0))
+		return
+	}
+	c.m.pages.WithLabelValues(t.Spider, statusClass(page.Status)).Inc()
+	c.m.items.WithLabelValues(t.Spider).Add(float64(len(page.Items)))
+	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: page.Status, Outcome: "ok",
+		Items: len(page.Items), Links: len(page.Links)}, t0)
+	_ = msg.Ack()
+}
+
+// publishPage publishes children, items and counters and waits for every
+// acknowledgement.
+func (c *Crawler) publishPage(ctx context.Context, t mesh.Task, cr *CrawlInfo, page *fetch.Page, redelivered bool) error {
+	s := cr.Parsed
+	var futs []jetstream.PubAckFuture
+	if s.MaxDepth == 0 || t.Depth+1 <= s.MaxDepth {
+		var cands []mesh.Task
+		for _, link := range page.Links {
+			id := mesh.URLHash(link)
+			if !redelivered && c.filter.seen(t.Crawl, id) {
+				continue
+			}
+			cands = append(cands, mesh.Task{ID: id, Crawl: t.Crawl, Spider: t.Spider, URL: link, Depth: t.Depth + 1, Referrer: page.URL})
+		}
+		adm, err := c.pub.Admit(ctx, t.Crawl, s.MaxPages, t.ID, redelivered, cands)
+		if err != nil {
+			return err
+		}
+		for _, ct := range cands {
+			c.filter.add(t.Crawl, ct.ID)
+		}
+		for _, ct := range adm.Tasks {
+			f, err := c.pub.PublishTask(ct)
+			if err != nil {
+				return err
+			}
+			futs = append(futs, f)
+		}
+	}
+	now := time.Now().UTC()
+	for i, data := range page.Items {
+		b, _ := json.Marshal(mesh.Item{URL: page.URL, Spider: t.Spider, Crawl: t.Crawl, Depth: t.Depth, FetchedAt: now, Data: data})
+		f, err := c.js.PublishAsync(mesh.ResultSubject(t.Crawl), b, jetstream.WithMsgID(mesh.ItemID(t.Crawl, page.URL, i)))
+		if err != nil {
+			return err
+		}
+		futs = append(futs, f)
+	}
+	for _, inc := range []struct {
+		name string
+		n    int
+	}{{mesh.StatOK, 1}, {mesh.StatItems, len(page.Items)}} {
+		if inc.n == 0 {
+			continue
+		}
+		f, err := c.pub.Incr(t.Crawl, inc.name, inc.n, t.Crawl+"."+t.ID+"."+inc.name)
+		if err != nil {
+			return err
+		}
+		futs = append(futs, f)
+	}
+	return Wait(ctx, futs)
+}
+
+func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, attempt int, err error, t0 time.Time) {
+	var fe *fetch.Error
+	if !errors.As(err, &fe) {
+		fe = &fetch.Error{Transient: true, Reason: "error", Err: err}
+	}
+	entry := mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: fe.Status, Error: fe.Error()}
+	if fe.Transient && ctx.Err() != nil {
+		// Shutting down: someone else takes it at once.
+		_ = msg.Nak()
+		return
+	}
+	if fe.Transient && attempt < c.cfg.MaxAttempts {
+		d := c.backoff(attempt, fe.RetryAfter)
+		entry.Outcome = "retry"
+		c.logEntry(t, entry, t0)
+		c.m.retries.WithLabelValues(t.Spider).Inc()
+		_ = msg.NakWithDelay(d)
+		return
+	}
+	if fe.Transient {
+		c.dead(ctx, msg, t.Crawl, fmt.Sprintf("%d attempts failed, last: %s", attempt, fe.Error()), attempt, t.Spider)
+		return
+	}
+	entry.Outcome = "failed"
+	c.m.pages.WithLabelValues(t.Spider, reasonClass(fe)).Inc()
+	f, perr := c.pub.Incr(t.Crawl, mesh.StatFailed, 1, t.Crawl+"."+t.ID+".failed")
+	if perr == nil {
+		perr = Wait(ctx, []jetstream.PubAckFuture{f})
+	}
+	if perr != nil {
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	c.logEntry(t, entry, t0)
+	_ = msg.Ack()
+}
+
+func (c *Crawler) drop(ctx context.Context, msg jetstream.Msg, t mesh.Task, attempt int, why string, t0 time.Time) {
+	if f, err := c.pub.Incr(t.Crawl, mesh.StatDropped, 1, t.Crawl+"."+t.ID+".dropped"); err == nil {
+		_ = Wait(ctx, []jetstream.PubAckFuture{f})
+	}
+	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Outcome: "dropped", Error: why}, t0)
+	_ = msg.Ack()
+}
+
+// dead copies the task to the dead-letter stream with the reason, then
+// terminates it (Term removes it from the work queue, so the copy comes first).
+func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, crawl, reason string, attempt int, spider string) {
+	if crawl == "" {
+		crawl = "unknown"
+	}
+	m := nats.NewMsg(mesh.DeadSubject(crawl))
+	m.Data = msg.Data()
+	m.Header.Set("Crawlmesh-Reason", reason)
+	m.Header.Set("Crawlmesh-Attempts", strconv.Itoa(attempt))
+	m.Header.Set("Crawlmesh-Node", c.cfg.Node)
+	m.Header.Set("Crawlmesh-Subject", msg.Subject())
+	if _, err := c.js.PublishMsg(ctx, m); err != nil {
+		c.log.Warn("dead letter not stored, task retried", "crawl", crawl, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	f, err := c.pub.Incr(crawl, mesh.StatDead, 1, "")
+	if err == nil {
+		_ = Wait(ctx, []jetstream.PubAckFuture{f})
+	}
+	c.m.dead.WithLabelValues(spider).Inc()
+	c.log.Warn("task sent to dead letters", "crawl", crawl, "attempt", attempt, "err", reason)
+	_ = msg.TermWithReason(reason)
+}
+
+func (c *Crawler) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	d := c.cfg.Backoff << min(attempt-1, 6)
+	return max(d, retryAfter)
+}
+
+// keepAlive marks the message in progress periodically until stop is called.
+func (c *Crawler) keepAlive(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(c.cfg.KeepAlive)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func (c *Crawler) logEntry(t mesh.Task, e mesh.LogEntry, t0 time.Time) {
+	e.Time, e.Node, e.Duration = time.Now().UTC(), c.cfg.Node, time.Since(t0).Seconds()
+	b, _ := json.Marshal(e)
+	// Logs are best effort: a lost line must not hold up the crawl.
+	_, _ = c.js.PublishAsync(mesh.LogSubject(t.Crawl), b)
+}
+
+func crawlOfSubject(subj string) string {
+	c := strings.TrimPrefix(subj, "crawlmesh.task.")
+	if c == subj || strings.Contains(c, ".") {
+		return ""
+	}
+	return c
+}
+
+func statusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "error"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
+
+func reasonClass(fe *fetch.Error) string {
+	switch fe.Reason {
+	case "robots", "too-large", "not-html", "redirect", "timeout", "network":
+		return fe.Reason
+	}
+	if fe.Status > 0 {
+		return statusClass(fe.Status)
+	}
+	return "error"
+}

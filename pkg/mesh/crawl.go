@@ -1,0 +1,124 @@
+package mesh
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// JetStream assets of the crawler (definitions in streams/).
+const (
+	SpidersBucket = "spiders"  // spider name -> spec JSON
+	CrawlsBucket  = "crawls"   // crawl id -> Crawl JSON
+	SeenBucket    = "seen"     // "<crawl>.<url hash>" -> id of the task that found it
+	TasksStream   = "TASKS"    // work queue, one message per URL of a crawl
+	TasksConsumer = "workers"  // the one durable pull consumer all workers share
+	ResultsStream = "RESULTS"  // items
+	DeadStream    = "DEADLETTER"
+	LogsStream    = "LOGS"
+	StatsStream   = "STATS" // counters
+)
+
+// Subjects of one crawl.
+func TaskSubject(crawl string) string   { return "crawlmesh.task." + crawl }
+func ResultSubject(crawl string) string { return "crawlmesh.result." + crawl }
+func DeadSubject(crawl string) string   { return "crawlmesh.dlq." + crawl }
+func LogSubject(crawl string) string    { return "crawlmesh.log." + crawl }
+
+// StatSubject is the counter subject of one statistic of a crawl.
+func StatSubject(crawl, name string) string { return "crawlmesh.stat." + crawl + "." + name }
+
+// Statistic names.
+const (
+	StatAdmitted = "admitted" // URLs accepted into the crawl (max_pages counts these)
+	StatOK       = "ok"       // pages fetched and processed
+	StatFailed   = "failed"   // pages that ended in an error (4xx, robots, too large ...)
+	StatDead     = "dead"     // tasks sent to the dead-letter stream
+	StatItems    = "items"
+	StatDropped  = "dropped" // tasks dropped: cancelled crawl, duplicate after redirect, over max_pages
+)
+
+// Master API subjects (request/reply), answered by masters.
+const (
+	APICrawlStart  = "crawlmesh.api.crawl.start"
+	APICrawlCancel = "crawlmesh.api.crawl.cancel"
+)
+
+// Crawl states.
+const (
+	CrawlRunning   = "running"
+	CrawlCompleted = "completed"
+	CrawlCancelled = "cancelled"
+)
+
+// Crawl is one run of a spider, stored in CrawlsBucket.
+type Crawl struct {
+	ID         string          `json:"id"`
+	Spider     string          `json:"spider"`
+	State      string          `json:"state"`
+	Spec       json.RawMessage `json:"spec"` // the spec as it was at start
+	CreatedAt  time.Time       `json:"created_at"`
+	SeededAt   *time.Time      `json:"seeded_at,omitempty"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+}
+
+// Task is one URL of one crawl on the work queue.
+type Task struct {
+	ID       string `json:"id"` // URLHash of URL; unique within the crawl
+	Crawl    string `json:"crawl"`
+	Spider   string `json:"spider"`
+	URL      string `json:"url"` // canonical
+	Depth    int    `json:"depth"`
+	Referrer string `json:"referrer,omitempty"`
+}
+
+// Item is one extracted item, as stored in the results stream and
+// written by `results export --format jsonl`.
+type Item struct {
+	URL       string            `json:"url"`
+	Spider    string            `json:"spider"`
+	Crawl     string            `json:"crawl"`
+	Depth     int               `json:"depth"`
+	FetchedAt time.Time         `json:"fetched_at"`
+	Data      map[string]string `json:"data"`
+}
+
+// LogEntry is one line of a crawl's task log.
+type LogEntry struct {
+	Time     time.Time `json:"ts"`
+	Node     string    `json:"node"`
+	URL      string    `json:"url"`
+	Attempt  int       `json:"attempt"`
+	Status   int       `json:"status,omitempty"`
+	Outcome  string    `json:"outcome"` // ok, retry, failed, dead, dropped
+	Error    string    `json:"error,omitempty"`
+	Items    int       `json:"items,omitempty"`
+	Links    int       `json:"links,omitempty"`
+	Duration float64   `json:"duration_seconds"`
+}
+
+// URLHash is the key of a canonical URL: 16 bytes of SHA-256, base64url.
+func URLHash(canonicalURL string) string {
+	h := sha256.Sum256([]byte(canonicalURL))
+	return base64.RawURLEncoding.EncodeToString(h[:16])
+}
+
+// SeenKey is the seen-set key of a URL hash in a crawl.
+func SeenKey(crawl, urlHash string) string { return crawl + "." + urlHash }
+
+// ItemID is the publish de-duplication id of the index-th item of a page.
+func ItemID(crawl, finalURL string, index int) string {
+	h := sha256.Sum256([]byte(crawl + "\x00" + finalURL + "\x00" + strconv.Itoa(index)))
+	return base64.RawURLEncoding.EncodeToString(h[:18])
+}
+
+// NewCrawlID returns "<spider>-<yyyymmddhhmmss>-<4 hex>", one subject token.
+func NewCrawlID(spider string, now time.Time) string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return spider + "-" + now.UTC().Format("20060102150405") + "-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,310 @@
+// Package spec parses and validates spider specs (YAML or JSON) as fixed by
+// DESIGN.md. A bad spec is refused as a whole with every mistake listed,
+// each naming its field path and the reason.
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/andybalholm/cascadia"
+	"go.yaml.in/yaml/v3"
+)
+
+// Spec is a spider: where to start, what to follow, what to extract.
+type Spec struct {
+	Name           string     `json:"name" yaml:"name"`
+	StartURLs      []string   `json:"start_urls" yaml:"start_urls"`
+	AllowedDomains []string   `json:"allowed_domains,omitempty" yaml:"allowed_domains"`
+	MaxDepth       int        `json:"max_depth" yaml:"max_depth"`
+	MaxPages       int        `json:"max_pages" yaml:"max_pages"`
+	Follow         []string   `json:"follow,omitempty" yaml:"follow"`
+	Items          []ItemRule `json:"items,omitempty" yaml:"items"`
+	Politeness     Politeness `json:"politeness" yaml:"politeness"`
+	Schedule       string     `json:"schedule,omitempty" yaml:"schedule"`
+	// Go names a spider written in Go and registered with the workers; it
+	// replaces follow and items.
+	Go string `json:"go,omitempty" yaml:"go"`
+}
+
+// ItemRule yields one item per element matching Selector.
+type ItemRule struct {
+	Selector string           `json:"selector" yaml:"selector"`
+	Fields   map[string]Field `json:"fields" yaml:"fields"`
+}
+
+// Field is one value of an item: the text of the first match of CSS inside
+// the item element (trimmed), or its attribute Attr. An empty CSS means
+// the item element itself.
+type Field struct {
+	CSS  string `json:"css" yaml:"css"`
+	Attr string `json:"attr,omitempty" yaml:"attr"`
+}
+
+// Politeness limits the load on each host.
+type Politeness struct {
+	Delay       Duration `json:"delay" yaml:"delay"`
+	Parallelism int      `json:"parallelism" yaml:"parallelism"`
+	RobotsTxt   *bool    `json:"robots_txt,omitempty" yaml:"robots_txt"`
+}
+
+// ObeyRobots reports whether robots.txt is obeyed (the default).
+func (p Politeness) ObeyRobots() bool { return p.RobotsTxt == nil || *p.RobotsTxt }
+
+// Duration is a time.Duration written as "100ms" in specs.
+type Duration time.Duration
+
+// UnmarshalYAML accepts "250ms", "1s" ... or a number of seconds.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	return d.parse(n.Value)
+}
+
+// UnmarshalJSON accepts "250ms" or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		s = string(b)
+	}
+	return d.parse(s)
+}
+
+func (d *Duration) parse(s string) error {
+	if v, err := time.ParseDuration(s); err == nil {
+		*d = Duration(v)
+		return nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		*d = Duration(f * float64(time.Second))
+		return nil
+	}
+	return fmt.Errorf("duration %q: want e.g. 250ms or 1s", s)
+}
+
+// MarshalJSON writes the duration as "250ms".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Errors lists every mistake found in a spec.
+type Errors []string
+
+func (e Errors) Error() string {
+	if len(e) == 1 {
+		return "invalid spec: " + e[0]
+	}
+	return fmt.Sprintf("invalid spec, %d mistakes:\n  - %s", len(e), strings.Join(e, "\n  - "))
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Parse reads a YAML or JSON spec and validates it. The error, if any, is
+// an [Errors] listing every mistake.
+func Parse(data []byte) (*Spec, error) {
+	var s Spec
+	var errs Errors
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			if errors.Is(err, io.EOF) {
+				return nil, Errors{"empty spec"}
+			}
+			return nil, Errors{strings.TrimPrefix(err.Error(), "yaml: ")}
+		}
+		for _, m := range te.Errors {
+			errs = append(errs, friendlyYAML(m))
+		}
+	}
+	errs = append(errs, s.validate()...)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return &s, nil
+}
+
+// friendlyYAML rewrites yaml's Go-flavoured messages in spec terms.
+func friendlyYAML(m string) string {
+	m = strings.ReplaceAll(m, " in type spec.Spec", "")
+	m = strings.ReplaceAll(m, " in type spec.ItemRule", " (in items)")
+	m = strings.ReplaceAll(m, " in type spec.Field", " (in an item field)")
+	m = strings.ReplaceAll(m, " in type spec.Politeness", " (in politeness)")
+	if strings.Contains(m, "not found") {
+		m = strings.Replace(m, "field ", "unknown field ", 1)
+		m = strings.Replace(m, " not found", "", 1)
+	}
+	return m
+}
+
+// Validate checks a spec built in code.
+func (s *Spec) Validate() error {
+	if errs := s.validate(); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func (s *Spec) validate() Errors {
+	var errs Errors
+	add := func(format string, a ...any) { errs = append(errs, fmt.Sprintf(format, a...)) }
+	if !nameRe.MatchString(s.Name) {
+		add("name %q: use 1-63 lower-case letters, digits and '-' (no leading or trailing '-')", s.Name)
+	}
+	for i, d := range s.AllowedDomains {
+		if err := checkDomain(d); err != nil {
+			add("allowed_domains[%d] %q: %v", i, d, err)
+		}
+	}
+	if len(s.StartURLs) == 0 {
+		add("start_urls: at least one URL is needed")
+	}
+	for i, raw := range s.StartURLs {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			add("start_urls[%d] %q: not a URL: %v", i, raw, err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			add("start_urls[%d] %q: only http and https URLs can be crawled", i, raw)
+		case u.Host == "":
+			add("start_urls[%d] %q: no host", i, raw)
+		case len(s.AllowedDomains) > 0 && !DomainAllowed(s.AllowedDomains, u):
+			add("start_urls[%d] %q: host %s is not in allowed_domains", i, raw, u.Host)
+		}
+	}
+	if s.MaxDepth < 0 {
+		add("max_depth %d: must be 0 (unlimited) or more", s.MaxDepth)
+	}
+	if s.MaxPages < 0 {
+		add("max_pages %d: must be 0 (unlimited) or more", s.MaxPages)
+	}
+	if s.Go != "" && (len(s.Follow) > 0 || len(s.Items) > 0) {
+		add("go %q: a Go spider defines its own follow and items; remove them from the spec", s.Go)
+	}
+	for i, sel := range s.Follow {
+		if err := checkSelector(sel); err != nil {
+			add("follow[%d] %q: bad CSS selector: %v", i, sel, err)
+		}
+	}
+	for i, it := range s.Items {
+		if err := checkSelector(it.Selector); err != nil {
+			add("items[%d].selector %q: bad CSS selector: %v", i, it.Selector, err)
+		}
+		if len(it.Fields) == 0 {
+			add("items[%d].fields: at least one field is needed", i)
+		}
+		names := make([]string, 0, len(it.Fields))
+		for n := range it.Fields {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			f := it.Fields[n]
+			if n == "" {
+				add("items[%d].fields: a field has an empty name", i)
+			}
+			if f.CSS != "" {
+				if err := checkSelector(f.CSS); err != nil {
+					add("items[%d].fields.%s.css %q: bad CSS selector: %v", i, n, f.CSS, err)
+				}
+			}
+		}
+	}
+	if s.Politeness.Delay < 0 {
+		add("politeness.delay %v: must not be negative", s.Politeness.Delay.Std())
+	}
+	if s.Politeness.Parallelism < 0 {
+		add("politeness.parallelism %d: must be 0 (default) or more", s.Politeness.Parallelism)
+	}
+	if s.Schedule != "" {
+		if err := checkSchedule(s.Schedule); err != nil {
+			add("schedule %q: %v", s.Schedule, err)
+		}
+	}
+	return errs
+}
+
+func checkSelector(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errors.New("empty")
+	}
+	_, err := cascadia.Compile(s)
+	return err
+}
+
+func checkDomain(d string) error {
+	host := d
+	if h, p, err := net.SplitHostPort(d); err == nil {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not a number in 1-65535", p)
+		}
+		host = h
+	}
+	if host == "" || strings.ContainsAny(host, "/:?#@ ") {
+		return errors.New("want a host or host:port, e.g. example.com or 127.0.0.1:8088")
+	}
+	return nil
+}
+
+// DomainAllowed reports whether u's host is in allowed: an entry with a
+// port matches that host and port exactly; one without matches the host on
+// any port and its subdomains. An empty list allows everything.
+func DomainAllowed(allowed []string, u *url.URL) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	host := strings.ToLower(u.Hostname())
+	hostport := strings.ToLower(u.Host)
+	for _, d := range allowed {
+		d = strings.ToLower(d)
+		if _, _, err := net.SplitHostPort(d); err == nil {
+			if d == hostport || d == withDefaultPort(u) {
+				return true
+			}
+			continue
+		}
+		if host == d || strings.HasSuffix(host, "."+d) {
+			return true
+		}
+	}
+	return false
+}
+
+func withDefaultPort(u *url.URL) string {
+	if u.Port() != "" {
+		return strings.ToLower(u.Host)
+	}
+	p := "80"
+	if u.Scheme == "https" {
+		p = "443"
+	}
+	return strings.ToLower(net.JoinHostPort(u.Hostname(), p))
+}
+
+func checkSchedule(s string) error {
+	if d, ok := strings.CutPrefix(s, "@every "); ok {
+		v, err := time.ParseDuration(strings.TrimSpace(d))
+		if err != nil || v < time.Second {
+			return errors.New("@every wants a duration of at least 1s, e.g. @every 1h")
+		}
+		return nil
+	}
+	switch s {
+	case "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly":
+		return nil
+	}
+	if n := len(strings.Fields(s)); n != 5 {
+		return fmt.Errorf("want 5 cron fields (minute hour day month weekday) or @every D, got %d fields", n)
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/fetch"
+	"github.com/crawlmesh/crawlmesh/pkg/master"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
+	"github.com/crawlmesh/crawlmesh/pkg/worker"
+)
+
+// NewMaster builds a master node on env.
+func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time.Duration) (*master.Master, error) {
+	kvs, err := openKVs(ctx, env.JS, mesh.SpidersBucket, mesh.CrawlsBucket, mesh.SeenBucket)
+	if err != nil {
+		return nil, err
+	}
+	ctl := crawlctl.New(env.JS, kvs[0], kvs[1], kvs[2], env.Log.With("node", n.ID))
+	return master.New(env.NC, env.Nodes, master.Config{
+		ID: n.ID, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
+		OfflineRetention: retention, Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Crawls: ctl,
+	})
+}
+
+// WorkerOptions are a worker's crawling settings.
+type WorkerOptions struct {
+	Concurrency int
+	Fetch       fetch.Config
+	MaxAttempts int
+	Backoff     time.Duration
+	GoSpiders   map[string]fetch.GoSpider
+}
+
+// NewWorker builds a worker node on env and returns its run function. It
+// waits for a master to create the task stream if none has yet.
+func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOptions) (func(context.Context) error, error) {
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": n.ID}, env.Reg)
+	log := env.Log.With("node", n.ID)
+	f := fetch.New(o.Fetch, o.GoSpiders)
+	var crawls *crawler.Crawls
+	ready := make(chan struct{})
+	// The task side opens once a master has created the stream and buckets.
+	tasks := func(ctx context.Context) (jetstream.Consumer, func(context.Context, jetstream.Msg), error) {
+		cons, err := env.JS.Consumer(ctx, mesh.TasksStream, mesh.TasksConsumer)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open consumer %s/%s (a master creates it): %w", mesh.TasksStream, mesh.TasksConsumer, err)
+		}
+		kvs, err := openKVs(ctx, env.JS, mesh.SeenBucket, mesh.CrawlsBucket)
+		if err != nil {
+			return nil, nil, err
+		}
+		crawls = crawler.NewCrawls(kvs[1], log)
+		close(ready)
+		cr := crawler.New(env.JS, kvs[0], crawls, f, crawler.Config{
+			Node: n.ID, MaxAttempts: o.MaxAttempts, Backoff: o.Backoff, Log: log, Reg: reg,
+		})
+		return cons, cr.Handle, nil
+	}
+	w, err := worker.New(env.NC, env.Nodes, worker.Config{
+		ID: n.ID, Concurrency: o.Concurrency, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
+		Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Tasks: tasks,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			select {
+			case <-ready:
+				_ = crawls.Run(ctx)
+			case <-ctx.Done():
+			}
+		})
+		err := w.Run(ctx)
+		cancel()
+		wg.Wait()
+		return err
+	}, nil
+}
+
+func openKVs(ctx context.Context, js jetstream.JetStream, names ...string) ([]jetstream.KeyValue, error) {
+	out := make([]jetstream.KeyValue, len(names))
+	for i, n := range names {
+		kv, err := js.KeyValue(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w (a master creates it; is one running this version?)", n, err)
+		}
+		out[i] = kv
+	}
+	return out, nil
+}
