@@ -299,4 +299,3 @@ func TestServeStopsOnCancel(t *testing.T) {
 		t.Errorf("Send after Serve stopped = %v, want ErrNoNode", err)
 	}
 }
-

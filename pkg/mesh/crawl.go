@@ -12,12 +12,12 @@ import (
 
 // JetStream assets of the crawler (definitions in streams/).
 const (
-	SpidersBucket = "spiders"  // spider name -> spec JSON
-	CrawlsBucket  = "crawls"   // crawl id -> Crawl JSON
-	SeenBucket    = "seen"     // "<crawl>.<url hash>" -> id of the task that found it
-	TasksStream   = "TASKS"    // work queue, one message per URL of a crawl
-	TasksConsumer = "workers"  // the one durable pull consumer all workers share
-	ResultsStream = "RESULTS"  // items
+	SpidersBucket = "spiders" // spider name -> spec JSON
+	CrawlsBucket  = "crawls"  // crawl id -> Crawl JSON
+	SeenBucket    = "seen"    // "<crawl>.<url hash>" -> id of the task that found it
+	TasksStream   = "TASKS"   // work queue, one message per URL of a crawl
+	TasksConsumer = "workers" // the one durable pull consumer all workers share
+	ResultsStream = "RESULTS" // items
 	DeadStream    = "DEADLETTER"
 	LogsStream    = "LOGS"
 	StatsStream   = "STATS" // counters
