@@ -38,6 +38,8 @@ type Options struct {
 	NodesTTL time.Duration
 	// Replicas for every asset; 0 keeps the files'.
 	Replicas int
+	// TaskAckWait is the AckWait of the task consumer; 0 keeps the file's.
+	TaskAckWait time.Duration
 }
 
 // Load parses the embedded files, refusing unknown fields so a typo in a
@@ -194,6 +196,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, d Definitions, o Option
 		drift = append(drift, dd...)
 	}
 	for _, c := range d.Consumers {
+		if o.TaskAckWait > 0 && c.Stream == "TASKS" {
+			c.Config.AckWait = o.TaskAckWait
+		}
 		_, applyErr := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config)
 		if applyErr != nil && !isAPIError(applyErr) {
 			return fmt.Errorf("apply consumer %s/%s: %w", c.Stream, c.Config.Durable, applyErr)

@@ -246,3 +246,53 @@ func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
 	<-ctx.Done()
 	return nil
 }
+
+// Status is what `crawl status` shows.
+type Status struct {
+	ID          string     `json:"id"`
+	Spider      string     `json:"spider"`
+	State       string     `json:"state"`
+	PagesOK     int64      `json:"pages_ok"`
+	PagesFailed int64      `json:"pages_failed"`
+	Dead        int64      `json:"dead_letters"`
+	Dropped     int64      `json:"dropped"`
+	Queued      uint64     `json:"queued"` // in the work queue: waiting, in flight or retrying
+	Admitted    int64      `json:"admitted"`
+	Items       int64      `json:"items"`
+	CreatedAt   time.Time  `json:"created_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Elapsed     float64    `json:"elapsed_seconds"`
+	Rate        float64    `json:"pages_per_second"`
+}
+
+// ReadStatus reads a crawl's record, counters and queue.
+func ReadStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.KeyValue, id string) (Status, error) {
+	cr, _, err := crawler.ReadCrawl(ctx, crawls, id)
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{ID: cr.ID, Spider: cr.Spider, State: cr.State, CreatedAt: cr.CreatedAt, FinishedAt: cr.FinishedAt}
+	for _, c := range []struct {
+		name string
+		dst  *int64
+	}{{mesh.StatOK, &st.PagesOK}, {mesh.StatFailed, &st.PagesFailed}, {mesh.StatDead, &st.Dead},
+		{mesh.StatDropped, &st.Dropped}, {mesh.StatItems, &st.Items}, {mesh.StatAdmitted, &st.Admitted}} {
+		if *c.dst, err = crawler.ReadCounter(ctx, js, id, c.name); err != nil {
+			return Status{}, err
+		}
+	}
+	if cr.State == mesh.CrawlRunning {
+		if st.Queued, err = crawler.Pending(ctx, js, id); err != nil {
+			return Status{}, err
+		}
+	}
+	end := time.Now()
+	if cr.FinishedAt != nil {
+		end = *cr.FinishedAt
+	}
+	st.Elapsed = end.Sub(cr.CreatedAt).Seconds()
+	if st.Elapsed > 0 {
+		st.Rate = float64(st.PagesOK+st.PagesFailed) / st.Elapsed
+	}
+	return st, nil
+}

@@ -69,6 +69,8 @@ type Node struct {
 	ClockOffset time.Duration
 	LogLevel    string
 	LogFormat   string
+	// TaskAckWait overrides the task consumer's AckWait (masters apply it).
+	TaskAckWait time.Duration
 }
 
 // Register adds the node flags to fs with defaults; httpDefault is the

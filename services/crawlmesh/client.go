@@ -29,8 +29,18 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for NATS and for replies")
 }
 
-// parse parses args, applies env and checks -o; it returns the positional args.
+// parse parses args, applies env and checks -o; it returns the positional
+// args, which may come before the flags (crawl status ID -o json) or after.
 func (f *clientFlags) parse(fs *flag.FlagSet, c *cli, args []string) ([]string, error) {
+	var lead []string
+	for len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		lead, args = append(lead, args[0]), args[1:]
+	}
+	rest, err := f.parseFlags(fs, c, args)
+	return append(lead, rest...), err
+}
+
+func (f *clientFlags) parseFlags(fs *flag.FlagSet, c *cli, args []string) ([]string, error) {
 	fs.SetOutput(c.stderr)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {

@@ -30,6 +30,9 @@ var commands = map[string]cmd{
 	"nodes":   {"list every node: role, online, state, tasks, heartbeat age, clock skew", runNodes},
 	"node":    {"send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N", runNode},
 	"version": {"print the version", runVersion},
+	"spider":  {"manage spiders: spider apply -f FILE | ls | get NAME | rm NAME", runSpider},
+	"crawl":   {"crawls: crawl start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow]", runCrawl},
+	"results": {"results export ID [--format jsonl|csv] [--out FILE]", runResults},
 }
 
 func main() {

@@ -22,16 +22,10 @@ func runNode(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintln(c.stderr, "usage: crawlmesh node pause|resume|drain|shutdown|ping NODE|all [flags]\n       crawlmesh node set-concurrency NODE|all N [flags]")
 		fs.PrintDefaults()
 	}
-	// Flags may come after the positional arguments (node pause w1 -o json).
-	var pos []string
-	for len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		pos, args = append(pos, args[0]), args[1:]
-	}
-	rest, err := f.parse(fs, c, args)
+	pos, err := f.parse(fs, c, args)
 	if err != nil {
 		return err
 	}
-	pos = append(pos, rest...)
 	if len(pos) < 2 {
 		return usagef("want a command and a node: node pause|resume|drain|shutdown|ping NODE|all")
 	}

@@ -19,6 +19,7 @@ func (c *config) flags(out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("master", flag.ContinueOnError)
 	fs.SetOutput(out)
 	c.Register(fs, boot.DefaultID()+"-master", "127.0.0.1:8090")
+	fs.DurationVar(&c.TaskAckWait, "task-ack-wait", 0, "how long a task may run without a sign of life before it is redelivered (0: streams/ file, 30s)")
 	fs.DurationVar(&c.OfflineRetention, "offline-retention", 10*time.Minute, "how long offline nodes stay listed (online 0) in the view and metrics")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: master [flags]\n\nA crawlmesh control-plane node. Each flag can also be set with CRAWLMESH_<FLAG> (CRAWLMESH_NATS_URL for --nats).")

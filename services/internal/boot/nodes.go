@@ -60,8 +60,10 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		}
 		crawls = crawler.NewCrawls(kvs[1], log)
 		close(ready)
+		// Tell the server a long task is alive well before its AckWait.
+		keepAlive := cons.CachedInfo().Config.AckWait / 3
 		cr := crawler.New(env.JS, kvs[0], crawls, f, crawler.Config{
-			Node: n.ID, MaxAttempts: o.MaxAttempts, Backoff: o.Backoff, Log: log, Reg: reg,
+			Node: n.ID, MaxAttempts: o.MaxAttempts, Backoff: o.Backoff, KeepAlive: keepAlive, Log: log, Reg: reg,
 		})
 		return cons, cr.Handle, nil
 	}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+func runCrawl(ctx context.Context, c *cli, args []string) error {
+	if len(args) == 0 {
+		return usagef("want: crawl start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow]")
+	}
+	sub := args[0]
+	var f clientFlags
+	fs := flag.NewFlagSet("crawl "+sub, flag.ContinueOnError)
+	f.register(fs)
+	wait := fs.Bool("wait", false, "start: wait for the crawl to finish, with progress")
+	follow := fs.Bool("follow", false, "logs: keep printing new lines")
+	pos, err := f.parse(fs, c, args[1:])
+	if err != nil {
+		return err
+	}
+	want := map[string]int{"start": 1, "status": 1, "wait": 1, "cancel": 1, "ls": 0, "logs": 1}
+	n, ok := want[sub]
+	if !ok {
+		return usagef("unknown crawl command %q: want start, status, wait, cancel, ls or logs", sub)
+	}
+	if len(pos) != n {
+		return usagef("crawl %s wants %d argument(s), got %d", sub, n, len(pos))
+	}
+	nc, js, err := f.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	crawls, err := js.KeyValue(ctx, mesh.CrawlsBucket)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w (has a master started on this NATS?)", mesh.CrawlsBucket, err)
+	}
+	switch sub {
+	case "start":
+		id, err := apiCall(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: pos[0]}, f.timeout)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, id)
+		if *wait {
+			return waitCrawl(ctx, c, js, crawls, id)
+		}
+		return nil
+	case "cancel":
+		if _, err := apiCall(ctx, nc, mesh.APICrawlCancel, crawlctl.APIRequest{ID: pos[0]}, f.timeout); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "crawl %s cancelled\n", pos[0])
+		return nil
+	case "status":
+		st, err := crawlctl.ReadStatus(ctx, js, crawls, pos[0])
+		if err != nil {
+			return err
+		}
+		if f.output == "json" {
+			return writeJSON(c.stdout, st)
+		}
+		printStatus(c.stdout, []crawlctl.Status{st})
+		return nil
+	case "wait":
+		return waitCrawl(ctx, c, js, crawls, pos[0])
+	case "ls":
+		return listCrawls(ctx, c, &f, js, crawls)
+	default:
+		return crawlLogs(ctx, c, &f, js, pos[0], *follow)
+	}
+}
+
+// apiCall sends a request to the masters' crawl API.
+func apiCall(ctx context.Context, nc *nats.Conn, subj string, req crawlctl.APIRequest, timeout time.Duration) (string, error) {
+	b, _ := json.Marshal(req)
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(rctx, subj, b)
+	// A master that is starting answers within a moment: ask again briefly.
+	for tries := 0; errors.Is(err, nats.ErrNoResponders) && tries < 8; tries++ {
+		select {
+		case <-rctx.Done():
+		case <-time.After(250 * time.Millisecond):
+			m, err = nc.RequestWithContext(rctx, subj, b)
+		}
+	}
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return "", errors.New("no master is running to handle it (start one: master, or crawlmesh up)")
+	case errors.Is(err, context.DeadlineExceeded):
+		return "", fmt.Errorf("no master answered within %v", timeout)
+	case err != nil:
+		return "", err
+	}
+	var rep crawlctl.APIReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return "", fmt.Errorf("unreadable reply from master: %w", err)
+	}
+	if rep.Error != "" {
+		return rep.ID, errors.New(rep.Error)
+	}
+	return rep.ID, nil
+}
+
+func printStatus(w io.Writer, sts []crawlctl.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CRAWL\tSPIDER\tSTATE\tPAGES OK\tFAILED\tDEAD\tQUEUED\tITEMS\tRATE\tELAPSED")
+	for _, s := range sts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f/s\t%s\n", s.ID, s.Spider, s.State, s.PagesOK, s.PagesFailed,
+			s.Dead, s.Queued, s.Items, s.Rate, (time.Duration(s.Elapsed * float64(time.Second))).Round(100*time.Millisecond))
+	}
+	_ = tw.Flush()
+}
+
+func listCrawls(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStream, crawls jetstream.KeyValue) error {
+	keys, err := crawls.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return err
+	}
+	var sts []crawlctl.Status
+	for _, k := range keys {
+		st, err := crawlctl.ReadStatus(ctx, js, crawls, k)
+		if err == nil {
+			sts = append(sts, st)
+		}
+	}
+	if f.output == "json" {
+		return writeJSON(c.stdout, sts)
+	}
+	printStatus(c.stdout, sts)
+	return nil
+}
+
+// waitCrawl shows progress until the crawl ends: a bar on a terminal,
+// a plain line every few seconds otherwise. It fails unless the crawl completed.
+func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetstream.KeyValue, id string) error {
+	tty := isTerminal(c.stderr)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	var lastLine time.Time
+	for {
+		st, err := crawlctl.ReadStatus(ctx, js, crawls, id)
+		if err != nil {
+			return err
+		}
+		done := st.State != mesh.CrawlRunning
+		switch {
+		case tty:
+			fmt.Fprintf(c.stderr, "\r%s %s", bar(st), progressText(st))
+			if done {
+				fmt.Fprintln(c.stderr)
+			}
+		case done || time.Since(lastLine) >= 2*time.Second:
+			fmt.Fprintf(c.stderr, "crawl %s: %s %s\n", id, st.State, progressText(st))
+			lastLine = time.Now()
+		}
+		if done {
+			if st.State != mesh.CrawlCompleted {
+				return fmt.Errorf("crawl %s %s", id, st.State)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func progressText(st crawlctl.Status) string {
+	return fmt.Sprintf("pages %d ok, %d failed, %d dead, %d queued; items %d; %.1f pages/s",
+		st.PagesOK, st.PagesFailed, st.Dead, st.Queued, st.Items, st.Rate)
+}
+
+func bar(st crawlctl.Status) string {
+	const width = 30
+	done := float64(st.PagesOK + st.PagesFailed + st.Dead + st.Dropped)
+	total := done + float64(st.Queued)
+	frac := 1.0
+	if total > 0 && st.State == mesh.CrawlRunning {
+		frac = done / total
+	}
+	n := int(frac * width)
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// crawlLogs prints a crawl's task log, and with follow keeps printing.
+func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStream, id string, follow bool) error {
+	return readStream(ctx, js, mesh.LogsStream, mesh.LogSubject(id), follow, func(data []byte) error {
+		if f.output == "json" {
+			_, err := fmt.Fprintf(c.stdout, "%s\n", data)
+			return err
+		}
+		var e mesh.LogEntry
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil
+		}
+		line := fmt.Sprintf("%s %-14s %-8s attempt %d", e.Time.Format(time.RFC3339), e.Node, e.Outcome, e.Attempt)
+		if e.Status != 0 {
+			line += fmt.Sprintf(" status %d", e.Status)
+		}
+		line += " " + e.URL
+		if e.Error != "" {
+			line += " (" + e.Error + ")"
+		}
+		_, err := fmt.Fprintln(c.stdout, line)
+		return err
+	})
+}
+
+// readStream delivers every message of subject in stream, in order, from
+// an ordered consumer: memory stays flat however long the stream is. It
+// returns at the end unless follow is set.
+func readStream(ctx context.Context, js jetstream.JetStream, stream, subject string, follow bool, fn func([]byte) error) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("open stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return err
+	}
+	if info.State.Subjects[subject] == 0 && !follow {
+		return nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", subject, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := fn(m.Data()); err != nil {
+			return err
+		}
+		md, err := m.Metadata()
+		if err == nil && md.NumPending == 0 && !follow {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
+)
+
+func runSpider(ctx context.Context, c *cli, args []string) error {
+	if len(args) == 0 {
+		return usagef("want: spider apply -f FILE | ls | get NAME | rm NAME")
+	}
+	var f clientFlags
+	fs := flag.NewFlagSet("spider "+args[0], flag.ContinueOnError)
+	f.register(fs)
+	file := fs.String("f", "", "spec file (YAML or JSON); - reads standard input")
+	pos, err := f.parse(fs, c, args[1:])
+	if err != nil {
+		return err
+	}
+	sub := args[0]
+	switch sub {
+	case "apply":
+		if *file == "" || len(pos) > 0 {
+			return usagef("want: spider apply -f FILE")
+		}
+		return spiderApply(ctx, c, &f, *file)
+	case "ls":
+		if len(pos) > 0 {
+			return usagef("unexpected argument %q", pos[0])
+		}
+	case "get", "rm":
+		if len(pos) != 1 {
+			return usagef("want: spider %s NAME", sub)
+		}
+	default:
+		return usagef("unknown spider command %q: want apply, ls, get or rm", sub)
+	}
+	kv, closeFn, err := f.bucket(ctx, mesh.SpidersBucket)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	switch sub {
+	case "ls":
+		return spiderList(ctx, c, &f, kv)
+	case "get":
+		e, err := kv.Get(ctx, pos[0])
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+			return fmt.Errorf("no spider %q", pos[0])
+		}
+		if err != nil {
+			return err
+		}
+		var v any
+		_ = json.Unmarshal(e.Value(), &v)
+		return writeJSON(c.stdout, v)
+	default: // rm
+		if _, err := kv.Get(ctx, pos[0]); err != nil {
+			return fmt.Errorf("no spider %q", pos[0])
+		}
+		if err := kv.Purge(ctx, pos[0]); err != nil {
+			return fmt.Errorf("remove spider %s: %w", pos[0], err)
+		}
+		fmt.Fprintf(c.stderr, "spider %s removed\n", pos[0])
+		return nil
+	}
+}
+
+func spiderApply(ctx context.Context, c *cli, f *clientFlags, file string) error {
+	var data []byte
+	var err error
+	if file == "-" {
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return fmt.Errorf("read spec: %w", err)
+	}
+	s, err := spec.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	kv, closeFn, err := f.bucket(ctx, mesh.SpidersBucket)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	b, _ := json.Marshal(s)
+	rev, err := kv.Put(ctx, s.Name, b)
+	if err != nil {
+		return fmt.Errorf("store spider %s: %w", s.Name, err)
+	}
+	fmt.Fprintf(c.stderr, "spider %s applied (revision %d)\n", s.Name, rev)
+	return nil
+}
+
+func spiderList(ctx context.Context, c *cli, f *clientFlags, kv jetstream.KeyValue) error {
+	var specs []*spec.Spec
+	keys, err := kv.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return err
+	}
+	for _, k := range keys {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		if s, err := spec.Parse(e.Value()); err == nil {
+			specs = append(specs, s)
+		}
+	}
+	if f.output == "json" {
+		return writeJSON(c.stdout, specs)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTART URLS\tMAX DEPTH\tMAX PAGES\tSCHEDULE")
+	for _, s := range specs {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", s.Name, strings.Join(s.StartURLs, " "), s.MaxDepth, s.MaxPages, s.Schedule)
+	}
+	return tw.Flush()
+}
+
+// bucket connects and opens a bucket the master created.
+func (f *clientFlags) bucket(ctx context.Context, name string) (jetstream.KeyValue, func(), error) {
+	nc, js, err := f.connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	kv, err := js.KeyValue(ctx, name)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open bucket %s: %w (has a master started on this NATS?)", name, err)
+	}
+	return kv, nc.Close, nil
+}
