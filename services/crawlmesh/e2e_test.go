@@ -334,3 +334,19 @@ func firstLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestUpDemo: `crawlmesh up --demo --exit-when-done` crawls the built-in
+// bookshop, prints a summary with every page and item, and exits 0.
+func TestUpDemo(t *testing.T) {
+	up := start(t, "crawlmesh", "up", "--demo", "--exit-when-done", "--data", t.TempDir(),
+		"--nats-port", strconv.Itoa(freePort(t)), "--http", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--log-level", "warn")
+	if code := up.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("up --demo exit %d:\n%s", code, up.out.String())
+	}
+	out := up.out.String()
+	for _, want := range []string{"526 fetched (the site has 526)", "items:   1000 (the site has 1000)", "0 dead letters", "results export", "crawlmesh up: stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -18,6 +18,8 @@ import (
 )
 
 type upConfig struct {
+	demo        bool
+	exitWhen    bool
 	workers     int
 	concurrency int
 	data        string
@@ -37,6 +39,8 @@ func runUp(ctx context.Context, c *cli, args []string) error {
 	var u upConfig
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
+	fs.BoolVar(&u.demo, "demo", false, "also serve a demo bookshop on loopback, crawl it with a progress bar and print a summary")
+	fs.BoolVar(&u.exitWhen, "exit-when-done", false, "with --demo: stop the mesh once the demo crawl has finished (for scripts)")
 	fs.IntVar(&u.workers, "workers", 3, "workers to run in this process")
 	fs.IntVar(&u.concurrency, "concurrency", 32, "tasks in flight per worker")
 	fs.StringVar(&u.data, "data", defaultDataDir(), "JetStream store directory")
@@ -60,6 +64,12 @@ func runUp(ctx context.Context, c *cli, args []string) error {
 	}
 	if u.workers < 0 || u.workers > 256 {
 		return usagef("--workers %d: want 0-256", u.workers)
+	}
+	if u.exitWhen && !u.demo {
+		return usagef("--exit-when-done goes with --demo")
+	}
+	if u.demo && u.workers == 0 {
+		return usagef("--demo needs at least one worker")
 	}
 	if u.concurrency < 1 {
 		return usagef("--concurrency %d: must be at least 1", u.concurrency)
@@ -132,7 +142,7 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(parts)+1)
+	errs := make(chan error, len(parts)+2)
 	wg.Go(func() { errs <- metrics.Serve(ctx, ln, metrics.Mux(reg)) })
 	for _, p := range parts {
 		wg.Go(func() {
@@ -146,6 +156,19 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 	}
 	fmt.Fprintf(c.stderr, "crawlmesh up: NATS %s (JetStream in %s), metrics http://%s/metrics, 1 master and %d workers; Ctrl-C stops\n",
 		url, u.data, ln.Addr(), u.workers)
+	if u.demo {
+		wg.Go(func() {
+			err := runDemo(ctx, c, url, log)
+			if err != nil && ctx.Err() == nil {
+				errs <- err
+				cancel()
+				return
+			}
+			if u.exitWhen {
+				cancel()
+			}
+		})
+	}
 	<-ctx.Done()
 	wg.Wait()
 	close(errs)

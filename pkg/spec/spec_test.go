@@ -1,0 +1,387 @@
+package spec_test
+
+import (
+	"encoding/json"
+	"errors"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
+)
+
+const validYAML = `
+name: books
+start_urls:
+  - http://books.example.com/
+  - https://shop.example.com:8443/start?x=1
+allowed_domains: [example.com, "127.0.0.1:8088"]
+max_depth: 3
+max_pages: 100
+follow: ["a.next", "ul.pages a[href]"]
+items:
+  - selector: article.book
+    fields:
+      title: {css: h3 a}
+      link: {css: h3 a, attr: href}
+      whole: {css: ""}
+politeness:
+  delay: 100ms
+  parallelism: 2
+  robots_txt: false
+schedule: "@every 1h"
+`
+
+const validJSON = `{
+  "name": "books",
+  "start_urls": ["http://books.example.com/", "https://shop.example.com:8443/start?x=1"],
+  "allowed_domains": ["example.com", "127.0.0.1:8088"],
+  "max_depth": 3,
+  "max_pages": 100,
+  "follow": ["a.next", "ul.pages a[href]"],
+  "items": [{"selector": "article.book", "fields": {
+      "title": {"css": "h3 a"},
+      "link": {"css": "h3 a", "attr": "href"},
+      "whole": {"css": ""}}}],
+  "politeness": {"delay": "100ms", "parallelism": 2, "robots_txt": false},
+  "schedule": "@every 1h"
+}`
+
+func mustParse(t *testing.T, src string) *spec.Spec {
+	t.Helper()
+	s, err := spec.Parse([]byte(src))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return s
+}
+
+func TestParseYAMLAndJSONAreEqual(t *testing.T) {
+	y := mustParse(t, validYAML)
+	j := mustParse(t, validJSON)
+	if !reflect.DeepEqual(y, j) {
+		t.Errorf("YAML and JSON specs differ:\nyaml %+v\njson %+v", y, j)
+	}
+	if got := y.Politeness.Delay.Std(); got != 100*time.Millisecond {
+		t.Errorf("delay = %v, want 100ms", got)
+	}
+	if y.Politeness.ObeyRobots() {
+		t.Error("robots_txt: false still obeys robots.txt")
+	}
+	if y.MaxPages != 100 || y.MaxDepth != 3 || y.Politeness.Parallelism != 2 {
+		t.Errorf("numbers not read: %+v", y)
+	}
+	if f := y.Items[0].Fields["link"]; f.CSS != "h3 a" || f.Attr != "href" {
+		t.Errorf("field link = %+v", f)
+	}
+	if len(y.StartURLs) != 2 || len(y.Follow) != 2 || len(y.AllowedDomains) != 2 {
+		t.Errorf("lists not read: %+v", y)
+	}
+}
+
+func TestDurationForms(t *testing.T) {
+	for _, c := range []struct {
+		src  string
+		want time.Duration
+	}{
+		{`"250ms"`, 250 * time.Millisecond},
+		{`"1s"`, time.Second},
+		{`2`, 2 * time.Second},
+		{`0.5`, 500 * time.Millisecond},
+	} {
+		s := mustParse(t, `{"name":"d","start_urls":["http://a.example/"],"politeness":{"delay":`+c.src+`}}`)
+		if got := s.Politeness.Delay.Std(); got != c.want {
+			t.Errorf("delay %s = %v, want %v", c.src, got, c.want)
+		}
+	}
+	if _, err := spec.Parse([]byte("name: d\nstart_urls: [http://a.example/]\npoliteness: {delay: soon}\n")); err == nil ||
+		!strings.Contains(err.Error(), "soon") {
+		t.Errorf("bad delay: err = %v, want one naming the value", err)
+	}
+	if _, err := spec.Parse([]byte("name: d\nstart_urls: [http://a.example/]\npoliteness: {delay: -1s}\n")); err == nil ||
+		!strings.Contains(err.Error(), "politeness.delay") {
+		t.Errorf("negative delay: err = %v, want politeness.delay refused", err)
+	}
+}
+
+func TestParseListsEveryMistake(t *testing.T) {
+	src := `
+name: multi
+bogus_field: 1
+start_urls:
+  - ftp://files.example.com/
+  - http://elsewhere.org/
+allowed_domains: [example.com]
+follow: ["a[href"]
+max_pages: -4
+`
+	s, err := spec.Parse([]byte(src))
+	if s != nil {
+		t.Errorf("Parse returned a spec with mistakes: %+v", s)
+	}
+	var errs spec.Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("err = %T %v, want spec.Errors", err, err)
+	}
+	want := []struct{ what, path, detail string }{
+		{"unknown field", "bogus_field", "unknown field"},
+		{"bad selector", "follow[0]", "bad CSS selector"},
+		{"ftp scheme", "start_urls[0]", "http and https"},
+		{"host not allowed", "start_urls[1]", "allowed_domains"},
+		{"negative max_pages", "max_pages", "-4"},
+	}
+	if len(errs) != len(want) {
+		t.Errorf("got %d mistakes, want %d:\n%v", len(errs), len(want), err)
+	}
+	for _, w := range want {
+		found := false
+		for _, e := range errs {
+			if strings.Contains(e, w.path) && strings.Contains(e, w.detail) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("%s: no mistake names %q with %q in:\n%v", w.what, w.path, w.detail, err)
+		}
+	}
+	if msg := err.Error(); !strings.Contains(msg, "5 mistakes") {
+		t.Errorf("Error() = %q, want the count", msg)
+	}
+}
+
+func TestParseEmpty(t *testing.T) {
+	for _, src := range []string{"", "\n\n", "# only a comment\n"} {
+		_, err := spec.Parse([]byte(src))
+		var errs spec.Errors
+		if !errors.As(err, &errs) || len(errs) != 1 || errs[0] != "empty spec" {
+			t.Errorf("Parse(%q) = %v, want Errors{\"empty spec\"}", src, err)
+		}
+	}
+}
+
+func TestParseSyntaxError(t *testing.T) {
+	_, err := spec.Parse([]byte("name: [unclosed\n"))
+	var errs spec.Errors
+	if !errors.As(err, &errs) || len(errs) != 1 {
+		t.Fatalf("err = %v, want one mistake", err)
+	}
+	if strings.HasPrefix(errs[0], "yaml: ") {
+		t.Errorf("mistake %q keeps the yaml: prefix", errs[0])
+	}
+}
+
+func TestName(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{
+		{"a", true},
+		{"books", true},
+		{"my-spider-2", true},
+		{"0day", true},
+		{long, true},
+		{long + "a", false},
+		{"", false},
+		{"-lead", false},
+		{"trail-", false},
+		{"Upper", false},
+		{"under_score", false},
+		{"dot.ted", false},
+		{"sp ace", false},
+		{"ünï", false},
+	} {
+		s := &spec.Spec{Name: c.name, StartURLs: []string{"http://example.com/"}}
+		err := s.Validate()
+		if c.ok && err != nil {
+			t.Errorf("name %q refused: %v", c.name, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "name")) {
+			t.Errorf("name %q: err = %v, want refused naming the field", c.name, err)
+		}
+	}
+}
+
+func TestDomainAllowed(t *testing.T) {
+	for _, c := range []struct {
+		allowed []string
+		url     string
+		want    bool
+	}{
+		{nil, "http://anything.org/", true},
+		{[]string{}, "https://anything.org:9/", true},
+		{[]string{"example.com"}, "http://example.com/", true},
+		{[]string{"example.com"}, "http://example.com:8080/x", true},
+		{[]string{"example.com"}, "https://example.com:8443/", true},
+		{[]string{"example.com"}, "http://www.example.com/", true},
+		{[]string{"example.com"}, "http://a.b.example.com:81/", true},
+		{[]string{"example.com"}, "http://EXAMPLE.com/", true},
+		{[]string{"Example.COM"}, "http://example.com/", true},
+		{[]string{"example.com"}, "http://badexample.com/", false},
+		{[]string{"example.com"}, "http://example.com.evil.org/", false},
+		{[]string{"example.com"}, "http://other.org/", false},
+		{[]string{"other.org", "example.com"}, "http://example.com/", true},
+		{[]string{"example.com:8080"}, "http://example.com:8080/", true},
+		{[]string{"example.com:8080"}, "http://example.com:8081/", false},
+		{[]string{"example.com:8080"}, "http://example.com/", false},
+		{[]string{"example.com:8080"}, "http://www.example.com:8080/", false},
+		{[]string{"example.com:80"}, "http://example.com/", true},
+		{[]string{"example.com:80"}, "http://example.com:80/", true},
+		{[]string{"example.com:80"}, "https://example.com/", false},
+		{[]string{"example.com:443"}, "https://example.com/", true},
+		{[]string{"example.com:443"}, "http://example.com/", false},
+		{[]string{"127.0.0.1:8088"}, "http://127.0.0.1:8088/a", true},
+		{[]string{"127.0.0.1:8088"}, "http://127.0.0.1:8089/a", false},
+		{[]string{"127.0.0.1"}, "http://127.0.0.1:8089/a", true},
+	} {
+		u, err := url.Parse(c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := spec.DomainAllowed(c.allowed, u); got != c.want {
+			t.Errorf("DomainAllowed(%q, %s) = %v, want %v", c.allowed, c.url, got, c.want)
+		}
+	}
+}
+
+func TestAllowedDomainsValidated(t *testing.T) {
+	for _, c := range []struct {
+		domain string
+		ok     bool
+	}{
+		{"example.com", true},
+		{"127.0.0.1:8088", true},
+		{"example.com:0", false},
+		{"example.com:70000", false},
+		{"http://example.com", false},
+		{"example.com/path", false},
+		{"", false},
+	} {
+		s := &spec.Spec{Name: "d", StartURLs: []string{"http://x.example.com/"}, AllowedDomains: []string{c.domain, "example.com"}}
+		err := s.Validate()
+		if c.ok && err != nil {
+			t.Errorf("domain %q refused: %v", c.domain, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "allowed_domains[0]")) {
+			t.Errorf("domain %q: err = %v, want allowed_domains[0] refused", c.domain, err)
+		}
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	for _, c := range []struct {
+		sched string
+		ok    bool
+	}{
+		{"", true},
+		{"@every 1h", true},
+		{"@every 1s", true},
+		{"@daily", true},
+		{"@hourly", true},
+		{"*/5 * * * *", true},
+		{"0 3 * * 1-5", true},
+		{"@every 10ms", false},
+		{"@every soon", false},
+		{"@every", false},
+		{"* *", false},
+		{"* * * * * *", false},
+		{"@fortnightly", false},
+	} {
+		s := &spec.Spec{Name: "d", StartURLs: []string{"http://example.com/"}, Schedule: c.sched}
+		err := s.Validate()
+		if c.ok && err != nil {
+			t.Errorf("schedule %q refused: %v", c.sched, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "schedule")) {
+			t.Errorf("schedule %q: err = %v, want refused naming schedule", c.sched, err)
+		}
+	}
+}
+
+func TestValidateOtherFields(t *testing.T) {
+	for _, c := range []struct {
+		what string
+		mod  func(*spec.Spec)
+		path string
+	}{
+		{"no start urls", func(s *spec.Spec) { s.StartURLs = nil }, "start_urls"},
+		{"no host", func(s *spec.Spec) { s.StartURLs = []string{"http:///x"} }, "start_urls[0]"},
+		{"negative depth", func(s *spec.Spec) { s.MaxDepth = -1 }, "max_depth"},
+		{"negative parallelism", func(s *spec.Spec) { s.Politeness.Parallelism = -1 }, "politeness.parallelism"},
+		{"go with follow", func(s *spec.Spec) { s.Go = "x"; s.Follow = []string{"a"} }, "go"},
+		{"empty follow", func(s *spec.Spec) { s.Follow = []string{" "} }, "follow[0]"},
+		{"item without fields", func(s *spec.Spec) { s.Items = []spec.ItemRule{{Selector: "div"}} }, "items[0].fields"},
+		{"bad item selector", func(s *spec.Spec) {
+			s.Items = []spec.ItemRule{{Selector: "div[", Fields: map[string]spec.Field{"a": {}}}}
+		}, "items[0].selector"},
+		{"bad field css", func(s *spec.Spec) {
+			s.Items = []spec.ItemRule{{Selector: "div", Fields: map[string]spec.Field{"t": {CSS: ">>>"}}}}
+		}, "items[0].fields.t.css"},
+	} {
+		s := &spec.Spec{Name: "d", StartURLs: []string{"http://example.com/"}}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("base spec refused: %v", err)
+		}
+		c.mod(s)
+		err := s.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.path) {
+			t.Errorf("%s: err = %v, want a mistake naming %s", c.what, err, c.path)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(validYAML))
+	f.Add([]byte(validJSON))
+	f.Add([]byte("name: a\nstart_urls: [http://a.example/]\n"))
+	f.Add([]byte(`{"name":"g","start_urls":["https://x.example/"],"go":"custom","politeness":{"delay":1.5}}`))
+	f.Add([]byte("name: s\nstart_urls: [http://h.example:81/a?b#c]\nschedule: '0 3 * * *'\nmax_depth: 0\n"))
+	f.Add([]byte("name: [\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := spec.Parse(data)
+		if err != nil {
+			if s != nil {
+				t.Fatalf("Parse returned both a spec and %v", err)
+			}
+			var errs spec.Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("error %T %v is not a non-empty spec.Errors", err, err)
+			}
+			return
+		}
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatalf("marshal a parsed spec: %v", err)
+		}
+		s2, err := spec.Parse(b)
+		if err != nil {
+			t.Fatalf("re-parse of %s: %v", b, err)
+		}
+		// An empty list (follow: []) is written as nothing (omitempty) and
+		// read back as nil: the same spec, so lists are compared by content.
+		if !reflect.DeepEqual(nilEmpty(s), nilEmpty(s2)) {
+			t.Fatalf("JSON round trip changed the spec:\nbefore %#v\nafter  %#v\njson %s", s, s2, b)
+		}
+	})
+}
+
+// nilEmpty returns a copy of s with empty lists set to nil.
+func nilEmpty(s *spec.Spec) *spec.Spec {
+	c := *s
+	if len(c.StartURLs) == 0 {
+		c.StartURLs = nil
+	}
+	if len(c.AllowedDomains) == 0 {
+		c.AllowedDomains = nil
+	}
+	if len(c.Follow) == 0 {
+		c.Follow = nil
+	}
+	if len(c.Items) == 0 {
+		c.Items = nil
+	}
+	return &c
+}
