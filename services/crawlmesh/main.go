@@ -32,6 +32,7 @@ var commands = map[string]cmd{
 	"version": {"print the version", runVersion},
 	"spider":  {"manage spiders: spider apply -f FILE | ls | get NAME | rm NAME", runSpider},
 	"crawl":   {"crawls: crawl start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow]", runCrawl},
+	"bench":   {"crawl a synthetic loopback site with plain colly and with the mesh, side by side", runBench},
 	"results": {"results export ID [--format jsonl|csv] [--out FILE]", runResults},
 }
 

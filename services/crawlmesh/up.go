@@ -5,11 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crawlmesh/crawlmesh/pkg/embedded"
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
@@ -91,77 +94,25 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 		return err
 	}
 	defer ln.Close()
-	ns, err := embedded.Start(embedded.Config{Port: u.natsPort, StoreDir: u.data})
-	if err != nil {
-		return err
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	url := ns.ClientURL()
 	reg := metrics.NewRegistry()
-
-	type part struct {
-		env *boot.Env
-		run func(context.Context) error
-	}
-	var parts []part
-	defer func() {
-		for _, p := range parts {
-			p.env.Drain()
-		}
-	}()
-	join := func(id, role string) (*boot.Env, nodeconfig.Node, error) {
-		n := u.node
-		n.ID, n.NATS.URL = id, url
-		env, err := boot.Join(ctx, &n, role, log, reg)
-		return env, n, err
-	}
-	base := boot.DefaultID()
-	menv, mn, err := join(base+"-master", "master")
-	if err != nil {
-		return err
-	}
-	m, err := boot.NewMaster(ctx, menv, &mn, 0)
-	if err != nil {
-		menv.Drain()
-		return err
-	}
-	parts = append(parts, part{menv, m.Run})
-	for i := 1; i <= u.workers; i++ {
-		env, n, err := join(base+"-worker-"+strconv.Itoa(i), "worker")
-		if err != nil {
-			return err
-		}
-		runWorker, err := boot.NewWorker(ctx, env, &n, boot.WorkerOptions{Concurrency: u.concurrency})
-		if err != nil {
-			env.Drain()
-			return err
-		}
-		parts = append(parts, part{env, runWorker})
-	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(parts)+2)
-	wg.Go(func() { errs <- metrics.Serve(ctx, ln, metrics.Mux(reg)) })
-	for _, p := range parts {
-		wg.Go(func() {
-			// A worker that drains or is shut down by command stops alone;
-			// the mesh keeps running until interrupted.
-			if err := p.run(ctx); err != nil {
-				errs <- err
-				cancel()
-			}
-		})
+	m, err := launchMesh(ctx, cancel, u, log, reg)
+	if err != nil {
+		return err
 	}
+	m.wg.Go(func() {
+		if err := metrics.Serve(ctx, ln, metrics.Mux(reg)); err != nil {
+			m.fail(err)
+		}
+	})
 	fmt.Fprintf(c.stderr, "crawlmesh up: NATS %s (JetStream in %s), metrics http://%s/metrics, 1 master and %d workers; Ctrl-C stops\n",
-		url, u.data, ln.Addr(), u.workers)
+		m.url, u.data, ln.Addr(), u.workers)
 	if u.demo {
-		wg.Go(func() {
-			err := runDemo(ctx, c, url, log)
+		m.wg.Go(func() {
+			err := runDemo(ctx, c, m.url, log)
 			if err != nil && ctx.Err() == nil {
-				errs <- err
-				cancel()
+				m.fail(err)
 				return
 			}
 			if u.exitWhen {
@@ -170,12 +121,97 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 		})
 	}
 	<-ctx.Done()
-	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
+	err = m.wait()
 	fmt.Fprintln(c.stderr, "crawlmesh up: stopped")
-	return errors.Join(all...)
+	return err
+}
+
+// embeddedMesh is a nats-server, a master and workers in this process.
+type embeddedMesh struct {
+	url    string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	stop   func()
+
+	mu   sync.Mutex
+	errs []error
+}
+
+// launchMesh starts the server and the nodes; they run until ctx is done
+// (cancel is called when a node fails). wait stops and releases everything.
+func launchMesh(ctx context.Context, cancel context.CancelFunc, u upConfig, log *slog.Logger, reg *prometheus.Registry) (*embeddedMesh, error) {
+	ns, err := embedded.Start(embedded.Config{Port: u.natsPort, StoreDir: u.data})
+	if err != nil {
+		return nil, err
+	}
+	m := &embeddedMesh{url: ns.ClientURL(), cancel: cancel}
+	var envs []*boot.Env
+	m.stop = func() {
+		for _, e := range envs {
+			e.Drain()
+		}
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}
+	var runs []func(context.Context) error
+	join := func(id, role string) (*boot.Env, nodeconfig.Node, error) {
+		n := u.node
+		n.ID, n.NATS.URL = id, m.url
+		env, err := boot.Join(ctx, &n, role, log, reg)
+		if err == nil {
+			envs = append(envs, env)
+		}
+		return env, n, err
+	}
+	base := boot.DefaultID()
+	menv, mn, err := join(base+"-master", "master")
+	if err != nil {
+		m.stop()
+		return nil, err
+	}
+	mst, err := boot.NewMaster(ctx, menv, &mn, 0)
+	if err != nil {
+		m.stop()
+		return nil, err
+	}
+	runs = append(runs, mst.Run)
+	for i := 1; i <= u.workers; i++ {
+		env, n, err := join(base+"-worker-"+strconv.Itoa(i), "worker")
+		if err != nil {
+			m.stop()
+			return nil, err
+		}
+		runWorker, err := boot.NewWorker(ctx, env, &n, boot.WorkerOptions{Concurrency: u.concurrency})
+		if err != nil {
+			m.stop()
+			return nil, err
+		}
+		runs = append(runs, runWorker)
+	}
+	for _, run := range runs {
+		m.wg.Go(func() {
+			// A worker that drains or is shut down by command stops alone;
+			// the mesh keeps running until interrupted.
+			if err := run(ctx); err != nil {
+				m.fail(err)
+			}
+		})
+	}
+	return m, nil
+}
+
+func (m *embeddedMesh) fail(err error) {
+	m.mu.Lock()
+	m.errs = append(m.errs, err)
+	m.mu.Unlock()
+	m.cancel()
+}
+
+// wait waits for every node after ctx is done, then stops the server.
+func (m *embeddedMesh) wait() error {
+	m.wg.Wait()
+	m.stop()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return errors.Join(m.errs...)
 }
