@@ -53,3 +53,14 @@ func FuzzCanonical(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkResolve is the cost of one link: resolution and canonical form.
+func BenchmarkResolve(b *testing.B) {
+	base, _ := url.Parse("http://example.com/catalogue/page-2.html")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Resolve(base, "../book/a-light-in-the-attic_1000/index.html#x"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

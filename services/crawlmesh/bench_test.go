@@ -15,9 +15,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/heartbeat"
 	"github.com/crawlmesh/crawlmesh/pkg/master"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/streams"
 )
 
 // BenchmarkHeartbeats runs nodes simulated heartbeaters (in this process)
@@ -159,4 +161,56 @@ func rssKiB(pid int) int {
 		}
 	}
 	return 0
+}
+
+// BenchmarkDedupMillion admits 1,000,000 distinct URLs into one crawl's
+// seen-set (plus 10% repeats) against a nats-server process, the way
+// workers do, and reports the cost per URL and what the server holds
+// afterwards. Run with -benchtime 1x.
+func BenchmarkDedupMillion(b *testing.B) {
+	const total, batch = 1_000_000, 1000
+	for range b.N {
+		ns, url := natsServer(b, true, b.TempDir(), 0)
+		nc, err := nats.Connect(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		defs, _ := streams.Load()
+		if err := streams.Ensure(b.Context(), js, defs, streams.Options{}); err != nil {
+			b.Fatal(err)
+		}
+		seen, _ := js.KeyValue(b.Context(), mesh.SeenBucket)
+		pub := crawler.NewPublisher(js, seen)
+		rss0 := rssKiB(ns.cmd.Process.Pid)
+		t0 := time.Now()
+		admitted := 0
+		for i := 0; i < total; i += batch {
+			cands := make([]mesh.Task, 0, batch+batch/10)
+			for j := i; j < i+batch; j++ {
+				u := "http://site.example/p/" + strconv.Itoa(j) + ".html"
+				cands = append(cands, mesh.Task{ID: mesh.URLHash(u), URL: u})
+			}
+			for j := range batch / 10 { // repeats of earlier URLs
+				u := "http://site.example/p/" + strconv.Itoa((i+j*7)/2) + ".html"
+				cands = append(cands, mesh.Task{ID: mesh.URLHash(u), URL: u})
+			}
+			adm, err := pub.Admit(b.Context(), "bench", 0, "parent", false, cands)
+			if err != nil {
+				b.Fatal(err)
+			}
+			admitted += len(adm.Tasks)
+		}
+		el := time.Since(t0)
+		if admitted != total {
+			b.Fatalf("admitted %d, want %d", admitted, total)
+		}
+		st, _ := seen.Status(b.Context())
+		bytes := st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.Bytes
+		b.ReportMetric(float64(el.Nanoseconds())/float64(total+total/10), "ns/url")
+		b.ReportMetric(float64(total+total/10)/el.Seconds(), "urls/s")
+		b.ReportMetric(float64(bytes)/float64(total), "store-bytes/url")
+		b.ReportMetric(float64(rssKiB(ns.cmd.Process.Pid)-rss0)/1024, "server-rss-growth-MiB")
+	}
 }
