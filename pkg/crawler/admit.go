@@ -46,11 +46,12 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 		futs[i] = f
 	}
 	var claimed []mesh.Task
+	var revs []uint64 // seen-key revision of each claim; 0 if claimed earlier
 	for i, f := range futs {
 		t := cands[i]
 		select {
-		case <-f.Ok():
-			claimed = append(claimed, t)
+		case ack := <-f.Ok():
+			claimed, revs = append(claimed, t), append(revs, ack.Sequence)
 			continue
 		case err := <-f.Err():
 			if !isWrongLastSeq(err) {
@@ -68,7 +69,7 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 			return adm, err
 		}
 		if mine {
-			claimed = append(claimed, t)
+			claimed, revs = append(claimed, t), append(revs, 0)
 		} else {
 			adm.Skipped++
 		}
@@ -77,9 +78,11 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 		adm.Tasks = claimed
 		return adm, nil
 	}
-	// The page budget: each admitted URL increments a counter once (its
-	// de-duplication id makes a redelivered increment a no-op); the ack
-	// says the total, so URLs past max_pages are left out.
+	// The page budget: each claimed URL increments a counter once (its
+	// de-duplication id makes a repeated increment a no-op) and the ack
+	// says the total. A URL past max_pages gives its increment back and
+	// its seen value is marked refused, so a redelivered parent does not
+	// take it for one of its own admitted children.
 	cfuts := make([]jetstream.PubAckFuture, len(claimed))
 	for i, t := range claimed {
 		f, err := p.incrAsync(mesh.StatSubject(crawl, mesh.StatAdmitted), 1, crawl+"."+t.ID+".admit")
@@ -89,36 +92,60 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 		cfuts[i] = f
 	}
 	for i, f := range cfuts {
+		t := claimed[i]
+		var ack *jetstream.PubAck
 		select {
-		case ack := <-f.Ok():
-			n, err := strconv.ParseInt(ack.Value, 10, 64)
-			if ack.Duplicate {
-				// Counted on an earlier delivery; whether it fit then is not
-				// known, so it is re-checked against the current total.
-				n, err = p.Counter(ctx, crawl, mesh.StatAdmitted)
-				if err == nil && n <= int64(maxPages) {
-					adm.Tasks = append(adm.Tasks, claimed[i])
-					continue
-				}
-				adm.Skipped++
-				continue
-			}
-			if err != nil {
-				return adm, fmt.Errorf("page budget of %s: counter value %q", crawl, ack.Value)
-			}
-			if n <= int64(maxPages) {
-				adm.Tasks = append(adm.Tasks, claimed[i])
-			} else {
-				adm.Skipped++
-			}
+		case ack = <-f.Ok():
 		case err := <-f.Err():
 			return adm, fmt.Errorf("page budget of %s: %w", crawl, err)
 		case <-ctx.Done():
 			return adm, ctx.Err()
 		}
+		if ack.Duplicate {
+			// Counted on an earlier delivery and not marked refused then
+			// (claimedBy checked the value): it was admitted.
+			adm.Tasks = append(adm.Tasks, t)
+			continue
+		}
+		n, err := strconv.ParseInt(ack.Value, 10, 64)
+		if err != nil {
+			return adm, fmt.Errorf("page budget of %s: counter value %q", crawl, ack.Value)
+		}
+		if n <= int64(maxPages) {
+			adm.Tasks = append(adm.Tasks, t)
+			continue
+		}
+		if err := p.refuse(ctx, crawl, t.ID, parentID, revs[i]); err != nil {
+			return adm, err
+		}
+		adm.Skipped++
 	}
 	return adm, nil
 }
+
+// refuse marks a claimed URL as over the page budget and returns its
+// increment. The mark comes first: should the refund then fail, the crawl
+// stops short of max_pages rather than running past it.
+func (p *Publisher) refuse(ctx context.Context, crawl, id, parentID string, rev uint64) error {
+	key := mesh.SeenKey(crawl, id)
+	var err error
+	if rev > 0 {
+		_, err = p.seen.Update(ctx, key, []byte(refusedPrefix+parentID), rev)
+	} else {
+		_, err = p.seen.Put(ctx, key, []byte(refusedPrefix+parentID))
+	}
+	if err != nil {
+		return fmt.Errorf("mark %s over max_pages: %w", id, err)
+	}
+	f, err := p.incrAsync(mesh.StatSubject(crawl, mesh.StatAdmitted), -1, crawl+"."+id+".refund")
+	if err != nil {
+		return err
+	}
+	return Wait(ctx, []jetstream.PubAckFuture{f})
+}
+
+// refusedPrefix marks a seen value whose URL was over the page budget.
+const refusedPrefix = "refused:"
 
 func (p *Publisher) claimedBy(ctx context.Context, crawl, id, parentID string) (bool, error) {
 	e, err := p.seen.Get(ctx, mesh.SeenKey(crawl, id))

@@ -58,9 +58,10 @@ func (o *Output) Link(href string) { o.links = append(o.links, href) }
 
 // Fetcher fetches pages; it is safe for concurrent use.
 type Fetcher struct {
-	cfg  Config
-	tmpl *colly.Collector
-	go_  map[string]GoSpider
+	cfg    Config
+	tmpl   *colly.Collector
+	go_    map[string]GoSpider
+	robots *robots
 }
 
 // New returns a Fetcher; goSpiders maps spec `go:` names to Go spiders.
@@ -80,7 +81,8 @@ func New(cfg Config, goSpiders map[string]GoSpider) *Fetcher {
 	c := colly.NewCollector(colly.UserAgent(cfg.UserAgent), colly.AllowURLRevisit())
 	// One more byte than the limit: a body that reaches it was cut.
 	c.MaxBodySize = cfg.MaxBodySize + 1
-	c.IgnoreRobotsTxt = false
+	// robots.txt is checked by Fetcher.robots, for redirect targets too.
+	c.IgnoreRobotsTxt = true
 	c.DetectCharset = true
 	c.ParseHTTPErrorResponse = false
 	tr := cfg.Transport
@@ -98,6 +100,11 @@ func New(cfg Config, goSpiders map[string]GoSpider) *Fetcher {
 	c.WithTransport(tr)
 	c.SetRequestTimeout(cfg.RequestTimeout)
 	maxRedirects := cfg.MaxRedirects
+	f := &Fetcher{cfg: cfg, tmpl: c, go_: goSpiders,
+		robots: newRobots(&http.Client{Transport: tr, Timeout: cfg.RequestTimeout}, cfg.UserAgent)}
+	if f.go_ == nil {
+		f.go_ = map[string]GoSpider{}
+	}
 	c.SetRedirectHandler(func(req *http.Request, via []*http.Request) error {
 		if len(via) > maxRedirects {
 			return fmt.Errorf("%w: more than %d redirects", errRedirect, maxRedirects)
@@ -110,13 +117,15 @@ func New(cfg Config, goSpiders map[string]GoSpider) *Fetcher {
 		if allowed, ok := req.Context().Value(allowedKey{}).([]string); ok && !spec.DomainAllowed(allowed, req.URL) {
 			return fmt.Errorf("%w: redirect to %s, outside allowed_domains", errRedirect, req.URL.Host)
 		}
+		if obey, _ := req.Context().Value(robotsKey{}).(bool); obey {
+			return f.robots.check(req.Context(), req.URL)
+		}
 		return nil
 	})
-	if goSpiders == nil {
-		goSpiders = map[string]GoSpider{}
-	}
-	return &Fetcher{cfg: cfg, tmpl: c, go_: goSpiders}
+	return f
 }
+
+type robotsKey struct{}
 
 type allowedKey struct{}
 
@@ -158,9 +167,17 @@ func (f *Fetcher) Fetch(ctx context.Context, s *spec.Spec, rawURL string) (*Page
 			return nil, &Error{Reason: "no-go-spider", Err: fmt.Errorf("no Go spider %q is registered on this worker", s.Go)}
 		}
 	}
+	if s.Politeness.ObeyRobots() {
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return nil, &Error{Reason: "bad-url", Err: err}
+		}
+		if err := f.robots.check(ctx, u); err != nil {
+			return nil, classify(ctx, err, 0, nil)
+		}
+	}
 	c := f.tmpl.Clone()
-	c.Context = context.WithValue(ctx, allowedKey{}, s.AllowedDomains)
-	c.IgnoreRobotsTxt = !s.Politeness.ObeyRobots()
+	c.Context = context.WithValue(context.WithValue(ctx, allowedKey{}, s.AllowedDomains), robotsKey{}, s.Politeness.ObeyRobots())
 
 	var (
 		page   = &Page{}
@@ -299,7 +316,7 @@ func looksHTML(b []byte) bool {
 // 5xx are transient; robots blocks, other 4xx and refused redirects are not.
 func classify(ctx context.Context, err error, status int, h http.Header) *Error {
 	switch {
-	case errors.Is(err, colly.ErrRobotsTxtBlocked):
+	case errors.Is(err, errRobots), errors.Is(err, colly.ErrRobotsTxtBlocked):
 		return &Error{Reason: "robots", Err: err}
 	case errors.Is(err, errRedirect):
 		return &Error{Status: status, Reason: "redirect", Err: err}
@@ -307,7 +324,8 @@ func classify(ctx context.Context, err error, status int, h http.Header) *Error 
 		return &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
 	case status == http.StatusTooManyRequests || status >= 500:
 		return &Error{Transient: true, Status: status, Reason: strconv.Itoa(status), RetryAfter: retryAfter(h), Err: err}
-	case status >= 300:
+	case status >= 200:
+		// colly reports 203-299 as errors; they are answers, just not pages.
 		return &Error{Status: status, Reason: strconv.Itoa(status), Err: err}
 	}
 	var ne net.Error
