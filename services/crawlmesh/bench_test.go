@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -15,10 +16,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/heartbeat"
 	"github.com/crawlmesh/crawlmesh/pkg/master"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
+	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
 	"github.com/crawlmesh/crawlmesh/streams"
 )
 
@@ -212,5 +216,64 @@ func BenchmarkDedupMillion(b *testing.B) {
 		b.ReportMetric(float64(total+total/10)/el.Seconds(), "urls/s")
 		b.ReportMetric(float64(bytes)/float64(total), "store-bytes/url")
 		b.ReportMetric(float64(rssKiB(ns.cmd.Process.Pid)-rss0)/1024, "server-rss-growth-MiB")
+	}
+}
+
+// BenchmarkWorkerCrawl10k crawls a 10,000-page synthetic site with one
+// worker process (concurrency 32) and reports its peak and idle resident
+// memory and the crawl rate. Run with -benchtime 1x.
+func BenchmarkWorkerCrawl10k(b *testing.B) {
+	for range b.N {
+		cfg := synthsite.Config{Pages: 10000}
+		site := httptest.NewServer(synthsite.New(cfg))
+		defer site.Close()
+		_, url := natsServer(b, true, b.TempDir(), 0)
+		start(b, "master", "--nats", url, "--id", "m1", "--http", "", "--log-level", "warn")
+		w := start(b, "worker", "--nats", url, "--id", "w1", "--http", "", "--concurrency", "32", "--log-level", "warn")
+		nc, err := nats.Connect(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		var spiders, crawls jetstream.KeyValue
+		waitFor(b, 15*time.Second, "buckets", func() bool {
+			spiders, err = js.KeyValue(b.Context(), mesh.SpidersBucket)
+			if err != nil {
+				return false
+			}
+			crawls, err = js.KeyValue(b.Context(), mesh.CrawlsBucket)
+			return err == nil
+		})
+		time.Sleep(2 * time.Second) // let the worker settle before reading its idle size
+		idle := rssKiB(w.cmd.Process.Pid)
+		s, err := spec.Parse([]byte(synthsite.Spec("synth", site.URL, cfg)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, _ := json.Marshal(s)
+		if _, err := spiders.Put(b.Context(), s.Name, raw); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		id, err := apiCall(b.Context(), nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		peak := 0
+		var st crawlctl.Status
+		for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			peak = max(peak, rssKiB(w.cmd.Process.Pid))
+			if st, err = crawlctl.ReadStatus(b.Context(), js, crawls, id); err == nil && st.PagesOK >= int64(cfg.Pages) {
+				break
+			}
+		}
+		el := time.Since(t0)
+		if st.PagesOK != int64(cfg.Pages) || st.Items != int64(cfg.Pages) {
+			b.Fatalf("crawl of %d pages: %+v", cfg.Pages, st)
+		}
+		b.ReportMetric(float64(idle)/1024, "idle-rss-MiB")
+		b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
+		b.ReportMetric(float64(st.PagesOK)/el.Seconds(), "pages/s")
 	}
 }
