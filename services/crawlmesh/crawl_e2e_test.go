@@ -330,3 +330,64 @@ colour: blue
 		t.Errorf("spider ls after the refused spec:\n%s", ls)
 	}
 }
+
+// TestCrawlCancel: a cancelled crawl stops quickly on every worker: its
+// queued tasks are dropped, `crawl wait` fails, and the site soon sees no
+// more requests.
+func TestCrawlCancel(t *testing.T) {
+	site := newTrapSite(t, 400, 100*time.Millisecond)
+	m := startMesh(t, 2)
+	m.apply(site.spec("cancelme"))
+	id := strings.TrimSpace(m.mustCLI("crawl", "start", "cancelme"))
+	waitFor(t, 30*time.Second, "20 pages done", func() bool { return m.status(id).PagesOK >= 20 })
+	m.mustCLI("crawl", "cancel", id)
+	t0 := time.Now()
+	st := m.status(id)
+	if st.State != mesh.CrawlCancelled || st.Queued != 0 {
+		t.Fatalf("after cancel: %+v", st)
+	}
+	if _, _, code := m.cli("crawl", "wait", id); code == 0 {
+		t.Errorf("crawl wait of a cancelled crawl exited 0")
+	}
+	// In-flight fetches (2 workers x 4 slots, 100ms each) may finish; after
+	// that the site must stay quiet.
+	total := func() int {
+		n := 0
+		for _, c := range site.fetched() {
+			n += c
+		}
+		return n
+	}
+	time.Sleep(time.Second)
+	settled := total()
+	time.Sleep(2 * time.Second)
+	if after := total(); after != settled {
+		t.Errorf("site got %d more requests 1-3s after cancel", after-settled)
+	}
+	t.Logf("cancelled after %d pages; site quiet %v after cancel", st.PagesOK, time.Since(t0).Round(time.Millisecond))
+	if _, errOut, code := m.cli("crawl", "cancel", id); code == 0 || !strings.Contains(errOut, "already cancelled") {
+		t.Errorf("second cancel: exit %d, %q", code, errOut)
+	}
+}
+
+// TestGoSpider: a spec naming a Go spider registered in the workers
+// (`go: titles`) is applied and started like any other.
+func TestGoSpider(t *testing.T) {
+	site := newTrapSite(t, 3, 0)
+	m := startMesh(t, 1)
+	m.apply(`name: inventory
+go: titles
+start_urls: ["` + site.srv.URL + `/cat/1"]
+allowed_domains: ["` + site.host() + `"]
+max_depth: 1
+`)
+	id := strings.TrimSpace(m.mustCLI("crawl", "start", "inventory", "--wait"))
+	// /cat/1 and its three products, one item each, with the page title.
+	if st := m.status(id); st.State != mesh.CrawlCompleted || st.PagesOK != 4 || st.Items != 4 {
+		t.Fatalf("go spider crawl: %+v", st)
+	}
+	out := m.mustCLI("results", "export", id)
+	if n := strings.Count(out, `"title":"t"`); n != 4 {
+		t.Errorf("want 4 items titled t, got %d:\n%s", n, out)
+	}
+}

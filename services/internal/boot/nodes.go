@@ -12,6 +12,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
+	"github.com/crawlmesh/crawlmesh/pkg/gospiders"
 	"github.com/crawlmesh/crawlmesh/pkg/master"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
@@ -37,7 +38,7 @@ type WorkerOptions struct {
 	Fetch       fetch.Config
 	MaxAttempts int
 	Backoff     time.Duration
-	GoSpiders   map[string]fetch.GoSpider
+	GoSpiders   map[string]fetch.GoSpider // nil: gospiders.Builtin()
 }
 
 // NewWorker builds a worker node on env and returns its run function. It
@@ -45,7 +46,11 @@ type WorkerOptions struct {
 func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOptions) (func(context.Context) error, error) {
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": n.ID}, env.Reg)
 	log := env.Log.With("node", n.ID)
-	f := fetch.New(o.Fetch, o.GoSpiders)
+	goSpiders := o.GoSpiders
+	if goSpiders == nil {
+		goSpiders = gospiders.Builtin()
+	}
+	f := fetch.New(o.Fetch, goSpiders)
 	var crawls *crawler.Crawls
 	ready := make(chan struct{})
 	// The task side opens once a master has created the stream and buckets.
