@@ -20,6 +20,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -36,22 +37,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	s := natstest.RunServer(t)
-	_, js := natstest.Connect(t, s)
-	d, err := streams.Load()
-	if err != nil {
-		t.Fatalf("streams.Load: %v", err)
-	}
-	if err := streams.Ensure(t.Context(), js, d, streams.Options{}); err != nil {
-		t.Fatalf("streams.Ensure: %v", err)
-	}
-	e := &env{js: js}
-	if e.crawls, err = js.KeyValue(t.Context(), mesh.CrawlsBucket); err != nil {
-		t.Fatal(err)
-	}
-	if e.seen, err = js.KeyValue(t.Context(), mesh.SeenBucket); err != nil {
-		t.Fatal(err)
-	}
+	_, js := streamstest.Start(t, streams.Options{})
+	e := &env{js: js, crawls: streamstest.Bucket(t, js, mesh.CrawlsBucket), seen: streamstest.Bucket(t, js, mesh.SeenBucket)}
 	e.pub = crawler.NewPublisher(js, e.seen)
 	return e
 }

@@ -77,6 +77,25 @@ func WithClock(now func() time.Time) Option { return func(b *Beater) { b.now = n
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(b *Beater) { b.log = l } }
 
+// Timing builds the options a node's config gives; zero values keep the
+// defaults.
+func Timing(interval, ttl time.Duration, clock func() time.Time, log *slog.Logger) []Option {
+	var opts []Option
+	if interval > 0 {
+		opts = append(opts, WithInterval(interval))
+	}
+	if ttl > 0 {
+		opts = append(opts, WithTTL(ttl))
+	}
+	if clock != nil {
+		opts = append(opts, WithClock(clock))
+	}
+	if log != nil {
+		opts = append(opts, WithLogger(log))
+	}
+	return opts
+}
+
 // New returns a Beater for node id with role; call [Beater.Claim], then [Beater.Run].
 func New(kv KV, id, role string, opts ...Option) (*Beater, error) {
 	if err := mesh.ValidateNodeID(id); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -25,20 +26,8 @@ const interval = 200 * time.Millisecond
 // definition with the given TTL.
 func nodesKV(t *testing.T, ttl time.Duration) jetstream.KeyValue {
 	t.Helper()
-	s := natstest.RunServer(t)
-	_, js := natstest.Connect(t, s)
-	d, err := streams.Load()
-	if err != nil {
-		t.Fatalf("streams.Load: %v", err)
-	}
-	if err := streams.Ensure(t.Context(), js, d, streams.Options{NodesTTL: ttl}); err != nil {
-		t.Fatalf("streams.Ensure: %v", err)
-	}
-	kv, err := js.KeyValue(t.Context(), mesh.NodesBucket)
-	if err != nil {
-		t.Fatalf("open nodes: %v", err)
-	}
-	return kv
+	_, js := streamstest.Start(t, streams.Options{NodesTTL: ttl})
+	return streamstest.Bucket(t, js, mesh.NodesBucket)
 }
 
 func newBeater(t *testing.T, kv jetstream.KeyValue, id string, ttl time.Duration, opts ...heartbeat.Option) *heartbeat.Beater {

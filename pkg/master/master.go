@@ -66,17 +66,8 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 		vopts = append(vopts, clusterview.WithRetention(cfg.OfflineRetention))
 	}
 	m.view = clusterview.New(nodes, vopts...)
-	opts := []heartbeat.Option{heartbeat.WithLogger(cfg.Log),
-		heartbeat.WithStatus(func() heartbeat.Status { return heartbeat.Status{State: mesh.StateRunning} })}
-	if cfg.HeartbeatInterval > 0 {
-		opts = append(opts, heartbeat.WithInterval(cfg.HeartbeatInterval))
-	}
-	if cfg.HeartbeatTTL > 0 {
-		opts = append(opts, heartbeat.WithTTL(cfg.HeartbeatTTL))
-	}
-	if cfg.Clock != nil {
-		opts = append(opts, heartbeat.WithClock(cfg.Clock))
-	}
+	opts := append(heartbeat.Timing(cfg.HeartbeatInterval, cfg.HeartbeatTTL, cfg.Clock, cfg.Log),
+		heartbeat.WithStatus(func() heartbeat.Status { return heartbeat.Status{State: mesh.StateRunning} }))
 	b, err := heartbeat.New(nodes, cfg.ID, mesh.RoleMaster, opts...)
 	if err != nil {
 		return nil, err

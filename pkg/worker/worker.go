@@ -68,16 +68,7 @@ func New(nc *nats.Conn, nodes heartbeat.KV, cfg Config) (*Worker, error) {
 	w := &Worker{nc: nc, cfg: cfg, state: mesh.StateRunning, concurrency: cfg.Concurrency,
 		stop: make(chan struct{}), changed: make(chan struct{}, 1),
 		log: cfg.Log.With("component", "worker", "node", cfg.ID)}
-	opts := []heartbeat.Option{heartbeat.WithStatus(w.status), heartbeat.WithLogger(cfg.Log)}
-	if cfg.HeartbeatInterval > 0 {
-		opts = append(opts, heartbeat.WithInterval(cfg.HeartbeatInterval))
-	}
-	if cfg.HeartbeatTTL > 0 {
-		opts = append(opts, heartbeat.WithTTL(cfg.HeartbeatTTL))
-	}
-	if cfg.Clock != nil {
-		opts = append(opts, heartbeat.WithClock(cfg.Clock))
-	}
+	opts := append(heartbeat.Timing(cfg.HeartbeatInterval, cfg.HeartbeatTTL, cfg.Clock, cfg.Log), heartbeat.WithStatus(w.status))
 	b, err := heartbeat.New(nodes, cfg.ID, mesh.RoleWorker, opts...)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -33,20 +34,8 @@ const (
 
 func setup(t *testing.T) (*nats.Conn, jetstream.KeyValue) {
 	t.Helper()
-	s := natstest.RunServer(t)
-	nc, js := natstest.Connect(t, s)
-	d, err := streams.Load()
-	if err != nil {
-		t.Fatalf("streams.Load: %v", err)
-	}
-	if err := streams.Ensure(t.Context(), js, d, streams.Options{NodesTTL: hbTTL}); err != nil {
-		t.Fatalf("streams.Ensure: %v", err)
-	}
-	kv, err := js.KeyValue(t.Context(), mesh.NodesBucket)
-	if err != nil {
-		t.Fatalf("open nodes: %v", err)
-	}
-	return nc, kv
+	nc, js := streamstest.Start(t, streams.Options{NodesTTL: hbTTL})
+	return nc, streamstest.Bucket(t, js, mesh.NodesBucket)
 }
 
 // running is a Run call in a goroutine; it is cancelled and waited for when

@@ -209,7 +209,7 @@ func sampleRSS() func() int64 {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if r := selfRSS(); r > peak.Load() {
+			if r := procRSS("self"); r > peak.Load() {
 				peak.Store(r)
 			}
 			select {
@@ -222,9 +222,10 @@ func sampleRSS() func() int64 {
 	return func() int64 { close(done); wg.Wait(); return peak.Load() }
 }
 
-// selfRSS reads VmRSS from /proc (Linux); 0 elsewhere.
-func selfRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
+// procRSS reads VmRSS of a process ("self" or a pid) from /proc (Linux);
+// 0 elsewhere.
+func procRSS(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}

@@ -152,20 +152,8 @@ func cpuSeconds(tb testing.TB, pid int) float64 {
 	return (ut + st) / 100 // USER_HZ is 100 on Linux
 }
 
-// rssKiB reads VmRSS of pid from /proc (Linux).
-func rssKiB(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	return 0
-}
+// rssKiB reads VmRSS of pid.
+func rssKiB(pid int) int { return int(procRSS(strconv.Itoa(pid)) >> 10) }
 
 // BenchmarkDedupMillion admits 1,000,000 distinct URLs into one crawl's
 // seen-set (plus 10% repeats) against a nats-server process, the way

@@ -6,26 +6,12 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"io"
-	"os"
 
-	"github.com/crawlmesh/crawlmesh/pkg/signals"
 	"github.com/crawlmesh/crawlmesh/services/internal/boot"
 )
 
-func main() {
-	ctx, stop := signals.Context(context.Background())
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
-	stop()
-	if err != nil {
-		if err != flag.ErrHelp {
-			fmt.Fprintln(os.Stderr, "master:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { boot.Main("master", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	var cfg config

@@ -23,6 +23,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
+	"github.com/crawlmesh/crawlmesh/pkg/signals"
 	"github.com/crawlmesh/crawlmesh/streams"
 )
 
@@ -184,5 +185,20 @@ func (e *Env) Drain() {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		e.NC.Close()
+	}
+}
+
+// Main runs a node binary: run gets a context cancelled by the first
+// SIGINT/SIGTERM (a second exits at once); an error is printed as one line
+// "name: error" and exits 1.
+func Main(name string, run func(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error) {
+	ctx, stop := signals.Context(context.Background())
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, name+":", err)
+		}
+		os.Exit(1)
 	}
 }

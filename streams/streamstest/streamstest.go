@@ -1,0 +1,39 @@
+// Package streamstest starts a real in-process JetStream server with every
+// asset of streams/ applied, so tests run against the production
+// definitions. Import it only from _test.go files.
+package streamstest
+
+import (
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/natstest"
+	"github.com/crawlmesh/crawlmesh/streams"
+)
+
+// Start runs a server, applies streams/ with o, and connects to it.
+func Start(t testing.TB, o streams.Options) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	s := natstest.RunServer(t)
+	nc, js := natstest.Connect(t, s)
+	d, err := streams.Load()
+	if err != nil {
+		t.Fatalf("streams.Load: %v", err)
+	}
+	if err := streams.Ensure(t.Context(), js, d, o); err != nil {
+		t.Fatalf("streams.Ensure: %v", err)
+	}
+	return nc, js
+}
+
+// Bucket opens a bucket that Start created.
+func Bucket(t testing.TB, js jetstream.JetStream, name string) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), name)
+	if err != nil {
+		t.Fatalf("open bucket %s: %v", name, err)
+	}
+	return kv
+}
