@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 )
 
 // Config tunes task handling.
@@ -29,6 +31,17 @@ type Config struct {
 	KeepAlive time.Duration
 	Log       *slog.Logger
 	Reg       prometheus.Registerer // nil: no metrics
+	// Gate enforces per-host limits mesh-wide; nil fetches without it.
+	Gate *politeness.Gate
+	// Slots are the worker's fetch slots, held only while fetching; nil
+	// means no limit here.
+	Slots FetchSlots
+}
+
+// FetchSlots is a semaphore of concurrent fetches.
+type FetchSlots interface {
+	Acquire(ctx context.Context) error
+	Release()
 }
 
 // Crawler handles tasks.
@@ -102,9 +115,21 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	_ = msg.InProgress()
 	stop := c.keepAlive(msg)
+	permit, err := c.take(ctx, cr, t)
+	if err != nil {
+		stop()
+		_ = msg.Nak() // shutting down, or the host state unreadable: someone retries it
+		return
+	}
+	tf := time.Now()
 	page, ferr := c.fetch.Fetch(ctx, cr.Parsed, t.URL)
+	lat := time.Since(tf)
+	if c.cfg.Slots != nil {
+		c.cfg.Slots.Release()
+	}
+	permit.Release(ctx, outcome(ferr, lat))
 	stop()
-	c.m.fetchDur.WithLabelValues(t.Spider).Observe(time.Since(t0).Seconds())
+	c.m.fetchDur.WithLabelValues(t.Spider).Observe(lat.Seconds())
 	if ferr != nil {
 		c.failed(ctx, msg, t, attempt, ferr, t0)
 		return
@@ -135,6 +160,42 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: page.Status, Outcome: "ok",
 		Items: len(page.Items), Links: len(page.Links)}, t0)
 	_ = msg.Ack()
+}
+
+// take waits for a fetch slot and the host's permit. A task waiting for
+// its host gives its slot back between tries, so it does not hold up tasks
+// of other hosts; its message stays alive (keepAlive) meanwhile.
+func (c *Crawler) take(ctx context.Context, cr *CrawlInfo, t mesh.Task) (*politeness.Permit, error) {
+	var before func(context.Context) error
+	var after func()
+	if c.cfg.Slots != nil {
+		before, after = c.cfg.Slots.Acquire, c.cfg.Slots.Release
+	}
+	if c.cfg.Gate == nil {
+		if before != nil {
+			return nil, before(ctx)
+		}
+		return nil, nil
+	}
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return nil, err
+	}
+	p := cr.Parsed.Politeness
+	lim := politeness.Limits{Parallelism: p.Parallelism, Delay: p.DelayOr(politeness.DefaultDelay)}
+	if d := c.fetch.CrawlDelay(ctx, cr.Parsed, t.URL); d > lim.Delay {
+		lim.Delay = d
+	}
+	return c.cfg.Gate.Acquire(ctx, u.Host, lim, before, after)
+}
+
+func outcome(err error, lat time.Duration) politeness.Outcome {
+	o := politeness.Outcome{Latency: lat}
+	var fe *fetch.Error
+	if errors.As(err, &fe) && fe.Transient && fe.Reason != "cancelled" {
+		o.Failed, o.RetryAfter = true, fe.RetryAfter
+	}
+	return o
 }
 
 // publishPage publishes children, items and counters and waits for every

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 )
@@ -165,7 +166,7 @@ func TestSpecParses(t *testing.T) {
 		t.Errorf("items[1].stock: %+v", f)
 	}
 	p := s.Politeness
-	if p.Delay != 0 || p.Parallelism != 8 || !p.ObeyRobots() {
+	if p.DelayOr(time.Hour) != 0 || p.Parallelism != 8 || !p.ObeyRobots() {
 		t.Errorf("politeness: %+v", p)
 	}
 	// A trailing slash on base must not double up.

@@ -158,6 +158,19 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// CrawlDelay returns the Crawl-delay of rawURL's host for spider s (0 when
+// robots.txt is not obeyed, sets none, or cannot be read now).
+func (f *Fetcher) CrawlDelay(ctx context.Context, s *spec.Spec, rawURL string) time.Duration {
+	if !s.Politeness.ObeyRobots() {
+		return 0
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return 0
+	}
+	return f.robots.crawlDelay(ctx, u)
+}
+
 // Fetch fetches rawURL for spider s and extracts items and links.
 func (f *Fetcher) Fetch(ctx context.Context, s *spec.Spec, rawURL string) (*Page, error) {
 	var goSpider GoSpider

@@ -82,6 +82,32 @@ func (r *robots) check(ctx context.Context, u *url.URL) error {
 	return nil
 }
 
+// crawlDelay is the Crawl-delay robots.txt of u's host sets for us, 0 if
+// none or if robots.txt cannot be read now.
+func (r *robots) crawlDelay(ctx context.Context, u *url.URL) time.Duration {
+	if err := r.check(ctx, &url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/"}); err != nil && !errors.Is(err, errRobots) {
+		return 0
+	}
+	r.mu.Lock()
+	e := r.m[u.Scheme+"://"+u.Host]
+	r.mu.Unlock()
+	if e == nil {
+		return 0
+	}
+	select {
+	case <-e.ready:
+	default:
+		return 0 // being reloaded: the next task sees it
+	}
+	if e.data == nil {
+		return 0
+	}
+	if g := e.data.FindGroup(r.ua); g != nil {
+		return g.CrawlDelay
+	}
+	return 0
+}
+
 func (e *robotsEntry) expired() bool {
 	select {
 	case <-e.ready:

@@ -12,15 +12,17 @@ import (
 
 // JetStream assets of the crawler (definitions in streams/).
 const (
-	SpidersBucket = "spiders" // spider name -> spec JSON
-	CrawlsBucket  = "crawls"  // crawl id -> Crawl JSON
-	SeenBucket    = "seen"    // "<crawl>.<url hash>" -> id of the task that found it
-	TasksStream   = "TASKS"   // work queue, one message per URL of a crawl
-	TasksConsumer = "workers" // the one durable pull consumer all workers share
-	ResultsStream = "RESULTS" // items
-	DeadStream    = "DEADLETTER"
-	LogsStream    = "LOGS"
-	StatsStream   = "STATS" // counters
+	SpidersBucket  = "spiders"  // spider name -> spec JSON
+	CrawlsBucket   = "crawls"   // crawl id -> Crawl JSON
+	SeenBucket     = "seen"     // "<crawl>.<url hash>" -> id of the task that found it
+	HostsBucket    = "hosts"    // host key -> politeness state (pkg/politeness)
+	ThrottleBucket = "throttle" // host key -> live override of delay and parallelism
+	TasksStream    = "TASKS"    // work queue, one message per URL of a crawl
+	TasksConsumer  = "workers"  // the one durable pull consumer all workers share
+	ResultsStream  = "RESULTS"  // items
+	DeadStream     = "DEADLETTER"
+	LogsStream     = "LOGS"
+	StatsStream    = "STATS" // counters
 )
 
 // Subjects of one crawl.

@@ -51,11 +51,19 @@ type Field struct {
 	Attr string `json:"attr,omitempty" yaml:"attr"`
 }
 
-// Politeness limits the load on each host.
+// Politeness limits the load on each host, mesh-wide (pkg/politeness).
 type Politeness struct {
-	Delay       Duration `json:"delay" yaml:"delay"`
-	Parallelism int      `json:"parallelism" yaml:"parallelism"`
-	RobotsTxt   *bool    `json:"robots_txt,omitempty" yaml:"robots_txt"`
+	Delay       *Duration `json:"delay,omitempty" yaml:"delay"` // nil: the default (250ms)
+	Parallelism int       `json:"parallelism" yaml:"parallelism"` // 0: the default (2)
+	RobotsTxt   *bool     `json:"robots_txt,omitempty" yaml:"robots_txt"`
+}
+
+// DelayOr returns the spider's delay, or def when the spec sets none.
+func (p Politeness) DelayOr(def time.Duration) time.Duration {
+	if p.Delay == nil {
+		return def
+	}
+	return p.Delay.Std()
 }
 
 // ObeyRobots reports whether robots.txt is obeyed (the default).
@@ -220,7 +228,7 @@ func (s *Spec) validate() Errors {
 			}
 		}
 	}
-	if s.Politeness.Delay < 0 {
+	if s.Politeness.Delay != nil && *s.Politeness.Delay < 0 {
 		add("politeness.delay %v: must not be negative", s.Politeness.Delay.Std())
 	}
 	if s.Politeness.Parallelism < 0 {

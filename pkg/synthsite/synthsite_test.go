@@ -178,7 +178,7 @@ func TestSpecParses(t *testing.T) {
 		t.Errorf("follow %v, items %+v", s.Follow, s.Items)
 	}
 	p := s.Politeness
-	if p.Delay != 0 || p.Parallelism != 64 || p.ObeyRobots() {
+	if p.DelayOr(time.Hour) != 0 || p.Parallelism != 64 || p.ObeyRobots() {
 		t.Errorf("politeness: %+v", p)
 	}
 	if s, err := spec.Parse([]byte(Spec("", base+"/", Config{Pages: 7}))); err != nil || s.Name != "synth-7" || s.StartURLs[0] != base+"/p/0.html" {

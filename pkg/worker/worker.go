@@ -55,7 +55,13 @@ type Worker struct {
 	stopOnce    sync.Once
 	changed     chan struct{} // state or concurrency changed (1-buffered)
 	tasks       sync.WaitGroup
+	slots       *Slots
 }
+
+// overcommit is how many tasks a worker holds per fetch slot: tasks
+// waiting for their host's turn hold a goroutine, not a slot, so other
+// hosts' tasks keep the slots busy.
+const overcommit = 4
 
 // New validates cfg and returns a worker that heartbeats in nodes.
 func New(nc *nats.Conn, nodes heartbeat.KV, cfg Config) (*Worker, error) {
@@ -66,7 +72,7 @@ func New(nc *nats.Conn, nodes heartbeat.KV, cfg Config) (*Worker, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{nc: nc, cfg: cfg, state: mesh.StateRunning, concurrency: cfg.Concurrency,
-		stop: make(chan struct{}), changed: make(chan struct{}, 1),
+		stop: make(chan struct{}), changed: make(chan struct{}, 1), slots: newSlots(cfg.Concurrency),
 		log: cfg.Log.With("component", "worker", "node", cfg.ID)}
 	opts := append(heartbeat.Timing(cfg.HeartbeatInterval, cfg.HeartbeatTTL, cfg.Clock, cfg.Log), heartbeat.WithStatus(w.status))
 	b, err := heartbeat.New(nodes, cfg.ID, mesh.RoleWorker, opts...)
@@ -105,6 +111,10 @@ func (w *Worker) status() heartbeat.Status {
 	defer w.mu.Unlock()
 	return heartbeat.Status{State: w.state, ActiveTasks: w.active, Capacity: w.concurrency}
 }
+
+// Slots are the worker's fetch slots (its concurrency): a task holds one
+// only while it fetches.
+func (w *Worker) Slots() *Slots { return w.slots }
 
 // State returns the worker's state and concurrency.
 func (w *Worker) State() (state string, concurrency int) {
@@ -175,6 +185,7 @@ func (w *Worker) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		w.stopLocked()
 	case mesh.CmdSetConcurrency:
 		w.concurrency = c.N
+		w.slots.setLimit(c.N)
 	}
 	w.notify()
 	w.beater.Kick()
@@ -221,7 +232,8 @@ func (w *Worker) consume(ctx context.Context) {
 				continue
 			}
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(n), jetstream.PullExpiry(5*time.Second))
+		held := n * overcommit
+		it, err := cons.Messages(jetstream.PullMaxMessages(held), jetstream.PullExpiry(5*time.Second))
 		if err != nil {
 			w.log.Warn("task pull not started, retrying", "err", err)
 			select {
@@ -231,7 +243,7 @@ func (w *Worker) consume(ctx context.Context) {
 			}
 			continue
 		}
-		for range n {
+		for range held {
 			w.tasks.Go(func() {
 				for {
 					msg, err := it.Next()

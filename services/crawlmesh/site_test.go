@@ -172,6 +172,8 @@ items:
       price: { css: ".price" }
 politeness:
   robots_txt: true
+  delay: 0s
+  parallelism: 16
 `
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
@@ -16,6 +17,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/master"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
+	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 	"github.com/crawlmesh/crawlmesh/pkg/worker"
 )
 
@@ -52,6 +54,9 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 	}
 	f := fetch.New(o.Fetch, goSpiders)
 	var crawls *crawler.Crawls
+	var gate *politeness.Gate
+	var w *worker.Worker // the task side needs its fetch slots
+
 	ready := make(chan struct{})
 	// The task side opens once a master has created the stream and buckets.
 	tasks := func(ctx context.Context) (jetstream.Consumer, func(context.Context, jetstream.Msg), error) {
@@ -59,20 +64,31 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		if err != nil {
 			return nil, nil, fmt.Errorf("open consumer %s/%s (a master creates it): %w", mesh.TasksStream, mesh.TasksConsumer, err)
 		}
-		kvs, err := openKVs(ctx, env.JS, mesh.SeenBucket, mesh.CrawlsBucket)
+		kvs, err := openKVs(ctx, env.JS, mesh.SeenBucket, mesh.CrawlsBucket, mesh.HostsBucket, mesh.ThrottleBucket)
 		if err != nil {
 			return nil, nil, err
 		}
 		crawls = crawler.NewCrawls(kvs[1], log)
+		timeout := o.Fetch.RequestTimeout
+		if timeout <= 0 {
+			timeout = 15 * time.Second
+		}
+		gate = politeness.New(kvs[2], kvs[3], n.ID, timeout+5*time.Second, log)
+		waits := promauto.With(reg).NewHistogram(prometheus.HistogramOpts{Name: "crawlmesh_host_wait_seconds",
+			Help:    "Time tasks waited for their host's turn (per-host parallelism and delay, mesh-wide).",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}})
+		gate.OnWait(func(d time.Duration) { waits.Observe(d.Seconds()) })
 		close(ready)
 		// Tell the server a long task is alive well before its AckWait.
 		keepAlive := cons.CachedInfo().Config.AckWait / 3
 		cr := crawler.New(env.JS, kvs[0], crawls, f, crawler.Config{
 			Node: n.ID, MaxAttempts: o.MaxAttempts, Backoff: o.Backoff, KeepAlive: keepAlive, Log: log, Reg: reg,
+			Gate: gate, Slots: w.Slots(),
 		})
 		return cons, cr.Handle, nil
 	}
-	w, err := worker.New(env.NC, env.Nodes, worker.Config{
+	var err error
+	w, err = worker.New(env.NC, env.Nodes, worker.Config{
 		ID: n.ID, Concurrency: o.Concurrency, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
 		Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Tasks: tasks,
 	})
@@ -85,7 +101,10 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		wg.Go(func() {
 			select {
 			case <-ready:
+				var inner sync.WaitGroup
+				inner.Go(func() { _ = gate.Run(ctx) })
 				_ = crawls.Run(ctx)
+				inner.Wait()
 			case <-ctx.Done():
 			}
 		})
