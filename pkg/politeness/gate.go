@@ -71,6 +71,16 @@ type Gate struct {
 	overrides sync.Map     // host key -> Override
 	seq       atomic.Uint64
 	waits     func(time.Duration)
+
+	mu    sync.Mutex
+	local map[string]*localHost // host key -> tasks of this worker waiting for it
+}
+
+// localHost queues this worker's tasks that wait for a busy host, so a
+// permit ending with no delay to respect can pass straight to the next of
+// them without a round trip (the slot stays held in KV, under its lease).
+type localHost struct {
+	waiters []chan *Permit
 }
 
 // New returns a Gate over buckets hosts and throttle. lease bounds how long
@@ -81,7 +91,7 @@ func New(hosts, throttle jetstream.KeyValue, node string, lease time.Duration, l
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Gate{hosts: hosts, throttle: throttle, node: node, lease: lease, log: log.With("component", "politeness"),
-		waits: func(time.Duration) {}}
+		waits: func(time.Duration) {}, local: map[string]*localHost{}}
 }
 
 // OnWait sets a function told every time a task waits for its host (for
@@ -201,10 +211,15 @@ func (g *Gate) Effective(host string, lim Limits) Limits {
 
 // Permit is one request's right to go to a host.
 type Permit struct {
-	g    *Gate
-	key  string
-	id   string
-	done bool
+	g     *Gate
+	key   string
+	id    string
+	until int64 // server ns when the slot's lease runs out
+	taken int64 // server ns when the slot was last written to KV
+	// passable: the host had no delay, pause or penalty when this permit
+	// was taken, so the slot may go straight to a local waiter.
+	passable bool
+	done     bool
 }
 
 // Acquire waits for a permit for host within lim (after overrides) and
@@ -236,14 +251,93 @@ func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func
 			after()
 		}
 		waited += wait
+		ch := g.enqueue(key)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			if p := g.dequeue(key, ch); p != nil {
+				p.Release(ctx, Outcome{})
+			}
 			return nil, ctx.Err()
+		case p := <-ch:
+			t.Stop()
+			// A slot passed on by a finished request of this worker.
+			if before != nil {
+				if err := before(ctx); err != nil {
+					p.Release(ctx, Outcome{})
+					return nil, err
+				}
+			}
+			g.waits(waited)
+			return p, nil
 		case <-t.C:
+			if p := g.dequeue(key, ch); p != nil {
+				if before != nil {
+					if err := before(ctx); err != nil {
+						p.Release(ctx, Outcome{})
+						return nil, err
+					}
+				}
+				g.waits(waited)
+				return p, nil
+			}
 		}
 	}
+}
+
+func (g *Gate) enqueue(key string) chan *Permit {
+	ch := make(chan *Permit, 1)
+	g.mu.Lock()
+	lh := g.local[key]
+	if lh == nil {
+		lh = &localHost{}
+		g.local[key] = lh
+	}
+	lh.waiters = append(lh.waiters, ch)
+	g.mu.Unlock()
+	return ch
+}
+
+// dequeue removes ch from the waiters; a permit passed to it meanwhile is
+// returned so it is not lost.
+func (g *Gate) dequeue(key string, ch chan *Permit) *Permit {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if lh := g.local[key]; lh != nil {
+		for i, c := range lh.waiters {
+			if c == ch {
+				lh.waiters = append(lh.waiters[:i], lh.waiters[i+1:]...)
+				if len(lh.waiters) == 0 {
+					delete(g.local, key)
+				}
+				return nil
+			}
+		}
+	}
+	select {
+	case p := <-ch:
+		return p
+	default:
+		return nil
+	}
+}
+
+// pass hands p's slot to the first local waiter, if any.
+func (g *Gate) pass(p *Permit) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	lh := g.local[p.key]
+	if lh == nil || len(lh.waiters) == 0 {
+		return false
+	}
+	ch := lh.waiters[0]
+	lh.waiters = lh.waiters[1:]
+	if len(lh.waiters) == 0 {
+		delete(g.local, p.key)
+	}
+	ch <- &Permit{g: g, key: p.key, id: p.id, until: p.until, taken: p.taken, passable: true}
+	return true
 }
 
 // try takes a permit if the host allows one now, or says how long to wait.
@@ -267,7 +361,8 @@ func (g *Gate) try(ctx context.Context, key string, lim Limits) (*Permit, time.D
 			return nil, poll, nil
 		}
 		id := g.node + "/" + nonce(g.seq.Add(1))
-		st.Slots = append(st.Slots, slot{ID: id, Until: now + g.lease.Nanoseconds()})
+		until := now + g.lease.Nanoseconds()
+		st.Slots = append(st.Slots, slot{ID: id, Until: until})
 		st.Last = now
 		if err := g.store(ctx, key, st, rev); err != nil {
 			if isConflict(err) {
@@ -275,7 +370,8 @@ func (g *Gate) try(ctx context.Context, key string, lim Limits) (*Permit, time.D
 			}
 			return nil, 0, err
 		}
-		return &Permit{g: g, key: key, id: id}, 0, nil
+		passable := lim.Delay == 0 && st.Penalty == 0 && st.PauseUntil <= now
+		return &Permit{g: g, key: key, id: id, until: until, taken: now, passable: passable}, 0, nil
 	}
 	return nil, poll, nil
 }
@@ -288,6 +384,14 @@ func (p *Permit) Release(ctx context.Context, o Outcome) {
 		return
 	}
 	p.done = true
+	// With no delay to space starts, a clean finish passes the slot to the
+	// next local waiter without a round trip — for up to a second after
+	// the slot was taken from KV, so a live override or a penalty applies
+	// within a second.
+	if p.passable && !o.Failed && o.RetryAfter == 0 && o.Latency < 2*time.Second &&
+		p.g.serverNow()-p.taken < int64(time.Second) && p.g.pass(p) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	for range 16 {
