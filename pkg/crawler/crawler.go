@@ -122,7 +122,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	tf := time.Now()
-	page, ferr := c.fetch.Fetch(ctx, cr.Parsed, t.URL)
+	page, ferr := c.fetch.FetchWith(ctx, cr.Parsed, t.URL, func() { permit.Started(time.Now()) })
 	lat := time.Since(tf)
 	if c.cfg.Slots != nil {
 		c.cfg.Slots.Release()

@@ -18,6 +18,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -173,6 +174,15 @@ func (f *Fetcher) CrawlDelay(ctx context.Context, s *spec.Spec, rawURL string) t
 
 // Fetch fetches rawURL for spider s and extracts items and links.
 func (f *Fetcher) Fetch(ctx context.Context, s *spec.Spec, rawURL string) (*Page, error) {
+	return f.FetchWith(ctx, s, rawURL, nil)
+}
+
+// FetchWith is Fetch calling onRequest when the first byte of the response
+// arrives: by then the site has certainly started handling the request,
+// which is what a politeness delay must be counted from (the request
+// leaving is earlier, and the site may pick it up later). It may be called
+// again for redirects.
+func (f *Fetcher) FetchWith(ctx context.Context, s *spec.Spec, rawURL string, onRequest func()) (*Page, error) {
 	var goSpider GoSpider
 	if s.Go != "" {
 		var ok bool
@@ -190,7 +200,13 @@ func (f *Fetcher) Fetch(ctx context.Context, s *spec.Spec, rawURL string) (*Page
 		}
 	}
 	c := f.tmpl.Clone()
-	c.Context = context.WithValue(context.WithValue(ctx, allowedKey{}, s.AllowedDomains), robotsKey{}, s.Politeness.ObeyRobots())
+	rctx := context.WithValue(context.WithValue(ctx, allowedKey{}, s.AllowedDomains), robotsKey{}, s.Politeness.ObeyRobots())
+	if onRequest != nil {
+		rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
+			GotFirstResponseByte: onRequest,
+		})
+	}
+	c.Context = rctx
 
 	var (
 		page   = &Page{}

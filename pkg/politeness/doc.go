@@ -14,16 +14,27 @@
 // its lease (request timeout + 5s) runs out, which only ever lowers the
 // host's parallelism for a while.
 //
-// Times are server times. Each worker estimates its clock's offset from the
-// NATS server's timestamps of its own writes (re-measured every few
-// seconds), so the delay holds even when workers' clocks disagree; the
-// error is about half a round trip. Starts are spaced by Delay plus
-// [Margin] to cover that error and the time between taking a permit and
-// sending the request.
+// Delay is kept without trusting any clock. For a host with a delay, a
+// worker first claims a pending slot (no one else starts while one is
+// pending), reads back the server's stamp of that claim, and waits until
+// Delay (+ [Margin]) after the last start in server time before sending.
+// When the request leaves it stores "started this long before this write",
+// which the next writer turns into a server time with the write's stamp.
+// Both steps only ever err on the late side, so two starts are never closer
+// than Delay, whatever the workers' clocks say. Leases and Retry-After
+// pauses are coarse and use each worker's clock corrected by an offset
+// measured from the server's stamps (NTP-style, best of five samples).
 //
-// Cost: two KV round trips per request (take, return), about 0.3 ms on
-// loopback, against a fetch of milliseconds to seconds; hosts are
-// independent keys, so a crawl of many hosts is not serialised behind one.
+// With no delay only parallelism counts: a worker that finishes a request
+// hands the slot to its next task waiting for the same host without a
+// round trip, for up to a second, so a busy single-host crawl runs near
+// plain colly's speed while overrides still apply within a second.
+//
+// Cost: with a delay, four KV round trips per request (claim, read back,
+// start, return), about 0.5 ms on loopback, at most 1/Delay times a second
+// per host; without one, two round trips per slot per second or fewer.
+// Hosts are independent keys, so a crawl of many hosts is not serialised
+// behind one.
 // Partitioning hosts to workers (StormCrawler's way) costs nothing per
 // request but needs shard leases and rebalancing when workers come and go;
 // with the CAS key a worker joining or dying changes nothing.

@@ -50,14 +50,41 @@ type Override struct {
 
 type slot struct {
 	ID    string `json:"id"`
-	Until int64  `json:"until"` // server unix ns when the lease runs out
+	Until int64  `json:"until"` // estimated server ns when the lease runs out
+	// Pending: taken for a host with a delay, request not started yet.
+	// Nobody else starts while one is pending, so starts stay ordered.
+	Pending bool `json:"pending,omitempty"`
 }
 
+// state is a host's value in bucket hosts. Request starts are kept in
+// server time derived from the server's own stamps, never a worker's
+// clock: StartAgo says a request started that long before this entry was
+// stored, and the next writer folds it into LastStart using the entry's
+// stamp. Leases and pauses use the workers' offset-corrected clocks; they
+// are coarse, and an error there never shortens a delay.
 type state struct {
 	Slots      []slot `json:"slots,omitempty"`
-	Last       int64  `json:"last"` // server unix ns of the last request start
+	LastStart  int64  `json:"last_start,omitempty"`
+	StartAgo   *int64 `json:"start_ago,omitempty"`
 	PauseUntil int64  `json:"pause_until,omitempty"`
 	Penalty    int64  `json:"penalty,omitempty"` // adaptive extra delay, ns
+}
+
+// normalize folds StartAgo into LastStart; created is this entry's stamp.
+func (st *state) normalize(created int64) {
+	if st.StartAgo != nil {
+		st.LastStart = max(st.LastStart, created-*st.StartAgo)
+		st.StartAgo = nil
+	}
+}
+
+func (st *state) pending() bool {
+	for _, s := range st.Slots {
+		if s.Pending {
+			return true
+		}
+	}
+	return false
 }
 
 // Gate hands out per-host permits. It is safe for concurrent use.
@@ -140,22 +167,31 @@ func (g *Gate) Run(ctx context.Context) error {
 }
 
 // measure estimates the server clock's offset from this process's clock:
-// the server stamps the write somewhere between send and ack, so the
-// midpoint is the estimate, off by at most half the round trip.
+// the server stamps a write somewhere between send and ack, so the
+// midpoint is the estimate, off by at most half the round trip. Of a few
+// samples the one with the shortest round trip is kept (as NTP does), so a
+// busy moment does not skew the estimate.
 func (g *Gate) measure(ctx context.Context) error {
 	key := "_clock." + Key(g.node)
-	t0 := time.Now()
-	rev, err := g.hosts.Put(ctx, key, nil)
-	t1 := time.Now()
-	if err != nil {
-		return err
+	best := time.Duration(-1)
+	var offset int64
+	for range 5 {
+		t0 := time.Now()
+		rev, err := g.hosts.Put(ctx, key, nil)
+		t1 := time.Now()
+		if err != nil {
+			return err
+		}
+		e, err := g.hosts.GetRevision(ctx, key, rev)
+		if err != nil {
+			return err
+		}
+		if rtt := t1.Sub(t0); best < 0 || rtt < best {
+			best = rtt
+			offset = e.Created().Sub(t0.Add(rtt / 2)).Nanoseconds()
+		}
 	}
-	e, err := g.hosts.GetRevision(ctx, key, rev)
-	if err != nil {
-		return err
-	}
-	mid := t0.Add(t1.Sub(t0) / 2)
-	g.offset.Store(e.Created().Sub(mid).Nanoseconds())
+	g.offset.Store(offset)
 	return nil
 }
 
@@ -219,7 +255,39 @@ type Permit struct {
 	// passable: the host had no delay, pause or penalty when this permit
 	// was taken, so the slot may go straight to a local waiter.
 	passable bool
-	done     bool
+	// pending: the host has a delay; Started records the start in KV.
+	pending bool
+	wait    time.Duration // before starting, so the start is Delay after the last
+	started chan struct{} // closed when the start is recorded
+	done    bool
+}
+
+// Started records that the site had started handling the request by t
+// (the first response byte is the safe moment to say so). For a host with
+// a delay it stores the start, measured back from the server's stamp of
+// that write, so the next start is spaced from it; other workers wait
+// until it is stored. A permit released without Started counts its
+// release as the start: the request may have reached the site.
+func (p *Permit) Started(t time.Time) {
+	if p == nil || !p.pending || p.started != nil {
+		return
+	}
+	p.started = make(chan struct{})
+	go func() { // owned by the permit: Release waits for it
+		defer close(p.started)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.g.update(ctx, p.key, func(st *state, now int64) {
+			for i := range st.Slots {
+				if st.Slots[i].ID == p.id {
+					st.Slots[i].Pending = false
+					st.Slots[i].Until = now + p.g.lease.Nanoseconds()
+				}
+			}
+			ago := time.Since(t).Nanoseconds() // up to the send: the stamp comes after
+			st.StartAgo = &ago
+		})
+	}()
 }
 
 // Acquire waits for a permit for host within lim (after overrides) and
@@ -238,6 +306,28 @@ func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func
 			}
 		}
 		p, wait, err := g.try(ctx, key, lim)
+		if p != nil && p.wait > 0 {
+			// Our turn is taken; the start must still be Delay after the
+			// last one. Wait without holding a fetch slot.
+			if after != nil {
+				after()
+			}
+			waited += p.wait
+			t := time.NewTimer(p.wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				p.Release(ctx, Outcome{})
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+			if before != nil {
+				if err := before(ctx); err != nil {
+					p.Release(ctx, Outcome{})
+					return nil, err
+				}
+			}
+		}
 		if err != nil || p != nil {
 			if waited > 0 {
 				g.waits(waited)
@@ -262,6 +352,9 @@ func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func
 			return nil, ctx.Err()
 		case p := <-ch:
 			t.Stop()
+			if p == nil {
+				continue // a request of this worker ended: look again now
+			}
 			// A slot passed on by a finished request of this worker.
 			if before != nil {
 				if err := before(ctx); err != nil {
@@ -317,10 +410,26 @@ func (g *Gate) dequeue(key string, ch chan *Permit) *Permit {
 	}
 	select {
 	case p := <-ch:
-		return p
+		return p // nil for a nudge
 	default:
 		return nil
 	}
+}
+
+// nudge wakes the first local waiter of key to look again at once.
+func (g *Gate) nudge(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	lh := g.local[key]
+	if lh == nil || len(lh.waiters) == 0 {
+		return
+	}
+	ch := lh.waiters[0]
+	lh.waiters = lh.waiters[1:]
+	if len(lh.waiters) == 0 {
+		delete(g.local, key)
+	}
+	ch <- nil
 }
 
 // pass hands p's slot to the first local waiter, if any.
@@ -343,37 +452,78 @@ func (g *Gate) pass(p *Permit) bool {
 // try takes a permit if the host allows one now, or says how long to wait.
 func (g *Gate) try(ctx context.Context, key string, lim Limits) (*Permit, time.Duration, error) {
 	for range 16 { // CAS conflicts: another worker took a turn; look again
-		st, rev, err := g.load(ctx, key)
+		st, rev, created, err := g.load(ctx, key)
 		if err != nil {
 			return nil, 0, err
 		}
 		now := g.serverNow()
 		st.prune(now)
+		st.normalize(created)
 		delay := lim.Delay + time.Duration(st.Penalty)
-		earliest := max(st.Last+int64(delay+Margin), st.PauseUntil)
-		if st.Last == 0 {
-			earliest = st.PauseUntil
-		}
-		if now < earliest {
-			return nil, min(time.Duration(earliest-now), time.Second), nil
-		}
-		if len(st.Slots) >= lim.Parallelism {
+		switch {
+		case st.PauseUntil > now:
+			return nil, min(time.Duration(st.PauseUntil-now), time.Second), nil
+		case len(st.Slots) >= lim.Parallelism, delay > 0 && st.pending():
 			return nil, poll, nil
+		}
+		if delay > 0 && st.LastStart > 0 {
+			// Not our turn yet by our own clock: no point holding a slot.
+			if early := time.Duration(st.LastStart+int64(delay) - now); early > 5*time.Millisecond {
+				return nil, min(early-2*time.Millisecond, time.Second), nil
+			}
 		}
 		id := g.node + "/" + nonce(g.seq.Add(1))
 		until := now + g.lease.Nanoseconds()
-		st.Slots = append(st.Slots, slot{ID: id, Until: until})
-		st.Last = now
-		if err := g.store(ctx, key, st, rev); err != nil {
+		if delay > 0 {
+			until = now + int64(delay) + 5*int64(time.Second) // extended by Started
+		}
+		st.Slots = append(st.Slots, slot{ID: id, Until: until, Pending: delay > 0})
+		newRev, err := g.store(ctx, key, st, rev)
+		if err != nil {
 			if isConflict(err) {
 				continue
 			}
 			return nil, 0, err
 		}
-		passable := lim.Delay == 0 && st.Penalty == 0 && st.PauseUntil <= now
-		return &Permit{g: g, key: key, id: id, until: until, taken: now, passable: passable}, 0, nil
+		p := &Permit{g: g, key: key, id: id, until: until, taken: now,
+			passable: delay == 0 && st.PauseUntil <= now, pending: delay > 0}
+		if delay > 0 && st.LastStart > 0 {
+			// Spacing in server time from server stamps only: our claim's
+			// stamp is at or before the moment we read it back, so waiting
+			// the rest from now puts our start at least Delay after the last.
+			e, err := g.hosts.GetRevision(ctx, key, newRev)
+			if err != nil {
+				p.Release(ctx, Outcome{})
+				return nil, 0, fmt.Errorf("host state %s: %w", key, err)
+			}
+			p.wait = max(time.Duration(st.LastStart+int64(delay+Margin)-e.Created().UnixNano()), 0)
+		}
+		return p, 0, nil
 	}
 	return nil, poll, nil
+}
+
+// update applies f to the host's state with compare-and-swap, retrying
+// on conflicts; now is the offset-corrected server time.
+func (g *Gate) update(ctx context.Context, key string, f func(st *state, now int64)) bool {
+	for range 16 {
+		st, rev, created, err := g.load(ctx, key)
+		if err != nil {
+			g.log.Warn("host state not updated; leases will settle it", "host", key, "err", err)
+			return false
+		}
+		now := g.serverNow()
+		st.prune(now)
+		st.normalize(created)
+		f(&st, now)
+		if _, err := g.store(ctx, key, st, rev); err == nil {
+			return true
+		} else if !isConflict(err) {
+			g.log.Warn("host state not updated; leases will settle it", "host", key, "err", err)
+			return false
+		}
+	}
+	return false
 }
 
 // Release returns the permit and records how the request went. It is
@@ -384,6 +534,9 @@ func (p *Permit) Release(ctx context.Context, o Outcome) {
 		return
 	}
 	p.done = true
+	if p.started != nil {
+		<-p.started // the start must be stored before the slot is freed
+	}
 	// With no delay to space starts, a clean finish passes the slot to the
 	// next local waiter without a round trip — for up to a second after
 	// the slot was taken from KV, so a live override or a penalty applies
@@ -394,14 +547,12 @@ func (p *Permit) Release(ctx context.Context, o Outcome) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	for range 16 {
-		st, rev, err := p.g.load(ctx, p.key)
-		if err != nil {
-			p.g.log.Warn("permit not returned; its lease will free it", "host", p.key, "err", err)
-			return
+	unstarted := p.pending && p.started == nil
+	if p.g.update(ctx, p.key, func(st *state, now int64) {
+		if unstarted {
+			zero := int64(0)
+			st.StartAgo = &zero
 		}
-		now := p.g.serverNow()
-		st.prune(now)
 		for i, s := range st.Slots {
 			if s.ID == p.id {
 				st.Slots = append(st.Slots[:i], st.Slots[i+1:]...)
@@ -409,12 +560,8 @@ func (p *Permit) Release(ctx context.Context, o Outcome) {
 			}
 		}
 		st.adapt(now, o)
-		if err := p.g.store(ctx, p.key, st, rev); err == nil {
-			return
-		} else if !isConflict(err) {
-			p.g.log.Warn("permit not returned; its lease will free it", "host", p.key, "err", err)
-			return
-		}
+	}) {
+		p.g.nudge(p.key)
 	}
 }
 
@@ -452,32 +599,29 @@ func (st *state) prune(now int64) {
 	st.Slots = kept
 }
 
-func (g *Gate) load(ctx context.Context, key string) (state, uint64, error) {
+func (g *Gate) load(ctx context.Context, key string) (state, uint64, int64, error) {
 	var st state
 	e, err := g.hosts.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return st, 0, nil
+		return st, 0, 0, nil
 	}
 	if err != nil {
-		return st, 0, fmt.Errorf("host state %s: %w", key, err)
+		return st, 0, 0, fmt.Errorf("host state %s: %w", key, err)
 	}
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
 		// A damaged value must not wedge the host: start from a clean
 		// state (conservatively paused for a second).
 		st = state{PauseUntil: g.serverNow() + int64(time.Second)}
 	}
-	return st, e.Revision(), nil
+	return st, e.Revision(), e.Created().UnixNano(), nil
 }
 
-func (g *Gate) store(ctx context.Context, key string, st state, rev uint64) error {
+func (g *Gate) store(ctx context.Context, key string, st state, rev uint64) (uint64, error) {
 	b, _ := json.Marshal(st)
-	var err error
 	if rev == 0 {
-		_, err = g.hosts.Create(ctx, key, b)
-	} else {
-		_, err = g.hosts.Update(ctx, key, b, rev)
+		return g.hosts.Create(ctx, key, b)
 	}
-	return err
+	return g.hosts.Update(ctx, key, b, rev)
 }
 
 func isConflict(err error) bool {

@@ -26,14 +26,15 @@ type cmd struct {
 }
 
 var commands = map[string]cmd{
-	"up":      {"run the whole mesh in this process on an embedded nats-server", runUp},
-	"nodes":   {"list every node: role, online, state, tasks, heartbeat age, clock skew", runNodes},
-	"node":    {"send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N", runNode},
-	"version": {"print the version", runVersion},
-	"spider":  {"manage spiders: spider apply -f FILE | ls | get NAME | rm NAME", runSpider},
-	"crawl":   {"crawls: crawl start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow]", runCrawl},
-	"bench":   {"crawl a synthetic loopback site with plain colly and with the mesh, side by side", runBench},
-	"results": {"results export ID [--format jsonl|csv] [--out FILE]", runResults},
+	"up":       {"run the whole mesh in this process on an embedded nats-server", runUp},
+	"nodes":    {"list every node: role, online, state, tasks, heartbeat age, clock skew", runNodes},
+	"node":     {"send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N", runNode},
+	"version":  {"print the version", runVersion},
+	"spider":   {"manage spiders: spider apply -f FILE | ls | get NAME | rm NAME", runSpider},
+	"crawl":    {"crawls: crawl start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow]", runCrawl},
+	"bench":    {"crawl a synthetic loopback site with plain colly and with the mesh, side by side", runBench},
+	"throttle": {"live per-host limits, mesh-wide: throttle set HOST [--delay D] [--parallelism N] | ls | rm HOST", runThrottle},
+	"results":  {"results export ID [--format jsonl|csv] [--out FILE]", runResults},
 }
 
 func main() {

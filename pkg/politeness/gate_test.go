@@ -1,0 +1,150 @@
+package politeness_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/politeness"
+	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// gates returns n gates (as n workers would have) on one server.
+func gates(t *testing.T, n int) []*politeness.Gate {
+	t.Helper()
+	_, js := streamstest.Start(t, streams.Options{})
+	hosts := streamstest.Bucket(t, js, mesh.HostsBucket)
+	throttle := streamstest.Bucket(t, js, mesh.ThrottleBucket)
+	var gs []*politeness.Gate
+	for i := range n {
+		g := politeness.New(hosts, throttle, "w"+string(rune('a'+i)), 10*time.Second, nil)
+		if err := g.Measure(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// hammer runs tasks request-like uses of host through the gates at once and
+// returns the start times and the most permits held at any moment.
+func hammer(t *testing.T, gs []*politeness.Gate, lim politeness.Limits, tasks int, hold time.Duration) ([]time.Time, int) {
+	var mu sync.Mutex
+	var starts []time.Time
+	var cur, most atomic.Int32
+	var wg sync.WaitGroup
+	for i := range tasks {
+		g := gs[i%len(gs)]
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			p, err := g.Acquire(ctx, "site.example:80", lim, nil, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if c := cur.Add(1); c > most.Load() {
+				most.Store(c)
+			}
+			now := time.Now()
+			mu.Lock()
+			starts = append(starts, now)
+			mu.Unlock()
+			time.Sleep(hold) // the request
+			p.Started(time.Now())
+			cur.Add(-1)
+			p.Release(ctx, politeness.Outcome{Latency: hold})
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
+	return starts, int(most.Load())
+}
+
+func TestParallelismAcrossGates(t *testing.T) {
+	gs := gates(t, 3)
+	_, most := hammer(t, gs, politeness.Limits{Parallelism: 2}, 30, 10*time.Millisecond)
+	if most > 2 {
+		t.Errorf("%d permits held at once with parallelism 2", most)
+	}
+	if most < 2 {
+		t.Errorf("never 2 permits at once: the limit is not used")
+	}
+}
+
+func TestDelayAcrossGates(t *testing.T) {
+	gs := gates(t, 3)
+	starts, _ := hammer(t, gs, politeness.Limits{Parallelism: 4, Delay: 40 * time.Millisecond}, 12, 5*time.Millisecond)
+	for i := 1; i < len(starts); i++ {
+		if d := starts[i].Sub(starts[i-1]); d < 40*time.Millisecond {
+			t.Errorf("starts %d and %d %v apart, delay 40ms", i-1, i, d)
+		}
+	}
+}
+
+func TestRetryAfterPausesHost(t *testing.T) {
+	g := gates(t, 1)[0]
+	ctx := t.Context()
+	lim := politeness.Limits{Parallelism: 1}
+	p, err := g.Acquire(ctx, "h:1", lim, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release(ctx, politeness.Outcome{Failed: true, RetryAfter: 1500 * time.Millisecond})
+	t0 := time.Now()
+	p, err = g.Acquire(ctx, "h:1", lim, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release(ctx, politeness.Outcome{})
+	if w := time.Since(t0); w < 1400*time.Millisecond {
+		t.Errorf("next permit after Retry-After 1.5s came in %v", w)
+	}
+}
+
+func TestOverrideAppliesLive(t *testing.T) {
+	_, js := streamstest.Start(t, streams.Options{})
+	hosts := streamstest.Bucket(t, js, mesh.HostsBucket)
+	throttle := streamstest.Bucket(t, js, mesh.ThrottleBucket)
+	g := politeness.New(hosts, throttle, "w1", 10*time.Second, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = g.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	b, _ := json.Marshal(politeness.Override{Host: "h:1", Delay: "300ms", Parallelism: 5})
+	if _, err := throttle.Put(t.Context(), politeness.Key("h:1"), b); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for g.Effective("h:1", politeness.Limits{}).Delay != 300*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatal("override not applied within 1s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := g.Effective("h:1", politeness.Limits{Parallelism: 1}); got.Parallelism != 5 {
+		t.Errorf("override parallelism: %+v", got)
+	}
+}
+
+func TestKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"Example.COM:8080": "example.com_8080",
+		"127.0.0.1:80":     "127.0.0.1_80",
+		"[::1]:80":         "=__1=_80",
+	} {
+		if got := politeness.Key(in); got != want {
+			t.Errorf("Key(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

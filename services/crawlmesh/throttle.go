@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/politeness"
+)
+
+func runThrottle(ctx context.Context, c *cli, args []string) error {
+	if len(args) == 0 {
+		return usagef("want: throttle set HOST [--delay D] [--parallelism N] | ls | rm HOST")
+	}
+	sub := args[0]
+	var f clientFlags
+	fs := flag.NewFlagSet("throttle "+sub, flag.ContinueOnError)
+	f.register(fs)
+	delay := fs.Duration("delay", -1, "set: time between request starts to the host, mesh-wide")
+	par := fs.Int("parallelism", 0, "set: requests in flight to the host, mesh-wide")
+	pos, err := f.parse(fs, c, args[1:])
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "set":
+		if len(pos) != 1 {
+			return usagef("want: throttle set HOST [--delay D] [--parallelism N]")
+		}
+		if *delay < 0 && *par == 0 {
+			return usagef("throttle set %s: give --delay, --parallelism or both", pos[0])
+		}
+		if *par < 0 || *par > 1000 {
+			return usagef("--parallelism %d: want 1-1000", *par)
+		}
+		if err := checkHost(pos[0]); err != nil {
+			return usageError{err}
+		}
+	case "rm":
+		if len(pos) != 1 {
+			return usagef("want: throttle rm HOST")
+		}
+	case "ls":
+		if len(pos) != 0 {
+			return usagef("unexpected argument %q", pos[0])
+		}
+	default:
+		return usagef("unknown throttle command %q: want set, ls or rm", sub)
+	}
+	kv, closeFn, err := f.bucket(ctx, mesh.ThrottleBucket)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	switch sub {
+	case "set":
+		o := politeness.Override{Host: pos[0], Parallelism: *par, UpdatedAt: time.Now().UTC()}
+		if *delay >= 0 {
+			o.Delay = delay.String()
+		}
+		b, _ := json.Marshal(o)
+		if _, err := kv.Put(ctx, politeness.Key(pos[0]), b); err != nil {
+			return fmt.Errorf("store override: %w", err)
+		}
+		fmt.Fprintf(c.stderr, "throttle for %s set; every worker applies it within a second\n", pos[0])
+		return nil
+	case "rm":
+		if _, err := kv.Get(ctx, politeness.Key(pos[0])); errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("no throttle for %s", pos[0])
+		}
+		if err := kv.Purge(ctx, politeness.Key(pos[0])); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "throttle for %s removed\n", pos[0])
+		return nil
+	}
+	keys, err := kv.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return err
+	}
+	var list []politeness.Override
+	for _, k := range keys {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var o politeness.Override
+		if json.Unmarshal(e.Value(), &o) == nil {
+			list = append(list, o)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Host < list[j].Host })
+	if f.output == "json" {
+		return writeJSON(c.stdout, list)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tDELAY\tPARALLELISM\tUPDATED")
+	for _, o := range list {
+		d, p := o.Delay, "-"
+		if d == "" {
+			d = "-"
+		}
+		if o.Parallelism > 0 {
+			p = fmt.Sprint(o.Parallelism)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Host, d, p, o.UpdatedAt.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+// checkHost accepts "host" or "host:port" as it appears in URLs.
+func checkHost(h string) error {
+	host := h
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		host = hh
+	}
+	if host == "" || len(h) > 255 {
+		return fmt.Errorf("host %q: want host or host:port as in the URLs, e.g. example.com or 127.0.0.1:8088", h)
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return fmt.Errorf("host %q: %q is not allowed in a host name", h, r)
+		}
+	}
+	return nil
+}
