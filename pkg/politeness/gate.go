@@ -468,7 +468,7 @@ func (g *Gate) try(ctx context.Context, key string, lim Limits) (*Permit, time.D
 		}
 		if delay > 0 && st.LastStart > 0 {
 			// Not our turn yet by our own clock: no point holding a slot.
-			if early := time.Duration(st.LastStart+int64(delay) - now); early > 5*time.Millisecond {
+			if early := time.Duration(st.LastStart + int64(delay) - now); early > 5*time.Millisecond {
 				return nil, min(early-2*time.Millisecond, time.Second), nil
 			}
 		}

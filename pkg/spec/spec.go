@@ -53,7 +53,7 @@ type Field struct {
 
 // Politeness limits the load on each host, mesh-wide (pkg/politeness).
 type Politeness struct {
-	Delay       *Duration `json:"delay,omitempty" yaml:"delay"` // nil: the default (250ms)
+	Delay       *Duration `json:"delay,omitempty" yaml:"delay"`   // nil: the default (250ms)
 	Parallelism int       `json:"parallelism" yaml:"parallelism"` // 0: the default (2)
 	RobotsTxt   *bool     `json:"robots_txt,omitempty" yaml:"robots_txt"`
 }
