@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -99,8 +100,54 @@ type Gate struct {
 	seq       atomic.Uint64
 	waits     func(time.Duration)
 
-	mu    sync.Mutex
-	local map[string]*localHost // host key -> tasks of this worker waiting for it
+	mu     sync.Mutex
+	local  map[string]*localHost // host key -> tasks of this worker waiting for it
+	paused map[string]int64      // host key -> server ns; from this worker's or others' Retry-After
+	nc     *nats.Conn
+}
+
+// pauseSubject carries Retry-After pauses to every worker at once, so
+// slots passed between a worker's own tasks (which skip KV) stop too.
+const pauseSubject = "crawlmesh.politeness.pause"
+
+type pauseMsg struct {
+	Key   string `json:"key"`
+	Until int64  `json:"until"` // server ns
+}
+
+// Broadcast makes the gate tell other workers of pauses over nc, and hear
+// theirs (Run subscribes).
+func (g *Gate) Broadcast(nc *nats.Conn) { g.nc = nc }
+
+func (g *Gate) pause(key string, until int64) {
+	g.mu.Lock()
+	if until > g.paused[key] {
+		g.paused[key] = until
+	}
+	var idle []*Permit
+	if lh := g.local[key]; lh != nil {
+		idle, lh.idle = lh.idle, nil
+	}
+	g.mu.Unlock()
+	for _, p := range idle { // no more passing: back to KV, which holds the pause
+		p.passable = false
+		p.done = false
+		p.Release(context.Background(), Outcome{})
+	}
+}
+
+func (g *Gate) isPaused(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	u, ok := g.paused[key]
+	if !ok {
+		return false
+	}
+	if u <= g.serverNow() {
+		delete(g.paused, key)
+		return false
+	}
+	return true
 }
 
 // localHost queues this worker's tasks that wait for a busy host, so a
@@ -108,7 +155,12 @@ type Gate struct {
 // them without a round trip (the slot stays held in KV, under its lease).
 type localHost struct {
 	waiters []chan *Permit
+	idle    []*Permit // slots kept for a moment after a request, for the next
 }
+
+// linger is how long a finished request's slot stays with this worker for
+// its next task of the same host before it goes back to KV.
+const linger = 20 * time.Millisecond
 
 // New returns a Gate over buckets hosts and throttle. lease bounds how long
 // a permit of a dead worker blocks its slot; use the request timeout plus a
@@ -118,7 +170,7 @@ func New(hosts, throttle jetstream.KeyValue, node string, lease time.Duration, l
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Gate{hosts: hosts, throttle: throttle, node: node, lease: lease, log: log.With("component", "politeness"),
-		waits: func(time.Duration) {}, local: map[string]*localHost{}}
+		waits: func(time.Duration) {}, local: map[string]*localHost{}, paused: map[string]int64{}}
 }
 
 // OnWait sets a function told every time a task waits for its host (for
@@ -151,6 +203,18 @@ func Key(host string) string {
 func (g *Gate) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.watchOverrides(ctx) })
+	if g.nc != nil {
+		sub, err := g.nc.Subscribe(pauseSubject, func(m *nats.Msg) {
+			var pm pauseMsg
+			if json.Unmarshal(m.Data, &pm) == nil {
+				g.pause(pm.Key, pm.Until)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", pauseSubject, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
@@ -296,14 +360,20 @@ func (p *Permit) Started(t time.Time) {
 // crawler holds a fetch slot only around tries, so a waiting task does not
 // keep one.
 func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func(context.Context) error, after func()) (*Permit, error) {
-	lim = g.Effective(host, lim)
 	key := Key(host)
 	var waited time.Duration
 	for {
+		lim := g.Effective(host, lim) // each time: an override applies to waiting tasks too
 		if before != nil {
 			if err := before(ctx); err != nil {
 				return nil, err
 			}
+		}
+		if p := g.takeIdle(key); p != nil && !g.isPaused(key) {
+			return p, nil
+		} else if p != nil {
+			p.passable = false
+			p.Release(ctx, Outcome{})
 		}
 		p, wait, err := g.try(ctx, key, lim)
 		if p != nil && p.wait > 0 {
@@ -432,14 +502,68 @@ func (g *Gate) nudge(key string) {
 	ch <- nil
 }
 
-// pass hands p's slot to the first local waiter, if any.
-func (g *Gate) pass(p *Permit) bool {
+// takeIdle returns a slot this worker kept from a finished request.
+func (g *Gate) takeIdle(key string) *Permit {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	lh := g.local[key]
+	if lh == nil || len(lh.idle) == 0 {
+		return nil
+	}
+	p := lh.idle[len(lh.idle)-1]
+	lh.idle = lh.idle[:len(lh.idle)-1]
+	if len(lh.idle) == 0 && len(lh.waiters) == 0 {
+		delete(g.local, key)
+	}
+	return &Permit{g: g, key: p.key, id: p.id, until: p.until, taken: p.taken, passable: true}
+}
+
+// keep holds p's slot for linger; unless a task of this worker takes it
+// meanwhile, it then goes back to KV.
+func (g *Gate) keep(p *Permit) {
+	g.mu.Lock()
+	lh := g.local[p.key]
+	if lh == nil {
+		lh = &localHost{}
+		g.local[p.key] = lh
+	}
+	lh.idle = append(lh.idle, p)
+	g.mu.Unlock()
+	time.AfterFunc(linger, func() {
+		g.mu.Lock()
+		lh := g.local[p.key]
+		found := false
+		if lh != nil {
+			for i, q := range lh.idle {
+				if q == p {
+					lh.idle = append(lh.idle[:i], lh.idle[i+1:]...)
+					found = true
+					break
+				}
+			}
+			if len(lh.idle) == 0 && len(lh.waiters) == 0 {
+				delete(g.local, p.key)
+			}
+		}
+		g.mu.Unlock()
+		if found {
+			p.passable = false // back to KV this time
+			p.done = false
+			p.Release(context.Background(), Outcome{})
+		}
+	})
+}
+
+// pass hands p's slot to the first local waiter, or keeps it for a moment.
+func (g *Gate) pass(p *Permit) bool {
+	g.mu.Lock()
 	lh := g.local[p.key]
 	if lh == nil || len(lh.waiters) == 0 {
-		return false
+		g.mu.Unlock()
+		g.keep(p)
+		return true
 	}
+	defer g.mu.Unlock()
 	ch := lh.waiters[0]
 	lh.waiters = lh.waiters[1:]
 	if len(lh.waiters) == 0 {
@@ -541,8 +665,16 @@ func (p *Permit) Release(ctx context.Context, o Outcome) {
 	// next local waiter without a round trip — for up to a second after
 	// the slot was taken from KV, so a live override or a penalty applies
 	// within a second.
+	if o.RetryAfter > 0 {
+		until := p.g.serverNow() + o.RetryAfter.Nanoseconds()
+		p.g.pause(p.key, until)
+		if p.g.nc != nil {
+			b, _ := json.Marshal(pauseMsg{Key: p.key, Until: until})
+			_ = p.g.nc.Publish(pauseSubject, b)
+		}
+	}
 	if p.passable && !o.Failed && o.RetryAfter == 0 && o.Latency < 2*time.Second &&
-		p.g.serverNow()-p.taken < int64(time.Second) && p.g.pass(p) {
+		p.g.serverNow()-p.taken < int64(time.Second) && !p.g.isPaused(p.key) && p.g.pass(p) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

@@ -256,7 +256,9 @@ func TestRetryAfterAndLiveThrottle(t *testing.T) {
 		}
 		return 0, nil
 	}
-	m.apply(politeSpec("pause", []*politeSite{site}, 2, "0s"))
+	// Parallelism 1: no other request can be on its way when the 429
+	// arrives (with more, those already sent cannot be recalled).
+	m.apply(politeSpec("pause", []*politeSite{site}, 1, "0s"))
 	m.mustCLI("crawl", "start", "pause", "--wait")
 	var t429 time.Time
 	for _, sp := range site.pageSpans() {
@@ -294,8 +296,13 @@ func TestRetryAfterAndLiveThrottle(t *testing.T) {
 			after = append(after, sp)
 		}
 	}
+	t.Logf("after throttle set --delay 300ms: %d requests between +1s and +%v, min gap %v",
+		len(after), after[len(after)-1].start.Sub(set).Round(time.Millisecond), minGap(after))
 	if g := minGap(after); g < 295*time.Millisecond {
 		t.Errorf("more than 1s after throttle set --delay 300ms, two starts %v apart", g)
+		for _, sp := range live.pageSpans() {
+			t.Logf("  %s +%v", sp.path, sp.start.Sub(set))
+		}
 	}
 	m.mustCLI("crawl", "cancel", id)
 	m.mustCLI("throttle", "rm", live.host())

@@ -74,6 +74,7 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 			timeout = 15 * time.Second
 		}
 		gate = politeness.New(kvs[2], kvs[3], n.ID, timeout+5*time.Second, log)
+		gate.Broadcast(env.NC)
 		waits := promauto.With(reg).NewHistogram(prometheus.HistogramOpts{Name: "crawlmesh_host_wait_seconds",
 			Help:    "Time tasks waited for their host's turn (per-host parallelism and delay, mesh-wide).",
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}})

@@ -1,0 +1,88 @@
+package politeness_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/politeness"
+	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
+)
+
+// TestOverrideSlowsBusyHost: two workers keep a host busy with no delay
+// (slots passed between their own tasks); an override of 300ms is obeyed
+// by every start more than a second after it was set.
+func TestOverrideSlowsBusyHost(t *testing.T) {
+	_, js := streamstest.Start(t, streams.Options{})
+	hosts := streamstest.Bucket(t, js, mesh.HostsBucket)
+	throttle := streamstest.Bucket(t, js, mesh.ThrottleBucket)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	var gs []*politeness.Gate
+	for _, id := range []string{"a", "b"} {
+		g := politeness.New(hosts, throttle, id, 10*time.Second, nil)
+		wg.Go(func() { _ = g.Run(ctx) })
+		gs = append(gs, g)
+	}
+	var mu sync.Mutex
+	var starts []time.Time
+	stop := make(chan struct{})
+	var tasks sync.WaitGroup
+	for i := range 8 {
+		g := gs[i%2]
+		tasks.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p, err := g.Acquire(ctx, "busy:1", politeness.Limits{Parallelism: 1}, nil, nil)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				starts = append(starts, time.Now())
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+				p.Started(time.Now())
+				p.Release(ctx, politeness.Outcome{Latency: 5 * time.Millisecond})
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	b, _ := json.Marshal(politeness.Override{Host: "busy:1", Delay: "300ms"})
+	if _, err := throttle.Put(t.Context(), politeness.Key("busy:1"), b); err != nil {
+		t.Fatal(err)
+	}
+	set := time.Now()
+	time.Sleep(1100 * time.Millisecond)
+	for _, g := range gs {
+		t.Logf("effective: %+v", g.Effective("busy:1", politeness.Limits{Parallelism: 1}))
+	}
+	time.Sleep(1900 * time.Millisecond)
+	close(stop)
+	cancel()
+	tasks.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	var prev time.Time
+	n := 0
+	for _, s := range starts {
+		if s.After(set.Add(time.Second)) {
+			n++
+			if !prev.IsZero() && s.Sub(prev) < 295*time.Millisecond {
+				t.Errorf("start %v after the override, %v after the previous one", s.Sub(set), s.Sub(prev))
+			}
+		}
+		prev = s
+	}
+	if n < 4 {
+		t.Errorf("only %d starts in the 2s after the override took effect, want about 6", n)
+	}
+}
