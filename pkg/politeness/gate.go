@@ -127,6 +127,7 @@ func (g *Gate) pause(key string, until int64) {
 	var idle []*Permit
 	if lh := g.local[key]; lh != nil {
 		idle, lh.idle = lh.idle, nil
+		g.gc(key, lh)
 	}
 	g.mu.Unlock()
 	for _, p := range idle { // no more passing: back to KV, which holds the pause
@@ -425,27 +426,44 @@ func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func
 			if p == nil {
 				continue // a request of this worker ended: look again now
 			}
-			// A slot passed on by a finished request of this worker.
-			if before != nil {
-				if err := before(ctx); err != nil {
-					p.Release(ctx, Outcome{})
-					return nil, err
-				}
-			}
-			g.waits(waited)
-			return p, nil
+			return g.passed(ctx, p, before, waited)
 		case <-t.C:
 			if p := g.dequeue(key, ch); p != nil {
-				if before != nil {
-					if err := before(ctx); err != nil {
-						p.Release(ctx, Outcome{})
-						return nil, err
-					}
-				}
-				g.waits(waited)
-				return p, nil
+				return g.passed(ctx, p, before, waited)
 			}
 		}
+	}
+}
+
+// passed takes a slot passed on by a finished request of this worker.
+func (g *Gate) passed(ctx context.Context, p *Permit, before func(context.Context) error, waited time.Duration) (*Permit, error) {
+	if before != nil {
+		if err := before(ctx); err != nil {
+			p.Release(ctx, Outcome{})
+			return nil, err
+		}
+	}
+	g.waits(waited)
+	return p, nil
+}
+
+// popWaiter removes and returns the first local waiter of key; g.mu held.
+func (g *Gate) popWaiter(key string) chan *Permit {
+	lh := g.local[key]
+	if lh == nil || len(lh.waiters) == 0 {
+		return nil
+	}
+	ch := lh.waiters[0]
+	lh.waiters = lh.waiters[1:]
+	g.gc(key, lh)
+	return ch
+}
+
+// gc forgets key's local state once nothing waits and nothing is kept;
+// g.mu held.
+func (g *Gate) gc(key string, lh *localHost) {
+	if len(lh.waiters) == 0 && len(lh.idle) == 0 {
+		delete(g.local, key)
 	}
 }
 
@@ -471,9 +489,7 @@ func (g *Gate) dequeue(key string, ch chan *Permit) *Permit {
 		for i, c := range lh.waiters {
 			if c == ch {
 				lh.waiters = append(lh.waiters[:i], lh.waiters[i+1:]...)
-				if len(lh.waiters) == 0 {
-					delete(g.local, key)
-				}
+				g.gc(key, lh)
 				return nil
 			}
 		}
@@ -490,16 +506,9 @@ func (g *Gate) dequeue(key string, ch chan *Permit) *Permit {
 func (g *Gate) nudge(key string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	lh := g.local[key]
-	if lh == nil || len(lh.waiters) == 0 {
-		return
+	if ch := g.popWaiter(key); ch != nil {
+		ch <- nil
 	}
-	ch := lh.waiters[0]
-	lh.waiters = lh.waiters[1:]
-	if len(lh.waiters) == 0 {
-		delete(g.local, key)
-	}
-	ch <- nil
 }
 
 // takeIdle returns a slot this worker kept from a finished request.
@@ -512,9 +521,7 @@ func (g *Gate) takeIdle(key string) *Permit {
 	}
 	p := lh.idle[len(lh.idle)-1]
 	lh.idle = lh.idle[:len(lh.idle)-1]
-	if len(lh.idle) == 0 && len(lh.waiters) == 0 {
-		delete(g.local, key)
-	}
+	g.gc(key, lh)
 	return &Permit{g: g, key: p.key, id: p.id, until: p.until, taken: p.taken, passable: true}
 }
 
@@ -541,9 +548,7 @@ func (g *Gate) keep(p *Permit) {
 					break
 				}
 			}
-			if len(lh.idle) == 0 && len(lh.waiters) == 0 {
-				delete(g.local, p.key)
-			}
+			g.gc(p.key, lh)
 		}
 		g.mu.Unlock()
 		if found {
@@ -557,17 +562,11 @@ func (g *Gate) keep(p *Permit) {
 // pass hands p's slot to the first local waiter, or keeps it for a moment.
 func (g *Gate) pass(p *Permit) bool {
 	g.mu.Lock()
-	lh := g.local[p.key]
-	if lh == nil || len(lh.waiters) == 0 {
-		g.mu.Unlock()
+	ch := g.popWaiter(p.key)
+	g.mu.Unlock()
+	if ch == nil {
 		g.keep(p)
 		return true
-	}
-	defer g.mu.Unlock()
-	ch := lh.waiters[0]
-	lh.waiters = lh.waiters[1:]
-	if len(lh.waiters) == 0 {
-		delete(g.local, p.key)
 	}
 	ch <- &Permit{g: g, key: p.key, id: p.id, until: p.until, taken: p.taken, passable: true}
 	return true

@@ -41,15 +41,12 @@ func runCrawl(ctx context.Context, c *cli, args []string) error {
 	if len(pos) != n {
 		return usagef("crawl %s wants %d argument(s), got %d", sub, n, len(pos))
 	}
-	nc, js, err := f.connect(ctx)
+	sess, err := f.open(ctx, mesh.CrawlsBucket)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	crawls, err := js.KeyValue(ctx, mesh.CrawlsBucket)
-	if err != nil {
-		return fmt.Errorf("open bucket %s: %w (has a master started on this NATS?)", mesh.CrawlsBucket, err)
-	}
+	defer sess.Close()
+	nc, js, crawls := sess.nc, sess.js, sess.kv
 	switch sub {
 	case "start":
 		id, err := apiCall(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: pos[0]}, f.timeout)

@@ -36,16 +36,13 @@ func runResults(ctx context.Context, c *cli, args []string) error {
 	if *format != "jsonl" && *format != "csv" {
 		return usagef("--format %q: want jsonl or csv", *format)
 	}
-	nc, js, err := f.connect(ctx)
+	sess, err := f.open(ctx, mesh.CrawlsBucket)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	crawls, err := js.KeyValue(ctx, mesh.CrawlsBucket)
-	if err != nil {
-		return fmt.Errorf("open bucket %s: %w", mesh.CrawlsBucket, err)
-	}
-	cr, _, err := crawler.ReadCrawl(ctx, crawls, pos[0])
+	defer sess.Close()
+	js := sess.js
+	cr, _, err := crawler.ReadCrawl(ctx, sess.kv, pos[0])
 	if err != nil {
 		return err
 	}

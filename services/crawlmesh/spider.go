@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -47,11 +48,12 @@ func runSpider(ctx context.Context, c *cli, args []string) error {
 	default:
 		return usagef("unknown spider command %q: want apply, ls, get or rm", sub)
 	}
-	kv, closeFn, err := f.bucket(ctx, mesh.SpidersBucket)
+	sess, err := f.open(ctx, mesh.SpidersBucket)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
+	defer sess.Close()
+	kv := sess.kv
 	switch sub {
 	case "ls":
 		return spiderList(ctx, c, &f, kv)
@@ -93,13 +95,13 @@ func spiderApply(ctx context.Context, c *cli, f *clientFlags, file string) error
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
-	kv, closeFn, err := f.bucket(ctx, mesh.SpidersBucket)
+	sess, err := f.open(ctx, mesh.SpidersBucket)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
+	defer sess.Close()
 	b, _ := json.Marshal(s)
-	rev, err := kv.Put(ctx, s.Name, b)
+	rev, err := sess.kv.Put(ctx, s.Name, b)
 	if err != nil {
 		return fmt.Errorf("store spider %s: %w", s.Name, err)
 	}
@@ -133,16 +135,25 @@ func spiderList(ctx context.Context, c *cli, f *clientFlags, kv jetstream.KeyVal
 	return tw.Flush()
 }
 
-// bucket connects and opens a bucket the master created.
-func (f *clientFlags) bucket(ctx context.Context, name string) (jetstream.KeyValue, func(), error) {
+// session is a connection with one bucket the master created open.
+type session struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
+
+func (s *session) Close() { s.nc.Close() }
+
+// open connects and opens bucket.
+func (f *clientFlags) open(ctx context.Context, bucket string) (*session, error) {
 	nc, js, err := f.connect(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, name)
+	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("open bucket %s: %w (has a master started on this NATS?)", name, err)
+		return nil, fmt.Errorf("open bucket %s: %w (has a master started on this NATS?)", bucket, err)
 	}
-	return kv, nc.Close, nil
+	return &session{nc: nc, js: js, kv: kv}, nil
 }

@@ -56,11 +56,12 @@ func runThrottle(ctx context.Context, c *cli, args []string) error {
 	default:
 		return usagef("unknown throttle command %q: want set, ls or rm", sub)
 	}
-	kv, closeFn, err := f.bucket(ctx, mesh.ThrottleBucket)
+	sess, err := f.open(ctx, mesh.ThrottleBucket)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
+	defer sess.Close()
+	kv := sess.kv
 	switch sub {
 	case "set":
 		o := politeness.Override{Host: pos[0], Parallelism: *par, UpdatedAt: time.Now().UTC()}
