@@ -184,8 +184,11 @@ func TestCrawlTrapSite(t *testing.T) {
 	}
 	// 404, loop, huge, binary, robots-blocked (the redirect that landed on
 	// a known page is dropped, not failed).
-	if st.PagesFailed != 5 || st.Dropped != 1 {
-		t.Errorf("pages failed = %d, dropped %d; want 5 (404, redirect loop, 30 MB page, binary, robots) and 1 (redirect to a known page)", st.PagesFailed, st.Dropped)
+	// /redir lands on /product/1: whichever of the two tasks claims that
+	// URL first processes it; the other is dropped only if it comes second
+	// as the redirect (the item is once either way, checked above).
+	if st.PagesFailed != 5 || st.Dropped > 1 {
+		t.Errorf("pages failed = %d, dropped %d; want 5 (404, redirect loop, 30 MB page, binary, robots) and at most 1 (redirect to a known page)", st.PagesFailed, st.Dropped)
 	}
 	logs := m.mustCLI("crawl", "logs", id)
 	for _, want := range []string{"retry", "status 503", "/missing", "failed", "robots", "too-large", "not-html", "redirect loop"} {
