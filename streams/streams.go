@@ -40,6 +40,8 @@ type Options struct {
 	Replicas int
 	// TaskAckWait is the AckWait of the task consumer; 0 keeps the file's.
 	TaskAckWait time.Duration
+	// Lease is the TTL of bucket election; 0 keeps the file's.
+	Lease time.Duration
 }
 
 // Load parses the embedded files, refusing unknown fields so a typo in a
@@ -120,6 +122,9 @@ func (d Definitions) Bucket(name string, opts Options) (jetstream.KeyValueConfig
 func applyKV(c jetstream.KeyValueConfig, o Options) jetstream.KeyValueConfig {
 	if o.NodesTTL > 0 && c.Bucket == "nodes" {
 		c.TTL = o.NodesTTL
+	}
+	if o.Lease > 0 && c.Bucket == "election" {
+		c.TTL = o.Lease
 	}
 	if o.Replicas > 0 {
 		c.Replicas = o.Replicas

@@ -36,6 +36,7 @@ var _ KV = jetstream.KeyValue(nil)
 type Status struct {
 	State       string
 	Leader      bool
+	Term        uint64
 	ActiveTasks int
 	Capacity    int
 }
@@ -144,7 +145,7 @@ func (b *Beater) value() []byte {
 	hb := mesh.Heartbeat{
 		Key: b.id, IP: b.host.IP, MAC: b.host.MAC, Hostname: b.host.Hostname,
 		Master: b.role == mesh.RoleMaster, UpdateTS: now, UpdateTSUnix: now.Unix(),
-		Role: b.role, Version: mesh.Version, State: s.State, Leader: s.Leader,
+		Role: b.role, Version: mesh.Version, State: s.State, Leader: s.Leader, Term: s.Term,
 		StartedAt: b.started, ActiveTasks: s.ActiveTasks, Capacity: s.Capacity,
 		Instance: b.instance, PID: os.Getpid(),
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/command"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/heartbeat"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
@@ -32,8 +34,12 @@ type Config struct {
 	Clock             func() time.Time
 	Log               *slog.Logger
 	Registerer        prometheus.Registerer
-	// Crawls, when set, makes this master start, cancel and complete crawls.
+	// Crawls, when set, makes this master start, cancel and complete crawls
+	// while it leads.
 	Crawls *crawlctl.Control
+	// Elector, when set, makes the master campaign; only the leader runs
+	// Crawls. Without one the master acts as the only master.
+	Elector *election.Elector
 }
 
 // Master is one control-plane node.
@@ -46,6 +52,10 @@ type Master struct {
 
 	stop     chan struct{}
 	stopOnce sync.Once
+
+	leading  atomic.Bool
+	term     atomic.Uint64
+	stepDown chan struct{} // 1-buffered: hand leadership over
 }
 
 // ViewReply is the answer to a request on mesh.ViewSubject.
@@ -60,14 +70,17 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Master{nc: nc, cfg: cfg, stop: make(chan struct{}), log: cfg.Log.With("component", "master", "node", cfg.ID)}
+	m := &Master{nc: nc, cfg: cfg, stop: make(chan struct{}), stepDown: make(chan struct{}, 1),
+		log: cfg.Log.With("component", "master", "node", cfg.ID)}
 	vopts := []clusterview.Option{clusterview.WithLogger(cfg.Log)}
 	if cfg.OfflineRetention > 0 {
 		vopts = append(vopts, clusterview.WithRetention(cfg.OfflineRetention))
 	}
 	m.view = clusterview.New(nodes, vopts...)
 	opts := append(heartbeat.Timing(cfg.HeartbeatInterval, cfg.HeartbeatTTL, cfg.Clock, cfg.Log),
-		heartbeat.WithStatus(func() heartbeat.Status { return heartbeat.Status{State: mesh.StateRunning} }))
+		heartbeat.WithStatus(func() heartbeat.Status {
+			return heartbeat.Status{State: mesh.StateRunning, Leader: m.leading.Load(), Term: m.term.Load()}
+		}))
 	b, err := heartbeat.New(nodes, cfg.ID, mesh.RoleMaster, opts...)
 	if err != nil {
 		return nil, err
@@ -77,9 +90,21 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 		if err := cfg.Registerer.Register(m.view); err != nil {
 			return nil, fmt.Errorf("register cluster view metrics: %w", err)
 		}
+		r := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.ID}, cfg.Registerer)
+		if err := r.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_leader",
+			Help: "1 while this master leads."}, func() float64 {
+			if m.leading.Load() {
+				return 1
+			}
+			return 0
+		})); err != nil {
+			return nil, fmt.Errorf("register leader metrics: %w", err)
+		}
+		r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_leader_term",
+			Help: "The term (fencing token) of this master's current or last leadership."},
+			func() float64 { return float64(m.term.Load()) }))
 		if cfg.Crawls != nil {
 			ctl := cfg.Crawls
-			r := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.ID}, cfg.Registerer)
 			if err := r.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_tasks_pending",
 				Help: "Tasks in the work queue (queued, in flight or waiting for a retry), as this master last saw it."},
 				func() float64 { return float64(ctl.PendingTasks()) })); err != nil {
@@ -107,10 +132,7 @@ func (m *Master) Run(ctx context.Context) error {
 		errs := make(chan error, 4)
 		wg.Go(func() { errs <- m.view.Run(ctx) })
 		wg.Go(func() { errs <- command.Serve(ctx, m.nc, m.cfg.ID, mesh.RoleMaster, m.handle, m.log) })
-		if ctl := m.cfg.Crawls; ctl != nil {
-			wg.Go(func() { errs <- ctl.Run(ctx, 500*time.Millisecond) })
-			wg.Go(func() { errs <- ctl.Serve(ctx, m.nc) })
-		}
+		wg.Go(func() { errs <- m.leadLoop(ctx) })
 		m.log.Info("master running")
 		select {
 		case <-ctx.Done():
@@ -123,6 +145,73 @@ func (m *Master) Run(ctx context.Context) error {
 		return err
 	})
 }
+
+// leadLoop campaigns and runs the leader's work for each term won. The
+// work runs on the leadership's context, so it stops the moment the lease
+// is lost; resigning uses a fresh context because ctx may be done.
+func (m *Master) leadLoop(ctx context.Context) error {
+	if m.cfg.Elector == nil {
+		m.leading.Store(true)
+		defer m.leading.Store(false)
+		m.runLeader(ctx)
+		return nil
+	}
+	for ctx.Err() == nil {
+		l, err := m.cfg.Elector.Campaign(ctx)
+		if err != nil {
+			return nil // ctx done
+		}
+		m.term.Store(l.Term())
+		m.leading.Store(true)
+		m.beater.Kick()
+		m.log.Info("leading", "term", l.Term())
+		lctx, cancel := context.WithCancel(l.Context())
+		stepped := false
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			m.runLeader(lctx)
+		}()
+		select {
+		case <-lctx.Done():
+		case <-m.stepDown:
+			stepped = true
+		}
+		m.leading.Store(false)
+		cancel()
+		<-done
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = l.Resign(rctx)
+		rcancel()
+		l.Done()
+		m.beater.Kick()
+		m.log.Info("not leading", "term", l.Term(), "cause", context.Cause(l.Context()))
+		if stepped {
+			// Let another master win the vacancy before campaigning again.
+			select {
+			case <-ctx.Done():
+			case <-time.After(m.cfg.Elector.Lease()):
+			}
+		}
+	}
+	return nil
+}
+
+// runLeader is the work only the leader does, until ctx ends.
+func (m *Master) runLeader(ctx context.Context) {
+	ctl := m.cfg.Crawls
+	if ctl == nil {
+		<-ctx.Done()
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = ctl.Run(ctx, 500*time.Millisecond) })
+	wg.Go(func() { _ = ctl.Serve(ctx, m.nc) })
+	wg.Wait()
+}
+
+// Leading reports whether this master leads, and its term.
+func (m *Master) Leading() (bool, uint64) { return m.leading.Load(), m.term.Load() }
 
 func (m *Master) answerView(msg *nats.Msg) {
 	ready := false
@@ -142,6 +231,15 @@ func (m *Master) handle(_ context.Context, c mesh.Command) mesh.Reply {
 	case mesh.CmdShutdown:
 		m.stopOnce.Do(func() { close(m.stop) })
 		return mesh.Reply{OK: true, State: mesh.StateStopping}
+	case mesh.CmdStepDown:
+		if !m.leading.Load() || m.cfg.Elector == nil {
+			return mesh.Reply{OK: false, State: mesh.StateRunning, Error: "not the leader"}
+		}
+		select {
+		case m.stepDown <- struct{}{}:
+		default:
+		}
+		return mesh.Reply{OK: true, State: mesh.StateRunning}
 	default:
 		return mesh.Reply{OK: false, State: mesh.StateRunning,
 			Error: fmt.Sprintf("a master runs no tasks, so %s does not apply; send it to a worker", c.Name)}

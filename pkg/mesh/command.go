@@ -13,6 +13,7 @@ const (
 	CmdDrain          = "drain"
 	CmdShutdown       = "shutdown"
 	CmdSetConcurrency = "set-concurrency"
+	CmdStepDown       = "step-down" // a leading master hands leadership over
 )
 
 // Command is the JSON body of a command request.
@@ -27,7 +28,7 @@ type Command struct {
 // Validate checks the command name and its argument.
 func (c Command) Validate() error {
 	switch c.Name {
-	case CmdPing, CmdPause, CmdResume, CmdDrain, CmdShutdown:
+	case CmdPing, CmdPause, CmdResume, CmdDrain, CmdShutdown, CmdStepDown:
 		return nil
 	case CmdSetConcurrency:
 		if c.N < 1 || c.N > 100000 {

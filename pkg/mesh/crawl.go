@@ -17,6 +17,7 @@ const (
 	SeenBucket     = "seen"     // "<crawl>.<url hash>" -> id of the task that found it
 	HostsBucket    = "hosts"    // host key -> politeness state (pkg/politeness)
 	ThrottleBucket = "throttle" // host key -> live override of delay and parallelism
+	ElectionBucket = "election" // key master: the leading master (pkg/election)
 	TasksStream    = "TASKS"    // work queue, one message per URL of a crawl
 	TasksConsumer  = "workers"  // the one durable pull consumer all workers share
 	ResultsStream  = "RESULTS"  // items

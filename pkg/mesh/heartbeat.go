@@ -25,6 +25,7 @@ type Heartbeat struct {
 	Version     string    `json:"version"`
 	State       string    `json:"state"`
 	Leader      bool      `json:"leader"`
+	Term        uint64    `json:"term,omitempty"` // the leader's term (fencing token)
 	StartedAt   time.Time `json:"started_at"`
 	ActiveTasks int       `json:"active_tasks"`
 	Capacity    int       `json:"capacity"`

@@ -71,6 +71,10 @@ type Node struct {
 	LogFormat   string
 	// TaskAckWait overrides the task consumer's AckWait (masters apply it).
 	TaskAckWait time.Duration
+	// Lease is the master election lease (masters apply it to the bucket).
+	Lease time.Duration
+	// Priority orders masters on a leader vacancy (higher first).
+	Priority int
 }
 
 // Register adds the node flags to fs with defaults; httpDefault is the
@@ -101,6 +105,12 @@ func (n *Node) Validate() error {
 	}
 	if n.HeartbeatInterval <= 0 || n.HeartbeatInterval > n.HeartbeatTTL/2 {
 		return fmt.Errorf("--heartbeat-interval %v: must be positive and at most half of --heartbeat-ttl %v", n.HeartbeatInterval, n.HeartbeatTTL)
+	}
+	if n.Lease != 0 && n.Lease < time.Second {
+		return fmt.Errorf("--lease %v: the server expires keys in whole seconds; use 1s or more", n.Lease)
+	}
+	if n.Priority < 0 || n.Priority > 100 {
+		return fmt.Errorf("--priority %d: want 0-100", n.Priority)
 	}
 	if _, err := ParseLevel(n.LogLevel); err != nil {
 		return err

@@ -56,6 +56,7 @@ type Worker struct {
 	changed     chan struct{} // state or concurrency changed (1-buffered)
 	tasks       sync.WaitGroup
 	slots       *Slots
+	term        uint64 // highest master term seen in a command (fencing)
 }
 
 // overcommit is how many tasks a worker holds per fetch slot: tasks
@@ -161,6 +162,14 @@ func (w *Worker) handle(_ context.Context, c mesh.Command) mesh.Reply {
 	defer w.mu.Unlock()
 	refuse := func(msg string) mesh.Reply {
 		return mesh.Reply{OK: false, Error: msg, State: w.state, Concurrency: w.concurrency}
+	}
+	// Fencing: a command from a master carries its term; one from an older
+	// term than already seen comes from a deposed leader. Operators send 0.
+	if c.Term > 0 {
+		if c.Term < w.term {
+			return refuse(fmt.Sprintf("stale term %d: a master with term %d leads now", c.Term, w.term))
+		}
+		w.term = c.Term
 	}
 	switch c.Name {
 	case mesh.CmdPause:

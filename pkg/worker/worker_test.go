@@ -390,3 +390,41 @@ func TestMaster(t *testing.T) {
 		t.Errorf("view request after master stopped = %v, want no responders", err)
 	}
 }
+
+// TestWorkerRefusesStaleTerm: after a command of term 7, one of term 5 (a
+// deposed leader) is refused with a clear reply; operators' term 0 passes.
+func TestWorkerRefusesStaleTerm(t *testing.T) {
+	nc, kv := setup(t)
+	w, err := New(nc, kv, Config{ID: "wt", Concurrency: 2, HeartbeatInterval: 200 * time.Millisecond, HeartbeatTTL: hbTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	send := func(term uint64) error {
+		var err error
+		for range 50 { // until the worker serves commands
+			_, err = command.Send(t.Context(), nc, "wt", mesh.Command{Name: mesh.CmdPing, Term: term})
+			if !errors.Is(err, command.ErrNoNode) {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return err
+	}
+	if err := send(7); err != nil {
+		t.Fatalf("term 7: %v", err)
+	}
+	err = send(5)
+	if !errors.Is(err, command.ErrRefused) || !strings.Contains(err.Error(), "stale term 5") {
+		t.Fatalf("term 5 after 7: %v, want a stale-term refusal", err)
+	}
+	if err := send(0); err != nil {
+		t.Fatalf("operator command (term 0): %v", err)
+	}
+	if err := send(8); err != nil {
+		t.Fatalf("term 8: %v", err)
+	}
+}

@@ -119,8 +119,8 @@ func printNodes(w io.Writer, out nodesOutput) {
 		if !n.Online {
 			online, state = "no", "offline"
 		}
-		if n.Leader {
-			leader = "*"
+		if n.Leader && n.Online {
+			leader = fmt.Sprintf("* term %d", n.Heartbeat.Term)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fs\t%+.2fs\t%s\t%s\n", n.ID, n.Role, online, leader, state,
 			n.ActiveTasks, n.Capacity, n.AgeSeconds, n.SkewSeconds, n.Heartbeat.Version, n.Heartbeat.Hostname)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
 	"github.com/crawlmesh/crawlmesh/pkg/gospiders"
 	"github.com/crawlmesh/crawlmesh/pkg/master"
@@ -23,14 +24,24 @@ import (
 
 // NewMaster builds a master node on env.
 func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time.Duration) (*master.Master, error) {
-	kvs, err := openKVs(ctx, env.JS, mesh.SpidersBucket, mesh.CrawlsBucket, mesh.SeenBucket)
+	kvs, err := openKVs(ctx, env.JS, mesh.SpidersBucket, mesh.CrawlsBucket, mesh.SeenBucket, mesh.ElectionBucket)
 	if err != nil {
 		return nil, err
 	}
 	ctl := crawlctl.New(env.JS, kvs[0], kvs[1], kvs[2], env.Log.With("node", n.ID))
+	// The bucket's TTL is the lease every master renews against.
+	st, err := kvs[3].Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", mesh.ElectionBucket, err)
+	}
+	el, err := election.New(kvs[3], n.ID, election.WithLease(st.TTL()), election.WithPriority(n.Priority),
+		election.WithLogger(env.Log.With("node", n.ID)))
+	if err != nil {
+		return nil, err
+	}
 	return master.New(env.NC, env.Nodes, master.Config{
 		ID: n.ID, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
-		OfflineRetention: retention, Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Crawls: ctl,
+		OfflineRetention: retention, Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Crawls: ctl, Elector: el,
 	})
 }
 

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// leaderWatch scrapes crawlmesh_leader of every live master every 50ms for
+// the whole test and remembers any moment with two leaders.
+type leaderWatch struct {
+	mu      sync.Mutex
+	addrs   map[string]string // id -> http address of live masters
+	two     []string
+	leader  string
+	changed time.Time
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func watchLeaders(t *testing.T) *leaderWatch {
+	w := &leaderWatch{addrs: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+			w.mu.Lock()
+			addrs := make(map[string]string, len(w.addrs))
+			for k, v := range w.addrs {
+				addrs[k] = v
+			}
+			w.mu.Unlock()
+			var leaders []string
+			for id, a := range addrs {
+				if v, ok := metricValue(scrape(t, a), `crawlmesh_leader{node="`+id+`"}`); ok && v == 1 {
+					leaders = append(leaders, id)
+				}
+			}
+			w.mu.Lock()
+			if len(leaders) > 1 {
+				slices.Sort(leaders)
+				w.two = append(w.two, time.Now().Format("15:04:05.000")+" "+strings.Join(leaders, ","))
+			}
+			cur := ""
+			if len(leaders) == 1 {
+				cur = leaders[0]
+			}
+			if cur != w.leader {
+				w.leader, w.changed = cur, time.Now()
+			}
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { close(w.stop); <-w.done })
+	return w
+}
+
+func (w *leaderWatch) set(id, addr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if addr == "" {
+		delete(w.addrs, id)
+	} else {
+		w.addrs[id] = addr
+	}
+}
+
+func (w *leaderWatch) current() (string, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.leader, w.changed
+}
+
+// TestMasterFailover: three master processes; never two leaders (checked
+// every 50ms all along); SIGKILL of the leader gives a new one within the
+// lease + 1s, four times in a row; a crawl running across the failovers
+// completes with the exact item set.
+func TestMasterFailover(t *testing.T) {
+	const lease = 2 * time.Second
+	site := newTrapSite(t, 200, 60*time.Millisecond)
+	_, url := natsServer(t, true, t.TempDir(), 0)
+	w := watchLeaders(t)
+	masters := map[string]*proc{}
+	startMaster := func(id string) {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		masters[id] = start(t, "master", "--nats", url, "--id", id, "--http", addr, "--lease", lease.String(), "--task-ack-wait", "5s")
+		w.set(id, addr)
+	}
+	for _, id := range []string{"m1", "m2", "m3"} {
+		startMaster(id)
+	}
+	m := &testMesh{t: t, url: url}
+	for _, id := range []string{"w1", "w2"} {
+		m.workers = append(m.workers, m.startWorker(id))
+	}
+	waitFor(t, 15*time.Second, "a leader", func() bool { l, _ := w.current(); return l != "" })
+	m.apply(site.spec("failover"))
+	id := strings.TrimSpace(m.mustCLI("crawl", "start", "failover"))
+
+	var takeovers []time.Duration
+	for range 4 {
+		leader, _ := w.current()
+		killed := time.Now()
+		masters[leader].signal(syscall.SIGKILL)
+		masters[leader].wait(t, 5*time.Second)
+		w.set(leader, "")
+		waitFor(t, lease+3*time.Second, "a new leader after SIGKILL of "+leader, func() bool {
+			l, _ := w.current()
+			return l != "" && l != leader
+		})
+		_, at := w.current()
+		takeovers = append(takeovers, at.Sub(killed))
+		startMaster(leader) // back as a standby
+	}
+	if _, errOut, code := m.cli("crawl", "wait", id, "--timeout", "10s"); code != 0 {
+		t.Fatalf("crawl across failovers: exit %d\n%s", code, errOut)
+	}
+	checkItems(t, m.export(id), site.expected())
+	slices.Sort(takeovers)
+	t.Logf("takeover after SIGKILL of the leader (lease %v, 4 kills): median %v, max %v, all %v", lease,
+		takeovers[len(takeovers)/2].Round(time.Millisecond), takeovers[len(takeovers)-1].Round(time.Millisecond), takeovers)
+	for _, d := range takeovers {
+		if d > lease+time.Second {
+			t.Errorf("takeover took %v, want <= lease + 1s", d)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.two) > 0 {
+		t.Errorf("two leaders at once: %v", w.two)
+	}
+}
+
+// TestStepDown: `crawlmesh master step-down` hands leadership to another
+// master with a higher term.
+func TestStepDown(t *testing.T) {
+	_, url := natsServer(t, true, t.TempDir(), 0)
+	w := watchLeaders(t)
+	for _, id := range []string{"m1", "m2"} {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		start(t, "master", "--nats", url, "--id", id, "--http", addr, "--lease", "2s")
+		w.set(id, addr)
+	}
+	waitFor(t, 15*time.Second, "a leader", func() bool { l, _ := w.current(); return l != "" })
+	first, _ := w.current()
+	if _, errOut, code := runBin(t, "crawlmesh", "master", "step-down", "--nats", url); code != 0 {
+		t.Fatalf("master step-down: exit %d: %s", code, errOut)
+	}
+	waitFor(t, 5*time.Second, "the other master leading", func() bool {
+		l, _ := w.current()
+		return l != "" && l != first
+	})
+	out, _, _ := runBin(t, "crawlmesh", "nodes", "--nats", url)
+	if !strings.Contains(out, "* term") {
+		t.Errorf("nodes does not show the leader and term:\n%s", out)
+	}
+}
