@@ -51,9 +51,18 @@ func New(js jetstream.JetStream, spiders, crawls, seen jetstream.KeyValue, log *
 // PendingTasks is the work queue's size at the last check.
 func (c *Control) PendingTasks() int64 { return c.pending.Load() }
 
+// ErrExists means a crawl with the requested id exists already.
+var ErrExists = errors.New("crawlctl: crawl exists")
+
 // Start starts a crawl of the named spider and returns its id once the
 // start URLs are on the work queue.
 func (c *Control) Start(ctx context.Context, spider string) (string, error) {
+	return c.StartID(ctx, spider, "")
+}
+
+// StartID is Start with a given crawl id ("" for a new one); a second
+// start of the same id fails with ErrExists, so a scheduled tick runs once.
+func (c *Control) StartID(ctx context.Context, spider, id string) (string, error) {
 	e, err := c.spiders.Get(ctx, spider)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 		return "", fmt.Errorf("no spider %q (crawlmesh spider ls lists them; crawlmesh spider apply -f FILE adds one)", spider)
@@ -66,9 +75,15 @@ func (c *Control) Start(ctx context.Context, spider string) (string, error) {
 		return "", fmt.Errorf("stored spider %s: %w", spider, err)
 	}
 	raw, _ := json.Marshal(s)
-	cr := mesh.Crawl{ID: mesh.NewCrawlID(s.Name, c.now()), Spider: s.Name, State: mesh.CrawlRunning, Spec: raw, CreatedAt: c.now().UTC()}
+	if id == "" {
+		id = mesh.NewCrawlID(s.Name, c.now())
+	}
+	cr := mesh.Crawl{ID: id, Spider: s.Name, State: mesh.CrawlRunning, Spec: raw, CreatedAt: c.now().UTC()}
 	b, _ := json.Marshal(cr)
 	rev, err := c.crawls.Create(ctx, cr.ID, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return "", fmt.Errorf("%w: %s", ErrExists, cr.ID)
+	}
 	if err != nil {
 		return "", fmt.Errorf("create crawl %s: %w", cr.ID, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/heartbeat"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/scheduler"
 )
 
 // Config is a master's configuration.
@@ -40,6 +41,8 @@ type Config struct {
 	// Elector, when set, makes the master campaign; only the leader runs
 	// Crawls. Without one the master acts as the only master.
 	Elector *election.Elector
+	// Scheduler, when set, fires spiders' schedules while this master leads.
+	Scheduler *scheduler.Scheduler
 }
 
 // Master is one control-plane node.
@@ -207,6 +210,9 @@ func (m *Master) runLeader(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = ctl.Run(ctx, 500*time.Millisecond) })
 	wg.Go(func() { _ = ctl.Serve(ctx, m.nc) })
+	if sc := m.cfg.Scheduler; sc != nil {
+		wg.Go(func() { _ = sc.Run(ctx) })
+	}
 	wg.Wait()
 }
 

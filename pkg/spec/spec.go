@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/andybalholm/cascadia"
+	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -305,14 +306,9 @@ func checkSchedule(s string) error {
 		if err != nil || v < time.Second {
 			return errors.New("@every wants a duration of at least 1s, e.g. @every 1h")
 		}
-		return nil
 	}
-	switch s {
-	case "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly":
-		return nil
-	}
-	if n := len(strings.Fields(s)); n != 5 {
-		return fmt.Errorf("want 5 cron fields (minute hour day month weekday) or @every D, got %d fields", n)
+	if _, err := cron.ParseStandard(s); err != nil {
+		return fmt.Errorf("want 5 cron fields (minute hour day month weekday), @hourly and the like, or @every D: %v", err)
 	}
 	return nil
 }

@@ -165,3 +165,76 @@ func TestStepDown(t *testing.T) {
 		t.Errorf("nodes does not show the leader and term:\n%s", out)
 	}
 }
+
+// TestScheduleAcrossFailovers: a spider with `@every 1s` keeps firing
+// while the leader is SIGKILLed 20 times: no tick fires twice, and after a
+// gap only the most recent missed tick fires (no burst of catch-up crawls).
+func TestScheduleAcrossFailovers(t *testing.T) {
+	site := newTrapSite(t, 1, 0)
+	_, url := natsServer(t, true, t.TempDir(), 0)
+	w := watchLeaders(t)
+	masters := map[string]*proc{}
+	startMaster := func(id string) {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		masters[id] = start(t, "master", "--nats", url, "--id", id, "--http", addr, "--lease", "1s")
+		w.set(id, addr)
+	}
+	for _, id := range []string{"m1", "m2", "m3"} {
+		startMaster(id)
+	}
+	m := &testMesh{t: t, url: url}
+	m.workers = append(m.workers, m.startWorker("w1"))
+	waitFor(t, 15*time.Second, "a leader", func() bool { l, _ := w.current(); return l != "" })
+	m.apply(`name: ticker
+start_urls: ["` + site.srv.URL + `/cat/1"]
+allowed_domains: ["` + site.host() + `"]
+max_pages: 1
+schedule: "@every 1s"
+politeness: { delay: 0s }
+`)
+	t0 := time.Now()
+	for range 20 {
+		leader, _ := w.current()
+		masters[leader].signal(syscall.SIGKILL)
+		masters[leader].wait(t, 5*time.Second)
+		w.set(leader, "")
+		waitFor(t, 5*time.Second, "a new leader", func() bool { l, _ := w.current(); return l != "" && l != leader })
+		startMaster(leader)
+	}
+	time.Sleep(1500 * time.Millisecond) // one more tick under the last leader
+	elapsed := time.Since(t0)
+	var ids []string
+	for _, line := range strings.Split(m.mustCLI("crawl", "ls"), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "ticker-") {
+			ids = append(ids, f[0])
+		}
+	}
+	seen := map[string]bool{}
+	var ticks []time.Time
+	for _, id := range ids {
+		if seen[id] {
+			t.Errorf("crawl %s listed twice", id)
+		}
+		seen[id] = true
+		ts, err := time.Parse("20060102150405", strings.TrimSuffix(strings.TrimPrefix(id, "ticker-"), "-sched"))
+		if err != nil {
+			t.Fatalf("crawl id %q is not a tick id: %v", id, err)
+		}
+		ticks = append(ticks, ts)
+	}
+	slices.SortFunc(ticks, func(a, b time.Time) int { return a.Compare(b) })
+	for i := 1; i < len(ticks); i++ {
+		if !ticks[i].After(ticks[i-1]) {
+			t.Errorf("tick %v fired twice", ticks[i])
+		}
+	}
+	max := int(elapsed/time.Second) + 2
+	t.Logf("20 failovers in %v: %d ticks fired (at most one per second: %d); first %v, last %v",
+		elapsed.Round(time.Millisecond), len(ticks), max, ticks[0].Format("15:04:05"), ticks[len(ticks)-1].Format("15:04:05"))
+	if len(ticks) > max {
+		t.Errorf("%d ticks in %v: catch-up fired more than the latest missed tick", len(ticks), elapsed)
+	}
+	if len(ticks) < 10 {
+		t.Errorf("only %d ticks fired in %v", len(ticks), elapsed)
+	}
+}

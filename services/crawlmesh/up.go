@@ -169,7 +169,7 @@ func launchMesh(ctx context.Context, cancel context.CancelFunc, u upConfig, log 
 		m.stop()
 		return nil, err
 	}
-	mst, err := boot.NewMaster(ctx, menv, &mn, 0)
+	mst, err := boot.NewMaster(ctx, menv, &mn, 0, time.UTC)
 	if err != nil {
 		m.stop()
 		return nil, err

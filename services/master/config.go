@@ -13,6 +13,16 @@ import (
 type config struct {
 	nodeconfig.Node
 	OfflineRetention time.Duration
+	ScheduleTZ       string
+}
+
+// location is the time zone schedules are evaluated in.
+func (c *config) location() (*time.Location, error) {
+	loc, err := time.LoadLocation(c.ScheduleTZ)
+	if err != nil {
+		return nil, fmt.Errorf("--schedule-tz %q: %v (use an IANA name such as Europe/Paris, or UTC)", c.ScheduleTZ, err)
+	}
+	return loc, nil
 }
 
 func (c *config) flags(out io.Writer) *flag.FlagSet {
@@ -22,6 +32,7 @@ func (c *config) flags(out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.TaskAckWait, "task-ack-wait", 0, "how long a task may run without a sign of life before it is redelivered (0: streams/ file, 30s)")
 	fs.DurationVar(&c.Lease, "lease", 0, "leader lease: the election bucket's TTL (0: streams/ file, 3s; use 15s on a 3-node NATS cluster)")
 	fs.IntVar(&c.Priority, "priority", 0, "0-100: on a leader vacancy, higher priority masters win")
+	fs.StringVar(&c.ScheduleTZ, "schedule-tz", "UTC", "time zone of spiders' cron schedules")
 	fs.DurationVar(&c.OfflineRetention, "offline-retention", 10*time.Minute, "how long offline nodes stay listed (online 0) in the view and metrics")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: master [flags]\n\nA crawlmesh control-plane node. Each flag can also be set with CRAWLMESH_<FLAG> (CRAWLMESH_NATS_URL for --nats).")

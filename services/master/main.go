@@ -19,11 +19,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := boot.Parse(fs, &cfg.Node, args, getenv); err != nil {
 		return err
 	}
+	loc, err := cfg.location()
+	if err != nil {
+		return err
+	}
 	env, err := boot.Setup(ctx, &cfg.Node, "master", stderr)
 	if err != nil {
 		return err
 	}
-	m, err := boot.NewMaster(ctx, env, &cfg.Node, cfg.OfflineRetention)
+	m, err := boot.NewMaster(ctx, env, &cfg.Node, cfg.OfflineRetention, loc)
 	if err != nil {
 		env.Drain()
 		return err

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -19,11 +20,12 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
+	"github.com/crawlmesh/crawlmesh/pkg/scheduler"
 	"github.com/crawlmesh/crawlmesh/pkg/worker"
 )
 
-// NewMaster builds a master node on env.
-func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time.Duration) (*master.Master, error) {
+// NewMaster builds a master node on env; schedules are evaluated in tz.
+func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time.Duration, tz *time.Location) (*master.Master, error) {
 	kvs, err := openKVs(ctx, env.JS, mesh.SpidersBucket, mesh.CrawlsBucket, mesh.SeenBucket, mesh.ElectionBucket)
 	if err != nil {
 		return nil, err
@@ -39,9 +41,17 @@ func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time
 	if err != nil {
 		return nil, err
 	}
+	sched := scheduler.New(kvs[0], func(ctx context.Context, spider, id string) error {
+		_, err := ctl.StartID(ctx, spider, id)
+		if errors.Is(err, crawlctl.ErrExists) {
+			return scheduler.ErrFired
+		}
+		return err
+	}, tz, env.Log.With("node", n.ID))
 	return master.New(env.NC, env.Nodes, master.Config{
 		ID: n.ID, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
 		OfflineRetention: retention, Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Crawls: ctl, Elector: el,
+		Scheduler: sched,
 	})
 }
 

@@ -1,0 +1,160 @@
+// Package scheduler starts crawls of spiders that have a `schedule` (cron
+// syntax or "@every D"), run by the leading master only.
+//
+// Each tick fires at most once across failovers and restarts: the crawl of
+// a tick has a deterministic id (spider and tick time), and starting it
+// creates that id in KV bucket crawls, which succeeds once. A master that
+// crashed after creating it but before seeding leaves an unseeded crawl
+// that crawlctl seeds again, so a fired tick also runs.
+//
+// Ticks are computed from the time the spider was applied (the KV entry's
+// server timestamp), in an explicit time zone (default UTC), so every master
+// computes the same ticks. Missed ticks — while no master led — follow the
+// "fire once" policy: a new leader starts the most recent missed tick and
+// skips the older ones.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/robfig/cron/v3"
+
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
+)
+
+// Starter starts the crawl of one tick; it returns ErrFired if that tick's
+// crawl exists already.
+type Starter func(ctx context.Context, spider, id string) error
+
+// ErrFired means the tick's crawl was started before.
+var ErrFired = errors.New("scheduler: tick already fired")
+
+// Parse parses a schedule: 5-field cron, @every D, or @hourly and friends.
+func Parse(s string) (cron.Schedule, error) {
+	sched, err := cron.ParseStandard(s)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %q: %w", s, err)
+	}
+	return sched, nil
+}
+
+// TickID is the crawl id of spider's tick at t.
+func TickID(spider string, t time.Time) string {
+	return spider + "-" + t.UTC().Format("20060102150405") + "-sched"
+}
+
+// Scheduler fires ticks.
+type Scheduler struct {
+	spiders jetstream.KeyValue
+	start   Starter
+	loc     *time.Location
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New returns a scheduler over bucket spiders, evaluating cron in loc.
+func New(spiders jetstream.KeyValue, start Starter, loc *time.Location, log *slog.Logger) *Scheduler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	return &Scheduler{spiders: spiders, start: start, loc: loc, log: log.With("component", "scheduler"), now: time.Now}
+}
+
+type entry struct {
+	sched   cron.Schedule
+	raw     string
+	applied time.Time
+	last    time.Time // last tick considered (fired or skipped)
+}
+
+// Run fires ticks until ctx is done (the leadership context).
+func (s *Scheduler) Run(ctx context.Context) error {
+	entries := map[string]*entry{}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.refresh(ctx, entries)
+		now := s.now().In(s.loc)
+		for name, e := range entries {
+			due := e.due(now)
+			if due.IsZero() {
+				continue
+			}
+			id := TickID(name, due)
+			switch err := s.start(ctx, name, id); {
+			case err == nil:
+				s.log.Info("scheduled crawl started", "crawl", id, "tick", due.Format(time.RFC3339))
+			case errors.Is(err, ErrFired):
+			case ctx.Err() != nil:
+				return nil
+			default:
+				s.log.Warn("scheduled crawl not started, retrying", "crawl", id, "err", err)
+				e.last = due.Add(-time.Nanosecond) // try this tick again
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// due returns the most recent tick not yet considered, or zero; older
+// missed ticks are skipped ("fire once").
+func (e *entry) due(now time.Time) time.Time {
+	var last time.Time
+	for t, n := e.sched.Next(e.last), 0; !t.After(now) && n < 1_000_000; t, n = e.sched.Next(t), n+1 {
+		last = t
+	}
+	if last.IsZero() {
+		return last
+	}
+	e.last = last
+	return last
+}
+
+// refresh reads the spiders with a schedule (a handful of keys: cheap).
+func (s *Scheduler) refresh(ctx context.Context, entries map[string]*entry) {
+	keys, err := s.spiders.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		en, err := s.spiders.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		sp, err := spec.Parse(en.Value())
+		if err != nil || strings.TrimSpace(sp.Schedule) == "" {
+			continue
+		}
+		seen[k] = true
+		applied := en.Created().In(s.loc)
+		if e := entries[k]; e != nil && e.raw == sp.Schedule && e.applied.Equal(applied) {
+			continue
+		}
+		sched, err := Parse(sp.Schedule)
+		if err != nil {
+			s.log.Warn("bad schedule ignored", "spider", k, "err", err)
+			continue
+		}
+		// Ticks count from the apply time: the same on every master.
+		entries[k] = &entry{sched: sched, raw: sp.Schedule, applied: applied, last: applied}
+	}
+	for k := range entries {
+		if !seen[k] {
+			delete(entries, k)
+		}
+	}
+}
