@@ -238,3 +238,35 @@ politeness: { delay: 0s }
 		t.Errorf("only %d ticks fired in %v", len(ticks), elapsed)
 	}
 }
+
+// TestDoctor: healthy mesh → exit 0; a paused worker is a warning; a worker
+// 30s off the server's clock and a mesh without masters are failures,
+// each explained.
+func TestDoctor(t *testing.T) {
+	_, url := natsServer(t, true, t.TempDir(), 0)
+	mst := start(t, "master", "--nats", url, "--id", "m1", "--http", "")
+	m := &testMesh{t: t, url: url}
+	m.workers = append(m.workers, m.startWorker("w1"))
+	nc := connect(t, url)
+	waitFor(t, 15*time.Second, "mesh up", func() bool { v := view(t, nc); return v["m1"] && v["w1"] })
+	waitFor(t, 10*time.Second, "doctor passes", func() bool { _, _, code := m.cli("doctor"); return code == 0 })
+
+	m.mustCLI("node", "pause", "w1")
+	start(t, "worker", "--nats", url, "--id", "skewed", "--http", "", "--clock-offset", "30s")
+	waitFor(t, 10*time.Second, "skewed worker online", func() bool { return view(t, nc)["skewed"] })
+	out, _, code := m.cli("doctor")
+	if code == 0 {
+		t.Errorf("doctor passed with a 30s clock skew:\n%s", out)
+	}
+	for _, want := range []string{"FAIL  clock", "skewed is +30", "WARN  workers", "w1 is paused"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+	mst.signal(syscall.SIGTERM)
+	mst.wait(t, 10*time.Second)
+	out, _, code = m.cli("doctor")
+	if code == 0 || !strings.Contains(out, "no master is online") {
+		t.Errorf("doctor without masters: exit %d\n%s", code, out)
+	}
+}

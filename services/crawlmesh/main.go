@@ -33,6 +33,7 @@ var commands = map[string]cmd{
 	"spider":   {"manage spiders: spider apply -f FILE | ls | get NAME | rm NAME", runSpider},
 	"crawl":    {"crawls: crawl start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow]", runCrawl},
 	"bench":    {"crawl a synthetic loopback site with plain colly and with the mesh, side by side", runBench},
+	"doctor":   {"check and explain: NATS, JetStream, assets, masters and leader, node ids, clock skew, dead letters, paused workers", runDoctor},
 	"master":   {"master step-down: the leading master hands leadership to another", runMaster},
 	"throttle": {"live per-host limits, mesh-wide: throttle set HOST [--delay D] [--parallelism N] | ls | rm HOST", runThrottle},
 	"results":  {"results export ID [--format jsonl|csv] [--out FILE]", runResults},

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/election"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
+	"github.com/crawlmesh/crawlmesh/streams"
+)
+
+// finding is one line of the doctor's report.
+type finding struct {
+	Level string `json:"level"` // ok, warn, fail
+	Check string `json:"check"`
+	Text  string `json:"text"`
+}
+
+func runDoctor(ctx context.Context, c *cli, args []string) error {
+	var f clientFlags
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	f.register(fs)
+	skewMax := fs.Duration("skew", 2*time.Second, "clock skew above which a node is reported")
+	pos, err := f.parse(fs, c, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	var out []finding
+	add := func(level, check, format string, a ...any) {
+		out = append(out, finding{level, check, fmt.Sprintf(format, a...)})
+	}
+	report := func() error {
+		fails := 0
+		if f.output == "json" {
+			_ = writeJSON(c.stdout, out)
+		}
+		for _, x := range out {
+			if x.Level == "fail" {
+				fails++
+			}
+			if f.output != "json" {
+				fmt.Fprintf(c.stdout, "%-4s  %-10s %s\n", map[string]string{"ok": "ok", "warn": "WARN", "fail": "FAIL"}[x.Level], x.Check, x.Text)
+			}
+		}
+		if fails > 0 {
+			return fmt.Errorf("%d problem(s) found", fails)
+		}
+		return nil
+	}
+
+	nc, js, err := f.connect(ctx)
+	if err != nil {
+		add("fail", "nats", "%v", err)
+		return report()
+	}
+	defer nc.Close()
+	add("ok", "nats", "connected to %s (server %s)", natsconn.Redact(nc.ConnectedUrl()), nc.ConnectedServerVersion())
+	if ai, err := js.AccountInfo(ctx); err == nil {
+		lim := func(v int64) string {
+			if v < 0 {
+				return "unlimited"
+			}
+			return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20))
+		}
+		add("ok", "jetstream", "enabled; storage %.1f MiB used of %s, memory %.1f MiB of %s, %d streams",
+			float64(ai.Store)/(1<<20), lim(ai.Limits.MaxStore), float64(ai.Memory)/(1<<20), lim(ai.Limits.MaxMemory), ai.Streams)
+	}
+
+	doctorAssets(ctx, js, add)
+
+	view, err := fetchNodes(ctx, nc, js, f.timeout)
+	if err != nil {
+		add("fail", "nodes", "cannot read the nodes: %v", err)
+		return report()
+	}
+	masters, workers, paused := 0, 0, 0
+	for _, n := range view.Nodes {
+		if !n.Online {
+			add("warn", "nodes", "%s %s is offline (last heartbeat %.0fs ago)", n.Role, n.ID, n.AgeSeconds)
+			continue
+		}
+		switch n.Role {
+		case mesh.RoleMaster:
+			masters++
+		case mesh.RoleWorker:
+			workers++
+			if n.State == mesh.StatePaused || n.State == mesh.StateDraining {
+				paused++
+				add("warn", "workers", "worker %s is %s: it takes no new tasks (crawlmesh node resume %s)", n.ID, n.State, n.ID)
+			}
+		}
+		if s := math.Abs(n.SkewSeconds); s > skewMax.Seconds() {
+			add("fail", "clock", "%s %s is %+.1fs off the NATS server's clock (threshold %v): liveness does not depend on it, but fix NTP on that host",
+				n.Role, n.ID, n.SkewSeconds, *skewMax)
+		}
+	}
+	switch {
+	case masters == 0:
+		add("fail", "masters", "no master is online: crawls cannot start or complete (run master, or crawlmesh up)")
+	default:
+		add("ok", "masters", "%d master(s) online", masters)
+	}
+	if workers == 0 {
+		add("fail", "workers", "no worker is online: tasks wait in the queue (run worker)")
+	} else {
+		add("ok", "workers", "%d worker(s) online, %d paused or draining", workers, paused)
+	}
+	doctorLeader(ctx, js, view, add)
+	doctorDuplicates(ctx, js, add)
+	if s, err := js.Stream(ctx, mesh.DeadStream); err == nil {
+		if n := s.CachedInfo().State.Msgs; n > 0 {
+			add("warn", "deadletter", "%d task(s) in the dead-letter stream %s: see their Crawlmesh-Reason header (nats stream view %s)", n, mesh.DeadStream, mesh.DeadStream)
+		} else {
+			add("ok", "deadletter", "no dead letters")
+		}
+	}
+	return report()
+}
+
+// doctorAssets checks every asset of streams/ exists with its settings.
+func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, check, format string, a ...any)) {
+	defs, err := streams.Load()
+	if err != nil {
+		add("fail", "assets", "%v", err)
+		return
+	}
+	missing, drift := 0, 0
+	check := func(dd []streams.Drift, err error, name string) {
+		switch {
+		case err != nil:
+			missing++
+			add("fail", "assets", "%s: %v (a master creates it at start-up)", name, err)
+		default:
+			for _, d := range dd {
+				drift++
+				add("warn", "assets", "%s (a deployment flag such as --heartbeat-ttl or --lease may explain it)", d)
+			}
+		}
+	}
+	for _, c := range defs.KV {
+		dd, err := streams.CheckKV(ctx, js, c)
+		check(dd, err, "kv "+c.Bucket)
+	}
+	for _, c := range defs.Streams {
+		dd, err := streams.CheckStream(ctx, js, c)
+		check(dd, err, "stream "+c.Name)
+	}
+	for _, c := range defs.Consumers {
+		dd, err := streams.CheckConsumer(ctx, js, c)
+		check(dd, err, "consumer "+c.Stream+"/"+c.Config.Durable)
+	}
+	if missing == 0 && drift == 0 {
+		add("ok", "assets", "all %d streams, buckets and consumers present as defined in streams/", len(defs.Names()))
+	}
+}
+
+// doctorLeader checks the election key against the masters' heartbeats.
+func doctorLeader(ctx context.Context, js jetstream.JetStream, view nodesOutput, add func(level, check, format string, a ...any)) {
+	kv, err := js.KeyValue(ctx, mesh.ElectionBucket)
+	if err != nil {
+		add("fail", "leader", "no election bucket: %v", err)
+		return
+	}
+	e, err := kv.Get(ctx, election.Key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		add("fail", "leader", "no master leads: crawls do not start, complete or get scheduled")
+		return
+	}
+	if err != nil {
+		add("fail", "leader", "%v", err)
+		return
+	}
+	var ld election.Leader
+	_ = json.Unmarshal(e.Value(), &ld)
+	claimed := 0
+	for _, n := range view.Nodes {
+		if n.Role == mesh.RoleMaster && n.Online && n.Leader {
+			claimed++
+			if n.ID != ld.ID {
+				add("warn", "leader", "master %s's heartbeat says it leads, the election key says %s (a leader change in progress?)", n.ID, ld.ID)
+			}
+		}
+	}
+	if claimed > 1 {
+		add("fail", "leader", "%d masters say they lead", claimed)
+		return
+	}
+	add("ok", "leader", "master %s leads, term %d", ld.ID, ld.Term)
+}
+
+// doctorDuplicates watches the heartbeats for a few seconds: two processes
+// with one id show as one key written by two instances.
+func doctorDuplicates(ctx context.Context, js jetstream.JetStream, add func(level, check, format string, a ...any)) {
+	kv, err := js.KeyValue(ctx, mesh.NodesBucket)
+	if err != nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
+	defer cancel()
+	w, err := kv.WatchAll(wctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return
+	}
+	defer func() { _ = w.Stop() }()
+	inst := map[string]map[string]bool{}
+	for {
+		select {
+		case <-wctx.Done():
+			dups := 0
+			for id, set := range inst {
+				if len(set) > 1 {
+					dups++
+					add("fail", "node ids", "node id %s is written by %d processes: give each its own --id", id, len(set))
+				}
+			}
+			if dups == 0 {
+				add("ok", "node ids", "no node id used by two processes (watched 2.5s)")
+			}
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var hb mesh.Heartbeat
+			if json.Unmarshal(e.Value(), &hb) == nil {
+				if inst[e.Key()] == nil {
+					inst[e.Key()] = map[string]bool{}
+				}
+				inst[e.Key()][hb.Instance] = true
+			}
+		}
+	}
+}
