@@ -57,6 +57,7 @@ type Master struct {
 	stopOnce sync.Once
 
 	leading  atomic.Bool
+	lead     atomic.Pointer[election.Leadership]
 	term     atomic.Uint64
 	stepDown chan struct{} // 1-buffered: hand leadership over
 }
@@ -82,7 +83,7 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 	m.view = clusterview.New(nodes, vopts...)
 	opts := append(heartbeat.Timing(cfg.HeartbeatInterval, cfg.HeartbeatTTL, cfg.Clock, cfg.Log),
 		heartbeat.WithStatus(func() heartbeat.Status {
-			return heartbeat.Status{State: mesh.StateRunning, Leader: m.leading.Load(), Term: m.term.Load()}
+			return heartbeat.Status{State: mesh.StateRunning, Leader: m.isLeading(), Term: m.term.Load()}
 		}))
 	b, err := heartbeat.New(nodes, cfg.ID, mesh.RoleMaster, opts...)
 	if err != nil {
@@ -96,7 +97,7 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 		r := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.ID}, cfg.Registerer)
 		if err := r.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_leader",
 			Help: "1 while this master leads."}, func() float64 {
-			if m.leading.Load() {
+			if m.isLeading() {
 				return 1
 			}
 			return 0
@@ -165,6 +166,7 @@ func (m *Master) leadLoop(ctx context.Context) error {
 			return nil // ctx done
 		}
 		m.term.Store(l.Term())
+		m.lead.Store(l)
 		m.leading.Store(true)
 		m.beater.Kick()
 		m.log.Info("leading", "term", l.Term())
@@ -200,24 +202,48 @@ func (m *Master) leadLoop(ctx context.Context) error {
 	return nil
 }
 
+// announce tells every node the new term at once, so a deposed leader's
+// commands are refused even before the nodes hear from it.
+func (m *Master) announce(l *election.Leadership) {
+	ctx, cancel := context.WithTimeout(l.Context(), 500*time.Millisecond)
+	defer cancel()
+	_, _ = command.Broadcast(ctx, m.nc, mesh.Command{Name: mesh.CmdPing, Term: l.Term()}, 0)
+}
+
+// isLeading is true only while the lease is certainly held: a leader
+// frozen past its lease says no at once when it wakes, before its renewal
+// loop has noticed.
+func (m *Master) isLeading() bool {
+	if !m.leading.Load() {
+		return false
+	}
+	if l := m.lead.Load(); l != nil {
+		return l.Valid()
+	}
+	return true
+}
+
 // runLeader is the work only the leader does, until ctx ends.
 func (m *Master) runLeader(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if l := m.lead.Load(); l != nil {
+		wg.Go(func() { m.announce(l) })
+	}
 	ctl := m.cfg.Crawls
 	if ctl == nil {
 		<-ctx.Done()
 		return
 	}
-	var wg sync.WaitGroup
 	wg.Go(func() { _ = ctl.Run(ctx, 500*time.Millisecond) })
 	wg.Go(func() { _ = ctl.Serve(ctx, m.nc) })
 	if sc := m.cfg.Scheduler; sc != nil {
 		wg.Go(func() { _ = sc.Run(ctx) })
 	}
-	wg.Wait()
 }
 
 // Leading reports whether this master leads, and its term.
-func (m *Master) Leading() (bool, uint64) { return m.leading.Load(), m.term.Load() }
+func (m *Master) Leading() (bool, uint64) { return m.isLeading(), m.term.Load() }
 
 func (m *Master) answerView(msg *nats.Msg) {
 	ready := false
@@ -238,7 +264,7 @@ func (m *Master) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		m.stopOnce.Do(func() { close(m.stop) })
 		return mesh.Reply{OK: true, State: mesh.StateStopping}
 	case mesh.CmdStepDown:
-		if !m.leading.Load() || m.cfg.Elector == nil {
+		if !m.isLeading() || m.cfg.Elector == nil {
 			return mesh.Reply{OK: false, State: mesh.StateRunning, Error: "not the leader"}
 		}
 		select {

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -8,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/command"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
 // leaderWatch scrapes crawlmesh_leader of every live master every 50ms for
@@ -40,12 +47,28 @@ func watchLeaders(t *testing.T) *leaderWatch {
 				addrs[k] = v
 			}
 			w.mu.Unlock()
+			// In parallel and briefly: a frozen master must not stall the
+			// watch of the others.
 			var leaders []string
+			var lmu sync.WaitGroup
+			var mu sync.Mutex
 			for id, a := range addrs {
-				if v, ok := metricValue(scrape(t, a), `crawlmesh_leader{node="`+id+`"}`); ok && v == 1 {
-					leaders = append(leaders, id)
-				}
+				lmu.Go(func() {
+					c := http.Client{Timeout: 300 * time.Millisecond}
+					resp, err := c.Get("http://" + a + "/metrics")
+					if err != nil {
+						return
+					}
+					defer resp.Body.Close()
+					b, _ := io.ReadAll(resp.Body)
+					if v, ok := metricValue(string(b), `crawlmesh_leader{node="`+id+`"}`); ok && v == 1 {
+						mu.Lock()
+						leaders = append(leaders, id)
+						mu.Unlock()
+					}
+				})
 			}
+			lmu.Wait()
 			w.mu.Lock()
 			if len(leaders) > 1 {
 				slices.Sort(leaders)
@@ -269,4 +292,72 @@ func TestDoctor(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "no master is online") {
 		t.Errorf("doctor without masters: exit %d\n%s", code, out)
 	}
+}
+
+// TestSplitBrain: the leader is frozen (SIGSTOP) past its lease; another
+// master wins and announces its term; the old one, thawed, says at once
+// that it does not lead (never two leaders), and a command carrying its
+// old term is refused by a worker.
+func TestSplitBrain(t *testing.T) {
+	const lease = 2 * time.Second
+	_, url := natsServer(t, true, t.TempDir(), 0)
+	w := watchLeaders(t)
+	masters := map[string]*proc{}
+	for _, id := range []string{"m1", "m2"} {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		masters[id] = start(t, "master", "--nats", url, "--id", id, "--http", addr, "--lease", lease.String())
+		w.set(id, addr)
+	}
+	m := &testMesh{t: t, url: url}
+	m.workers = append(m.workers, m.startWorker("w1"))
+	waitFor(t, 15*time.Second, "a leader", func() bool { l, _ := w.current(); return l != "" })
+	old, _ := w.current()
+	oldTerm := leaderTerm(t, url, old)
+
+	masters[old].signal(syscall.SIGSTOP)
+	waitFor(t, lease+3*time.Second, "another leader while "+old+" is frozen", func() bool {
+		l, _ := w.current()
+		return l != "" && l != old
+	})
+	time.Sleep(lease) // frozen well past its lease
+	masters[old].signal(syscall.SIGCONT)
+	time.Sleep(time.Second) // the watcher scrapes the thawed master too
+
+	// The old term, as the deposed leader would send it.
+	nc := connect(t, url)
+	_, err := command.Send(t.Context(), nc, "w1", mesh.Command{Name: mesh.CmdPing, Term: oldTerm})
+	if !errors.Is(err, command.ErrRefused) || !strings.Contains(err.Error(), "stale term") {
+		t.Errorf("a command with the deposed leader's term %d: %v, want a stale-term refusal", oldTerm, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.two) > 0 {
+		t.Errorf("two leaders at once: %v", w.two)
+	}
+}
+
+// leaderTerm reads a master's term from its heartbeat.
+func leaderTerm(t *testing.T, url, id string) uint64 {
+	t.Helper()
+	out := strings.TrimSpace(runBinOut(t, "crawlmesh", "nodes", "-o", "json", "--nats", url))
+	var got nodesOutput
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("nodes -o json: %v", err)
+	}
+	for _, n := range got.Nodes {
+		if n.ID == id {
+			return n.Heartbeat.Term
+		}
+	}
+	t.Fatalf("no node %s", id)
+	return 0
+}
+
+func runBinOut(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, errOut, code := runBin(t, name, args...)
+	if code != 0 {
+		t.Fatalf("%s %v: exit %d: %s", name, args, code, errOut)
+	}
+	return out
 }
