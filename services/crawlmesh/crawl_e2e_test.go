@@ -260,8 +260,10 @@ func TestCrawlResumesAfterRestartOfEverything(t *testing.T) {
 	}
 	checkItems(t, m.export(id), site.expected())
 
-	// Resumed, not restarted: only pages in flight at the kill (at most
-	// 3 workers x 4 slots) may have been fetched twice.
+	// Resumed, not restarted: only tasks a worker held unacked at the kill
+	// may have been fetched twice: at most 3 workers x 4 slots x 4 (a
+	// worker holds 4 tasks per fetch slot, and a fetched task publishes and
+	// acks after giving its slot back). A start-over would refetch all.
 	var twice []string
 	for p, n := range site.fetched() {
 		// robots.txt is per worker process, /flaky is retried by design,
@@ -272,8 +274,8 @@ func TestCrawlResumesAfterRestartOfEverything(t *testing.T) {
 	}
 	sort.Strings(twice)
 	t.Logf("fetched before the restart: %d paths; fetched twice: %d %v", len(before), len(twice), twice)
-	if len(twice) > 12 {
-		t.Errorf("%d pages fetched twice, more than the 12 that can be in flight: the crawl started over", len(twice))
+	if held := 3 * 4 * 4; len(twice) > held || len(twice) >= len(before)/2 {
+		t.Errorf("%d of %d pages fetched twice, more than the %d a worker can hold unacked: the crawl started over", len(twice), len(before), held)
 	}
 }
 
