@@ -18,13 +18,18 @@ var (
 		"Tasks in flight on the node, from its last heartbeat.", []string{"node"}, nil)
 	descCapacity = prometheus.NewDesc("crawlmesh_node_capacity",
 		"Task slots (concurrency) of the node, from its last heartbeat.", []string{"node"}, nil)
+	descLeader = prometheus.NewDesc("crawlmesh_node_leader",
+		"1 when the node's last heartbeat says it is the leading master.", []string{"node"}, nil)
+	descState = prometheus.NewDesc("crawlmesh_node_state",
+		"1 for the node's state from its last heartbeat (running, paused, draining ...); one series per node.",
+		[]string{"node", "state"}, nil)
 	descNodes = prometheus.NewDesc("crawlmesh_nodes",
 		"Nodes in the view by role and online state.", []string{"role", "online"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (v *View) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOnline, descAge, descSkew, descActive, descCapacity, descNodes} {
+	for _, d := range []*prometheus.Desc{descOnline, descAge, descSkew, descActive, descCapacity, descLeader, descState, descNodes} {
 		ch <- d
 	}
 }
@@ -43,6 +48,14 @@ func (v *View) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, n.SkewSeconds, n.ID)
 		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(n.ActiveTasks), n.ID)
 		ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(n.Capacity), n.ID)
+		leader := 0.0
+		if n.Leader {
+			leader = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, leader, n.ID)
+		if n.State != "" {
+			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, 1, n.ID, n.State)
+		}
 		state := "0"
 		if n.Online {
 			state = "1"

@@ -107,6 +107,13 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 		r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_leader_term",
 			Help: "The term (fencing token) of this master's current or last leadership."},
 			func() float64 { return float64(m.term.Load()) }))
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: %w", err)
+		}
+		if err := r.Register(&jsCollector{js: js, timeout: 2 * time.Second}); err != nil {
+			return nil, fmt.Errorf("register queue metrics: %w", err)
+		}
 		if cfg.Crawls != nil {
 			ctl := cfg.Crawls
 			if err := r.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_tasks_pending",
