@@ -2,7 +2,6 @@ package clusterview
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -141,8 +140,8 @@ func (v *View) apply(e jetstream.KeyValueEntry) {
 		}
 		return
 	}
-	var hb mesh.Heartbeat
-	if err := json.Unmarshal(e.Value(), &hb); err != nil {
+	hb, err := mesh.DecodeHeartbeat(e.Value())
+	if err != nil {
 		v.log.Warn("unreadable heartbeat ignored", "node", e.Key(), "rev", e.Revision(), "err", err)
 		return
 	}

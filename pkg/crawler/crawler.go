@@ -83,15 +83,9 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil {
 		attempt = int(md.NumDelivered)
 	}
-	var t mesh.Task
-	if err := json.Unmarshal(msg.Data(), &t); err != nil || t.Crawl == "" || t.URL == "" || t.ID == "" {
-		reason := "undecodable task"
-		if err != nil {
-			reason += ": " + err.Error()
-		} else {
-			reason += ": crawl, url or id missing"
-		}
-		c.dead(ctx, msg, crawlOfSubject(msg.Subject()), reason, attempt, "")
+	t, err := mesh.DecodeTask(msg.Data())
+	if err != nil {
+		c.dead(ctx, msg, crawlOfSubject(msg.Subject()), "undecodable task: "+err.Error(), attempt, "")
 		return
 	}
 	log := c.log.With("task", t.ID, "crawl", t.Crawl)

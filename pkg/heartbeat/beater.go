@@ -102,6 +102,10 @@ func New(kv KV, id, role string, opts ...Option) (*Beater, error) {
 	if err := mesh.ValidateNodeID(id); err != nil {
 		return nil, err
 	}
+	// Readers drop heartbeats of other roles (mesh.DecodeHeartbeat).
+	if role != mesh.RoleMaster && role != mesh.RoleWorker {
+		return nil, fmt.Errorf("heartbeat: role %q: want %s or %s", role, mesh.RoleMaster, mesh.RoleWorker)
+	}
 	b := &Beater{
 		kv: kv, id: id, role: role,
 		interval: time.Second, ttl: 3 * time.Second,
@@ -215,9 +219,11 @@ func (b *Beater) watchHolder(ctx context.Context, wait time.Duration) (live bool
 				first = e.Revision()
 				continue
 			}
-			var hb mesh.Heartbeat
-			_ = json.Unmarshal(e.Value(), &hb)
-			return true, &hb, nil
+			// A new value means a live holder, readable or not.
+			if hb, err := mesh.DecodeHeartbeat(e.Value()); err == nil {
+				return true, &hb, nil
+			}
+			return true, nil, nil
 		}
 	}
 }
@@ -225,8 +231,7 @@ func (b *Beater) watchHolder(ctx context.Context, wait time.Duration) (live bool
 func (b *Beater) duplicate(ctx context.Context, other *mesh.Heartbeat) error {
 	if other == nil {
 		if e, err := b.kv.Get(ctx, b.id); err == nil {
-			var hb mesh.Heartbeat
-			if json.Unmarshal(e.Value(), &hb) == nil {
+			if hb, err := mesh.DecodeHeartbeat(e.Value()); err == nil {
 				other = &hb
 			}
 		}
@@ -282,8 +287,11 @@ func (b *Beater) beat(ctx context.Context) error {
 	// write (frozen, cut off), or someone else wrote it.
 	e, gerr := b.kv.Get(bctx, b.id)
 	if gerr == nil {
-		var hb mesh.Heartbeat
-		if json.Unmarshal(e.Value(), &hb) != nil || hb.Instance != b.instance {
+		hb, err := mesh.DecodeHeartbeat(e.Value())
+		if err != nil {
+			return b.duplicate(bctx, nil)
+		}
+		if hb.Instance != b.instance {
 			return b.duplicate(bctx, &hb)
 		}
 		b.setRev(e.Revision()) // our own write whose ack we missed
@@ -316,8 +324,7 @@ func (b *Beater) leave() error {
 		if gerr != nil {
 			return nil // already gone
 		}
-		var hb mesh.Heartbeat
-		if json.Unmarshal(e.Value(), &hb) != nil || hb.Instance != b.instance {
+		if hb, err := mesh.DecodeHeartbeat(e.Value()); err != nil || hb.Instance != b.instance {
 			return nil
 		}
 		err = b.kv.Purge(ctx, b.id, jetstream.LastRevision(e.Revision()), jetstream.PurgeTTL(time.Minute))
