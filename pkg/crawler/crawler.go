@@ -88,6 +88,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		c.dead(ctx, msg, crawlOfSubject(msg.Subject()), "undecodable task: "+err.Error(), attempt, "")
 		return
 	}
+	c.m.spider(t.Spider)
 	log := c.log.With("task", t.ID, "crawl", t.Crawl)
 	cr, err := c.crawls.Get(ctx, t.Crawl)
 	if errors.Is(err, ErrUnknownCrawl) {
@@ -153,6 +154,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	c.m.items.WithLabelValues(t.Spider).Add(float64(len(page.Items)))
 	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: page.Status, Outcome: "ok",
 		Items: len(page.Items), Links: len(page.Links)}, t0)
+	c.m.outcome(t.Spider, outcomeOK)
 	_ = msg.Ack()
 }
 
@@ -262,6 +264,7 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 		entry.Outcome = "retry"
 		c.logEntry(t, entry, t0)
 		c.m.retries.WithLabelValues(t.Spider).Inc()
+		c.m.outcome(t.Spider, outcomeRetried)
 		_ = msg.NakWithDelay(d)
 		return
 	}
@@ -280,6 +283,10 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 		return
 	}
 	c.logEntry(t, entry, t0)
+	if fe.Reason == "robots" {
+		c.m.robots.WithLabelValues(t.Spider).Inc()
+	}
+	c.m.outcome(t.Spider, outcomeFailed)
 	_ = msg.Ack()
 }
 
@@ -288,6 +295,7 @@ func (c *Crawler) drop(ctx context.Context, msg jetstream.Msg, t mesh.Task, atte
 		_ = Wait(ctx, []jetstream.PubAckFuture{f})
 	}
 	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Outcome: "dropped", Error: why}, t0)
+	c.m.outcome(t.Spider, outcomeDropped)
 	_ = msg.Ack()
 }
 
@@ -313,6 +321,7 @@ func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, crawl, reason str
 		_ = Wait(ctx, []jetstream.PubAckFuture{f})
 	}
 	c.m.dead.WithLabelValues(spider).Inc()
+	c.m.outcome(spider, outcomeDead)
 	c.log.Warn("task sent to dead letters", "crawl", crawl, "attempt", attempt, "err", reason)
 	_ = msg.TermWithReason(reason)
 }
