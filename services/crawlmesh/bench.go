@@ -177,7 +177,7 @@ func benchMesh(ctx context.Context, base string, cfg synthsite.Config, n, par in
 		return benchResult{}, err
 	}
 	t0 := time.Now()
-	id, err := apiCall(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
+	id, err := crawlctl.Call(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
 	if err != nil {
 		return benchResult{}, err
 	}

@@ -244,7 +244,7 @@ func BenchmarkWorkerCrawl10k(b *testing.B) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		id, err := apiCall(b.Context(), nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
+		id, err := crawlctl.Call(b.Context(), nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
@@ -49,7 +48,7 @@ func runCrawl(ctx context.Context, c *cli, args []string) error {
 	nc, js, crawls := sess.nc, sess.js, sess.kv
 	switch sub {
 	case "start":
-		id, err := apiCall(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: pos[0]}, f.timeout)
+		id, err := crawlctl.Call(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: pos[0]}, f.timeout)
 		if err != nil {
 			return err
 		}
@@ -59,7 +58,7 @@ func runCrawl(ctx context.Context, c *cli, args []string) error {
 		}
 		return nil
 	case "cancel":
-		if _, err := apiCall(ctx, nc, mesh.APICrawlCancel, crawlctl.APIRequest{ID: pos[0]}, f.timeout); err != nil {
+		if _, err := crawlctl.Call(ctx, nc, mesh.APICrawlCancel, crawlctl.APIRequest{ID: pos[0]}, f.timeout); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.stderr, "crawl %s cancelled\n", pos[0])
@@ -81,38 +80,6 @@ func runCrawl(ctx context.Context, c *cli, args []string) error {
 	default:
 		return crawlLogs(ctx, c, &f, js, pos[0], *follow)
 	}
-}
-
-// apiCall sends a request to the masters' crawl API.
-func apiCall(ctx context.Context, nc *nats.Conn, subj string, req crawlctl.APIRequest, timeout time.Duration) (string, error) {
-	b, _ := json.Marshal(req)
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	m, err := nc.RequestWithContext(rctx, subj, b)
-	// A master that is starting answers within a moment: ask again briefly.
-	for tries := 0; errors.Is(err, nats.ErrNoResponders) && tries < 8; tries++ {
-		select {
-		case <-rctx.Done():
-		case <-time.After(250 * time.Millisecond):
-			m, err = nc.RequestWithContext(rctx, subj, b)
-		}
-	}
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return "", errors.New("no master is running to handle it (start one: master, or crawlmesh up)")
-	case errors.Is(err, context.DeadlineExceeded):
-		return "", fmt.Errorf("no master answered within %v", timeout)
-	case err != nil:
-		return "", err
-	}
-	var rep crawlctl.APIReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return "", fmt.Errorf("unreadable reply from master: %w", err)
-	}
-	if rep.Error != "" {
-		return rep.ID, errors.New(rep.Error)
-	}
-	return rep.ID, nil
 }
 
 func printStatus(w io.Writer, sts []crawlctl.Status) {

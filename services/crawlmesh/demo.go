@@ -53,7 +53,7 @@ func runDemo(ctx context.Context, c *cli, natsURL string, log *slog.Logger) erro
 		return fmt.Errorf("apply demo spider: %w", err)
 	}
 	fmt.Fprintf(c.stderr, "demo: bookshop at %s, spider %q applied\n", base, s.Name)
-	id, err := apiCall(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
+	id, err := crawlctl.Call(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("start demo crawl: %w", err)
 	}

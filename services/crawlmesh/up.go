@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crawlmesh/crawlmesh/pkg/embedded"
+	"github.com/crawlmesh/crawlmesh/pkg/httpapi"
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 	"github.com/crawlmesh/crawlmesh/services/internal/boot"
@@ -28,6 +30,7 @@ type upConfig struct {
 	data        string
 	http        string
 	natsPort    int
+	tokenFile   string
 	node        nodeconfig.Node // heartbeat timing and logging for every node
 }
 
@@ -49,6 +52,7 @@ func runUp(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&u.data, "data", defaultDataDir(), "JetStream store directory")
 	fs.StringVar(&u.http, "http", "127.0.0.1:8080", "listen address for /metrics and /healthz")
 	fs.IntVar(&u.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1")
+	fs.StringVar(&u.tokenFile, "api-token-file", "", "file holding the bearer token that state-changing HTTP API requests must carry (or env "+boot.APITokenEnv+"); none: the API is read-only")
 	fs.DurationVar(&u.node.HeartbeatInterval, "heartbeat-interval", time.Second, "time between heartbeats")
 	fs.DurationVar(&u.node.HeartbeatTTL, "heartbeat-ttl", 3*time.Second, "TTL of bucket nodes")
 	fs.StringVar(&u.node.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -89,6 +93,10 @@ func runUp(ctx context.Context, c *cli, args []string) error {
 
 func up(ctx context.Context, c *cli, u upConfig) error {
 	log := u.node.Logger(c.stderr)
+	token, err := boot.APIToken(u.tokenFile, c.getenv)
+	if err != nil {
+		return usageError{err}
+	}
 	ln, err := metrics.Listen("--http", u.http)
 	if err != nil {
 		return err
@@ -101,8 +109,10 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 	if err != nil {
 		return err
 	}
+	mux := metrics.Mux(reg)
+	mux.Handle(httpapi.Prefix, m.api(token))
 	m.wg.Go(func() {
-		if err := metrics.Serve(ctx, ln, metrics.Mux(reg)); err != nil {
+		if err := metrics.Serve(ctx, ln, mux); err != nil {
 			m.fail(err)
 		}
 	})
@@ -129,6 +139,7 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 // embeddedMesh is a nats-server, a master and workers in this process.
 type embeddedMesh struct {
 	url    string
+	api    func(token string) http.Handler // the master's HTTP API
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	stop   func()
@@ -175,6 +186,7 @@ func launchMesh(ctx context.Context, cancel context.CancelFunc, u upConfig, log 
 		return nil, err
 	}
 	runs = append(runs, mst.Run)
+	m.api = func(token string) http.Handler { return menv.APIHandler(mst, token) }
 	for i := 1; i <= u.workers; i++ {
 		env, n, err := join(base+"-worker-"+strconv.Itoa(i), "worker")
 		if err != nil {

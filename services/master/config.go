@@ -14,6 +14,7 @@ type config struct {
 	nodeconfig.Node
 	OfflineRetention time.Duration
 	ScheduleTZ       string
+	APITokenFile     string
 }
 
 // location is the time zone schedules are evaluated in.
@@ -34,6 +35,7 @@ func (c *config) flags(out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.Priority, "priority", 0, "0-100: on a leader vacancy, higher priority masters win")
 	fs.StringVar(&c.ScheduleTZ, "schedule-tz", "UTC", "time zone of spiders' cron schedules")
 	fs.DurationVar(&c.OfflineRetention, "offline-retention", 10*time.Minute, "how long offline nodes stay listed (online 0) in the view and metrics")
+	fs.StringVar(&c.APITokenFile, "api-token-file", "", "file holding the bearer token that state-changing HTTP API requests must carry (or env "+boot.APITokenEnv+"); none: the API is read-only")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: master [flags]\n\nA crawlmesh control-plane node. Each flag can also be set with CRAWLMESH_<FLAG> (CRAWLMESH_NATS_URL for --nats).")
 		fs.PrintDefaults()

@@ -23,6 +23,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	token, err := boot.APIToken(cfg.APITokenFile, getenv)
+	if err != nil {
+		return err
+	}
 	env, err := boot.Setup(ctx, &cfg.Node, "master", stderr)
 	if err != nil {
 		return err
@@ -32,5 +36,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		env.Drain()
 		return err
 	}
+	env.ServeAPI(m, token)
 	return env.Run(ctx, m.Run)
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crawlmesh/crawlmesh/pkg/httpapi"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
@@ -55,6 +57,7 @@ type Env struct {
 	Nodes jetstream.KeyValue
 	Reg   *prometheus.Registry
 	http  net.Listener
+	api   http.Handler // served under /api/ when set (masters)
 }
 
 // Setup opens the HTTP listener, then joins the mesh (see [Join]).
@@ -157,7 +160,11 @@ func (e *Env) Run(ctx context.Context, run func(context.Context) error) error {
 	if e.http != nil {
 		e.Log.Debug("http listening", "addr", e.http.Addr().String())
 		wg.Go(func() {
-			if err := metrics.Serve(ctx, e.http, metrics.Mux(e.Reg)); err != nil {
+			mux := metrics.Mux(e.Reg)
+			if e.api != nil {
+				mux.Handle(httpapi.Prefix, e.api)
+			}
+			if err := metrics.Serve(ctx, e.http, mux); err != nil {
 				httpErr = err
 				cancel()
 			}

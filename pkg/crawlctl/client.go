@@ -1,0 +1,50 @@
+package crawlctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Errors of [Call] a caller can tell apart with errors.Is.
+var (
+	ErrNoMaster = errors.New("no master is running to handle it (start one: master, or crawlmesh up)")
+	ErrNoAnswer = errors.New("no master answered")
+)
+
+// Call sends a request to the masters' crawl API (mesh.APICrawlStart or
+// mesh.APICrawlCancel) and returns the crawl id of the reply. A master that
+// is starting answers within a moment, so no-responders is retried briefly.
+func Call(ctx context.Context, nc *nats.Conn, subj string, req APIRequest, timeout time.Duration) (string, error) {
+	b, _ := json.Marshal(req)
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(rctx, subj, b)
+	for tries := 0; errors.Is(err, nats.ErrNoResponders) && tries < 8; tries++ {
+		select {
+		case <-rctx.Done():
+		case <-time.After(250 * time.Millisecond):
+			m, err = nc.RequestWithContext(rctx, subj, b)
+		}
+	}
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return "", ErrNoMaster
+	case errors.Is(err, context.DeadlineExceeded):
+		return "", fmt.Errorf("%w within %v", ErrNoAnswer, timeout)
+	case err != nil:
+		return "", err
+	}
+	var rep APIReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return "", fmt.Errorf("unreadable reply from master: %w", err)
+	}
+	if rep.Error != "" {
+		return rep.ID, errors.New(rep.Error)
+	}
+	return rep.ID, nil
+}

@@ -1,0 +1,229 @@
+// Package httpapi is the masters' HTTP API, served beside /metrics: read
+// the mesh and crawls, start and cancel crawls, command nodes. It is a
+// gateway to the same NATS request/reply API the CLI uses, so any master,
+// leader or standby, serves it.
+//
+// Reads are open, like /metrics (the listener is on loopback unless the
+// operator binds it elsewhere). Every request that changes state needs
+// the bearer token the master was started with; a master without a token
+// refuses them all, so an address opened by mistake never lets anyone
+// start crawls or stop nodes.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
+	"github.com/crawlmesh/crawlmesh/pkg/command"
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+// Config is what the API needs.
+type Config struct {
+	// Token authorises state-changing requests ("Authorization: Bearer
+	// TOKEN"); empty disables them.
+	Token   string
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Nodes   func() []clusterview.Node // the master's cluster view
+	Timeout time.Duration             // per NATS request; 0: 10s
+	Log     *slog.Logger
+}
+
+// Prefix is the path every API route starts with.
+const Prefix = "/api/v1/"
+
+// maxBody bounds request bodies: they are a spider name or a number.
+const maxBody = 64 << 10
+
+// Handler returns the API's routes.
+func Handler(cfg Config) http.Handler {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	a := &api{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+Prefix+"nodes", a.nodes)
+	mux.HandleFunc("GET "+Prefix+"crawls/{id}", a.crawlStatus)
+	mux.HandleFunc("POST "+Prefix+"crawls", a.authorised(a.crawlStart))
+	mux.HandleFunc("POST "+Prefix+"crawls/{id}/cancel", a.authorised(a.crawlCancel))
+	mux.HandleFunc("POST "+Prefix+"nodes/{id}/{command}", a.authorised(a.nodeCommand))
+	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s (see the README's HTTP API section)", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type api struct{ cfg Config }
+
+// authorised wraps a state-changing handler with the token check.
+func (a *api) authorised(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.Token == "" {
+			writeError(w, http.StatusForbidden, "state-changing API disabled: start the master with --api-token-file (or CRAWLMESH_API_TOKEN)")
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="crawlmesh"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <token>")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h(w, r)
+	}
+}
+
+func (a *api) nodes(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.cfg.Nodes())
+}
+
+func (a *api) crawlStatus(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+	defer cancel()
+	id := r.PathValue("id")
+	kv, err := a.cfg.JS.KeyValue(ctx, mesh.CrawlsBucket)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "bucket "+mesh.CrawlsBucket+": "+err.Error())
+		return
+	}
+	st, err := crawlctl.ReadStatus(ctx, a.cfg.JS, kv, id)
+	if errors.Is(err, crawler.ErrUnknownCrawl) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *api) crawlStart(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Spider string `json:"spider"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.Spider == "" {
+		writeError(w, http.StatusBadRequest, `body: want {"spider": "<name>"}`)
+		return
+	}
+	id, err := crawlctl.Call(r.Context(), a.cfg.NC, mesh.APICrawlStart, crawlctl.APIRequest{Spider: req.Spider}, a.cfg.Timeout)
+	if err != nil {
+		writeError(w, callStatus(err), err.Error())
+		return
+	}
+	a.cfg.Log.Info("crawl started over HTTP", "spider", req.Spider, "crawl", id, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+}
+
+func (a *api) crawlCancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := crawlctl.Call(r.Context(), a.cfg.NC, mesh.APICrawlCancel, crawlctl.APIRequest{ID: id}, a.cfg.Timeout); err != nil {
+		writeError(w, callStatus(err), err.Error())
+		return
+	}
+	a.cfg.Log.Info("crawl cancelled over HTTP", "crawl", id, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, map[string]string{"id": id})
+}
+
+func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
+	target := r.PathValue("id")
+	cm := mesh.Command{Name: r.PathValue("command")}
+	if cm.Name == mesh.CmdSetConcurrency {
+		var req struct {
+			N int `json:"n"`
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		cm.N = req.N
+	}
+	if err := cm.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+	defer cancel()
+	if target == "all" {
+		replies, err := command.Broadcast(ctx, a.cfg.NC, cm, 0)
+		if err != nil {
+			writeError(w, commandStatus(err), err.Error())
+			return
+		}
+		a.cfg.Log.Info("command sent over HTTP", "command", cm.Name, "node", target, "replies", len(replies), "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusOK, replies)
+		return
+	}
+	if err := mesh.ValidateNodeID(target); err != nil {
+		writeError(w, http.StatusBadRequest, "node: "+err.Error())
+		return
+	}
+	rep, err := command.Send(ctx, a.cfg.NC, target, cm)
+	if err != nil {
+		writeError(w, commandStatus(err), err.Error())
+		return
+	}
+	a.cfg.Log.Info("command sent over HTTP", "command", cm.Name, "node", target, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func callStatus(err error) int {
+	switch {
+	case errors.Is(err, crawlctl.ErrNoMaster):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, crawlctl.ErrNoAnswer):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusUnprocessableEntity // the master refused: unknown spider, finished crawl ...
+}
+
+func commandStatus(err error) int {
+	switch {
+	case errors.Is(err, command.ErrNoNode):
+		return http.StatusNotFound
+	case errors.Is(err, command.ErrTimeout):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, command.ErrRefused):
+		return http.StatusConflict
+	}
+	return http.StatusBadGateway
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	d := json.NewDecoder(r.Body)
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

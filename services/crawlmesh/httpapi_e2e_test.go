@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
+)
+
+// TestHTTPAPI drives a master's HTTP API the way an operator's script
+// would: reads are open, a crawl is started, watched and a node paused with
+// the token, and every state-changing request without it is refused.
+func TestHTTPAPI(t *testing.T) {
+	m := startMesh(t, 1)
+	site := httptest.NewServer(synthsite.New(synthsite.Config{Pages: 40}))
+	t.Cleanup(site.Close)
+	m.apply(synthsite.Spec("api", site.URL, synthsite.Config{Pages: 40}))
+
+	token := "s3cret-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	m2 := start(t, "master", "--nats", m.url, "--id", "m2", "--http", addr, "--api-token-file", tokenFile)
+	base := "http://" + addr + "/api/v1/"
+	call := func(method, path, tok, body string) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, []byte(err.Error())
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+
+	// Reads need no token; the view has every node.
+	waitFor(t, 15*time.Second, "GET nodes lists w1, m1 and m2", func() bool {
+		code, b := call("GET", "nodes", "", "")
+		return code == 200 && bytes.Contains(b, []byte(`"id":"w1"`)) && bytes.Contains(b, []byte(`"id":"m2"`))
+	})
+
+	// State changes without the token, or with a wrong one, are refused.
+	for _, tc := range []struct{ method, path, tok, body string }{
+		{"POST", "crawls", "", `{"spider":"api"}`},
+		{"POST", "crawls", "wrong", `{"spider":"api"}`},
+		{"POST", "crawls", token + "x", `{"spider":"api"}`},
+		{"POST", "nodes/w1/pause", "", ""},
+		{"POST", "crawls/x/cancel", "", ""},
+	} {
+		if code, b := call(tc.method, tc.path, tc.tok, tc.body); code != http.StatusUnauthorized {
+			t.Errorf("%s %s with token %q: %d %s, want 401", tc.method, tc.path, tc.tok, code, b)
+		}
+	}
+	if code, b := call("POST", "crawls", token, `{"spider":"nope"}`); code != http.StatusUnprocessableEntity || !bytes.Contains(b, []byte("nope")) {
+		t.Errorf("start of an unknown spider: %d %s", code, b)
+	}
+	if code, b := call("POST", "crawls", token, `{"spidr":"api"}`); code != http.StatusBadRequest {
+		t.Errorf("misspelt field: %d %s", code, b)
+	}
+
+	// Start, watch to completion, read the status.
+	code, b := call("POST", "crawls", token, `{"spider":"api"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, b)
+	}
+	var started struct{ ID string }
+	if err := json.Unmarshal(b, &started); err != nil || started.ID == "" {
+		t.Fatalf("start reply %s: %v", b, err)
+	}
+	var st crawlctl.Status
+	waitFor(t, 60*time.Second, "crawl completed (GET crawls/ID)", func() bool {
+		code, b := call("GET", "crawls/"+started.ID, "", "")
+		return code == 200 && json.Unmarshal(b, &st) == nil && st.State == mesh.CrawlCompleted
+	})
+	if st.PagesOK != 40 {
+		t.Errorf("crawl over the API fetched %d pages, want 40: %+v", st.PagesOK, st)
+	}
+	if code, b := call("GET", "crawls/no-such-crawl", "", ""); code != http.StatusNotFound {
+		t.Errorf("unknown crawl: %d %s", code, b)
+	}
+
+	// Command a node.
+	code, b = call("POST", "nodes/w1/pause", token, "")
+	if code != 200 || !bytes.Contains(b, []byte(mesh.StatePaused)) {
+		t.Fatalf("pause w1: %d %s", code, b)
+	}
+	if code, b := call("POST", "nodes/nobody/pause", token, ""); code != http.StatusNotFound {
+		t.Errorf("pause of an unknown node: %d %s", code, b)
+	}
+	if code, b := call("POST", "nodes/w1/explode", token, ""); code != http.StatusBadRequest {
+		t.Errorf("unknown command: %d %s", code, b)
+	}
+	if strings.Contains(m2.out.String(), token) {
+		t.Errorf("the token appears in the master's log:\n%s", m2.out.String())
+	}
+
+	// A master started without a token serves reads and refuses changes.
+	addr3 := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	start(t, "master", "--nats", m.url, "--id", "m3", "--http", addr3)
+	base = "http://" + addr3 + "/api/v1/"
+	waitFor(t, 15*time.Second, "m3 serves reads", func() bool {
+		code, _ := call("GET", "nodes", "", "")
+		return code == 200
+	})
+	if code, b := call("POST", "crawls", token, `{"spider":"api"}`); code != http.StatusForbidden || !bytes.Contains(b, []byte("--api-token-file")) {
+		t.Errorf("master without a token: %d %s, want 403 naming --api-token-file", code, b)
+	}
+}
+

@@ -1,0 +1,44 @@
+package boot
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/crawlmesh/crawlmesh/pkg/httpapi"
+	"github.com/crawlmesh/crawlmesh/pkg/master"
+)
+
+// APITokenEnv holds the HTTP API token when no file is given; a variable
+// rather than a flag so the token never shows in a process list.
+const APITokenEnv = "CRAWLMESH_API_TOKEN"
+
+// APIToken reads the HTTP API's token from file, else from the
+// environment; "" (no token) leaves the API read-only.
+func APIToken(file string, getenv func(string) string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(getenv(APITokenEnv)), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--api-token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("--api-token-file %s: the file is empty", file)
+	}
+	if len(tok) < 16 {
+		return "", fmt.Errorf("--api-token-file %s: the token has %d characters; use at least 16 (e.g. openssl rand -hex 32)", file, len(tok))
+	}
+	return tok, nil
+}
+
+// APIHandler is master m's HTTP API on env's connection.
+func (e *Env) APIHandler(m *master.Master, token string) http.Handler {
+	return httpapi.Handler(httpapi.Config{Token: token, NC: e.NC, JS: e.JS, Nodes: m.View().Nodes,
+		Log: e.Log.With("component", "httpapi")})
+}
+
+// ServeAPI makes env's HTTP listener serve master m's API beside /metrics.
+func (e *Env) ServeAPI(m *master.Master, token string) { e.api = e.APIHandler(m, token) }
