@@ -126,4 +126,3 @@ func TestHTTPAPI(t *testing.T) {
 		t.Errorf("master without a token: %d %s, want 403 naming --api-token-file", code, b)
 	}
 }
-
