@@ -1,0 +1,51 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
+)
+
+// The token check and routing come before any NATS call, so these run
+// without a server; the end-to-end test in services/crawlmesh drives the
+// API against a real mesh.
+func TestAuthorisation(t *testing.T) {
+	nodes := func() []clusterview.Node { return []clusterview.Node{{ID: "w1", Role: "worker", Online: true}} }
+	open := Handler(Config{Nodes: nodes})
+	locked := Handler(Config{Token: "0123456789abcdef", Nodes: nodes})
+	for _, tc := range []struct {
+		h              http.Handler
+		method, path   string
+		auth           string
+		want           int
+		wantBodySubstr string
+	}{
+		{open, "GET", "/api/v1/nodes", "", 200, `"id":"w1"`},
+		{locked, "GET", "/api/v1/nodes", "", 200, `"id":"w1"`},
+		{open, "POST", "/api/v1/crawls", "Bearer 0123456789abcdef", 403, "--api-token-file"},
+		{open, "POST", "/api/v1/nodes/w1/pause", "", 403, "disabled"},
+		{locked, "POST", "/api/v1/crawls", "", 401, "Bearer"},
+		{locked, "POST", "/api/v1/crawls", "Bearer 0123456789abcdeF", 401, "wrong token"},
+		{locked, "POST", "/api/v1/crawls", "Basic 0123456789abcdef", 401, "wrong token"},
+		{locked, "POST", "/api/v1/crawls/c1/cancel", "", 401, ""},
+		{locked, "DELETE", "/api/v1/nodes", "Bearer 0123456789abcdef", 404, "no route DELETE"},
+		{locked, "GET", "/api/v1/nope", "", 404, "no route"},
+		{locked, "POST", "/api/v1/crawls", "Bearer 0123456789abcdef", 400, "body"}, // empty body
+	} {
+		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(""))
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		rec := httptest.NewRecorder()
+		tc.h.ServeHTTP(rec, req)
+		if rec.Code != tc.want || !strings.Contains(rec.Body.String(), tc.wantBodySubstr) {
+			t.Errorf("%s %s (auth %q): %d %s, want %d containing %q", tc.method, tc.path, tc.auth, rec.Code, rec.Body, tc.want, tc.wantBodySubstr)
+		}
+		if rec.Code == 401 && rec.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("%s %s: 401 without WWW-Authenticate", tc.method, tc.path)
+		}
+	}
+}
