@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
+	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
+)
+
+// BenchmarkMillionURLs crawls a synthetic site of 1,000,000 pages (10
+// links each, so the frontier and the seen-set grow with every page) with
+// a master and 4 worker processes on one nats-server process, and samples
+// every 10 s: pages/s, the resident memory of every process, the size of
+// the seen-set and of the work queue. It reports whether the rate
+// degrades as the frontier grows: the pages/s of the last tenth of the
+// crawl over that of the first tenth. Run with -benchtime 1x; set
+// CRAWLMESH_BENCH_PAGES for a smaller site.
+func BenchmarkMillionURLs(b *testing.B) {
+	pages := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("CRAWLMESH_BENCH_PAGES")); err == nil && v > 0 {
+		pages = v
+	}
+	const workers = 4
+	for range b.N {
+		// Small pages: the point is the frontier's growth, not bytes.
+		cfg := synthsite.Config{Pages: pages, PageBytes: 1500}
+		site := httptest.NewServer(synthsite.New(cfg))
+		defer site.Close()
+		ns, url := natsServer(b, true, b.TempDir(), 0)
+		m := start(b, "master", "--nats", url, "--id", "m1", "--http", "", "--log-level", "warn")
+		var ws []*proc
+		for i := range workers {
+			ws = append(ws, start(b, "worker", "--nats", url, "--id", "w"+strconv.Itoa(i+1), "--http", "",
+				"--concurrency", "32", "--log-level", "warn"))
+		}
+		nc, err := nats.Connect(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		var spiders, crawls jetstream.KeyValue
+		waitFor(b, 15*time.Second, "buckets", func() bool {
+			spiders, err = js.KeyValue(b.Context(), mesh.SpidersBucket)
+			if err != nil {
+				return false
+			}
+			crawls, err = js.KeyValue(b.Context(), mesh.CrawlsBucket)
+			return err == nil
+		})
+		s, err := spec.Parse([]byte(synthsite.Spec("million", site.URL, cfg)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, _ := json.Marshal(s)
+		if _, err := spiders.Put(b.Context(), s.Name, raw); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		id, err := crawlctl.Call(b.Context(), nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		type sample struct {
+			at                    time.Duration
+			ok                    int64
+			rate                  float64
+			serverMiB, masterMiB  float64
+			workerMiB             float64 // the largest worker
+			seenMsgs, seenMiB     float64
+			queueMsgs             uint64
+			serverCPU, workersCPU float64 // cores used over the interval
+		}
+		mib := func(p *proc) float64 { return float64(rssKiB(p.cmd.Process.Pid)) / 1024 }
+		cpu := func(ps ...*proc) float64 {
+			s := 0.0
+			for _, p := range ps {
+				s += cpuSeconds(b, p.cmd.Process.Pid)
+			}
+			return s
+		}
+		var samples []sample
+		var st crawlctl.Status
+		prevOK, prevAt := int64(0), time.Duration(0)
+		prevSrvCPU, prevWCPU := cpu(ns), cpu(ws...)
+		const every = 10 * time.Second
+		deadline := time.Now().Add(60 * time.Minute)
+		for time.Now().Before(deadline) {
+			time.Sleep(every)
+			if st, err = crawlctl.ReadStatus(b.Context(), js, crawls, id); err != nil {
+				continue
+			}
+			at := time.Since(t0)
+			sm := sample{at: at, ok: st.PagesOK, serverMiB: mib(ns), masterMiB: mib(m)}
+			sm.rate = float64(st.PagesOK-prevOK) / (at - prevAt).Seconds()
+			for _, w := range ws {
+				sm.workerMiB = max(sm.workerMiB, mib(w))
+			}
+			if si, err := js.Stream(b.Context(), "KV_"+mesh.SeenBucket); err == nil {
+				sm.seenMsgs, sm.seenMiB = float64(si.CachedInfo().State.Msgs), float64(si.CachedInfo().State.Bytes)/(1<<20)
+			}
+			if si, err := js.Stream(b.Context(), mesh.TasksStream); err == nil {
+				sm.queueMsgs = si.CachedInfo().State.Msgs
+			}
+			srv, wc := cpu(ns), cpu(ws...)
+			sm.serverCPU, sm.workersCPU = (srv-prevSrvCPU)/(at-prevAt).Seconds(), (wc-prevWCPU)/(at-prevAt).Seconds()
+			prevSrvCPU, prevWCPU = srv, wc
+			samples = append(samples, sm)
+			prevOK, prevAt = st.PagesOK, at
+			if st.State != mesh.CrawlRunning {
+				break
+			}
+		}
+		el := time.Since(t0)
+		var tab strings.Builder
+		fmt.Fprintf(&tab, "%6s %9s %8s %10s %10s %10s %10s %9s %9s %9s %9s\n", "t(s)", "pages", "pages/s", "server MiB", "master MiB",
+			"worker MiB", "seen keys", "seen MiB", "queue", "srv cores", "wrk cores")
+		for _, sm := range samples {
+			fmt.Fprintf(&tab, "%6.0f %9d %8.0f %10.0f %10.0f %10.0f %10.0f %9.0f %9d %9.2f %9.2f\n", sm.at.Seconds(), sm.ok, sm.rate,
+				sm.serverMiB, sm.masterMiB, sm.workerMiB, sm.seenMsgs, sm.seenMiB, sm.queueMsgs, sm.serverCPU, sm.workersCPU)
+		}
+		b.Logf("crawl %s: %+v\n%s", id, st, tab.String())
+		if st.State != mesh.CrawlCompleted || st.PagesOK != int64(pages) || st.Items != int64(pages) {
+			b.Fatalf("crawl of %d pages did not complete exactly: %+v", pages, st)
+		}
+		// Rate over the first and the last tenth of the pages, between the
+		// samples that bracket them.
+		pts := append([]sample{{}}, samples...)
+		tenth := func(from, to int64) float64 {
+			i := 0
+			for i+1 < len(pts) && pts[i+1].ok <= from {
+				i++
+			}
+			j := i
+			for j < len(pts)-1 && pts[j].ok < to {
+				j++
+			}
+			if pts[j].at <= pts[i].at {
+				return 0
+			}
+			return float64(pts[j].ok-pts[i].ok) / (pts[j].at - pts[i].at).Seconds()
+		}
+		first, last := tenth(0, int64(pages)/10), tenth(int64(pages)*9/10, int64(pages))
+		peakSrv, peakW, peakM := 0.0, 0.0, 0.0
+		for _, sm := range samples {
+			peakSrv, peakW, peakM = max(peakSrv, sm.serverMiB), max(peakW, sm.workerMiB), max(peakM, sm.masterMiB)
+		}
+		b.ReportMetric(float64(pages)/el.Seconds(), "pages/s")
+		b.ReportMetric(first, "first-tenth-pages/s")
+		b.ReportMetric(last, "last-tenth-pages/s")
+		b.ReportMetric(peakSrv, "server-peak-MiB")
+		b.ReportMetric(peakW, "worker-peak-MiB")
+		b.ReportMetric(peakM, "master-peak-MiB")
+		if n := len(samples); n > 0 {
+			b.ReportMetric(samples[n-1].seenMiB*(1<<20)/float64(pages), "seen-bytes/url")
+		}
+	}
+}
