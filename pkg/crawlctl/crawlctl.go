@@ -155,6 +155,7 @@ func (c *Control) Cancel(ctx context.Context, id string) error {
 		if err := s.Purge(ctx, jetstream.WithPurgeSubject(mesh.TaskSubject(id))); err != nil {
 			return fmt.Errorf("purge tasks of %s: %w", id, err)
 		}
+		c.forget(ctx, id)
 		c.log.Info("crawl cancelled", "crawl", id)
 		return nil
 	}
@@ -206,8 +207,22 @@ func (c *Control) check(ctx context.Context) {
 		cr.State, cr.FinishedAt = mesh.CrawlCompleted, &now
 		b, _ := json.Marshal(cr)
 		if _, err := c.crawls.Update(ctx, id, b, rev); err == nil {
+			c.forget(ctx, id)
 			c.log.Info("crawl completed", "crawl", id)
 		}
+	}
+}
+
+// forget drops a finished crawl's seen-set: with no task of the crawl left
+// it has nothing more to de-duplicate, and it is the biggest state the
+// mesh keeps (one key per URL). A failure only leaves the keys behind.
+func (c *Control) forget(ctx context.Context, id string) {
+	s, err := c.js.Stream(ctx, "KV_"+mesh.SeenBucket)
+	if err == nil {
+		err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+mesh.SeenBucket+"."+mesh.SeenKey(id, ">")))
+	}
+	if err != nil {
+		c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "err", err)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
@@ -95,6 +97,18 @@ func TestHTTPAPI(t *testing.T) {
 	if st.PagesOK != 40 {
 		t.Errorf("crawl over the API fetched %d pages, want 40: %+v", st.PagesOK, st)
 	}
+	// A finished crawl's seen-set is dropped: it is the state that grows
+	// with every URL.
+	nc := connect(t, m.url)
+	js, _ := jetstream.New(nc)
+	waitFor(t, 10*time.Second, "seen-set of the completed crawl purged", func() bool {
+		s, err := js.Stream(t.Context(), "KV_"+mesh.SeenBucket)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(t.Context(), jetstream.WithSubjectFilter("$KV."+mesh.SeenBucket+"."+started.ID+".>"))
+		return err == nil && len(info.State.Subjects) == 0
+	})
 	if code, b := call("GET", "crawls/no-such-crawl", "", ""); code != http.StatusNotFound {
 		t.Errorf("unknown crawl: %d %s", code, b)
 	}
