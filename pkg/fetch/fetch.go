@@ -264,11 +264,21 @@ func (f *Fetcher) FetchWith(ctx context.Context, s *spec.Spec, rawURL string, on
 		page.Links = resolveLinks(final, out.links, s)
 		return page, nil
 	}
-	doc, err := goquery.NewDocumentFromReader(bytes.NewReader(body))
-	if err != nil {
+	if page.Items, page.Links, err = extract(body, final, s); err != nil {
 		return nil, &Error{Status: status, Reason: "parse", Err: err}
 	}
-	page.Items = Extract(doc, s.Items)
+	return page, nil
+}
+
+// extract parses body, fetched from final, and returns the items and the
+// links to follow that s asks for. It is all of a fetch that depends on the
+// page's content, kept apart from the HTTP work so it can be fuzzed.
+func extract(body []byte, final *url.URL, s *spec.Spec) ([]map[string]string, []string, error) {
+	doc, err := goquery.NewDocumentFromReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	items := Extract(doc, s.Items)
 	base := final
 	if href, ok := doc.Find("base[href]").First().Attr("href"); ok {
 		if b, err := final.Parse(strings.TrimSpace(href)); err == nil {
@@ -283,8 +293,7 @@ func (f *Fetcher) FetchWith(ctx context.Context, s *spec.Spec, rawURL string, on
 			}
 		})
 	}
-	page.Links = resolveLinks(base, hrefs, s)
-	return page, nil
+	return items, resolveLinks(base, hrefs, s), nil
 }
 
 // Extract applies item rules to a parsed page.

@@ -72,11 +72,7 @@ func (r *robots) check(ctx context.Context, u *url.URL) error {
 	if e.err != nil {
 		return e.err
 	}
-	path := u.EscapedPath()
-	if u.RawQuery != "" {
-		path += "?" + u.RawQuery
-	}
-	if !e.data.TestAgent(path, r.ua) {
+	if !robotsAllow(e.data, u, r.ua) {
 		return fmt.Errorf("%w: %s", errRobots, u)
 	}
 	return nil
@@ -102,10 +98,7 @@ func (r *robots) crawlDelay(ctx context.Context, u *url.URL) time.Duration {
 	if e.data == nil {
 		return 0
 	}
-	if g := e.data.FindGroup(r.ua); g != nil {
-		return g.CrawlDelay
-	}
-	return 0
+	return robotsDelay(e.data, r.ua)
 }
 
 func (e *robotsEntry) expired() bool {
@@ -139,14 +132,46 @@ func (r *robots) load(e *robotsEntry, base string) {
 		e.err, e.expires = fmt.Errorf("robots.txt of %s: %w", base, err), time.Now().Add(10*time.Second)
 		return
 	}
-	if resp.StatusCode >= 500 {
-		e.err, e.expires = fmt.Errorf("robots.txt of %s: status %d", base, resp.StatusCode), time.Now().Add(10*time.Second)
-		return
+	e.data, e.err = parseRobots(resp.StatusCode, body)
+	if e.err != nil {
+		e.err, e.expires = fmt.Errorf("robots.txt of %s: %w", base, e.err), time.Now().Add(10*time.Second)
 	}
-	data, err := robotstxt.FromStatusAndBytes(resp.StatusCode, body)
+}
+
+// parseRobots reads a robots.txt answer. A 5xx is an error (not now, try
+// again soon); anything else gives rules.
+func parseRobots(status int, body []byte) (*robotstxt.RobotsData, error) {
+	if status >= 500 {
+		return nil, fmt.Errorf("status %d", status)
+	}
+	data, err := robotstxt.FromStatusAndBytes(status, body)
 	if err != nil {
 		// Unparseable or an odd status: treat as no robots.txt (RFC 9309 2.3.1.2).
 		data, _ = robotstxt.FromStatusAndBytes(http.StatusNotFound, nil)
 	}
-	e.data = data
+	return data, nil
+}
+
+// robotsAllow reports whether the rules let user agent ua fetch u.
+func robotsAllow(data *robotstxt.RobotsData, u *url.URL, ua string) bool {
+	path := u.EscapedPath()
+	if u.RawQuery != "" {
+		path += "?" + u.RawQuery
+	}
+	return data.TestAgent(path, ua)
+}
+
+// maxCrawlDelay caps Crawl-delay. robotstxt converts seconds to a
+// Duration without a range check, so a huge value wraps negative (and was
+// ignored); one just below that overflows the politeness arithmetic in
+// nanoseconds. A site asking for more than a day between pages gets a day.
+const maxCrawlDelay = 24 * time.Hour
+
+// robotsDelay is the Crawl-delay the rules set for user agent ua, 0 if none.
+func robotsDelay(data *robotstxt.RobotsData, ua string) time.Duration {
+	d := data.FindGroup(ua).CrawlDelay
+	if d < 0 || d > maxCrawlDelay {
+		return maxCrawlDelay
+	}
+	return d
 }

@@ -151,7 +151,7 @@ func FuzzDecodeTask(f *testing.F) {
 
 func FuzzDecodeHeartbeat(f *testing.F) {
 	f.Add(heartbeatJSON(nil))
-	f.Add(heartbeatJSON(func(h *mesh.Heartbeat) { h.Role, h.Leader, h.Term = mesh.RoleMaster, true, 1<<63 + 5 }))
+	f.Add(heartbeatJSON(func(h *mesh.Heartbeat) { h.Role, h.Leader, h.Term = mesh.RoleMaster, true, 1<<63+5 }))
 	f.Add([]byte(`{"key":"w1","role":"worker","update_ts":"2026-05-01T12:00:00.123456789+05:30"}`))
 	f.Add([]byte(`{"key":"w1","role":"worker","update_ts":"0000-01-01T00:00:00Z","started_at":"9999-12-31T23:59:59Z"}`))
 	f.Add([]byte(`{"key":"","role":"worker"}`))

@@ -340,6 +340,11 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"name":"g","start_urls":["https://x.example/"],"go":"custom","politeness":{"delay":1.5}}`))
 	f.Add([]byte("name: s\nstart_urls: [http://h.example:81/a?b#c]\nschedule: '0 3 * * *'\nmax_depth: 0\n"))
 	f.Add([]byte("name: [\n"))
+	f.Add([]byte("name: a\nstart_urls: [http://127.0.0.1:8088/]\nallowed_domains: [127.0.0.1:8088]\n" +
+		"follow: ['li.next > a']\nitems:\n  - selector: article\n    fields:\n      t: {css: 'h3 a', attr: title}\n      p: {css: '.price'}\n"))
+	f.Add([]byte("name: a\nstart_urls: [http://a.example/]\nfollow: ['a[']\nschedule: '@every 0s'\npoliteness: {delay: -1s}\n"))
+	f.Add([]byte("name: a\nstart_urls: [http://a.example/]\nunknown: 1\nmax_depth: x\n"))
+	f.Add([]byte("&a [*a, *a]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := spec.Parse(data)
 		if err != nil {
@@ -351,6 +356,10 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("error %T %v is not a non-empty spec.Errors", err, err)
 			}
 			return
+		}
+		// Specs built in code go through Validate alone: it must agree.
+		if err := s.Validate(); err != nil {
+			t.Fatalf("Parse accepted a spec Validate refuses: %v", err)
 		}
 		b, err := json.Marshal(s)
 		if err != nil {

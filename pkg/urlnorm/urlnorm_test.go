@@ -2,6 +2,7 @@ package urlnorm
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -36,7 +37,9 @@ func TestResolve(t *testing.T) {
 }
 
 func FuzzCanonical(f *testing.F) {
-	for _, s := range []string{"http://a.b/c/../d?e#f", "HTTPS://X:443/%7e/", "http://[::1]:80/a/./b", "http://h/a%2F..%2Fb", "http://h/../../x"} {
+	for _, s := range []string{"http://a.b/c/../d?e#f", "HTTPS://X:443/%7e/", "http://[::1]:80/a/./b", "http://h/a%2F..%2Fb",
+		"http://h/../../x", "http://user:pw@h.example./?", "http://h/%zz", "http://h:0/a b", "https://[fe80::1%25eth0]:8443/",
+		"http://h/;p?q=%2F#%", " http://h/\t", "http://h/a/%2e%2e/b", "http://xn--bcher-kva.example/ä"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -44,14 +47,63 @@ func FuzzCanonical(f *testing.F) {
 		if err != nil {
 			return
 		}
-		c2, err := Canonical(c1)
-		if err != nil {
-			t.Fatalf("Canonical(%q) = %q, which does not parse again: %v", raw, c1, err)
-		}
-		if c1 != c2 {
-			t.Fatalf("not idempotent: %q -> %q -> %q", raw, c1, c2)
-		}
+		checkCanonical(t, raw, c1)
 	})
+}
+
+// FuzzResolve resolves arbitrary hrefs against arbitrary base URLs, as a
+// worker does with every link of a page.
+func FuzzResolve(f *testing.F) {
+	for _, c := range [][2]string{
+		{"http://Example.COM:80/a/b/page.html?x=1#top", "../c.html"},
+		{"http://example.com/a/", "//other.org:443/x?y#z"},
+		{"https://example.com/", "HTTP://Other.org:80"},
+		{"http://example.com/a/b", "?page=2"},
+		{"http://example.com/a/b", "../../../../x"},
+		{"http://example.com/a%2Fb/c", "./%2e%2e/d"},
+		{"http://example.com/", "mailto:x@y.z"},
+		{"http://example.com/", " \t/sp ace\n"},
+		{"http://[::1]:8080/", "/a;b=c/../d"},
+		{"http://example.com/", "http://a@b@c/"},
+	} {
+		f.Add(c[0], c[1])
+	}
+	f.Fuzz(func(t *testing.T, rawBase, href string) {
+		base, err := url.Parse(rawBase)
+		if err != nil {
+			return
+		}
+		r, err := Resolve(base, href)
+		if err != nil {
+			return
+		}
+		checkCanonical(t, href, r)
+	})
+}
+
+// checkCanonical asserts what the seen set relies on for c, the canonical
+// form of in: it is a fixed point of Canonical and an absolute http(s) URL
+// in the documented form.
+func checkCanonical(t *testing.T, in, c string) {
+	t.Helper()
+	c2, err := Canonical(c)
+	if err != nil {
+		t.Fatalf("%q -> %q, which is refused again: %v", in, c, err)
+	}
+	if c2 != c {
+		t.Fatalf("not idempotent: %q -> %q -> %q", in, c, c2)
+	}
+	u, err := url.Parse(c)
+	if err != nil {
+		t.Fatalf("%q -> %q, which does not parse: %v", in, c, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Host != strings.ToLower(u.Host) ||
+		u.User != nil || u.Fragment != "" || strings.Contains(c, "#") || !strings.HasPrefix(u.EscapedPath(), "/") {
+		t.Fatalf("%q -> %q: not lower-case http(s) with a host and a path, without user or fragment", in, c)
+	}
+	if (u.Scheme == "http" && u.Port() == "80") || (u.Scheme == "https" && u.Port() == "443") {
+		t.Fatalf("%q -> %q: default port kept", in, c)
+	}
 }
 
 // BenchmarkResolve is the cost of one link: resolution and canonical form.
