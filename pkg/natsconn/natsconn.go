@@ -166,6 +166,8 @@ func explainConnect(where string, err error) error {
 		return fmt.Errorf("cannot reach NATS at %s (%v): start a server (nats-server -js, or crawlmesh up) or point --nats / CRAWLMESH_NATS_URL at one", where, err)
 	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
 		return fmt.Errorf("NATS at %s refused our credentials (%v): check --creds, --user/--password", where, err)
+	case clientCertRefused(err):
+		return fmt.Errorf("TLS with NATS at %s: %v: the server requires a client certificate it trusts: give --tls-cert and --tls-key signed by its CA", where, err)
 	case isTLSError(err):
 		return fmt.Errorf("TLS with NATS at %s: %v: check --tls-ca / --tls-cert / --tls-key and the URL scheme", where, err)
 	default:
@@ -173,10 +175,20 @@ func explainConnect(where string, err error) error {
 	}
 }
 
+// clientCertRefused tells a server that wants a client certificate it
+// trusts (mutual TLS) from other TLS failures. The alert comes back as text
+// only, or, when the server drops us after the handshake, not at all.
+func clientCertRefused(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "tls: certificate required") || strings.Contains(s, "tls: bad certificate") ||
+		strings.Contains(s, "tls: unknown certificate authority") ||
+		(errors.Is(err, nats.ErrTLS) && strings.Contains(s, "closed by remote after TLS handshake"))
+}
+
 func isTLSError(err error) bool {
 	var verr *tls.CertificateVerificationError
 	var rerr tls.RecordHeaderError
 	var uerr x509.UnknownAuthorityError
-	return errors.As(err, &verr) || errors.As(err, &rerr) || errors.As(err, &uerr) ||
+	return errors.As(err, &verr) || errors.As(err, &rerr) || errors.As(err, &uerr) || errors.Is(err, nats.ErrTLS) ||
 		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted)
 }
