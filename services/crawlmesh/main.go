@@ -37,6 +37,9 @@ var commands = map[string]cmd{
 	"master":   {"master step-down: the leading master hands leadership to another", runMaster},
 	"throttle": {"live per-host limits, mesh-wide: throttle set HOST [--delay D] [--parallelism N] | ls | rm HOST", runThrottle},
 	"results":  {"results export ID [--format jsonl|csv] [--out FILE]", runResults},
+
+	"demo-site":   {"serve the demo bookshop for a mesh elsewhere (docker compose); --print-spec prints its spider", runDemoSite},
+	"healthcheck": {"GET a URL, exit 0 on 2xx: the healthcheck of the distroless image", runHealthcheck},
 }
 
 func main() {
@@ -88,7 +91,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun crawlmesh COMMAND -h for its flags. --nats defaults to $CRAWLMESH_NATS_URL or nats://127.0.0.1:4222.")
 }
