@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path"
 	"slices"
 	"strings"
@@ -36,12 +37,15 @@ type ConsumerDef struct {
 type Options struct {
 	// NodesTTL is the heartbeat TTL of bucket nodes; 0 keeps the file's.
 	NodesTTL time.Duration
-	// Replicas for every asset; 0 keeps the files'.
+	// Replicas for every asset; 0 keeps the files', [ReplicasAuto] lets
+	// Ensure choose (3 on a cluster that can place them, else 1).
 	Replicas int
 	// TaskAckWait is the AckWait of the task consumer; 0 keeps the file's.
 	TaskAckWait time.Duration
 	// Lease is the TTL of bucket election; 0 keeps the file's.
 	Lease time.Duration
+	// Log receives the replica decisions and scale-ups; nil discards them.
+	Log *slog.Logger
 }
 
 // Load parses the embedded files, refusing unknown fields so a typo in a
@@ -160,9 +164,13 @@ func (e *DriftError) Error() string {
 // checks the running config. A remaining difference is a *DriftError.
 func Ensure(ctx context.Context, js jetstream.JetStream, d Definitions, o Options) error {
 	var drift []Drift
+	p := newPlanner(js, o)
 	for _, c := range d.KV {
 		c = applyKV(c, o)
-		_, applyErr := js.CreateOrUpdateKeyValue(ctx, c)
+		applyErr := p.apply(ctx, "kv "+c.Bucket, kvStream(c.Bucket), &c.Replicas, func() error {
+			_, err := js.CreateOrUpdateKeyValue(ctx, c)
+			return err
+		})
 		if applyErr != nil && !isAPIError(applyErr) {
 			return fmt.Errorf("apply kv %s: %w", c.Bucket, applyErr)
 		}
@@ -184,7 +192,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, d Definitions, o Option
 		if o.Replicas > 0 {
 			c.Replicas = o.Replicas
 		}
-		_, applyErr := js.CreateOrUpdateStream(ctx, c)
+		applyErr := p.apply(ctx, "stream "+c.Name, c.Name, &c.Replicas, func() error {
+			_, err := js.CreateOrUpdateStream(ctx, c)
+			return err
+		})
 		if applyErr != nil && !isAPIError(applyErr) {
 			return fmt.Errorf("apply stream %s: %w", c.Name, applyErr)
 		}
@@ -326,7 +337,11 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, d Definitions, name str
 	if !ok {
 		return nil, fmt.Errorf("kv %s: no definition in streams/", name)
 	}
-	kv, err = js.CreateKeyValue(ctx, c)
+	err = newPlanner(js, o).apply(ctx, "kv "+name, kvStream(name), &c.Replicas, func() error {
+		var err error
+		kv, err = js.CreateKeyValue(ctx, c)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return js.KeyValue(ctx, name) // another node created it meanwhile
 	}

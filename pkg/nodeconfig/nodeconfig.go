@@ -75,6 +75,9 @@ type Node struct {
 	Lease time.Duration
 	// Priority orders masters on a leader vacancy (higher first).
 	Priority int
+	// Replicas of every JetStream asset (masters apply it): 0 chooses, 3
+	// when the NATS cluster can place three copies, else 1.
+	Replicas int
 }
 
 // Register adds the node flags to fs with defaults; httpDefault is the
@@ -108,6 +111,9 @@ func (n *Node) Validate() error {
 	}
 	if n.Lease != 0 && n.Lease < time.Second {
 		return fmt.Errorf("--lease %v: the server expires keys in whole seconds; use 1s or more", n.Lease)
+	}
+	if n.Replicas < 0 || n.Replicas > 5 {
+		return fmt.Errorf("--replicas %d: want 0 (3 on a cluster of 3 or more JetStream servers, else 1) or 1-5", n.Replicas)
 	}
 	if n.Priority < 0 || n.Priority > 100 {
 		return fmt.Errorf("--priority %d: want 0-100", n.Priority)

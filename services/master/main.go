@@ -7,6 +7,8 @@ package main
 import (
 	"context"
 	"io"
+	"sync"
+	"time"
 
 	"github.com/crawlmesh/crawlmesh/services/internal/boot"
 )
@@ -37,5 +39,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	env.ServeAPI(m, token)
-	return env.Run(ctx, m.Run)
+	return env.Run(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			lead := func() bool { l, _ := m.Leading(); return l }
+			boot.KeepReplicas(ctx, env.JS, &cfg.Node, env.Log.With("node", cfg.ID), lead, replicaCheck)
+		})
+		err := m.Run(ctx)
+		cancel()
+		wg.Wait()
+		return err
+	})
 }
+
+// replicaCheck is how often the leader looks for new NATS servers to
+// scale assets up onto.
+const replicaCheck = time.Minute

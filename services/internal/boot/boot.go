@@ -112,7 +112,7 @@ func Join(ctx context.Context, n *nodeconfig.Node, role string, log *slog.Logger
 		nc.Close()
 		return nil, err
 	}
-	opts := streams.Options{NodesTTL: n.HeartbeatTTL, TaskAckWait: n.TaskAckWait, Lease: n.Lease}
+	opts := StreamOptions(n, log)
 	if role == mesh.RoleMaster {
 		if err := streams.Ensure(ctx, js, defs, opts); err != nil {
 			nc.Close()
