@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -45,7 +46,7 @@ type secMesh struct {
 	t     *testing.T
 	url   string
 	pki   testPKI
-	pw    map[string]string // role -> password
+	pw    map[string]string // role -> password (and "api token")
 	ns    *proc
 	procs []*proc
 	cliMu sync.Mutex
@@ -71,7 +72,14 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 			ln.Close()
 		}
 	}
-	master := m.node("master", "master", "--id", "m1", "--task-ack-wait", "5s")
+	// The HTTP API's token, in a file as an operator would keep it.
+	token := "Tk" + randHex(16)
+	tokenFile := filepath.Join(t.TempDir(), "api-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.pw["api token"] = token
+	master := m.node("master", "master", "--id", "m1", "--task-ack-wait", "5s", "--api-token-file", tokenFile)
 	op, opErrs := m.conn("operator")
 	waitFor(t, 20*time.Second, "master m1 online", func() bool { return view(t, op)["m1"] })
 	// Workers never create assets: they start once the master has.
@@ -82,10 +90,12 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	// The crawl, and the operator's whole command set.
 	site := newTrapSite(t, 30, 0)
 	m.apply(site.spec("secure"))
+	t0 := time.Now()
 	id := strings.TrimSpace(m.mustCLI("crawl", "start", "secure"))
 	if _, errOut, code := m.run("crawl", "wait", id, "--timeout", "5s"); code != 0 {
 		t.Fatalf("crawl wait: exit %d\n%s", code, errOut)
 	}
+	t.Logf("trap-site crawl with the worker credentials over mutual TLS: %v", time.Since(t0).Round(time.Millisecond))
 	checkItems(t, m.export(id), site.expected())
 
 	// A 429 with Retry-After makes a worker broadcast a host pause.
@@ -105,14 +115,55 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		t.Errorf("/p/1 fetched %d times, want 2 (429, then after the pause)", n)
 	}
 
-	for _, args := range [][]string{
+	// The master's HTTP API (on its default loopback address): reads are
+	// open, a crawl start needs the token, and the master relays it to the
+	// leader with its own NATS credentials.
+	api := func(method, path, tok, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, "http://127.0.0.1:8090/api/v1/"+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := api("GET", "nodes", "", ""); code != http.StatusOK || !strings.Contains(body, `"w1"`) {
+		t.Errorf("GET /api/v1/nodes without a token: %d %s", code, body)
+	}
+	for _, tok := range []string{"", token + "x"} {
+		if code, body := api("POST", "crawls", tok, `{"spider":"pause"}`); code != http.StatusUnauthorized {
+			t.Errorf("POST /api/v1/crawls with token %q: %d %s, want 401", tok, code, body)
+		}
+	}
+	code, body := api("POST", "crawls", token, `{"spider":"pause"}`)
+	var started struct{ ID string }
+	if err := json.Unmarshal([]byte(body), &started); code != http.StatusCreated || err != nil || started.ID == "" {
+		t.Fatalf("POST /api/v1/crawls with the token: %d %s", code, body)
+	}
+	if _, errOut, code := m.run("crawl", "wait", started.ID, "--timeout", "5s"); code != 0 {
+		t.Fatalf("crawl wait %s (started over HTTP): exit %d\n%s", started.ID, code, errOut)
+	}
+
+	t0 = time.Now()
+	tour := [][]string{
 		{"nodes"}, {"spider", "ls"}, {"spider", "get", "secure"}, {"crawl", "ls"}, {"crawl", "status", id},
 		{"crawl", "logs", id}, {"results", "export", id, "--format", "csv"},
 		{"throttle", "set", site.host(), "--delay", "10ms"}, {"throttle", "ls"}, {"throttle", "rm", site.host()},
 		{"node", "pause", "w2"}, {"node", "resume", "w2"}, {"node", "ping", "all"}, {"doctor"},
-	} {
+	}
+	for _, args := range tour {
 		m.mustCLI(args...)
 	}
+	t.Logf("%d CLI commands with the operator credentials (each a TLS handshake and a bcrypt check): %v",
+		len(tour), time.Since(t0).Round(time.Millisecond))
 	if v := violations(m.ns); len(v) > 0 {
 		t.Errorf("permission violations while the mesh did its job (the config lacks a grant):\n%s", strings.Join(v, "\n"))
 	}
@@ -215,10 +266,10 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	if len(keys) < 3 {
 		t.Errorf("heartbeat keys %v, want m1, w1, w2", keys)
 	}
-	for role, pw := range m.pw {
+	for what, secret := range m.pw {
 		for where, text := range outputs {
-			if strings.Contains(text, pw) {
-				t.Errorf("the %s password appears in %s", role, where)
+			if strings.Contains(text, secret) {
+				t.Errorf("the %s secret appears in %s", what, where)
 			}
 		}
 	}
@@ -246,6 +297,12 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	}
 }
 
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 func valueOf(e jetstream.KeyValueEntry) string {
 	if e == nil {
 		return "<none>"
@@ -265,9 +322,7 @@ func startSecMesh(t *testing.T) *secMesh {
 		"CRAWLMESH_NATS_TLS_CA=" + pki.ca,
 	}
 	for _, role := range []string{"master", "worker", "operator"} {
-		b := make([]byte, 12)
-		_, _ = rand.Read(b)
-		pw := "Pw" + hex.EncodeToString(b)
+		pw := "Pw" + randHex(12)
 		m.pw[role] = pw
 		cmd := exec.Command(filepath.Join(bins(t), "nats"), "server", "passwd")
 		cmd.Env = append(cleanEnv(), "PASSWORD="+pw, "HOME="+dir)
