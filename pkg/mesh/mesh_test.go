@@ -84,6 +84,10 @@ func FuzzNodeIDFromHostname(f *testing.F) {
 		if err := mesh.ValidateNodeID(id); err != nil {
 			t.Fatalf("NodeIDFromHostname(%q) = %q, which fails validation: %v", host, id, err)
 		}
+		// A host already named like a node keeps its name.
+		if again := mesh.NodeIDFromHostname(id); again != id {
+			t.Fatalf("NodeIDFromHostname(%q) = %q, not a fixed point of %q", id, again, host)
+		}
 	})
 }
 
