@@ -218,36 +218,13 @@ func BenchmarkWorkerCrawl10k(b *testing.B) {
 		_, url := natsServer(b, true, b.TempDir(), 0)
 		start(b, "master", "--nats", url, "--id", "m1", "--http", "", "--log-level", "warn")
 		w := start(b, "worker", "--nats", url, "--id", "w1", "--http", "", "--concurrency", "32", "--log-level", "warn")
-		nc, err := nats.Connect(url)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		var spiders, crawls jetstream.KeyValue
-		waitFor(b, 15*time.Second, "buckets", func() bool {
-			spiders, err = js.KeyValue(b.Context(), mesh.SpidersBucket)
-			if err != nil {
-				return false
-			}
-			crawls, err = js.KeyValue(b.Context(), mesh.CrawlsBucket)
-			return err == nil
-		})
+		bm := openBenchClient(b, url)
 		time.Sleep(2 * time.Second) // let the worker settle before reading its idle size
 		idle := rssKiB(w.cmd.Process.Pid)
-		s, err := spec.Parse([]byte(synthsite.Spec("synth", site.URL, cfg)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		raw, _ := json.Marshal(s)
-		if _, err := spiders.Put(b.Context(), s.Name, raw); err != nil {
-			b.Fatal(err)
-		}
 		t0 := time.Now()
-		id, err := crawlctl.Call(b.Context(), nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
-		if err != nil {
-			b.Fatal(err)
-		}
+		id := bm.crawl(synthsite.Spec("synth", site.URL, cfg))
+		js, crawls := bm.js, bm.crawls
+		var err error
 		peak := 0
 		var st crawlctl.Status
 		for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -264,4 +241,51 @@ func BenchmarkWorkerCrawl10k(b *testing.B) {
 		b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
 		b.ReportMetric(float64(st.PagesOK)/el.Seconds(), "pages/s")
 	}
+}
+
+// benchClient is a client of a benchmark's mesh.
+type benchClient struct {
+	b       *testing.B
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	spiders jetstream.KeyValue
+	crawls  jetstream.KeyValue
+}
+
+// openBenchClient connects to url and waits for a master to create the
+// buckets.
+func openBenchClient(b *testing.B, url string) *benchClient {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	bm := &benchClient{b: b, nc: nc}
+	bm.js, _ = jetstream.New(nc)
+	waitFor(b, 15*time.Second, "buckets", func() bool {
+		bm.spiders, err = bm.js.KeyValue(b.Context(), mesh.SpidersBucket)
+		if err != nil {
+			return false
+		}
+		bm.crawls, err = bm.js.KeyValue(b.Context(), mesh.CrawlsBucket)
+		return err == nil
+	})
+	return bm
+}
+
+// crawl stores the spider of specYAML and starts a crawl of it.
+func (bm *benchClient) crawl(specYAML string) string {
+	s, err := spec.Parse([]byte(specYAML))
+	if err != nil {
+		bm.b.Fatal(err)
+	}
+	raw, _ := json.Marshal(s)
+	if _, err := bm.spiders.Put(bm.b.Context(), s.Name, raw); err != nil {
+		bm.b.Fatal(err)
+	}
+	id, err := crawlctl.Call(bm.b.Context(), bm.nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
+	if err != nil {
+		bm.b.Fatal(err)
+	}
+	return id
 }
