@@ -49,6 +49,7 @@ func cannotPlace(err error) bool {
 type planner struct {
 	js      jetstream.JetStream
 	auto    bool
+	fixed   bool // o.Replicas > 0: applied as given, changes logged
 	log     *slog.Logger
 	capped  error // why AutoReplicas was refused; nil while not seen
 	decided bool
@@ -59,18 +60,28 @@ func newPlanner(js jetstream.JetStream, o Options) *planner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &planner{js: js, auto: o.Replicas == ReplicasAuto, log: log.With("component", "streams")}
+	return &planner{js: js, auto: o.Replicas == ReplicasAuto, fixed: o.Replicas > 0, log: log.With("component", "streams")}
 }
 
 // apply runs do with *replicas set to the count chosen for the asset whose
-// stream is named stream. Outside auto mode it runs do unchanged.
+// stream is named stream. Outside auto mode it runs do unchanged, logging
+// a change of an explicit count.
 func (p *planner) apply(ctx context.Context, asset, stream string, replicas *int, do func() error) error {
-	if !p.auto {
+	if !p.auto && !p.fixed {
 		return do()
 	}
 	cur, err := currentReplicas(ctx, p.js, stream)
 	if err != nil {
 		return fmt.Errorf("%s: %w", asset, err)
+	}
+	if p.fixed {
+		if err := do(); err != nil {
+			return err
+		}
+		if cur > 0 && *replicas != cur {
+			p.log.Info("asset replicas changed", "stream", stream, "asset", asset, "from", cur, "to", *replicas)
+		}
+		return nil
 	}
 	want := AutoReplicas
 	if p.capped != nil {
