@@ -2,17 +2,8 @@ package natsconn_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,70 +15,15 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 )
 
-// pki is a throwaway CA with a server and a client certificate, as files.
-type pki struct {
-	ca, serverCert, serverKey, clientCert, clientKey string
-	pool                                             *x509.CertPool
-}
-
-func newPKI(t *testing.T) pki {
-	t.Helper()
-	dir := t.TempDir()
-	now := time.Now()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caKey := key()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
-		k := key()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", kd)
-	}
-	p := pki{ca: write("ca.pem", "CERTIFICATE", caDER), pool: x509.NewCertPool()}
-	p.pool.AddCert(caCert)
-	p.serverCert, p.serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
-	return p
-}
-
 // mtlsServer requires TLS with a client certificate from p's CA and the
 // password of user crawler.
-func mtlsServer(t *testing.T, p pki, password string) string {
+func mtlsServer(t *testing.T, p natstest.PKI, password string) string {
 	t.Helper()
-	cert, err := tls.LoadX509KeyPair(p.serverCert, p.serverKey)
+	cert, err := tls.LoadX509KeyPair(p.ServerCert, p.ServerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: p.pool,
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: p.Pool,
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
 	s := natstest.RunServerWith(t, &server.Options{JetStream: true, StoreDir: t.TempDir(),
 		TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 5,
@@ -100,11 +36,11 @@ func mtlsServer(t *testing.T, p pki, password string) string {
 // leaving one out, or a wrong password, fails with a sentence naming the
 // flags to check, and the password never appears in the error.
 func TestDialTLSAndCredentials(t *testing.T) {
-	p := newPKI(t)
+	p := natstest.NewPKI(t, t.TempDir(), "client")
 	const password = "Sekr3tPassw0rdNotInErrors"
 	url := mtlsServer(t, p, password)
-	good := natsconn.Config{URL: url, User: "crawler", Password: password, TLSCA: p.ca,
-		TLSCert: p.clientCert, TLSKey: p.clientKey, Timeout: 5 * time.Second}
+	good := natsconn.Config{URL: url, User: "crawler", Password: password, TLSCA: p.CA,
+		TLSCert: p.Client["client"].Cert, TLSKey: p.Client["client"].Key, Timeout: 5 * time.Second}
 
 	nc, js, err := natsconn.Dial(t.Context(), good, nil, natsconn.Hooks{})
 	if err != nil {
@@ -118,7 +54,7 @@ func TestDialTLSAndCredentials(t *testing.T) {
 	}
 	nc.Close()
 
-	otherCA := newPKI(t)
+	otherCA := natstest.NewPKI(t, t.TempDir(), "client")
 	tests := []struct {
 		name string
 		mod  func(*natsconn.Config)
@@ -126,9 +62,11 @@ func TestDialTLSAndCredentials(t *testing.T) {
 	}{
 		{"wrong password", func(c *natsconn.Config) { c.Password = password + "x" }, "--user/--password"},
 		{"no client certificate", func(c *natsconn.Config) { c.TLSCert, c.TLSKey = "", "" }, "--tls-cert and --tls-key signed by its CA"},
-		{"client cert from another CA", func(c *natsconn.Config) { c.TLSCert, c.TLSKey = otherCA.clientCert, otherCA.clientKey },
+		{"client cert from another CA", func(c *natsconn.Config) {
+			c.TLSCert, c.TLSKey = otherCA.Client["client"].Cert, otherCA.Client["client"].Key
+		},
 			"--tls-cert and --tls-key signed by its CA"},
-		{"server cert from another CA", func(c *natsconn.Config) { c.TLSCA = otherCA.ca }, "--tls-ca"},
+		{"server cert from another CA", func(c *natsconn.Config) { c.TLSCA = otherCA.CA }, "--tls-ca"},
 		{"cert without key", func(c *natsconn.Config) { c.TLSKey = "" }, "--tls-cert and --tls-key go together"},
 		{"password in the URL", func(c *natsconn.Config) {
 			c.URL = strings.Replace(url, "tls://", "tls://crawler:"+password+"x@", 1)

@@ -3,18 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -24,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +28,7 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 )
 
 // serverConf is the committed server config the security test loads as is;
@@ -45,7 +41,7 @@ const serverConf = "../../deploy/nats/nats-server.conf"
 type secMesh struct {
 	t     *testing.T
 	url   string
-	pki   testPKI
+	pki   natstest.PKI
 	pw    map[string]string // role -> password (and "api token")
 	ns    *proc
 	procs []*proc
@@ -221,7 +217,7 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	cancel()
 	deniedOn(t, opErrs, "operator's delete of stream RESULTS", "$JS.API.STREAM.DELETE.RESULTS", err)
 	// Mutual TLS: the worker's password without a client certificate.
-	if nc, err := nats.Connect(m.url, nats.UserInfo("worker", m.pw["worker"]), nats.RootCAs(m.pki.ca),
+	if nc, err := nats.Connect(m.url, nats.UserInfo("worker", m.pw["worker"]), nats.RootCAs(m.pki.CA),
 		nats.Timeout(5*time.Second)); err == nil {
 		nc.Close()
 		t.Errorf("the worker password without a client certificate was accepted")
@@ -314,12 +310,12 @@ func valueOf(e jetstream.KeyValueEntry) string {
 // passwords with the nats CLI and starts nats-server on the committed config.
 func startSecMesh(t *testing.T) *secMesh {
 	dir := t.TempDir()
-	pki := writeCerts(t, dir, "master", "worker", "operator")
+	pki := natstest.NewPKI(t, dir, "master", "worker", "operator")
 	m := &secMesh{t: t, pki: pki, pw: map[string]string{}}
 	env := []string{
-		"CRAWLMESH_NATS_TLS_CERT=" + pki.serverCert,
-		"CRAWLMESH_NATS_TLS_KEY=" + pki.serverKey,
-		"CRAWLMESH_NATS_TLS_CA=" + pki.ca,
+		"CRAWLMESH_NATS_TLS_CERT=" + pki.ServerCert,
+		"CRAWLMESH_NATS_TLS_KEY=" + pki.ServerKey,
+		"CRAWLMESH_NATS_TLS_CA=" + pki.CA,
 	}
 	for _, role := range []string{"master", "worker", "operator"} {
 		pw := "Pw" + randHex(12)
@@ -356,7 +352,7 @@ func startSecMesh(t *testing.T) *secMesh {
 // so no password is on a command line.
 func (m *secMesh) env(role string) []string {
 	return []string{"CRAWLMESH_NATS_URL=" + m.url, "CRAWLMESH_USER=" + role, "CRAWLMESH_PASSWORD=" + m.pw[role],
-		"CRAWLMESH_TLS_CA=" + m.pki.ca, "CRAWLMESH_TLS_CERT=" + m.pki.client[role][0], "CRAWLMESH_TLS_KEY=" + m.pki.client[role][1]}
+		"CRAWLMESH_TLS_CA=" + m.pki.CA, "CRAWLMESH_TLS_CERT=" + m.pki.Client[role].Cert, "CRAWLMESH_TLS_KEY=" + m.pki.Client[role].Key}
 }
 
 func (m *secMesh) node(role, bin string, args ...string) *proc {
@@ -370,8 +366,8 @@ func (m *secMesh) node(role, bin string, args ...string) *proc {
 func (m *secMesh) conn(role string) (*nats.Conn, chan error) {
 	m.t.Helper()
 	errs := make(chan error, 64)
-	nc, err := nats.Connect(m.url, nats.UserInfo(role, m.pw[role]), nats.RootCAs(m.pki.ca),
-		nats.ClientCert(m.pki.client[role][0], m.pki.client[role][1]), nats.Name("test-"+role),
+	nc, err := nats.Connect(m.url, nats.UserInfo(role, m.pw[role]), nats.RootCAs(m.pki.CA),
+		nats.ClientCert(m.pki.Client[role].Cert, m.pki.Client[role].Key), nats.Name("test-"+role),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case errs <- err:
@@ -470,27 +466,6 @@ func (m *secMesh) state(nc *nats.Conn, id string) string {
 	return hb.State
 }
 
-// startEnv is start with extra environment variables.
-func startEnv(t testing.TB, env []string, name string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, out: &syncBuf{}, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(bins(t), name), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(cleanEnv(), env...)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.waitEr = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.signal(syscall.SIGKILL)
-		<-p.done
-		if t.Failed() {
-			t.Logf("--- output of %s %v:\n%s", name, args, p.out.String())
-		}
-	})
-	return p
-}
-
 // violations are the server's log lines about permission violations.
 func violations(ns *proc) []string {
 	var v []string
@@ -500,72 +475,6 @@ func violations(ns *proc) []string {
 		}
 	}
 	return v
-}
-
-// testPKI is a throwaway CA, a server certificate for 127.0.0.1 and
-// localhost, and a client certificate per role, as files.
-type testPKI struct {
-	ca, serverCert, serverKey string
-	client                    map[string][2]string // role -> cert, key
-}
-
-func writeCerts(t *testing.T, dir string, roles ...string) testPKI {
-	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	now := time.Now()
-	caKey := newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "crawlmesh test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	serial := int64(1)
-	leaf := func(name string, usage x509.ExtKeyUsage) (string, string) {
-		serial++
-		k := newKey()
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.DNSNames, tmpl.IPAddresses = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", kd)
-	}
-	p := testPKI{ca: write("ca.pem", "CERTIFICATE", caDER), client: map[string][2]string{}}
-	p.serverCert, p.serverKey = leaf("server", x509.ExtKeyUsageServerAuth)
-	for _, r := range roles {
-		c, k := leaf(r, x509.ExtKeyUsageClientAuth)
-		p.client[r] = [2]string{c, k}
-	}
-	return p
 }
 
 // readItems reads an export file as "name|price|path" with counts.
