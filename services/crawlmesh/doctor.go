@@ -143,6 +143,9 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 			add("fail", "assets", "%s: %v (a master creates it at start-up)", name, err)
 		default:
 			for _, d := range dd {
+				if d.Setting == "num_replicas" {
+					continue // the master's choice (--replicas, 3 on a cluster), not drift
+				}
 				drift++
 				add("warn", "assets", "%s (a deployment flag such as --heartbeat-ttl or --lease may explain it)", d)
 			}

@@ -150,6 +150,10 @@ func TestKillOneNATSNodeOfThree(t *testing.T) {
 			t.Fatalf("%s has %d replicas on a 3-node cluster, want 3 (auto)", s, r)
 		}
 	}
+	// R3 is the master's choice, not drift.
+	if out, errOut, _ := m.CLI.Run("doctor"); strings.Contains(out+errOut, "num_replicas") {
+		t.Errorf("crawlmesh doctor reports the chosen replicas as drift:\n%s%s", out, errOut)
+	}
 	site := harness.NewSite(t, harness.SiteConfig{Pages: 300, Latency: 60 * time.Millisecond})
 	c := startCrawl(t, m, site, "nats-kill")
 	before := done(c.midCrawl(60))
