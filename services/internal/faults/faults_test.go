@@ -45,12 +45,14 @@ type crawl struct {
 	site  *harness.Site
 	truth harness.Truth
 	id    string
+	pages int64 // pages the whole crawl does (ok, failed or dead)
 }
 
 func startCrawl(t *testing.T, m *harness.Mesh, site *harness.Site, spider string) *crawl {
 	t.Helper()
 	m.CLI.Apply(site.Spec(spider))
 	c := &crawl{t: t, m: m, site: site, truth: site.Truth(m.Cfg.MaxAttempts)}
+	c.pages = int64(len(c.truth.Items) + len(c.truth.Dead))
 	c.id = m.CLI.Start(spider)
 	return c
 }
@@ -75,10 +77,7 @@ func (c *crawl) midCrawl(n int64) crawlctl.Status {
 // t0: the recovery time.
 func (c *crawl) progressAfter(before int64, t0 time.Time, timeout time.Duration) time.Duration {
 	c.t.Helper()
-	target := before + int64(c.m.Slots()) + 5
-	if max := int64(len(c.truth.Items)); target > max {
-		target = max
-	}
+	target := min(before+int64(c.m.Slots())+5, c.pages)
 	c.m.WaitPages(c.id, target, timeout)
 	return time.Since(t0)
 }
@@ -391,22 +390,75 @@ func faultPaths() map[string]bool {
 }
 
 // TestNATSRestartWhileWorkersPublish: the only NATS server is SIGKILLed
-// while the workers are busy publishing children and items, and restarted
-// on the same store; the crawl completes with the exact item set.
+// three times while the workers are busy publishing children, items and
+// dead letters, and restarted on the same store each time; the crawl
+// completes with the exact item set and each dead letter once.
 func TestNATSRestartWhileWorkersPublish(t *testing.T) {
-	o := harness.Outcome{Fault: "kill -9 + restart the NATS server while workers publish"}
+	o := harness.Outcome{Fault: "kill -9 + restart the NATS server while workers publish (3 times)"}
+	defer func() { o.Survived = !t.Failed(); record(o) }()
+	m := harness.StartMesh(t, harness.MeshConfig{NATS: 1, Mode: harness.Processes, Workers: 2, RequestTimeout: time.Second})
+	site := harness.NewSite(t, harness.SiteConfig{Pages: 300, Latency: 40 * time.Millisecond, Faults: map[int]harness.Fault{
+		13: {Kind: harness.Reset}, 21: {Kind: harness.Garbage}, 40: {Kind: harness.Reset, Times: 1}}})
+	c := startCrawl(t, m, site, "nats-restart")
+	var recoveries []string
+	for _, at := range []int64{60, 120, 180} {
+		before := done(c.midCrawl(at))
+		t0 := time.Now()
+		m.Cluster.Kill(0)
+		m.Cluster.Restart(0)
+		r := c.progressAfter(before, t0, 90*time.Second)
+		o.Recovery = max(o.Recovery, r)
+		recoveries = append(recoveries, r.Round(10*time.Millisecond).String())
+		t.Logf("NATS killed and restarted after %d pages; crawl progressing again after %v", before, r.Round(time.Millisecond))
+	}
+	var st crawlctl.Status
+	o.Items, st = c.finish(2 * time.Minute)
+	o.Note = "recoveries " + strings.Join(recoveries, ", ") + " (max shown)"
+	if n := c.counters(st); n != "" {
+		o.Note += "; " + n
+	}
+}
+
+// TestNATSRestartWithPageBudget: as above, with max_pages 150 on a site of
+// 300 pages: the crawl must still yield exactly 150 distinct pages' items
+// (which ones depends on the order of the crawl), none doubled.
+func TestNATSRestartWithPageBudget(t *testing.T) {
+	o := harness.Outcome{Fault: "kill -9 + restart NATS 3 times, crawl with max_pages 150"}
 	defer func() { o.Survived = !t.Failed(); record(o) }()
 	m := harness.StartMesh(t, harness.MeshConfig{NATS: 1, Mode: harness.Processes, Workers: 2})
 	site := harness.NewSite(t, harness.SiteConfig{Pages: 300, Latency: 40 * time.Millisecond})
-	c := startCrawl(t, m, site, "nats-restart")
-	before := done(c.midCrawl(80))
-
-	t0 := time.Now()
-	m.Cluster.Kill(0)
-	m.Cluster.Restart(0)
-	o.Recovery = c.progressAfter(before, t0, 90*time.Second)
-	t.Logf("NATS killed and restarted after %d pages; crawl progressing again after %v", before, o.Recovery.Round(time.Millisecond))
-	var st crawlctl.Status
-	o.Items, st = c.finish(2 * time.Minute)
-	o.Note = c.counters(st)
+	const budget = 150
+	m.CLI.Apply(strings.Replace(site.Spec("budget"), "max_pages: 0", "max_pages: "+strconv.Itoa(budget), 1))
+	id := m.CLI.Start("budget")
+	c := &crawl{t: t, m: m, site: site, id: id, pages: budget}
+	for _, at := range []int64{30, 60, 90} { // done before the budget's 150
+		before := done(c.midCrawl(at))
+		t0 := time.Now()
+		m.Cluster.Kill(0)
+		m.Cluster.Restart(0)
+		o.Recovery = max(o.Recovery, c.progressAfter(before, t0, 90*time.Second))
+	}
+	st := m.WaitDone(id, 2*time.Minute)
+	truth := site.Truth(m.Cfg.MaxAttempts).Items
+	items := m.CLI.Export(id)
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = harness.ItemKey(it)
+	}
+	// Every item must be one of the site's, once; and there must be budget of them.
+	d := harness.Compare("items", keys, truth)
+	d.Lost = nil // which pages fall inside the budget is not fixed
+	if len(d.Doubled)+len(d.Unexpected) > 0 {
+		t.Errorf("%s", d)
+	}
+	distinct := len(keys) - len(d.Doubled)
+	if distinct != budget {
+		t.Errorf("%d distinct items, want exactly max_pages = %d (status: %+v)", distinct, budget, st)
+		d.Lost = make([]string, max(0, budget-distinct))
+	}
+	o.Items = d
+	t.Logf("crawl %s: %d items, %d distinct; status %d ok, %d admitted", id, len(keys), distinct, st.PagesOK, st.Admitted)
+	if st.PagesOK != int64(distinct) {
+		o.Note = fmt.Sprintf("pages ok counter %d, want %d", st.PagesOK, distinct)
+	}
 }
