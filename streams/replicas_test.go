@@ -334,3 +334,35 @@ func TestAutoNeverScalesDown(t *testing.T) {
 		t.Errorf("ScaleUp with no room = %v, %v; want nothing and no error", scaled, err)
 	}
 }
+
+// TestEnsureUpdatesStatsKeep: a STATS stream made by an older version (one
+// message per counter) is updated in place to keep its increments, so the
+// de-duplication ids of increments survive a server restart.
+func TestEnsureUpdatesStatsKeep(t *testing.T) {
+	s := natstest.RunServer(t)
+	_, js := natstest.Connect(t, s)
+	d := load(t)
+	var old jetstream.StreamConfig
+	for _, c := range d.Streams {
+		if c.Name == mesh.StatsStream {
+			old = c
+		}
+	}
+	if old.MaxMsgsPerSubject <= 1 {
+		t.Fatalf("streams/stream/STATS.json keeps %d increments per counter; a restart forgets the ids of the others", old.MaxMsgsPerSubject)
+	}
+	old.MaxMsgsPerSubject = 1
+	if _, err := js.CreateStream(t.Context(), old); err != nil {
+		t.Fatalf("create the old STATS: %v", err)
+	}
+	if err := streams.Ensure(t.Context(), js, d, streams.Options{}); err != nil {
+		t.Fatalf("Ensure over the old STATS: %v", err)
+	}
+	st, err := js.Stream(t.Context(), mesh.StatsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxMsgsPerSubject; got <= 1 {
+		t.Errorf("STATS keeps %d messages per counter after Ensure", got)
+	}
+}
