@@ -213,9 +213,11 @@ func (c *Control) check(ctx context.Context) {
 	}
 }
 
-// forget drops a finished crawl's seen-set: with no task of the crawl left
-// it has nothing more to de-duplicate, and it is the biggest state the
-// mesh keeps (one key per URL). A failure only leaves the keys behind.
+// forget drops what a finished crawl no longer needs: with no task of it
+// left there is nothing more to de-duplicate. Its seen-set is the biggest
+// state the mesh keeps (one key per URL); its counters keep their recent
+// increments only as de-duplication ids, and the last one holds the total.
+// A failure only leaves the data behind.
 func (c *Control) forget(ctx context.Context, id string) {
 	s, err := c.js.Stream(ctx, "KV_"+mesh.SeenBucket)
 	if err == nil {
@@ -223,6 +225,16 @@ func (c *Control) forget(ctx context.Context, id string) {
 	}
 	if err != nil {
 		c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "err", err)
+	}
+	stats, err := c.js.Stream(ctx, mesh.StatsStream)
+	if err != nil {
+		c.log.Warn("counters of a finished crawl not trimmed", "crawl", id, "err", err)
+		return
+	}
+	for _, name := range mesh.Stats {
+		if err := stats.Purge(ctx, jetstream.WithPurgeSubject(mesh.StatSubject(id, name)), jetstream.WithPurgeKeep(1)); err != nil {
+			c.log.Warn("counter of a finished crawl not trimmed", "crawl", id, "counter", name, "err", err)
+		}
 	}
 }
 

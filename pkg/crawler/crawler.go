@@ -311,12 +311,24 @@ func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, crawl, reason str
 	m.Header.Set("Crawlmesh-Attempts", strconv.Itoa(attempt))
 	m.Header.Set("Crawlmesh-Node", c.cfg.Node)
 	m.Header.Set("Crawlmesh-Subject", msg.Subject())
-	if _, err := c.js.PublishMsg(ctx, m); err != nil {
+	// The task's stream sequence names this dead letter, so a task
+	// delivered again after its dead letter was stored (the worker or NATS
+	// died before the Term) is neither stored nor counted twice.
+	var opts []jetstream.PublishOpt
+	id := ""
+	if md, err := msg.Metadata(); err == nil {
+		id = "dead." + strconv.FormatUint(md.Sequence.Stream, 10)
+		opts = append(opts, jetstream.WithMsgID(id))
+	}
+	if _, err := c.js.PublishMsg(ctx, m, opts...); err != nil {
 		c.log.Warn("dead letter not stored, task retried", "crawl", crawl, "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	f, err := c.pub.Incr(crawl, mesh.StatDead, 1, "")
+	if id != "" {
+		id = crawl + "." + id
+	}
+	f, err := c.pub.Incr(crawl, mesh.StatDead, 1, id)
 	if err == nil {
 		_ = Wait(ctx, []jetstream.PubAckFuture{f})
 	}

@@ -45,6 +45,9 @@ const (
 	StatDropped  = "dropped" // tasks dropped: cancelled crawl, duplicate after redirect, over max_pages
 )
 
+// Stats lists every statistic name.
+var Stats = []string{StatAdmitted, StatOK, StatFailed, StatDead, StatItems, StatDropped}
+
 // Master API subjects (request/reply), answered by masters.
 const (
 	APICrawlStart  = "crawlmesh.api.crawl.start"

@@ -109,6 +109,26 @@ func TestHTTPAPI(t *testing.T) {
 		info, err := s.Info(t.Context(), jetstream.WithSubjectFilter("$KV."+mesh.SeenBucket+"."+started.ID+".>"))
 		return err == nil && len(info.State.Subjects) == 0
 	})
+	// Its counters keep one message each, the total.
+	waitFor(t, 10*time.Second, "counters of the completed crawl trimmed to one message", func() bool {
+		s, err := js.Stream(t.Context(), mesh.StatsStream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(mesh.StatSubject(started.ID, ">")))
+		if err != nil || len(info.State.Subjects) == 0 {
+			return false
+		}
+		for _, n := range info.State.Subjects {
+			if n != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if code, b := call("GET", "crawls/"+started.ID, "", ""); code != 200 || json.Unmarshal(b, &st) != nil || st.PagesOK != 40 || st.Items != 40 {
+		t.Errorf("status after the counters were trimmed: %d %s", code, b)
+	}
 	if code, b := call("GET", "crawls/no-such-crawl", "", ""); code != http.StatusNotFound {
 		t.Errorf("unknown crawl: %d %s", code, b)
 	}
