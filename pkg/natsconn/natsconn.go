@@ -122,7 +122,9 @@ func (c Config) Options(log *slog.Logger, h Hooks) ([]nats.Option, error) {
 
 // Dial connects, checks that JetStream is enabled for the account, and
 // returns the connection and its JetStream context. The connection then
-// reconnects forever; the first attempt fails fast with an explanation.
+// reconnects forever; the first attempt fails fast with an explanation,
+// except that a JetStream that does not answer yet (a cluster still
+// electing leaders) is waited for, up to [ReadyWait].
 func Dial(ctx context.Context, c Config, log *slog.Logger, h Hooks) (*nats.Conn, jetstream.JetStream, error) {
 	if c.URL == "" {
 		c.URL = DefaultURL
@@ -144,15 +146,19 @@ func Dial(ctx context.Context, c Config, log *slog.Logger, h Hooks) (*nats.Conn,
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream client: %w", err)
 	}
-	actx, cancel := context.WithTimeout(ctx, c.Timeout)
-	defer cancel()
-	if _, err := js.AccountInfo(actx); err != nil {
+	err = UntilReady(ctx, log, "account info", func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+		_, err := js.AccountInfo(actx)
+		return err
+	})
+	if err != nil {
 		nc.Close()
 		switch {
 		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 			return nil, nil, fmt.Errorf("NATS at %s has JetStream disabled: start nats-server with -js (or a jetstream {} block in its config)", where)
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders):
-			return nil, nil, fmt.Errorf("NATS at %s does not answer JetStream requests (%v): start nats-server with -js, and check the account has JetStream", where, err)
+		case NotReady(err):
+			return nil, nil, fmt.Errorf("NATS at %s did not answer JetStream requests for %v (%v): start nats-server with -js, check the account has JetStream and, on a cluster, that a majority of its servers run", where, ReadyWait, err)
 		default:
 			return nil, nil, fmt.Errorf("JetStream at %s: %w", where, err)
 		}

@@ -114,12 +114,19 @@ func Join(ctx context.Context, n *nodeconfig.Node, role string, log *slog.Logger
 	}
 	opts := StreamOptions(n, log)
 	if role == mesh.RoleMaster {
-		if err := streams.Ensure(ctx, js, defs, opts); err != nil {
+		err := natsconn.UntilReady(ctx, log, "apply streams/", func(ctx context.Context) error {
+			return streams.Ensure(ctx, js, defs, opts)
+		})
+		if err != nil {
 			nc.Close()
 			return nil, err
 		}
 	}
-	kv, err := streams.OpenKV(ctx, js, defs, mesh.NodesBucket, opts)
+	var kv jetstream.KeyValue
+	err = natsconn.UntilReady(ctx, log, "open bucket "+mesh.NodesBucket, func(ctx context.Context) error {
+		kv, err = streams.OpenKV(ctx, js, defs, mesh.NodesBucket, opts)
+		return err
+	})
 	if err != nil {
 		nc.Close()
 		return nil, err
