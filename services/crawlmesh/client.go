@@ -42,14 +42,8 @@ func (f *clientFlags) parse(fs *flag.FlagSet, c *cli, args []string) ([]string, 
 
 func (f *clientFlags) parseFlags(fs *flag.FlagSet, c *cli, args []string) ([]string, error) {
 	fs.SetOutput(c.stderr)
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil, err
-		}
-		return nil, usageError{err}
-	}
-	if err := nodeconfig.ApplyEnv(fs, c.getenv); err != nil {
-		return nil, usageError{err}
+	if err := parseFlagsEnv(fs, c, args); err != nil {
+		return nil, err
 	}
 	if f.output != "table" && f.output != "json" {
 		return nil, usagef("-o %q: want table or json", f.output)
@@ -84,4 +78,31 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// parseFlagsEnv parses args into fs and fills unset flags from CRAWLMESH_*
+// variables; errors are usage errors (-h is flag.ErrHelp).
+func parseFlagsEnv(fs *flag.FlagSet, c *cli, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if err := nodeconfig.ApplyEnv(fs, c.getenv); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// parseCommandFlags is parseFlagsEnv for commands that take no positional
+// arguments.
+func parseCommandFlags(fs *flag.FlagSet, c *cli, args []string) error {
+	if err := parseFlagsEnv(fs, c, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
 }

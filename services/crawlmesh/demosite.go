@@ -13,7 +13,6 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/demosite"
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
-	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 )
 
 // demoSiteConfig is what `crawlmesh demo-site` takes.
@@ -39,17 +38,8 @@ func runDemoSite(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintln(c.stderr, "usage: crawlmesh demo-site [--listen ADDR] [--base URL] [--print-spec]\n\nServes the demo bookshop until SIGTERM; --print-spec prints its spider instead.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	if err := nodeconfig.ApplyEnv(fs, c.getenv); err != nil {
-		return usageError{err}
+	if err := parseCommandFlags(fs, c, args); err != nil {
+		return err
 	}
 	if err := metrics.ValidateAddr("--listen", d.listen); err != nil {
 		return usageError{err}

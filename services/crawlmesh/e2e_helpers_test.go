@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,55 +21,19 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/master"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/services/internal/harness"
 )
 
 // The end-to-end tests drive the real binaries as separate processes: the
 // master, worker and crawlmesh of this repository, nats-server built from
 // the module graph, and the nats CLI (a tool dependency in go.mod).
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
+// bins builds every binary once per test run (the harness's build: master,
+// worker, crawlmesh, nats-server and the nats CLI) and returns their
+// directory; TestMain removes it.
+func bins(t testing.TB) string { return harness.Bins(t) }
 
-// bins builds every binary once per test run and returns their directory.
-func bins(t testing.TB) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end: builds and runs binaries")
-	}
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "crawlmesh-e2e-bin-")
-		if binErr != nil {
-			return
-		}
-		root, err := filepath.Abs("../..")
-		if err != nil {
-			binErr = err
-			return
-		}
-		builds := [][2]string{
-			{"master", "./services/master"},
-			{"worker", "./services/worker"},
-			{"crawlmesh", "./services/crawlmesh"},
-			{"nats-server", "github.com/nats-io/nats-server/v2"},
-			{"nats", "github.com/nats-io/natscli/nats"},
-		}
-		for _, b := range builds {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b[0]), b[1])
-			cmd.Dir = root
-			if out, err := cmd.CombinedOutput(); err != nil {
-				binErr = fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
-				return
-			}
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binDir
-}
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
 func freePort(t testing.TB) int {
 	t.Helper()

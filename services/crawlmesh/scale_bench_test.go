@@ -103,7 +103,8 @@ func BenchmarkMillionURLs(b *testing.B) {
 			fmt.Fprintf(&tab, "%6.0f %9d %8.0f %10.0f %10.0f %10.0f %10.0f %9.0f %9d %9.2f %9.2f\n", sm.at.Seconds(), sm.ok, sm.rate,
 				sm.serverMiB, sm.masterMiB, sm.workerMiB, sm.seenMsgs, sm.seenMiB, sm.queueMsgs, sm.serverCPU, sm.workersCPU)
 		}
-		b.Logf("crawl %s: %+v\n%s", id, st, tab.String())
+		// Straight to stdout: the testing package cuts long benchmark logs.
+		fmt.Printf("crawl %s: %+v\n%s", id, st, tab.String())
 		if st.State != mesh.CrawlCompleted || st.PagesOK != int64(pages) || st.Items != int64(pages) {
 			b.Fatalf("crawl of %d pages did not complete exactly: %+v", pages, st)
 		}

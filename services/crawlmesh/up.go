@@ -57,17 +57,8 @@ func runUp(ctx context.Context, c *cli, args []string) error {
 	fs.DurationVar(&u.node.HeartbeatTTL, "heartbeat-ttl", 3*time.Second, "TTL of bucket nodes")
 	fs.StringVar(&u.node.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&u.node.LogFormat, "log-format", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	if err := nodeconfig.ApplyEnv(fs, c.getenv); err != nil {
-		return usageError{err}
+	if err := parseCommandFlags(fs, c, args); err != nil {
+		return err
 	}
 	if u.workers < 0 || u.workers > 256 {
 		return usagef("--workers %d: want 0-256", u.workers)

@@ -16,9 +16,9 @@ var (
 	binErr  error
 )
 
-// Bins builds master, worker, crawlmesh and nats-server (from the module
-// graph, the version go.mod pins) once per test binary and returns their
-// directory. It skips the test under -short.
+// Bins builds master, worker, crawlmesh, nats-server and the nats CLI
+// (both from the module graph, the versions go.mod pins) once per test
+// binary and returns their directory. It skips the test under -short.
 func Bins(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
@@ -44,10 +44,11 @@ func build() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// One go build for all four: it builds them in parallel and writes
-	// each main package into dir under its own name.
+	// One go build for all: it builds them in parallel and writes each
+	// main package into dir under its own name.
 	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"./services/master", "./services/worker", "./services/crawlmesh", "github.com/nats-io/nats-server/v2")
+		"./services/master", "./services/worker", "./services/crawlmesh", "github.com/nats-io/nats-server/v2",
+		"github.com/nats-io/natscli/nats")
 	cmd.Dir = filepath.Dir(gomod)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		_ = os.RemoveAll(dir)
