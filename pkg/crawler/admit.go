@@ -47,11 +47,12 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 	}
 	var claimed []mesh.Task
 	var revs []uint64 // seen-key revision of each claim; 0 if claimed earlier
+	var decided []bool // admitted within the budget on an earlier delivery
 	for i, f := range futs {
 		t := cands[i]
 		select {
 		case ack := <-f.Ok():
-			claimed, revs = append(claimed, t), append(revs, ack.Sequence)
+			claimed, revs, decided = append(claimed, t), append(revs, ack.Sequence), append(decided, false)
 			continue
 		case err := <-f.Err():
 			if !isWrongLastSeq(err) {
@@ -64,15 +65,15 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 			adm.Skipped++
 			continue
 		}
-		mine, err := p.claimedBy(ctx, crawl, t.ID, parentID)
+		st, err := p.claimedBy(ctx, crawl, t.ID, parentID)
 		if err != nil {
 			return adm, err
 		}
-		if mine {
-			claimed, revs = append(claimed, t), append(revs, 0)
-		} else {
+		if st == claimNotMine {
 			adm.Skipped++
+			continue
 		}
+		claimed, revs, decided = append(claimed, t), append(revs, 0), append(decided, st == claimAdmitted)
 	}
 	if maxPages <= 0 {
 		adm.Tasks = claimed
@@ -80,19 +81,30 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 	}
 	// The page budget: each claimed URL increments a counter once (its
 	// de-duplication id makes a repeated increment a no-op) and the ack
-	// says the total. A URL past max_pages gives its increment back and
-	// its seen value is marked refused, so a redelivered parent does not
-	// take it for one of its own admitted children.
+	// says the total. A URL within max_pages is marked admitted in the
+	// seen-set before its task exists; one past it is marked refused and
+	// gives its increment back. An increment counted on an earlier delivery
+	// whose decision was never recorded (the worker or NATS died in
+	// between) is refused: its task was never published, and giving the
+	// slot back keeps the crawl at exactly max_pages.
 	cfuts := make([]jetstream.PubAckFuture, len(claimed))
 	for i, t := range claimed {
+		if decided[i] {
+			continue
+		}
 		f, err := p.incrAsync(mesh.StatSubject(crawl, mesh.StatAdmitted), 1, crawl+"."+t.ID+".admit")
 		if err != nil {
 			return adm, err
 		}
 		cfuts[i] = f
 	}
+	var marks []jetstream.PubAckFuture
 	for i, f := range cfuts {
 		t := claimed[i]
+		if decided[i] {
+			adm.Tasks = append(adm.Tasks, t)
+			continue
+		}
 		var ack *jetstream.PubAck
 		select {
 		case ack = <-f.Ok():
@@ -101,17 +113,16 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 		case <-ctx.Done():
 			return adm, ctx.Err()
 		}
-		if ack.Duplicate {
-			// Counted on an earlier delivery and not marked refused then
-			// (claimedBy checked the value): it was admitted.
-			adm.Tasks = append(adm.Tasks, t)
-			continue
-		}
 		n, err := strconv.ParseInt(ack.Value, 10, 64)
-		if err != nil {
+		if !ack.Duplicate && err != nil {
 			return adm, fmt.Errorf("page budget of %s: counter value %q", crawl, ack.Value)
 		}
-		if n <= int64(maxPages) {
+		if !ack.Duplicate && n <= int64(maxPages) {
+			m, err := p.mark(crawl, t.ID, admittedPrefix+parentID, revs[i])
+			if err != nil {
+				return adm, err
+			}
+			marks = append(marks, m)
 			adm.Tasks = append(adm.Tasks, t)
 			continue
 		}
@@ -120,7 +131,25 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 		}
 		adm.Skipped++
 	}
+	if err := Wait(ctx, marks); err != nil {
+		return adm, fmt.Errorf("page budget of %s: record admission: %w", crawl, err)
+	}
 	return adm, nil
+}
+
+// mark writes a decision into a claimed seen key: with the claim's
+// revision as a compare-and-swap, else (claimed on an earlier delivery)
+// as a plain put.
+func (p *Publisher) mark(crawl, id, value string, rev uint64) (jetstream.PubAckFuture, error) {
+	var opts []jetstream.PublishOpt
+	if rev > 0 {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
+	}
+	f, err := p.js.PublishAsync("$KV."+mesh.SeenBucket+"."+mesh.SeenKey(crawl, id), []byte(value), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("mark %s: %w", id, err)
+	}
+	return f, nil
 }
 
 // refuse marks a claimed URL as over the page budget and returns its
@@ -144,15 +173,33 @@ func (p *Publisher) refuse(ctx context.Context, crawl, id, parentID string, rev 
 	return Wait(ctx, []jetstream.PubAckFuture{f})
 }
 
-// refusedPrefix marks a seen value whose URL was over the page budget.
-const refusedPrefix = "refused:"
+// Seen values: the claiming task's id, with a prefix once a page budget
+// has decided on the URL.
+const (
+	refusedPrefix  = "refused:"  // over max_pages
+	admittedPrefix = "admitted:" // within max_pages: its task is published
+)
 
-func (p *Publisher) claimedBy(ctx context.Context, crawl, id, parentID string) (bool, error) {
+type claimState int
+
+const (
+	claimNotMine  claimState = iota // another task's, or refused
+	claimMine                       // this task's, no budget decision recorded
+	claimAdmitted                   // this task's, admitted within the budget
+)
+
+func (p *Publisher) claimedBy(ctx context.Context, crawl, id, parentID string) (claimState, error) {
 	e, err := p.seen.Get(ctx, mesh.SeenKey(crawl, id))
 	if err != nil {
-		return false, fmt.Errorf("read claim %s: %w", id, err)
+		return claimNotMine, fmt.Errorf("read claim %s: %w", id, err)
 	}
-	return string(e.Value()) == parentID, nil
+	switch string(e.Value()) {
+	case parentID:
+		return claimMine, nil
+	case admittedPrefix + parentID:
+		return claimAdmitted, nil
+	}
+	return claimNotMine, nil
 }
 
 // Claim claims one URL hash for a task (used for the final URL of a
@@ -168,7 +215,8 @@ func (p *Publisher) Claim(ctx context.Context, crawl, id, taskID string, redeliv
 	if !redelivered {
 		return false, nil
 	}
-	return p.claimedBy(ctx, crawl, id, taskID)
+	st, err := p.claimedBy(ctx, crawl, id, taskID)
+	return st != claimNotMine, err
 }
 
 // PublishTask publishes a task asynchronously with its de-duplication id.

@@ -213,6 +213,18 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream, subject str
 	if info.State.Subjects[subject] == 0 && !follow {
 		return nil
 	}
+	// Without --follow, read up to the subject's last message as of now,
+	// by stream sequence. The consumer's own pending count is not enough:
+	// right after a stream leader change it has said 0 with most of the
+	// messages still to come.
+	var last uint64
+	if !follow {
+		lm, err := s.GetLastMsgForSubject(ctx, subject)
+		if err != nil {
+			return fmt.Errorf("read %s: last message: %w", subject, err)
+		}
+		last = lm.Sequence
+	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
@@ -235,8 +247,14 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream, subject str
 		if err := fn(m.Data()); err != nil {
 			return err
 		}
+		if follow {
+			continue
+		}
 		md, err := m.Metadata()
-		if err == nil && md.NumPending == 0 && !follow {
+		if err != nil {
+			return fmt.Errorf("read %s: %w", subject, err)
+		}
+		if md.Sequence.Stream >= last {
 			return nil
 		}
 	}
