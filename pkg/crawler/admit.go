@@ -46,7 +46,7 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 		futs[i] = f
 	}
 	var claimed []mesh.Task
-	var revs []uint64 // seen-key revision of each claim; 0 if claimed earlier
+	var revs []uint64  // seen-key revision of each claim; 0 if claimed earlier
 	var decided []bool // admitted within the budget on an earlier delivery
 	for i, f := range futs {
 		t := cands[i]
