@@ -266,17 +266,23 @@ func (m *Mesh) WaitDone(id string, timeout time.Duration) crawlctl.Status {
 // letters, once per dead letter.
 func (m *Mesh) DeadLetters(id string) []string {
 	m.T.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := m.JS.Stream(ctx, mesh.DeadStream)
-	if err != nil {
-		m.T.Fatalf("harness: stream %s: %v", mesh.DeadStream, err)
-	}
+	// Right after a server restart the stream may still be electing its
+	// leader: ask again until it answers.
 	subj := mesh.DeadSubject(id)
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
-	if err != nil {
-		m.T.Fatalf("harness: stream %s info: %v", mesh.DeadStream, err)
-	}
+	var s jetstream.Stream
+	var info *jetstream.StreamInfo
+	var last error
+	Eventually(m.T, 60*time.Second, "stream "+mesh.DeadStream+" answers", func() bool {
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		if s, last = m.JS.Stream(rctx, mesh.DeadStream); last != nil {
+			return false
+		}
+		info, last = s.Info(rctx, jetstream.WithSubjectFilter(subj))
+		return last == nil
+	}, func() string { return fmt.Sprint(last) })
 	total := info.State.Subjects[subj]
 	if total == 0 {
 		return nil
