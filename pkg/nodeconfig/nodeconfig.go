@@ -78,6 +78,10 @@ type Node struct {
 	// Replicas of every JetStream asset (masters apply it): 0 chooses, 3
 	// when the NATS cluster can place three copies, else 1.
 	Replicas int
+	// Pprof serves Go's profiler on the --http address, for finding where
+	// a slow node spends its time; off by default because it exposes the
+	// process's internals.
+	Pprof bool
 }
 
 // Register adds the node flags to fs with defaults; httpDefault is the
@@ -91,6 +95,7 @@ func (n *Node) Register(fs *flag.FlagSet, defaultID, httpDefault string) {
 	fs.DurationVar(&n.ClockOffset, "clock-offset", 0, "testing only: add this to the clock reported in heartbeats")
 	fs.StringVar(&n.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&n.LogFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&n.Pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on the --http address")
 }
 
 // Validate checks the node flags against each other.
@@ -102,6 +107,9 @@ func (n *Node) Validate() error {
 		if err := metrics.ValidateAddr("--http", n.HTTP); err != nil {
 			return err
 		}
+	}
+	if n.Pprof && n.HTTP == "" {
+		return fmt.Errorf("--pprof: the profiler is served on the --http address, which is off (\"\")")
 	}
 	if n.HeartbeatTTL < time.Second {
 		return fmt.Errorf("--heartbeat-ttl %v: the server counts TTLs in whole seconds; use 1s or more", n.HeartbeatTTL)

@@ -99,7 +99,7 @@ func benchHeartbeats(b *testing.B, nodes int, interval, window time.Duration) {
 		return st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq
 	}
 	time.Sleep(2 * interval) // let every node settle into its rhythm
-	seq0, cpuM0, cpuS0, t0 := seq(), cpuSeconds(b, m.cmd.Process.Pid), cpuSeconds(b, ns.cmd.Process.Pid), time.Now()
+	seq0, cpuM0, cpuS0, t0 := seq(), cpuSeconds(b, m.PID()), cpuSeconds(b, ns.PID()), time.Now()
 	var ages []float64
 	var online []int
 	for time.Since(t0) < window {
@@ -123,8 +123,8 @@ func benchHeartbeats(b *testing.B, nodes int, interval, window time.Duration) {
 	}
 	el := time.Since(t0).Seconds()
 	puts := float64(seq()-seq0) / el
-	cpuM := (cpuSeconds(b, m.cmd.Process.Pid) - cpuM0) / el
-	cpuS := (cpuSeconds(b, ns.cmd.Process.Pid) - cpuS0) / el
+	cpuM := (cpuSeconds(b, m.PID()) - cpuM0) / el
+	cpuS := (cpuSeconds(b, ns.PID()) - cpuS0) / el
 	slices.Sort(ages)
 	slices.Sort(online)
 	p99 := 0.0
@@ -136,7 +136,7 @@ func benchHeartbeats(b *testing.B, nodes int, interval, window time.Duration) {
 	b.ReportMetric(cpuS*100, "server-cpu-%")
 	b.ReportMetric(p99, "age-p99-s")
 	b.ReportMetric(float64(online[0]), "min-online")
-	b.ReportMetric(float64(rssKiB(m.cmd.Process.Pid))/1024, "master-rss-MiB")
+	b.ReportMetric(float64(rssKiB(m.PID()))/1024, "master-rss-MiB")
 }
 
 // cpuSeconds reads utime+stime of pid from /proc (Linux).
@@ -175,7 +175,7 @@ func BenchmarkDedupMillion(b *testing.B) {
 		}
 		seen, _ := js.KeyValue(b.Context(), mesh.SeenBucket)
 		pub := crawler.NewPublisher(js, seen)
-		rss0 := rssKiB(ns.cmd.Process.Pid)
+		rss0 := rssKiB(ns.PID())
 		t0 := time.Now()
 		admitted := 0
 		for i := 0; i < total; i += batch {
@@ -203,7 +203,7 @@ func BenchmarkDedupMillion(b *testing.B) {
 		b.ReportMetric(float64(el.Nanoseconds())/float64(total+total/10), "ns/url")
 		b.ReportMetric(float64(total+total/10)/el.Seconds(), "urls/s")
 		b.ReportMetric(float64(bytes)/float64(total), "store-bytes/url")
-		b.ReportMetric(float64(rssKiB(ns.cmd.Process.Pid)-rss0)/1024, "server-rss-growth-MiB")
+		b.ReportMetric(float64(rssKiB(ns.PID())-rss0)/1024, "server-rss-growth-MiB")
 	}
 }
 
@@ -220,7 +220,7 @@ func BenchmarkWorkerCrawl10k(b *testing.B) {
 		w := start(b, "worker", "--nats", url, "--id", "w1", "--http", "", "--concurrency", "32", "--log-level", "warn")
 		bm := openBenchClient(b, url)
 		time.Sleep(2 * time.Second) // let the worker settle before reading its idle size
-		idle := rssKiB(w.cmd.Process.Pid)
+		idle := rssKiB(w.PID())
 		t0 := time.Now()
 		id := bm.crawl(synthsite.Spec("synth", site.URL, cfg))
 		js, crawls := bm.js, bm.crawls
@@ -228,7 +228,7 @@ func BenchmarkWorkerCrawl10k(b *testing.B) {
 		peak := 0
 		var st crawlctl.Status
 		for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			peak = max(peak, rssKiB(w.cmd.Process.Pid))
+			peak = max(peak, rssKiB(w.PID()))
 			if st, err = crawlctl.ReadStatus(b.Context(), js, crawls, id); err == nil && st.PagesOK >= int64(cfg.Pages) {
 				break
 			}

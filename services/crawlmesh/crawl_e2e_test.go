@@ -217,8 +217,8 @@ func TestCrawlSurvivesWorkerKill(t *testing.T) {
 	m.apply(site.spec("kill"))
 	id := strings.TrimSpace(m.mustCLI("crawl", "start", "kill"))
 	waitFor(t, 30*time.Second, "60 pages done", func() bool { return m.status(id).PagesOK >= 60 })
-	m.workers[1].signal(syscall.SIGKILL)
-	m.workers[1].wait(t, 5*time.Second)
+	m.workers[1].Signal(syscall.SIGKILL)
+	exitCode(t, m.workers[1], 5*time.Second)
 	if st := m.status(id); st.State != mesh.CrawlRunning {
 		t.Fatalf("crawl already %s when the worker was killed; make the site slower", st.State)
 	}
@@ -240,10 +240,10 @@ func TestCrawlResumesAfterRestartOfEverything(t *testing.T) {
 	waitFor(t, 30*time.Second, "80 pages done", func() bool { return m.status(id).PagesOK >= 80 })
 
 	for _, p := range append(m.workers, m.master, m.ns) {
-		p.signal(syscall.SIGKILL)
+		p.Signal(syscall.SIGKILL)
 	}
 	for _, p := range append(m.workers, m.master, m.ns) {
-		p.wait(t, 5*time.Second)
+		exitCode(t, p, 5*time.Second)
 	}
 	before := site.fetched()
 	if before["/product/300"] > 0 && before["/product/1"] > 0 && len(before) > 310 {

@@ -538,8 +538,8 @@ scrape_configs:
 		t.Errorf("alert %s is %s on a healthy demo mesh: %v", a.Labels["alertname"], a.State, a.Labels)
 	}
 	// Stop the mesh before the site closes (cleanups run last-in first-out).
-	up.signal(syscall.SIGTERM)
-	if code := up.wait(t, 20*time.Second); code != 0 {
+	up.Signal(syscall.SIGTERM)
+	if code := exitCode(t, up, 20*time.Second); code != 0 {
 		t.Errorf("crawlmesh up exit %d after SIGTERM", code)
 	}
 	t.Logf("done after %v", time.Since(from).Round(time.Second))

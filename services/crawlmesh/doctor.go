@@ -238,8 +238,7 @@ func doctorDuplicates(ctx context.Context, js jetstream.JetStream, add func(leve
 			if e == nil || e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
-			var hb mesh.Heartbeat
-			if json.Unmarshal(e.Value(), &hb) == nil {
+			if hb, err := mesh.DecodeHeartbeat(e.Value()); err == nil {
 				if inst[e.Key()] == nil {
 					inst[e.Key()] = map[string]bool{}
 				}

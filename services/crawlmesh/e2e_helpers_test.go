@@ -1,19 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,109 +29,44 @@ func bins(t testing.TB) string { return harness.Bins(t) }
 
 func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return harness.FreePort(t) }
 
 // syncBuf is an io.Writer safe for a process's output and a test's reads.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type syncBuf = harness.SyncBuf
 
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// proc is a started binary.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *syncBuf
-	done   chan struct{}
-	waitEr error
-}
+// proc is a started binary (the harness's process, killed when the test
+// ends, its output printed when it failed).
+type proc = harness.Proc
 
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	return startEnv(t, nil, name, args...)
+	return harness.StartProc(t, name, name, args...)
 }
 
 // startEnv is start with extra environment variables.
 func startEnv(t testing.TB, env []string, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuf{}, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(bins(t), name), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(cleanEnv(), env...)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.waitEr = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.signal(syscall.SIGKILL)
-		<-p.done
-		if t.Failed() {
-			t.Logf("--- output of %s %v:\n%s", name, args, p.out.String())
-		}
-	})
-	return p
+	return harness.StartProcEnv(t, env, name, name, args...)
 }
 
-// cleanEnv drops CRAWLMESH_* so a developer's shell cannot change a test.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CRAWLMESH_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func (p *proc) signal(s os.Signal) {
-	select {
-	case <-p.done:
-	default:
-		_ = p.cmd.Process.Signal(s)
-	}
-}
-
-// wait waits for the process to exit and returns its exit code.
-func (p *proc) wait(t testing.TB, timeout time.Duration) int {
+// exitCode waits for p to exit and returns its exit code.
+func exitCode(t testing.TB, p *proc, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %v; output:\n%s", p.name, timeout, p.out.String())
-		return -1
+	code, ok := p.Wait(timeout)
+	if !ok {
+		t.Fatalf("%s did not exit within %v; output:\n%s", p.Name(), timeout, p.Output())
 	}
+	return code
 }
 
 // runBin runs a binary to completion and returns stdout, stderr and the exit code.
 func runBin(t testing.TB, name string, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bins(t), name), args...)
-	cmd.Env = cleanEnv()
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		t.Fatalf("run %s: %v", name, err)
-	}
-	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+	return harness.RunBin(t, 60*time.Second, name, args...)
 }
 
 // natsServer starts the nats-server binary on a free loopback port.
-func natsServer(t testing.TB, js bool, storeDir string, port int) (*proc, string) {
+func natsServer(t testing.TB, js bool, storeDir string, port int, extra ...string) (*proc, string) {
 	t.Helper()
 	if port == 0 {
 		port = freePort(t)
@@ -146,7 +75,7 @@ func natsServer(t testing.TB, js bool, storeDir string, port int) (*proc, string
 	if js {
 		args = append(args, "-js", "-sd", storeDir)
 	}
-	p := start(t, "nats-server", args...)
+	p := start(t, "nats-server", append(args, extra...)...)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 	waitFor(t, 15*time.Second, "nats-server accepting connections", func() bool {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 200*time.Millisecond)
@@ -158,19 +87,11 @@ func natsServer(t testing.TB, js bool, storeDir string, port int) (*proc, string
 	return p, url
 }
 
-// waitFor polls cond every 25ms until it holds or timeout passes.
+// waitFor polls cond until it holds and returns how long that took; it
+// fails the test after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	t0 := time.Now()
-	for {
-		if cond() {
-			return time.Since(t0)
-		}
-		if time.Since(t0) > timeout {
-			t.Fatalf("not within %v: %s", timeout, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	return harness.Eventually(t, timeout, what, cond)
 }
 
 func connect(t testing.TB, url string) *nats.Conn {

@@ -104,7 +104,7 @@ func TestMeshEndToEnd(t *testing.T) {
 	}
 
 	// SIGTERM: the key is gone within 1s, and the process exits 0.
-	w2.signal(syscall.SIGTERM)
+	w2.Signal(syscall.SIGTERM)
 	gone := waitFor(t, 3*time.Second, "w2 key removed after SIGTERM", func() bool {
 		_, err := kv.Get(t.Context(), "w2")
 		return errors.Is(err, jetstream.ErrKeyNotFound)
@@ -112,12 +112,12 @@ func TestMeshEndToEnd(t *testing.T) {
 	if gone > time.Second {
 		t.Errorf("w2 key removed %v after SIGTERM, want < 1s", gone)
 	}
-	if code := w2.wait(t, 5*time.Second); code != 0 {
+	if code := exitCode(t, w2, 5*time.Second); code != 0 {
 		t.Errorf("w2 exit code after SIGTERM = %d, want 0", code)
 	}
 
 	// SIGKILL: offline in the master's view within TTL + 1s; still listed.
-	w1.signal(syscall.SIGKILL)
+	w1.Signal(syscall.SIGKILL)
 	off := waitFor(t, ttl+3*time.Second, "w1 offline in the master's view", func() bool {
 		on, listed := view(t, nc)["w1"]
 		return listed && !on
@@ -154,7 +154,7 @@ func TestOfflineDetectionTime(t *testing.T) {
 	for i, w := range ws {
 		time.Sleep(time.Duration(i) * 200 * time.Millisecond) // spread kills over the beat phase
 		id := "k" + strconv.Itoa(i)
-		w.signal(syscall.SIGKILL)
+		w.Signal(syscall.SIGKILL)
 		d := waitFor(t, ttl+3*time.Second, id+" offline", func() bool {
 			on, listed := view(t, nc)[id]
 			return listed && !on
@@ -217,10 +217,8 @@ func TestBadInput(t *testing.T) {
 			t.Logf("%s: %s", tc.name, lines[0])
 		})
 	}
-	select {
-	case <-holder.done:
-		t.Fatalf("the worker holding id dup died: %s", holder.out.String())
-	default:
+	if !holder.Running() {
+		t.Fatalf("the worker holding id dup died: %s", holder.Output())
 	}
 }
 
@@ -249,10 +247,10 @@ func TestUpWithNatsCLI(t *testing.T) {
 	// The real nats CLI: a snapshot plus live updates, for 2.5s.
 	watch := start(t, "nats", "--server", url, "kv", "watch", mesh.NodesBucket)
 	waitFor(t, 10*time.Second, "nats kv watch shows two beats of worker-1", func() bool {
-		return strings.Count(watch.out.String(), "PUT nodes > "+host+"-worker-1: {") >= 2
+		return strings.Count(watch.Output(), "PUT nodes > "+host+"-worker-1: {") >= 2
 	})
-	watch.signal(syscall.SIGINT)
-	out := watch.out.String()
+	watch.Signal(syscall.SIGINT)
+	out := watch.Output()
 	for _, line := range strings.Split(out, "\n") {
 		if _, js, ok := strings.Cut(line, host+"-worker-1: "); ok {
 			var hb mesh.Heartbeat
@@ -278,12 +276,12 @@ func TestUpWithNatsCLI(t *testing.T) {
 		t.Errorf("up's /metrics lacks worker-2 online:\n%s", m)
 	}
 
-	up.signal(syscall.SIGTERM)
-	if code := up.wait(t, 10*time.Second); code != 0 {
-		t.Fatalf("up exit code after SIGTERM = %d; output:\n%s", code, up.out.String())
+	up.Signal(syscall.SIGTERM)
+	if code := exitCode(t, up, 10*time.Second); code != 0 {
+		t.Fatalf("up exit code after SIGTERM = %d; output:\n%s", code, up.Output())
 	}
-	if !strings.Contains(up.out.String(), "crawlmesh up: stopped") {
-		t.Errorf("up did not report a clean stop:\n%s", up.out.String())
+	if !strings.Contains(up.Output(), "crawlmesh up: stopped") {
+		t.Errorf("up did not report a clean stop:\n%s", up.Output())
 	}
 }
 
@@ -297,8 +295,8 @@ func TestReconnect(t *testing.T) {
 	nc := connect(t, url)
 	waitFor(t, 10*time.Second, "rw online", func() bool { return view(t, nc)["rw"] })
 
-	ns.signal(syscall.SIGTERM)
-	ns.wait(t, 10*time.Second)
+	ns.Signal(syscall.SIGTERM)
+	exitCode(t, ns, 10*time.Second)
 	time.Sleep(ttl) // NATS is away for longer than the TTL
 	natsServer(t, true, store, port)
 	back := time.Now()
@@ -320,10 +318,8 @@ func TestReconnect(t *testing.T) {
 		})
 	}
 	waitFor(t, 5*time.Second, "rw online in the master's view", func() bool { return view(t, nc)["rw"] })
-	select {
-	case <-w.done:
-		t.Fatalf("worker exited during the outage:\n%s", w.out.String())
-	default:
+	if !w.Running() {
+		t.Fatalf("worker exited during the outage:\n%s", w.Output())
 	}
 }
 
@@ -340,10 +336,10 @@ func firstLines(s string, n int) string {
 func TestUpDemo(t *testing.T) {
 	up := start(t, "crawlmesh", "up", "--demo", "--exit-when-done", "--data", t.TempDir(),
 		"--nats-port", strconv.Itoa(freePort(t)), "--http", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--log-level", "warn")
-	if code := up.wait(t, 60*time.Second); code != 0 {
-		t.Fatalf("up --demo exit %d:\n%s", code, up.out.String())
+	if code := exitCode(t, up, 60*time.Second); code != 0 {
+		t.Fatalf("up --demo exit %d:\n%s", code, up.Output())
 	}
-	out := up.out.String()
+	out := up.Output()
 	for _, want := range []string{"526 fetched (the site has 526)", "items:   1000 (the site has 1000)", "0 dead letters", "results export", "crawlmesh up: stopped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)

@@ -134,8 +134,8 @@ func TestMasterFailover(t *testing.T) {
 	for range 10 {
 		leader, _ := w.current()
 		killed := time.Now()
-		masters[leader].signal(syscall.SIGKILL)
-		masters[leader].wait(t, 5*time.Second)
+		masters[leader].Signal(syscall.SIGKILL)
+		exitCode(t, masters[leader], 5*time.Second)
 		w.set(leader, "")
 		waitFor(t, lease+3*time.Second, "a new leader after SIGKILL of "+leader, func() bool {
 			l, _ := w.current()
@@ -218,8 +218,8 @@ politeness: { delay: 0s }
 	t0 := time.Now()
 	for range 20 {
 		leader, _ := w.current()
-		masters[leader].signal(syscall.SIGKILL)
-		masters[leader].wait(t, 5*time.Second)
+		masters[leader].Signal(syscall.SIGKILL)
+		exitCode(t, masters[leader], 5*time.Second)
 		w.set(leader, "")
 		waitFor(t, 5*time.Second, "a new leader", func() bool { l, _ := w.current(); return l != "" && l != leader })
 		startMaster(leader)
@@ -286,8 +286,8 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("doctor output lacks %q:\n%s", want, out)
 		}
 	}
-	mst.signal(syscall.SIGTERM)
-	mst.wait(t, 10*time.Second)
+	mst.Signal(syscall.SIGTERM)
+	exitCode(t, mst, 10*time.Second)
 	out, _, code = m.cli("doctor")
 	if code == 0 || !strings.Contains(out, "no master is online") {
 		t.Errorf("doctor without masters: exit %d\n%s", code, out)
@@ -314,13 +314,13 @@ func TestSplitBrain(t *testing.T) {
 	old, _ := w.current()
 	oldTerm := leaderTerm(t, url, old)
 
-	masters[old].signal(syscall.SIGSTOP)
+	masters[old].Signal(syscall.SIGSTOP)
 	waitFor(t, lease+3*time.Second, "another leader while "+old+" is frozen", func() bool {
 		l, _ := w.current()
 		return l != "" && l != old
 	})
 	time.Sleep(lease) // frozen well past its lease
-	masters[old].signal(syscall.SIGCONT)
+	masters[old].Signal(syscall.SIGCONT)
 	time.Sleep(time.Second) // the watcher scrapes the thawed master too
 
 	// The old term, as the deposed leader would send it.

@@ -144,8 +144,8 @@ func TestHTTPAPI(t *testing.T) {
 	if code, b := call("POST", "nodes/w1/explode", token, ""); code != http.StatusBadRequest {
 		t.Errorf("unknown command: %d %s", code, b)
 	}
-	if strings.Contains(m2.out.String(), token) {
-		t.Errorf("the token appears in the master's log:\n%s", m2.out.String())
+	if strings.Contains(m2.Output(), token) {
+		t.Errorf("the token appears in the master's log:\n%s", m2.Output())
 	}
 
 	// A master started without a token serves reads and refuses changes.

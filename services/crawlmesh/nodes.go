@@ -99,8 +99,9 @@ func readNodes(ctx context.Context, kv jetstream.KeyValue) ([]clusterview.Node, 
 			if e == nil {
 				return out, nil
 			}
-			var hb mesh.Heartbeat
-			if json.Unmarshal(e.Value(), &hb) != nil {
+			// The master's view skips what it cannot read; so does this.
+			hb, err := mesh.DecodeHeartbeat(e.Value())
+			if err != nil {
 				continue
 			}
 			out = append(out, clusterview.Node{ID: e.Key(), Role: hb.Role, Online: true, Leader: hb.Leader,

@@ -173,7 +173,7 @@ func TestPolitenessHoldsMeshWide(t *testing.T) {
 	m.apply(politeSpec("strict", []*politeSite{site}, 1, "50ms"))
 	id := strings.TrimSpace(m.mustCLI("crawl", "start", "strict"))
 	waitFor(t, 30*time.Second, "15 pages", func() bool { return len(site.pageSpans()) >= 15 })
-	m.workers[1].signal(syscall.SIGKILL)
+	m.workers[1].Signal(syscall.SIGKILL)
 	m.workers = append(m.workers, m.startWorker("w4"))
 	if _, errOut, code := m.cli("crawl", "wait", id); code != 0 {
 		t.Fatalf("crawl wait: exit %d\n%s", code, errOut)
@@ -202,7 +202,7 @@ func TestPolitenessHoldsMeshWide(t *testing.T) {
 	m.apply(politeSpec("three", []*politeSite{site3}, 3, "0s"))
 	id = strings.TrimSpace(m.mustCLI("crawl", "start", "three"))
 	waitFor(t, 30*time.Second, "40 pages", func() bool { return len(site3.pageSpans()) >= 40 })
-	m.workers[2].signal(syscall.SIGKILL)
+	m.workers[2].Signal(syscall.SIGKILL)
 	m.workers = append(m.workers, m.startWorker("w5"))
 	if _, errOut, code := m.cli("crawl", "wait", id); code != 0 {
 		t.Fatalf("crawl wait: exit %d\n%s", code, errOut)

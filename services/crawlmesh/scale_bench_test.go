@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +25,10 @@ import (
 // the seen-set and of the work queue. It reports whether the rate
 // degrades as the frontier grows: the pages/s of the last tenth of the
 // crawl over that of the first tenth. Run with -benchtime 1x; set
-// CRAWLMESH_BENCH_PAGES for a smaller site.
+// CRAWLMESH_BENCH_PAGES for a smaller site. With CRAWLMESH_BENCH_PROFILE
+// set to a directory, it also takes 30 s CPU profiles of nats-server and
+// of one worker early (2 % of the pages done) and late (85 %), to show
+// where the time per page goes as the frontier grows.
 func BenchmarkMillionURLs(b *testing.B) {
 	pages := 1_000_000
 	if v, err := strconv.Atoi(os.Getenv("CRAWLMESH_BENCH_PAGES")); err == nil && v > 0 {
@@ -33,12 +40,25 @@ func BenchmarkMillionURLs(b *testing.B) {
 		cfg := synthsite.Config{Pages: pages, PageBytes: 1500}
 		site := httptest.NewServer(synthsite.New(cfg))
 		defer site.Close()
-		ns, url := natsServer(b, true, b.TempDir(), 0)
+		profDir := os.Getenv("CRAWLMESH_BENCH_PROFILE")
+		var srvArgs []string
+		workerHTTP := ""
+		var prof *profiler
+		if profDir != "" {
+			prof = &profiler{dir: profDir, server: freePort(b), worker: freePort(b)}
+			srvArgs = []string{"--profile", strconv.Itoa(prof.server)}
+			workerHTTP = "127.0.0.1:" + strconv.Itoa(prof.worker)
+		}
+		ns, url := natsServer(b, true, b.TempDir(), 0, srvArgs...)
 		m := start(b, "master", "--nats", url, "--id", "m1", "--http", "", "--log-level", "warn")
 		var ws []*proc
 		for i := range workers {
-			ws = append(ws, start(b, "worker", "--nats", url, "--id", "w"+strconv.Itoa(i+1), "--http", "",
-				"--concurrency", "32", "--log-level", "warn"))
+			args := []string{"--nats", url, "--id", "w" + strconv.Itoa(i+1), "--http", "",
+				"--concurrency", "32", "--log-level", "warn"}
+			if i == 0 && prof != nil {
+				args = append(args, "--http", workerHTTP, "--pprof")
+			}
+			ws = append(ws, start(b, "worker", args...))
 		}
 		bm := openBenchClient(b, url)
 		t0 := time.Now()
@@ -55,11 +75,11 @@ func BenchmarkMillionURLs(b *testing.B) {
 			queueMsgs             uint64
 			serverCPU, workersCPU float64 // cores used over the interval
 		}
-		mib := func(p *proc) float64 { return float64(rssKiB(p.cmd.Process.Pid)) / 1024 }
+		mib := func(p *proc) float64 { return float64(rssKiB(p.PID())) / 1024 }
 		cpu := func(ps ...*proc) float64 {
 			s := 0.0
 			for _, p := range ps {
-				s += cpuSeconds(b, p.cmd.Process.Pid)
+				s += cpuSeconds(b, p.PID())
 			}
 			return s
 		}
@@ -91,11 +111,24 @@ func BenchmarkMillionURLs(b *testing.B) {
 			prevSrvCPU, prevWCPU = srv, wc
 			samples = append(samples, sm)
 			prevOK, prevAt = st.PagesOK, at
+			if prof != nil {
+				switch {
+				case !prof.early && st.PagesOK >= int64(pages)/50:
+					prof.early = true
+					prof.take(b, "early")
+				case !prof.late && st.PagesOK >= int64(pages)*85/100:
+					prof.late = true
+					prof.take(b, "late")
+				}
+			}
 			if st.State != mesh.CrawlRunning {
 				break
 			}
 		}
 		el := time.Since(t0)
+		if prof != nil {
+			prof.wg.Wait()
+		}
 		var tab strings.Builder
 		fmt.Fprintf(&tab, "%6s %9s %8s %10s %10s %10s %10s %9s %9s %9s %9s\n", "t(s)", "pages", "pages/s", "server MiB", "master MiB",
 			"worker MiB", "seen keys", "seen MiB", "queue", "srv cores", "wrk cores")
@@ -145,5 +178,41 @@ func BenchmarkMillionURLs(b *testing.B) {
 			}
 		}
 		b.ReportMetric(peakSeen, "seen-bytes/url")
+	}
+}
+
+// profiler takes CPU profiles of nats-server (its --profile port) and of
+// a worker (--pprof on its --http address) in the background.
+type profiler struct {
+	dir            string
+	server, worker int
+	early, late    bool
+	wg             sync.WaitGroup
+}
+
+func (p *profiler) take(b *testing.B, phase string) {
+	for name, port := range map[string]int{"nats-server": p.server, "worker": p.worker} {
+		p.wg.Go(func() {
+			url := "http://127.0.0.1:" + strconv.Itoa(port) + "/debug/pprof/profile?seconds=30"
+			resp, err := http.Get(url)
+			if err != nil {
+				b.Errorf("profile %s: %v", name, err)
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("profile %s: %s", name, resp.Status)
+				return
+			}
+			f, err := os.Create(filepath.Join(p.dir, name+"-"+phase+".pprof"))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer f.Close()
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				b.Errorf("profile %s: %v", name, err)
+			}
+		})
 	}
 }

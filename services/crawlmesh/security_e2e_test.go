@@ -29,6 +29,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
+	"github.com/crawlmesh/crawlmesh/services/internal/harness"
 )
 
 // serverConf is the committed server config the security test loads as is;
@@ -247,9 +248,9 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outputs := map[string]string{"nats-server": m.ns.out.String()}
+	outputs := map[string]string{"nats-server": m.ns.Output()}
 	for _, p := range m.procs {
-		outputs[p.name+" "+strconv.Itoa(p.cmd.Process.Pid)] = p.out.String()
+		outputs[p.Name()+" "+strconv.Itoa(p.PID())] = p.Output()
 	}
 	m.cliMu.Lock()
 	outputs["crawlmesh CLI"] = strings.Join(m.cli, "\n")
@@ -272,14 +273,14 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 
 	// Loopback by default.
 	for _, p := range []*proc{master, w1, w2} {
-		addrs, err := listening(p.cmd.Process.Pid)
+		addrs, err := listening(p.PID())
 		if err != nil {
-			t.Skipf("listening sockets of %s: %v", p.name, err)
+			t.Skipf("listening sockets of %s: %v", p.Name(), err)
 		}
-		t.Logf("%s (pid %d) listens on %v", p.name, p.cmd.Process.Pid, addrs)
+		t.Logf("%s (pid %d) listens on %v", p.Name(), p.PID(), addrs)
 		for _, a := range addrs {
 			if !a.Addr().IsLoopback() {
-				t.Errorf("%s listens on %v, not loopback", p.name, a)
+				t.Errorf("%s listens on %v, not loopback", p.Name(), a)
 			}
 		}
 		want := map[*proc]int{master: 8090, w1: 8091, w2: 0}[p]
@@ -288,7 +289,7 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 			found = found || int(a.Port()) == want
 		}
 		if !found {
-			t.Errorf("%s listens on %v, want only 127.0.0.1:%d (0: none)", p.name, addrs, want)
+			t.Errorf("%s listens on %v, want only 127.0.0.1:%d (0: none)", p.Name(), addrs, want)
 		}
 	}
 }
@@ -321,7 +322,7 @@ func startSecMesh(t *testing.T) *secMesh {
 		pw := "Pw" + randHex(12)
 		m.pw[role] = pw
 		cmd := exec.Command(filepath.Join(bins(t), "nats"), "server", "passwd")
-		cmd.Env = append(cleanEnv(), "PASSWORD="+pw, "HOME="+dir)
+		cmd.Env = append(harness.CleanEnv(), "PASSWORD="+pw, "HOME="+dir)
 		out, err := cmd.Output()
 		hash := strings.TrimSpace(string(out))
 		if err != nil || !strings.HasPrefix(hash, "$2") {
@@ -334,10 +335,8 @@ func startSecMesh(t *testing.T) *secMesh {
 	m.ns = startEnv(t, env, "nats-server", "-c", serverConf, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
 	m.url = "tls://127.0.0.1:" + strconv.Itoa(port)
 	waitFor(t, 15*time.Second, "nats-server accepting connections", func() bool {
-		select {
-		case <-m.ns.done:
-			t.Fatalf("nats-server exited:\n%s", m.ns.out.String())
-		default:
+		if !m.ns.Running() {
+			t.Fatalf("nats-server exited:\n%s", m.ns.Output())
 		}
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 200*time.Millisecond)
 		if err == nil {
@@ -409,7 +408,7 @@ func (m *secMesh) run(args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(m.t.Context(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bins(m.t), "crawlmesh"), args...)
-	cmd.Env = append(cleanEnv(), m.env("operator")...)
+	cmd.Env = append(harness.CleanEnv(), m.env("operator")...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -469,7 +468,7 @@ func (m *secMesh) state(nc *nats.Conn, id string) string {
 // violations are the server's log lines about permission violations.
 func violations(ns *proc) []string {
 	var v []string
-	for _, l := range strings.Split(ns.out.String(), "\n") {
+	for _, l := range strings.Split(ns.Output(), "\n") {
 		if strings.Contains(l, "Violation") {
 			v = append(v, l)
 		}
@@ -609,7 +608,7 @@ func TestNATSDeployFiles(t *testing.T) {
 
 	pw := "Pw0deploy0files0test"
 	cmd := exec.Command(filepath.Join(bin, "nats"), "server", "passwd")
-	cmd.Env = append(cleanEnv(), "PASSWORD="+pw, "HOME="+dir)
+	cmd.Env = append(harness.CleanEnv(), "PASSWORD="+pw, "HOME="+dir)
 	hashOut, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("nats server passwd: %v", err)
@@ -625,7 +624,7 @@ func TestNATSDeployFiles(t *testing.T) {
 	}
 	check := func(conf string, env []string) (string, int) {
 		cmd := exec.Command(filepath.Join(bin, "nats-server"), "-t", "-c", "../../deploy/nats/"+conf)
-		cmd.Env = append(cleanEnv(), env...)
+		cmd.Env = append(harness.CleanEnv(), env...)
 		out, _ := cmd.CombinedOutput()
 		return string(out), cmd.ProcessState.ExitCode()
 	}
@@ -646,10 +645,8 @@ func TestNATSDeployFiles(t *testing.T) {
 	url := "tls://127.0.0.1:" + strconv.Itoa(port)
 	var nc *nats.Conn
 	waitFor(t, 15*time.Second, "worker connects with gen-certs.sh certificates", func() bool {
-		select {
-		case <-ns.done:
-			t.Fatalf("nats-server exited:\n%s", ns.out.String())
-		default:
+		if !ns.Running() {
+			t.Fatalf("nats-server exited:\n%s", ns.Output())
 		}
 		nc, err = nats.Connect(url, nats.UserInfo("worker", pw), nats.RootCAs(filepath.Join(certs, "ca.pem")),
 			nats.ClientCert(filepath.Join(certs, "worker.pem"), filepath.Join(certs, "worker-key.pem")))

@@ -58,6 +58,7 @@ type Env struct {
 	Reg   *prometheus.Registry
 	http  net.Listener
 	api   http.Handler // served under /api/ when set (masters)
+	pprof bool
 }
 
 // Setup opens the HTTP listener, then joins the mesh (see [Join]).
@@ -78,7 +79,7 @@ func Setup(ctx context.Context, n *nodeconfig.Node, role string, stderr io.Write
 		}
 		return nil, err
 	}
-	e.http = ln
+	e.http, e.pprof = ln, n.Pprof
 	return e, nil
 }
 
@@ -170,6 +171,9 @@ func (e *Env) Run(ctx context.Context, run func(context.Context) error) error {
 			mux := metrics.Mux(e.Reg)
 			if e.api != nil {
 				mux.Handle(httpapi.Prefix, e.api)
+			}
+			if e.pprof {
+				metrics.MountPprof(mux)
 			}
 			if err := metrics.Serve(ctx, e.http, mux); err != nil {
 				httpErr = err

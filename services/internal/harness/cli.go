@@ -35,18 +35,26 @@ func (c *CLI) Run(args ...string) (stdout, stderr string, code int) {
 
 func (c *CLI) run(timeout time.Duration, args ...string) (string, string, int) {
 	c.t.Helper()
+	return RunBin(c.t, timeout, "crawlmesh", append(args, "--nats", c.url)...)
+}
+
+// RunBin runs bin (a name from [Bins]) with args to completion and returns
+// its stdout, stderr and exit code; it fails the test if bin cannot start
+// or runs longer than timeout.
+func RunBin(t testing.TB, timeout time.Duration, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(Bins(c.t), "crawlmesh"), append(args, "--nats", c.url)...)
-	cmd.Env = cleanEnv()
+	cmd := exec.CommandContext(ctx, filepath.Join(Bins(t), bin), args...)
+	cmd.Env = CleanEnv()
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		c.t.Fatalf("harness: run crawlmesh %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("harness: run %s %s: %v", bin, strings.Join(args, " "), err)
 	}
 	if ctx.Err() != nil {
-		c.t.Fatalf("harness: crawlmesh %s did not finish within %v\n%s%s", strings.Join(args, " "), timeout, o.String(), e.String())
+		t.Fatalf("harness: %s %s did not finish within %v\n%s%s", bin, strings.Join(args, " "), timeout, o.String(), e.String())
 	}
 	return o.String(), e.String(), cmd.ProcessState.ExitCode()
 }

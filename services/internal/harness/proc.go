@@ -13,14 +13,14 @@ import (
 	"time"
 )
 
-// syncBuf is an io.Writer safe for a process's output and a test's reads.
-type syncBuf struct {
+// SyncBuf is an io.Writer safe for a process's output and a test's reads.
+type SyncBuf struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *SyncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *SyncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // Proc is a binary run as a process that tests may kill, freeze, thaw and
 // restart. Its output (stdout and stderr, every incarnation) is kept and
@@ -30,8 +30,9 @@ type Proc struct {
 	name string
 	path string
 	args []string
+	env  []string // added to the test's environment (CRAWLMESH_* removed)
 
-	out *syncBuf
+	out *SyncBuf
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -44,11 +45,18 @@ type Proc struct {
 // process is killed when the test ends.
 func StartProc(t testing.TB, name, bin string, args ...string) *Proc {
 	t.Helper()
+	return StartProcEnv(t, nil, name, bin, args...)
+}
+
+// StartProcEnv is [StartProc] with env ("KEY=value") added to the
+// environment.
+func StartProcEnv(t testing.TB, env []string, name, bin string, args ...string) *Proc {
+	t.Helper()
 	path := bin
 	if !filepath.IsAbs(bin) {
 		path = filepath.Join(Bins(t), bin)
 	}
-	p := &Proc{t: t, name: name, path: path, args: args, out: &syncBuf{}}
+	p := &Proc{t: t, name: name, path: path, args: args, env: env, out: &SyncBuf{}}
 	p.start()
 	t.Cleanup(func() {
 		p.kill()
@@ -76,7 +84,7 @@ func (p *Proc) start() {
 	fmt.Fprintf(p.out, "=== harness: start %d of %s at %s\n", p.starts, p.name, time.Now().Format("15:04:05.000"))
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.Env = cleanEnv()
+	cmd.Env = append(CleanEnv(), p.env...)
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("harness: start %s: %v", p.name, err)
 	}
@@ -89,8 +97,8 @@ func (p *Proc) start() {
 	p.cmd, p.done, p.frozen = cmd, done, false
 }
 
-// cleanEnv drops CRAWLMESH_* so a developer's shell cannot change a test.
-func cleanEnv() []string {
+// CleanEnv drops CRAWLMESH_* so a developer's shell cannot change a test.
+func CleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CRAWLMESH_") {
@@ -126,7 +134,8 @@ func (p *Proc) Running() bool {
 	}
 }
 
-func (p *Proc) signal(s syscall.Signal) {
+// Signal sends s to the current incarnation unless it has exited.
+func (p *Proc) Signal(s syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	select {
@@ -138,7 +147,7 @@ func (p *Proc) signal(s syscall.Signal) {
 
 // kill sends SIGKILL (which also ends a stopped process) and waits.
 func (p *Proc) kill() {
-	p.signal(syscall.SIGKILL)
+	p.Signal(syscall.SIGKILL)
 	p.mu.Lock()
 	done := p.done
 	p.mu.Unlock()
@@ -157,7 +166,7 @@ func (p *Proc) Kill() {
 func (p *Proc) Freeze() {
 	p.t.Helper()
 	fmt.Fprintf(p.out, "=== harness: SIGSTOP %s at %s\n", p.name, time.Now().Format("15:04:05.000"))
-	p.signal(syscall.SIGSTOP)
+	p.Signal(syscall.SIGSTOP)
 	p.mu.Lock()
 	p.frozen = true
 	p.mu.Unlock()
@@ -167,7 +176,7 @@ func (p *Proc) Freeze() {
 func (p *Proc) Thaw() {
 	p.t.Helper()
 	fmt.Fprintf(p.out, "=== harness: SIGCONT %s at %s\n", p.name, time.Now().Format("15:04:05.000"))
-	p.signal(syscall.SIGCONT)
+	p.Signal(syscall.SIGCONT)
 	p.mu.Lock()
 	p.frozen = false
 	p.mu.Unlock()
@@ -183,7 +192,7 @@ func (p *Proc) Stop(timeout time.Duration) int {
 	if frozen {
 		p.Thaw()
 	}
-	p.signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	code, ok := p.Wait(timeout)
 	if !ok {
 		p.t.Errorf("harness: %s did not stop within %v of SIGTERM; killed", p.name, timeout)
