@@ -16,6 +16,7 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/services/internal/harness"
 )
 
 // mesh is a running set of processes for crawl tests.
@@ -55,29 +56,18 @@ func (m *testMesh) startWorker(id string) *proc {
 
 func (m *testMesh) cli(args ...string) (string, string, int) {
 	m.t.Helper()
-	return runBin(m.t, "crawlmesh", append(args, "--nats", m.url)...)
+	return harness.NewCLI(m.t, m.url).Run(args...)
 }
 
 func (m *testMesh) mustCLI(args ...string) string {
 	m.t.Helper()
-	out, errOut, code := m.cli(args...)
-	if code != 0 {
-		m.t.Fatalf("crawlmesh %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-	}
-	return out
+	return harness.NewCLI(m.t, m.url).Must(args...)
 }
 
+// apply stores a spider, retrying while no master has created the buckets.
 func (m *testMesh) apply(spec string) {
 	m.t.Helper()
-	f := filepath.Join(m.t.TempDir(), "spec.yaml")
-	if err := os.WriteFile(f, []byte(spec), 0o644); err != nil {
-		m.t.Fatal(err)
-	}
-	// The master creates the buckets; retry until it has.
-	waitFor(m.t, 15*time.Second, "spider apply", func() bool {
-		_, _, code := m.cli("spider", "apply", "-f", f)
-		return code == 0
-	})
+	harness.NewCLI(m.t, m.url).Apply(spec)
 }
 
 func (m *testMesh) status(id string) crawlctl.Status {

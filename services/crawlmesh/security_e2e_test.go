@@ -405,20 +405,11 @@ func deniedOn(t *testing.T, errs <-chan error, what, subject string, err error) 
 // run runs the CLI with the operator's credentials.
 func (m *secMesh) run(args ...string) (string, string, int) {
 	m.t.Helper()
-	ctx, cancel := context.WithTimeout(m.t.Context(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bins(m.t), "crawlmesh"), args...)
-	cmd.Env = append(harness.CleanEnv(), m.env("operator")...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		m.t.Fatalf("run crawlmesh: %v", err)
-	}
+	o, e, code := harness.RunBinEnv(m.t, time.Minute, m.env("operator"), "crawlmesh", args...)
 	m.cliMu.Lock()
-	m.cli = append(m.cli, o.String()+e.String())
+	m.cli = append(m.cli, o+e)
 	m.cliMu.Unlock()
-	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+	return o, e, code
 }
 
 func (m *secMesh) mustCLI(args ...string) string {

@@ -21,6 +21,8 @@ import (
 type CLI struct {
 	t   testing.TB
 	url string
+	// Env is added to every run's environment (credentials, say).
+	Env []string
 }
 
 // NewCLI returns a runner of crawlmesh with --nats url.
@@ -35,7 +37,7 @@ func (c *CLI) Run(args ...string) (stdout, stderr string, code int) {
 
 func (c *CLI) run(timeout time.Duration, args ...string) (string, string, int) {
 	c.t.Helper()
-	return RunBin(c.t, timeout, "crawlmesh", append(args, "--nats", c.url)...)
+	return RunBinEnv(c.t, timeout, c.Env, "crawlmesh", append(args, "--nats", c.url)...)
 }
 
 // RunBin runs bin (a name from [Bins]) with args to completion and returns
@@ -43,10 +45,16 @@ func (c *CLI) run(timeout time.Duration, args ...string) (string, string, int) {
 // or runs longer than timeout.
 func RunBin(t testing.TB, timeout time.Duration, bin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return RunBinEnv(t, timeout, nil, bin, args...)
+}
+
+// RunBinEnv is [RunBin] with env ("KEY=value") added to the environment.
+func RunBinEnv(t testing.TB, timeout time.Duration, env []string, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(Bins(t), bin), args...)
-	cmd.Env = CleanEnv()
+	cmd.Env = append(CleanEnv(), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
