@@ -57,6 +57,7 @@ func check(p *types.Project, root string, read func(string) ([]byte, error)) []s
 	c.checkNATS()
 	c.checkCrawlmesh()
 	c.checkPrometheus()
+	c.checkNATSExporters()
 	c.checkGrafana()
 	c.checkDemo()
 	sort.Strings(c.errs)
@@ -801,6 +802,45 @@ func (c *checker) checkPrometheus() {
 			default:
 				c.errorf("%s: does not scrape %s (%s listens on port %s)", c.rel(host), t, m.svc.Name, port)
 			}
+		}
+	}
+}
+
+// checkNATSExporters: every NATS server has a prometheus-nats-exporter
+// reading its monitoring port, started once the server is healthy, and
+// Prometheus scrapes that exporter (nats-server has no /metrics itself).
+func (c *checker) checkNATSExporters() {
+	exporters := c.servicesOfImage("natsio/prometheus-nats-exporter")
+	for _, n := range c.nats {
+		found := false
+		for _, e := range exporters {
+			args := []string(e.Command)
+			if len(args) == 0 {
+				continue
+			}
+			u, err := url.Parse(args[len(args)-1])
+			if err != nil || u.Hostname() != n.svc.Name {
+				continue
+			}
+			found = true
+			if u.Port() != strconv.Itoa(n.opts.HTTPPort) {
+				c.errorf("%s: reads %s, but %s's monitoring port is %d (--http_port)", e.Name, u, n.svc.Name, n.opts.HTTPPort)
+			}
+			if !c.waitsHealthy(e, n.svc.Name) {
+				c.errorf("%s: does not wait for %s to be healthy", e.Name, n.svc.Name)
+			}
+			port := "7777" // the exporter's default
+			for _, f := range []string{"p", "port"} {
+				if v, ok := flagValue(args, f); ok {
+					port = v
+				}
+			}
+			if c.prom != nil && !c.prom.static[net.JoinHostPort(e.Name, port)] {
+				c.errorf("%s: Prometheus does not scrape %s", e.Name, net.JoinHostPort(e.Name, port))
+			}
+		}
+		if !found {
+			c.errorf("%s: no prometheus-nats-exporter reads its monitoring port: Prometheus would not see this server", n.svc.Name)
 		}
 	}
 }
