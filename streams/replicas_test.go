@@ -19,6 +19,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
 )
 
 // cluster starts n in-process servers routed into one JetStream cluster on
@@ -112,22 +113,7 @@ func settle(t *testing.T, js jetstream.JetStream) {
 // replicas maps every stream (KV_<bucket> for buckets) to its replica count.
 func replicas(t *testing.T, js jetstream.JetStream, d streams.Definitions) map[string]int {
 	t.Helper()
-	out := map[string]int{}
-	var names []string
-	for _, c := range d.KV {
-		names = append(names, "KV_"+c.Bucket)
-	}
-	for _, c := range d.Streams {
-		names = append(names, c.Name)
-	}
-	for _, n := range names {
-		s, err := js.Stream(t.Context(), n)
-		if err != nil {
-			t.Fatalf("stream %s: %v", n, err)
-		}
-		out[n] = s.CachedInfo().Config.Replicas
-	}
-	return out
+	return streamstest.Replicas(t, js, d)
 }
 
 func wantAll(t *testing.T, got map[string]int, want int) {

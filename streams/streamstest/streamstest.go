@@ -37,3 +37,25 @@ func Bucket(t testing.TB, js jetstream.JetStream, name string) jetstream.KeyValu
 	}
 	return kv
 }
+
+// Replicas maps every asset of d to its replica count, keyed by stream
+// name (KV_<bucket> for buckets).
+func Replicas(t testing.TB, js jetstream.JetStream, d streams.Definitions) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	var names []string
+	for _, c := range d.KV {
+		names = append(names, "KV_"+c.Bucket)
+	}
+	for _, c := range d.Streams {
+		names = append(names, c.Name)
+	}
+	for _, n := range names {
+		s, err := js.Stream(t.Context(), n)
+		if err != nil {
+			t.Fatalf("stream %s: %v", n, err)
+		}
+		out[n] = s.CachedInfo().Config.Replicas
+	}
+	return out
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/services/internal/boot"
 	"github.com/crawlmesh/crawlmesh/services/internal/harness"
 	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
 )
 
 type logBuf struct {
@@ -50,23 +51,7 @@ func join(t *testing.T, url string, replicas int) string {
 // replicaCounts maps each asset's stream to its replica count.
 func replicaCounts(t *testing.T, js jetstream.JetStream) map[string]int {
 	t.Helper()
-	d := streams.MustLoad()
-	out := map[string]int{}
-	var names []string
-	for _, c := range d.KV {
-		names = append(names, "KV_"+c.Bucket)
-	}
-	for _, c := range d.Streams {
-		names = append(names, c.Name)
-	}
-	for _, n := range names {
-		s, err := js.Stream(t.Context(), n)
-		if err != nil {
-			t.Fatalf("stream %s: %v", n, err)
-		}
-		out[n] = s.CachedInfo().Config.Replicas
-	}
-	return out
+	return streamstest.Replicas(t, js, streams.MustLoad())
 }
 
 func all(m map[string]int, want int) bool {
