@@ -402,33 +402,25 @@ func deniedOn(t *testing.T, errs <-chan error, what, subject string, err error) 
 	}
 }
 
-// run runs the CLI with the operator's credentials.
+// operator runs the CLI with the operator's credentials, keeping its
+// output for the secrets check.
+func (m *secMesh) operator() *harness.CLI {
+	c := harness.NewCLI(m.t, m.url)
+	c.Env = m.env("operator")
+	c.Ran = func(o, e string) {
+		m.cliMu.Lock()
+		m.cli = append(m.cli, o+e)
+		m.cliMu.Unlock()
+	}
+	return c
+}
+
 func (m *secMesh) run(args ...string) (string, string, int) {
 	m.t.Helper()
-	o, e, code := harness.RunBinEnv(m.t, time.Minute, m.env("operator"), "crawlmesh", args...)
-	m.cliMu.Lock()
-	m.cli = append(m.cli, o+e)
-	m.cliMu.Unlock()
-	return o, e, code
+	return m.operator().Run(args...)
 }
-
-func (m *secMesh) mustCLI(args ...string) string {
-	m.t.Helper()
-	out, errOut, code := m.run(args...)
-	if code != 0 {
-		m.t.Fatalf("crawlmesh %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-	}
-	return out
-}
-
-func (m *secMesh) apply(spec string) {
-	m.t.Helper()
-	f := filepath.Join(m.t.TempDir(), "spec.yaml")
-	if err := os.WriteFile(f, []byte(spec), 0o644); err != nil {
-		m.t.Fatal(err)
-	}
-	m.mustCLI("spider", "apply", "-f", f)
-}
+func (m *secMesh) mustCLI(args ...string) string { m.t.Helper(); return m.operator().Must(args...) }
+func (m *secMesh) apply(spec string)             { m.t.Helper(); m.operator().Apply(spec) }
 
 func (m *secMesh) export(id string) map[string]int {
 	m.t.Helper()

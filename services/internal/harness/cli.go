@@ -23,6 +23,8 @@ type CLI struct {
 	url string
 	// Env is added to every run's environment (credentials, say).
 	Env []string
+	// Ran, when set, sees every run's output (to search it for secrets).
+	Ran func(stdout, stderr string)
 }
 
 // NewCLI returns a runner of crawlmesh with --nats url.
@@ -37,7 +39,11 @@ func (c *CLI) Run(args ...string) (stdout, stderr string, code int) {
 
 func (c *CLI) run(timeout time.Duration, args ...string) (string, string, int) {
 	c.t.Helper()
-	return RunBinEnv(c.t, timeout, c.Env, "crawlmesh", append(args, "--nats", c.url)...)
+	o, e, code := RunBinEnv(c.t, timeout, c.Env, "crawlmesh", append(args, "--nats", c.url)...)
+	if c.Ran != nil {
+		c.Ran(o, e)
+	}
+	return o, e, code
 }
 
 // RunBin runs bin (a name from [Bins]) with args to completion and returns
