@@ -20,6 +20,15 @@ const (
 	RoleWorker = "worker"
 )
 
+// RoleOperator is the crawlmesh CLI's role: it has no heartbeat, but it
+// has its own NATS user and inbox prefix.
+const RoleOperator = "operator"
+
+// InboxPrefix is where a connection of role receives its replies
+// (JetStream API, requests, KV watches) instead of the shared _INBOX: the
+// server config can then let each role read its own replies only.
+func InboxPrefix(role string) string { return "_INBOX_" + role }
+
 // Command subjects. A node answers requests on its own subject and on the
 // broadcast subject; ids are single subject tokens (see [ValidateNodeID]).
 const (

@@ -35,6 +35,8 @@ type Config struct {
 	TLSKey   string
 	// Timeout bounds the first connection attempt and the JetStream check.
 	Timeout time.Duration
+	// InboxPrefix replaces _INBOX in reply subjects ("" keeps _INBOX).
+	InboxPrefix string
 }
 
 // Hooks observe the connection's life; any may be nil.
@@ -91,6 +93,9 @@ func (c Config) Options(log *slog.Logger, h Hooks) ([]nats.Option, error) {
 			}
 			log.Warn("nats async error", "subject", subj, "err", err)
 		}),
+	}
+	if c.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
 	}
 	if c.Timeout > 0 {
 		opts = append(opts, nats.Timeout(c.Timeout))

@@ -56,6 +56,7 @@ func (f *clientFlags) parseFlags(fs *flag.FlagSet, c *cli, args []string) ([]str
 
 func (f *clientFlags) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, error) {
 	f.nats.Name = "crawlmesh-cli"
+	f.nats.InboxPrefix = mesh.InboxPrefix(mesh.RoleOperator)
 	f.nats.Timeout = f.timeout
 	return natsconn.Dial(ctx, f.nats, nil, natsconn.Hooks{})
 }

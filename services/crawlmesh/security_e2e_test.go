@@ -212,6 +212,16 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	err = wjs.DeleteStream(cctx, mesh.TasksStream)
 	cancel()
 	denied("delete of stream TASKS", "$JS.API.STREAM.DELETE.TASKS", err)
+	// Nor can it read the replies masters and operators get (stream info,
+	// KV reads, crawl status: whatever JetStream or a node answers them).
+	for _, subj := range []string{mesh.InboxPrefix(mesh.RoleMaster) + ".>", mesh.InboxPrefix(mesh.RoleOperator) + ".>", "_INBOX.>"} {
+		sub, err := wc.SubscribeSync(subj)
+		if err != nil {
+			t.Fatalf("subscribe %s: %v", subj, err)
+		}
+		violation(t, errs, "subscription to "+subj, subj, nil)
+		_ = sub.Unsubscribe()
+	}
 	// No node role may delete a stream: not the operator either.
 	cctx, cancel = context.WithTimeout(ctx, 3*time.Second)
 	err = ojs.DeleteStream(cctx, mesh.ResultsStream)
@@ -366,6 +376,7 @@ func (m *secMesh) conn(role string) (*nats.Conn, chan error) {
 	m.t.Helper()
 	errs := make(chan error, 64)
 	nc, err := nats.Connect(m.url, nats.UserInfo(role, m.pw[role]), nats.RootCAs(m.pki.CA),
+		nats.CustomInboxPrefix(mesh.InboxPrefix(role)),
 		nats.ClientCert(m.pki.Client[role].Cert, m.pki.Client[role].Key), nats.Name("test-"+role),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
@@ -387,6 +398,13 @@ func deniedOn(t *testing.T, errs <-chan error, what, subject string, err error) 
 	if err == nil {
 		t.Errorf("%s succeeded", what)
 	}
+	violation(t, errs, what, subject, err)
+}
+
+// violation waits for the server to report a permission violation on
+// subject to the connection whose async errors are errs.
+func violation(t *testing.T, errs <-chan error, what, subject string, err error) {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		select {

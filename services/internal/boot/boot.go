@@ -91,6 +91,7 @@ func Join(ctx context.Context, n *nodeconfig.Node, role string, log *slog.Logger
 	e := &Env{Log: log, Reg: reg}
 	r := prometheus.WrapRegistererWith(prometheus.Labels{"node": n.ID}, reg)
 	n.NATS.Name = "crawlmesh-" + role + "-" + n.ID
+	n.NATS.InboxPrefix = mesh.InboxPrefix(role)
 	reconnects := prometheus.NewCounter(prometheus.CounterOpts{Name: "crawlmesh_nats_reconnects_total",
 		Help: "Times this node reconnected to NATS."})
 	if err := r.Register(reconnects); err != nil {
