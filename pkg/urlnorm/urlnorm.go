@@ -70,10 +70,48 @@ func canonicalURL(u *url.URL) (string, error) {
 		return "", fmt.Errorf("urlnorm: path of %q: %w", u.String(), err)
 	}
 	c.Path, c.RawPath = dec, p
+	c.RawQuery = escapeQuery(c.RawQuery)
 	if c.ForceQuery && c.RawQuery == "" {
 		c.ForceQuery = false
 	}
 	return c.String(), nil
+}
+
+// escapeQuery percent-encodes what a query may not hold raw (RFC 3986
+// 3.4): spaces, controls, non-ASCII, brackets and the like, and a '%' that
+// starts no escape. url.Parse keeps them as they came, so without this a
+// query ending in a space would lose it when the canonical form is parsed
+// again (Canonical trims), and the seen-set would hold two keys for one
+// page. Valid escapes are kept as they are.
+func escapeQuery(q string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(q); i++ {
+		ch := q[i]
+		switch {
+		case ch == '%' && i+2 < len(q) && isHex(q[i+1]) && isHex(q[i+2]),
+			queryChar(ch):
+			b.WriteByte(ch)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[ch>>4])
+			b.WriteByte(hex[ch&15])
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// queryChar: unreserved, sub-delims, ':', '@', '/' and '?'.
+func queryChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~!$&'()*+,;=:@/?", c) >= 0
 }
 
 // removeDotSegments is RFC 3986 section 5.2.4.

@@ -22,6 +22,11 @@ func TestResolve(t *testing.T) {
 		{"/a%2Fb", "http://example.com/a%2Fb"},
 		{"/dir/", "http://example.com/dir/"},
 		{"/dir/..", "http://example.com/"},
+		// A query keeps its bytes but not raw ones: a trailing space would
+		// be trimmed when the canonical form is read again.
+		{"? #", "http://example.com/a/b/page.html?%20"},
+		{"?q=a b&r=%41&s=%zz|{x}", "http://example.com/a/b/page.html?q=a%20b&r=%41&s=%25zz%7C%7Bx%7D"},
+		{"?q=caf\u00e9/x:y@z?w", "http://example.com/a/b/page.html?q=caf%C3%A9/x:y@z?w"},
 	}
 	for _, c := range cases {
 		got, err := Resolve(base, c.href)
