@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -45,11 +46,7 @@ func (s *trapSite) hitCount(path string) int {
 func (s *trapSite) fetched() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.hits))
-	for k, v := range s.hits {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(s.hits)
 }
 
 func item(name, price string) string {

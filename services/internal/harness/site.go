@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -192,11 +193,7 @@ func (s *Site) Truth(maxAttempts int) Truth {
 func (s *Site) Hits() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.hits))
-	for k, v := range s.hits {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(s.hits)
 }
 
 // Requests is the number of requests served so far.
