@@ -641,6 +641,11 @@ func (c *checker) checkCrawlmesh() {
 			ids[id] = m.svc.Name
 		}
 		c.checkHealthPort(m, c.listenPort(m, "http"))
+		for _, other := range masters {
+			if other.svc.Name != m.svc.Name && c.waitsHealthy(m.svc, other.svc.Name) {
+				c.errorf("%s: waits for %s to be healthy: masters start together (one creates the assets under a lease, the others wait for them)", m.svc.Name, other.svc.Name)
+			}
+		}
 	}
 	for _, ms := range [][]cmService{masters, workers} {
 		for _, m := range ms {
@@ -667,12 +672,13 @@ func (c *checker) checkCrawlmesh() {
 		if s.Deploy == nil || s.Deploy.Replicas == nil || *s.Deploy.Replicas < 1 {
 			c.errorf("%s: no deploy.replicas", s.Name)
 		}
-		master := false
+		// Workers never create assets (they wait for a master's), so
+		// nothing orders them after the masters: a site comes back all at
+		// once (issue 12).
 		for _, m := range masters {
-			master = master || c.waitsHealthy(s, m.svc.Name)
-		}
-		if !master {
-			c.errorf("%s: starts before any master is healthy: it would create missing assets at the files' replicas, not R%d", s.Name, len(c.nats))
+			if c.waitsHealthy(s, m.svc.Name) {
+				c.errorf("%s: waits for %s to be healthy: nodes start together and wait for the assets themselves", s.Name, m.svc.Name)
+			}
 		}
 		c.checkHealthPort(w, c.listenPort(w, "http"))
 	}

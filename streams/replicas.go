@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -47,6 +48,7 @@ func cannotPlace(err error) bool {
 // refusal caps the rest of the run at what each asset already has, so a
 // single server answers one failed request, not one per asset.
 type planner struct {
+	mu      sync.Mutex // capped and decided: assets are applied concurrently
 	js      jetstream.JetStream
 	auto    bool
 	fixed   bool // o.Replicas > 0: applied as given, changes logged
@@ -84,26 +86,32 @@ func (p *planner) apply(ctx context.Context, asset, stream string, replicas *int
 		return nil
 	}
 	want := AutoReplicas
+	p.mu.Lock()
 	if p.capped != nil {
 		want = 1
 	}
+	p.mu.Unlock()
 	*replicas = max(want, cur) // never fewer than it has: no automatic scale-down
 	err = do()
 	if err != nil && cannotPlace(err) && *replicas > max(cur, 1) {
+		p.mu.Lock()
 		if p.capped == nil {
 			p.capped = err
 			p.log.Info("jetstream replicas: 1, the servers cannot place more", "want", AutoReplicas, "err", err)
 		}
+		p.mu.Unlock()
 		*replicas = max(cur, 1)
 		err = do()
 	}
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
 	if !p.decided && p.capped == nil && *replicas >= AutoReplicas {
 		p.decided = true
 		p.log.Info("jetstream replicas: the cluster places every asset on 3 servers", "replicas", *replicas)
 	}
+	p.mu.Unlock()
 	if cur > 0 && *replicas > cur {
 		p.log.Info("asset scaled up", "stream", stream, "asset", asset, "from", cur, "to", *replicas)
 	}
@@ -113,7 +121,9 @@ func (p *planner) apply(ctx context.Context, asset, stream string, replicas *int
 // currentReplicas is the running replica count of stream, 0 if it does not
 // exist.
 func currentReplicas(ctx context.Context, js jetstream.JetStream, stream string) (int, error) {
-	s, err := js.Stream(ctx, stream)
+	rctx, cancel := request(ctx)
+	defer cancel()
+	s, err := js.Stream(rctx, stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, nil
 	}
@@ -154,7 +164,9 @@ func ScaleUp(ctx context.Context, js jetstream.JetStream, d Definitions, o Optio
 	}
 	var scaled []string
 	for _, name := range names {
-		s, err := js.Stream(ctx, name)
+		rctx, cancel := request(ctx)
+		s, err := js.Stream(rctx, name)
+		cancel()
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue // Ensure creates it
 		}
@@ -167,7 +179,10 @@ func ScaleUp(ctx context.Context, js jetstream.JetStream, d Definitions, o Optio
 			continue
 		}
 		cfg.Replicas = want
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		rctx, cancel = request(ctx)
+		_, err = js.UpdateStream(rctx, cfg)
+		cancel()
+		if err != nil {
 			if cannotPlace(err) {
 				log.Debug("assets not scaled up: the servers cannot place more replicas", "want", want, "err", err)
 				return scaled, nil

@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -162,84 +163,142 @@ func (e *DriftError) Error() string {
 
 // Ensure creates or updates every asset to match its definition, then
 // checks the running config. A remaining difference is a *DriftError.
+//
+// Assets are applied side by side: on a cluster each new stream waits for
+// its Raft group to elect a leader before the server answers, and one at a
+// time that added up to seconds. The first bucket goes alone, so in auto
+// mode the replica count is settled by one request before the rest follow;
+// a stream with consumers is applied with them, before the rest, so that a
+// work-queue consumer (whose replicas must equal its stream's) finds room
+// for the same count as its stream.
 func Ensure(ctx context.Context, js jetstream.JetStream, d Definitions, o Options) error {
-	var drift []Drift
 	p := newPlanner(js, o)
-	for _, c := range d.KV {
-		c = applyKV(c, o)
-		applyErr := p.apply(ctx, "kv "+c.Bucket, kvStream(c.Bucket), &c.Replicas, func() error {
-			_, err := js.CreateOrUpdateKeyValue(ctx, c)
-			return err
-		})
-		if applyErr != nil && !isAPIError(applyErr) {
-			return fmt.Errorf("apply kv %s: %w", c.Bucket, applyErr)
+	var first, rest []func() ([]Drift, error)
+	for i, c := range d.KV {
+		job := func() ([]Drift, error) { return ensureKV(ctx, js, p, applyKV(c, o)) }
+		if i == 0 {
+			first = append(first, job)
+		} else {
+			rest = append(rest, job)
 		}
-		// An update the server refuses (storage type, say) is reported
-		// setting by setting from the running config.
-		dd, err := CheckKV(ctx, js, c)
-		if err != nil {
-			if applyErr != nil {
-				return fmt.Errorf("apply kv %s: %w", c.Bucket, applyErr)
-			}
-			return err
-		}
-		if len(dd) == 0 && applyErr != nil {
-			return fmt.Errorf("apply kv %s: %w", c.Bucket, applyErr)
-		}
-		drift = append(drift, dd...)
 	}
 	for _, c := range d.Streams {
 		if o.Replicas > 0 {
 			c.Replicas = o.Replicas
 		}
-		applyErr := p.apply(ctx, "stream "+c.Name, c.Name, &c.Replicas, func() error {
-			_, err := js.CreateOrUpdateStream(ctx, c)
-			return err
-		})
-		if applyErr != nil && !isAPIError(applyErr) {
-			return fmt.Errorf("apply stream %s: %w", c.Name, applyErr)
-		}
-		dd, err := CheckStream(ctx, js, c)
-		if err != nil {
-			if applyErr != nil {
-				return fmt.Errorf("apply stream %s: %w", c.Name, applyErr)
+		var cons []ConsumerDef
+		for _, cd := range d.Consumers {
+			if cd.Stream == c.Name {
+				if o.TaskAckWait > 0 && cd.Stream == "TASKS" {
+					cd.Config.AckWait = o.TaskAckWait
+				}
+				cons = append(cons, cd)
 			}
-			return err
 		}
-		if len(dd) == 0 && applyErr != nil {
-			return fmt.Errorf("apply stream %s: %w", c.Name, applyErr)
+		job := func() ([]Drift, error) {
+			drift, err := ensureStream(ctx, js, p, c)
+			for _, cd := range cons {
+				if err != nil {
+					break
+				}
+				var dd []Drift
+				dd, err = ensureConsumer(ctx, js, cd)
+				drift = append(drift, dd...)
+			}
+			return drift, err
+		}
+		if len(cons) > 0 {
+			first = append(first, job)
+		} else {
+			rest = append(rest, job)
+		}
+	}
+	var drift []Drift
+	for _, job := range first {
+		dd, err := job()
+		if err != nil {
+			return err
 		}
 		drift = append(drift, dd...)
 	}
-	for _, c := range d.Consumers {
-		if o.TaskAckWait > 0 && c.Stream == "TASKS" {
-			c.Config.AckWait = o.TaskAckWait
-		}
-		_, applyErr := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config)
-		if applyErr != nil && !isAPIError(applyErr) {
-			return fmt.Errorf("apply consumer %s/%s: %w", c.Stream, c.Config.Durable, applyErr)
-		}
-		dd, err := CheckConsumer(ctx, js, c)
-		if err != nil {
-			if applyErr != nil {
-				return fmt.Errorf("apply consumer %s/%s: %w", c.Stream, c.Config.Durable, applyErr)
-			}
-			return err
-		}
-		if len(dd) == 0 && applyErr != nil {
-			return fmt.Errorf("apply consumer %s/%s: %w", c.Stream, c.Config.Durable, applyErr)
-		}
-		drift = append(drift, dd...)
+	dd, err := runAll(rest)
+	if err != nil {
+		return err
 	}
-	if len(drift) > 0 {
+	if drift = append(drift, dd...); len(drift) > 0 {
 		return &DriftError{Drift: drift}
 	}
 	return nil
 }
 
+// runAll runs jobs concurrently and returns their drift in job order, or
+// the first error in job order.
+func runAll(jobs []func() ([]Drift, error)) ([]Drift, error) {
+	drift := make([][]Drift, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, job := range jobs {
+		wg.Go(func() { drift[i], errs[i] = job() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return slices.Concat(drift...), nil
+}
+
+// reconcile turns the outcome of an apply and the check after it into
+// drift or an error. An update the server refuses (storage type, say) is
+// an API error: it is reported setting by setting from the running config.
+func reconcile(what string, applyErr error, check func() ([]Drift, error)) ([]Drift, error) {
+	if applyErr != nil && !isAPIError(applyErr) {
+		return nil, fmt.Errorf("apply %s: %w", what, applyErr)
+	}
+	dd, err := check()
+	if err != nil {
+		if applyErr != nil {
+			return nil, fmt.Errorf("apply %s: %w", what, applyErr)
+		}
+		return nil, err
+	}
+	if len(dd) == 0 && applyErr != nil {
+		return nil, fmt.Errorf("apply %s: %w", what, applyErr)
+	}
+	return dd, nil
+}
+
+func ensureKV(ctx context.Context, js jetstream.JetStream, p *planner, c jetstream.KeyValueConfig) ([]Drift, error) {
+	applyErr := p.apply(ctx, "kv "+c.Bucket, kvStream(c.Bucket), &c.Replicas, func() error {
+		rctx, cancel := request(ctx)
+		defer cancel()
+		_, err := js.CreateOrUpdateKeyValue(rctx, c)
+		return err
+	})
+	return reconcile("kv "+c.Bucket, applyErr, func() ([]Drift, error) { return CheckKV(ctx, js, c) })
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, p *planner, c jetstream.StreamConfig) ([]Drift, error) {
+	applyErr := p.apply(ctx, "stream "+c.Name, c.Name, &c.Replicas, func() error {
+		rctx, cancel := request(ctx)
+		defer cancel()
+		_, err := js.CreateOrUpdateStream(rctx, c)
+		return err
+	})
+	return reconcile("stream "+c.Name, applyErr, func() ([]Drift, error) { return CheckStream(ctx, js, c) })
+}
+
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, c ConsumerDef) ([]Drift, error) {
+	rctx, cancel := request(ctx)
+	_, applyErr := js.CreateOrUpdateConsumer(rctx, c.Stream, c.Config)
+	cancel()
+	return reconcile("consumer "+c.Stream+"/"+c.Config.Durable, applyErr, func() ([]Drift, error) { return CheckConsumer(ctx, js, c) })
+}
+
 // CheckStream compares the running stream with c.
 func CheckStream(ctx context.Context, js jetstream.JetStream, c jetstream.StreamConfig) ([]Drift, error) {
-	s, err := js.Stream(ctx, c.Name)
+	rctx, cancel := request(ctx)
+	defer cancel()
+	s, err := js.Stream(rctx, c.Name)
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", c.Name, err)
 	}
@@ -263,7 +322,9 @@ func CheckStream(ctx context.Context, js jetstream.JetStream, c jetstream.Stream
 
 // CheckConsumer compares the running consumer with c.
 func CheckConsumer(ctx context.Context, js jetstream.JetStream, c ConsumerDef) ([]Drift, error) {
-	cons, err := js.Consumer(ctx, c.Stream, c.Config.Durable)
+	rctx, cancel := request(ctx)
+	defer cancel()
+	cons, err := js.Consumer(rctx, c.Stream, c.Config.Durable)
 	if err != nil {
 		return nil, fmt.Errorf("open consumer %s/%s: %w", c.Stream, c.Config.Durable, err)
 	}
@@ -296,11 +357,13 @@ func isAPIError(err error) bool {
 
 // CheckKV compares the running bucket with c.
 func CheckKV(ctx context.Context, js jetstream.JetStream, c jetstream.KeyValueConfig) ([]Drift, error) {
-	kv, err := js.KeyValue(ctx, c.Bucket)
+	rctx, cancel := request(ctx)
+	defer cancel()
+	kv, err := js.KeyValue(rctx, c.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("open kv %s: %w", c.Bucket, err)
 	}
-	st, err := kv.Status(ctx)
+	st, err := kv.Status(rctx)
 	if err != nil {
 		return nil, fmt.Errorf("kv %s status: %w", c.Bucket, err)
 	}
@@ -326,7 +389,9 @@ func CheckKV(ctx context.Context, js jetstream.JetStream, c jetstream.KeyValueCo
 // does not exist. Nodes that do not own the configuration (workers) use it,
 // so two nodes with different flags never fight over settings.
 func OpenKV(ctx context.Context, js jetstream.JetStream, d Definitions, name string, o Options) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, name)
+	rctx, cancel := request(ctx)
+	kv, err := js.KeyValue(rctx, name)
+	cancel()
 	if err == nil {
 		return kv, nil
 	}
@@ -338,17 +403,44 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, d Definitions, name str
 		return nil, fmt.Errorf("kv %s: no definition in streams/", name)
 	}
 	err = newPlanner(js, o).apply(ctx, "kv "+name, kvStream(name), &c.Replicas, func() error {
+		rctx, cancel := request(ctx)
+		defer cancel()
 		var err error
-		kv, err = js.CreateKeyValue(ctx, c)
+		kv, err = js.CreateKeyValue(rctx, c)
 		return err
 	})
 	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return js.KeyValue(ctx, name) // another node created it meanwhile
+		rctx, cancel := request(ctx)
+		defer cancel()
+		return js.KeyValue(rctx, name) // another node created it meanwhile
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create kv %s: %w", name, err)
 	}
 	return kv, nil
+}
+
+// WaitKV binds to a bucket that a master creates. While it is missing the
+// error is a *MissingError, which callers wait out instead of creating the
+// bucket themselves.
+func WaitKV(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
+	rctx, cancel := request(ctx)
+	defer cancel()
+	kv, err := js.KeyValue(rctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, &MissingError{Asset: "kv " + name}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open kv %s: %w", name, err)
+	}
+	return kv, nil
+}
+
+// MissingError is an asset a master has not created yet.
+type MissingError struct{ Asset string }
+
+func (e *MissingError) Error() string {
+	return e.Asset + " does not exist yet: waiting for a master to create the mesh's assets"
 }
 
 // Names lists the assets, for messages and doctor.

@@ -151,8 +151,9 @@ func Dial(ctx context.Context, c Config, log *slog.Logger, h Hooks) (*nats.Conn,
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream client: %w", err)
 	}
+	t0 := time.Now()
 	err = UntilReady(ctx, log, "account info", func(ctx context.Context) error {
-		actx, cancel := context.WithTimeout(ctx, c.Timeout)
+		actx, cancel := context.WithTimeout(ctx, min(c.Timeout, RequestTimeout(ctx, c.Timeout)))
 		defer cancel()
 		_, err := js.AccountInfo(actx)
 		return err
@@ -163,13 +164,18 @@ func Dial(ctx context.Context, c Config, log *slog.Logger, h Hooks) (*nats.Conn,
 		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 			return nil, nil, fmt.Errorf("NATS at %s has JetStream disabled: start nats-server with -js (or a jetstream {} block in its config)", where)
 		case NotReady(err):
-			return nil, nil, fmt.Errorf("NATS at %s did not answer JetStream requests for %v (%v): start nats-server with -js, check the account has JetStream and, on a cluster, that a majority of its servers run", where, ReadyWait, err)
+			return nil, nil, fmt.Errorf("NATS at %s: %w for %v (%v): on a cluster, its servers elect a meta leader 4–9 s after they start and need a majority running; else start nats-server with -js and check the account has JetStream",
+				where, ErrJetStreamNotReady, time.Since(t0).Round(time.Second), err)
 		default:
 			return nil, nil, fmt.Errorf("JetStream at %s: %w", where, err)
 		}
 	}
 	return nc, js, nil
 }
+
+// ErrJetStreamNotReady is wrapped by [Dial] when JetStream did not answer
+// in time: on a cluster, usually one with no meta leader yet.
+var ErrJetStreamNotReady = errors.New("JetStream did not answer")
 
 func explainConnect(where string, err error) error {
 	switch {

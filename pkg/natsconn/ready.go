@@ -21,6 +21,10 @@ const ReadyWait = 2 * time.Minute
 // wrong or JetStream is off. Such errors pass once the servers have found
 // each other.
 func NotReady(err error) bool {
+	var w waiting
+	if errors.As(err, &w) {
+		return true
+	}
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 		return false
 	}
@@ -41,6 +45,32 @@ func NotReady(err error) bool {
 	return false
 }
 
+// waiting marks an error as something another node will soon put right.
+type waiting struct{ error }
+
+func (w waiting) Unwrap() error { return w.error }
+
+// Waiting marks err as [NotReady]: what op needs is not there yet but
+// another node will provide it (a bucket a master creates), so
+// [UntilReady] retries it.
+func Waiting(err error) error {
+	if err == nil {
+		return nil
+	}
+	return waiting{err}
+}
+
+type requestTimeoutKey struct{}
+
+// RequestTimeout is the deadline for one JetStream API request made under
+// ctx: the one [UntilReady] chose for this attempt, else def.
+func RequestTimeout(ctx context.Context, def time.Duration) time.Duration {
+	if d, ok := ctx.Value(requestTimeoutKey{}).(time.Duration); ok {
+		return d
+	}
+	return def
+}
+
 // UntilReady runs op until it succeeds, fails for a reason other than
 // [NotReady], ctx is done or [ReadyWait] has passed. A node started
 // together with its NATS cluster (a reboot, a compose up) waits for
@@ -52,8 +82,12 @@ func UntilReady(ctx context.Context, log *slog.Logger, what string, op func(cont
 	}
 	deadline := time.Now().Add(ReadyWait)
 	wait := 250 * time.Millisecond
+	// A request that JetStream cannot serve yet is dropped, not refused, so
+	// a timeout is the only answer: the first attempts give each request a
+	// second, later ones up to 5 s, for a cluster that is merely slow.
+	perRequest := time.Second
 	for {
-		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		octx, cancel := context.WithTimeout(context.WithValue(ctx, requestTimeoutKey{}, perRequest), 30*time.Second)
 		err := op(octx)
 		cancel()
 		if err == nil || !NotReady(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
@@ -65,6 +99,9 @@ func UntilReady(ctx context.Context, log *slog.Logger, what string, op func(cont
 			return err
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, 5*time.Second)
+		// Capped low: a cluster that just elected its leaders answers at
+		// once, and a node should notice within a second or two.
+		wait = min(wait*2, 2*time.Second)
+		perRequest = min(perRequest+time.Second, 5*time.Second)
 	}
 }

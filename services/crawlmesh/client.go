@@ -58,7 +58,11 @@ func (f *clientFlags) connect(ctx context.Context) (*nats.Conn, jetstream.JetStr
 	f.nats.Name = "crawlmesh-cli"
 	f.nats.InboxPrefix = mesh.InboxPrefix(mesh.RoleOperator)
 	f.nats.Timeout = f.timeout
-	return natsconn.Dial(ctx, f.nats, nil, natsconn.Hooks{})
+	// A command waits for JetStream as long as for any reply (--timeout),
+	// not the minutes a node waits at start-up.
+	dctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	return natsconn.Dial(dctx, f.nats, nil, natsconn.Hooks{})
 }
 
 // nodesKV opens bucket nodes without creating it: the CLI only reads.

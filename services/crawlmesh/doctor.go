@@ -60,6 +60,10 @@ func runDoctor(ctx context.Context, c *cli, args []string) error {
 	}
 
 	nc, js, err := f.connect(ctx)
+	if errors.Is(err, natsconn.ErrJetStreamNotReady) {
+		add("fail", "jetstream", "JetStream does not answer yet (no reply within %v): a NATS cluster elects its meta leader 4–9 s after a majority of its servers run; masters and workers wait for it and go on by themselves", f.timeout)
+		return report()
+	}
 	if err != nil {
 		add("fail", "nats", "%v", err)
 		return report()
@@ -77,7 +81,9 @@ func runDoctor(ctx context.Context, c *cli, args []string) error {
 			float64(ai.Store)/(1<<20), lim(ai.Limits.MaxStore), float64(ai.Memory)/(1<<20), lim(ai.Limits.MaxMemory), ai.Streams)
 	}
 
-	doctorAssets(ctx, js, add)
+	if !doctorAssets(ctx, js, add) {
+		return report() // nothing else can be read before the assets exist
+	}
 
 	view, err := fetchNodes(ctx, nc, js, f.timeout)
 	if err != nil {
@@ -128,19 +134,24 @@ func runDoctor(ctx context.Context, c *cli, args []string) error {
 	return report()
 }
 
-// doctorAssets checks every asset of streams/ exists with its settings.
-func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, check, format string, a ...any)) {
+// doctorAssets checks every asset of streams/ exists with its settings. It
+// reports false when assets are missing: while a master creates them, what
+// the mesh waits for is said once, not asset by asset.
+func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, check, format string, a ...any)) bool {
 	defs, err := streams.Load()
 	if err != nil {
 		add("fail", "assets", "%v", err)
-		return
+		return false
 	}
+	holder, _ := streams.SetupHolder(ctx, js)
 	missing, drift := 0, 0
 	check := func(dd []streams.Drift, err error, name string) {
 		switch {
 		case err != nil:
 			missing++
-			add("fail", "assets", "%s: %v (a master creates it at start-up)", name, err)
+			if holder == "" {
+				add("fail", "assets", "%s: %v (a master creates it at start-up)", name, err)
+			}
 		default:
 			for _, d := range dd {
 				if d.Setting == "num_replicas" {
@@ -163,9 +174,16 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 		dd, err := streams.CheckConsumer(ctx, js, c)
 		check(dd, err, "consumer "+c.Stream+"/"+c.Config.Durable)
 	}
-	if missing == 0 && drift == 0 {
+	switch {
+	case missing > 0 && holder != "":
+		add("fail", "assets", "master %s is creating the mesh's streams and buckets (%d of %d still missing): masters and workers wait for them and go on by themselves",
+			holder, missing, len(defs.Names()))
+	case missing > 0:
+		add("fail", "assets", "the mesh's streams and buckets do not exist yet: a starting master creates them once JetStream answers; if none is starting, start one (master, or crawlmesh up)")
+	case drift == 0:
 		add("ok", "assets", "all %d streams, buckets and consumers present as defined in streams/", len(defs.Names()))
 	}
+	return missing == 0
 }
 
 // doctorLeader checks the election key against the masters' heartbeats.
@@ -177,6 +195,16 @@ func doctorLeader(ctx context.Context, js jetstream.JetStream, view nodesOutput,
 	}
 	e, err := kv.Get(ctx, election.Key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		online := 0
+		for _, n := range view.Nodes {
+			if n.Role == mesh.RoleMaster && n.Online {
+				online++
+			}
+		}
+		if online > 0 {
+			add("fail", "leader", "no master leads yet: the %d online master(s) elect one within a lease; crawls start once one leads", online)
+			return
+		}
 		add("fail", "leader", "no master leads: crawls do not start, complete or get scheduled")
 		return
 	}

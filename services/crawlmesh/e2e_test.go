@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/streams"
 )
 
 const ttl = 3 * time.Second // the default heartbeat TTL the binaries run with
@@ -175,9 +176,13 @@ func TestBadInput(t *testing.T) {
 	_, noJS := natsServer(t, false, "", 0)
 	dead := "nats://127.0.0.1:" + strconv.Itoa(freePort(t))
 
-	holder := start(t, "worker", "--nats", url, "--id", "dup", "--http", "")
 	nc := connect(t, url)
 	js, _ := jetstream.New(nc)
+	// Workers wait for a master's assets; create them as a master would.
+	if err := streams.Ensure(t.Context(), js, streams.MustLoad(), streams.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	holder := start(t, "worker", "--nats", url, "--id", "dup", "--http", "")
 	waitFor(t, 10*time.Second, "first dup worker has its key", func() bool {
 		kv, err := js.KeyValue(t.Context(), mesh.NodesBucket)
 		if err != nil {

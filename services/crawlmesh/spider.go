@@ -16,6 +16,7 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
+	"github.com/crawlmesh/crawlmesh/streams"
 )
 
 func runSpider(ctx context.Context, c *cli, args []string) error {
@@ -145,6 +146,15 @@ type session struct {
 func (s *session) Close() { s.nc.Close() }
 
 // open connects and opens bucket.
+// whyNoAssets says why a bucket a master creates is missing: a master is
+// creating the assets right now, or none has started.
+func whyNoAssets(ctx context.Context, js jetstream.JetStream) string {
+	if holder, err := streams.SetupHolder(ctx, js); err == nil && holder != "" {
+		return "master " + holder + " is creating the mesh's streams and buckets: try again in a moment"
+	}
+	return "has a master started on this NATS?"
+}
+
 func (f *clientFlags) open(ctx context.Context, bucket string) (*session, error) {
 	nc, js, err := f.connect(ctx)
 	if err != nil {
@@ -153,7 +163,7 @@ func (f *clientFlags) open(ctx context.Context, bucket string) (*session, error)
 	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("open bucket %s: %w (has a master started on this NATS?)", bucket, err)
+		return nil, fmt.Errorf("open bucket %s: %w (%s)", bucket, err, whyNoAssets(ctx, js))
 	}
 	return &session{nc: nc, js: js, kv: kv}, nil
 }

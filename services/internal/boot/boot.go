@@ -117,16 +117,22 @@ func Join(ctx context.Context, n *nodeconfig.Node, role string, log *slog.Logger
 	opts := StreamOptions(n, log)
 	if role == mesh.RoleMaster {
 		err := natsconn.UntilReady(ctx, log, "apply streams/", func(ctx context.Context) error {
-			return streams.Ensure(ctx, js, defs, opts)
+			return streams.Setup(ctx, js, defs, opts, n.ID)
 		})
 		if err != nil {
 			nc.Close()
 			return nil, err
 		}
 	}
+	// Workers wait for a master to create the buckets rather than create
+	// them: assets are created once, by the master holding the setup
+	// lease (streams.Setup), and never raced.
 	var kv jetstream.KeyValue
 	err = natsconn.UntilReady(ctx, log, "open bucket "+mesh.NodesBucket, func(ctx context.Context) error {
-		kv, err = streams.OpenKV(ctx, js, defs, mesh.NodesBucket, opts)
+		kv, err = streams.WaitKV(ctx, js, mesh.NodesBucket)
+		if _, missing := errors.AsType[*streams.MissingError](err); missing {
+			return natsconn.Waiting(err)
+		}
 		return err
 	})
 	if err != nil {

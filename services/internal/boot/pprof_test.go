@@ -14,12 +14,18 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 	"github.com/crawlmesh/crawlmesh/services/internal/boot"
 	"github.com/crawlmesh/crawlmesh/services/internal/harness"
+	"github.com/crawlmesh/crawlmesh/streams"
 )
 
 // TestPprofIsOptIn: the profiler is on the --http address only with
 // --pprof, and --pprof without an HTTP address is refused up front.
 func TestPprofIsOptIn(t *testing.T) {
 	nc := harness.StartCluster(t, 1, harness.InProcess)
+	// Workers wait for a master's assets: create them as a master would.
+	_, js := nc.Connect(t)
+	if err := streams.Ensure(t.Context(), js, streams.MustLoad(), streams.Options{}); err != nil {
+		t.Fatal(err)
+	}
 	for _, on := range []bool{false, true} {
 		addr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 		n := node(nc.URL(), "w1", 0)

@@ -63,6 +63,16 @@ func FreePort(t testing.TB) int {
 // meta leader, and with 3 or more servers, room for a 3-replica stream.
 func StartCluster(t testing.TB, n int, mode Mode) *Cluster {
 	t.Helper()
+	c := StartClusterCold(t, n, mode)
+	c.WaitReady(60 * time.Second)
+	return c
+}
+
+// StartClusterCold starts n servers and returns as soon as each accepts
+// connections, before JetStream has a meta leader: what masters and
+// workers meet when a whole site starts at once.
+func StartClusterCold(t testing.TB, n int, mode Mode) *Cluster {
+	t.Helper()
 	if n < 1 {
 		t.Fatalf("harness: cluster of %d servers", n)
 	}
@@ -83,7 +93,6 @@ func StartCluster(t testing.TB, n int, mode Mode) *Cluster {
 		c.prepare(nd, routes)
 		c.startNode(nd)
 	}
-	c.WaitReady(60 * time.Second)
 	return c
 }
 
@@ -289,6 +298,26 @@ func (c *Cluster) ready(js jetstream.JetStream) error {
 		return fmt.Errorf("delete probe stream: %w", err)
 	}
 	return nil
+}
+
+// WaitAnswering waits until JetStream answers an account info request
+// (the cluster has a meta leader) and returns when it first did.
+func (c *Cluster) WaitAnswering(timeout time.Duration) time.Time {
+	c.t.Helper()
+	nc, err := nats.Connect(c.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		c.t.Fatalf("harness: connect %s: %v", c.URL(), err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var last error
+	Eventually(c.t, timeout, "JetStream answering", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+		defer cancel()
+		_, last = js.AccountInfo(ctx)
+		return last == nil
+	}, func() string { return fmt.Sprint(last) })
+	return time.Now()
 }
 
 // StreamLeader is the server index leading stream name, -1 if unknown.

@@ -35,6 +35,13 @@ type MeshConfig struct {
 	MaxAttempts    int
 	// MasterArgs and WorkerArgs are appended to each process's flags.
 	MasterArgs, WorkerArgs []string
+	// Together starts every master and worker at the same moment, as soon
+	// as the servers accept connections (before JetStream has a meta
+	// leader), and returns without waiting for them: a whole site coming
+	// back at once. Mesh.Started is that moment. The servers are first
+	// given a meta leader (a fresh, ready cluster) unless
+	// TogetherBeforeMeta is set.
+	Together, TogetherBeforeMeta bool
 }
 
 func (c *MeshConfig) defaults() {
@@ -72,6 +79,8 @@ type Mesh struct {
 	CLI     *CLI
 	NC      *nats.Conn
 	JS      jetstream.JetStream
+	// Started is when the masters and workers were started.
+	Started time.Time
 }
 
 // StartMesh starts the cluster, then the masters and workers, and waits
@@ -82,9 +91,17 @@ func StartMesh(t testing.TB, cfg MeshConfig) *Mesh {
 	Bins(t)
 	t0 := time.Now()
 	m := &Mesh{T: t, Cfg: cfg}
-	m.Cluster = StartCluster(t, cfg.NATS, cfg.Mode)
+	if cfg.Together && cfg.TogetherBeforeMeta {
+		m.Cluster = StartClusterCold(t, cfg.NATS, cfg.Mode)
+	} else {
+		m.Cluster = StartCluster(t, cfg.NATS, cfg.Mode)
+	}
 	m.NC, m.JS = m.Cluster.Connect(t)
 	m.CLI = NewCLI(t, m.Cluster.URL())
+	if cfg.Together {
+		m.startTogether()
+		return m
+	}
 	var ids []string
 	for i := range cfg.Masters {
 		id := "m" + strconv.Itoa(i+1)
@@ -102,6 +119,20 @@ func StartMesh(t testing.TB, cfg MeshConfig) *Mesh {
 	m.WaitOnline(30*time.Second, ids...)
 	t.Logf("harness: mesh up in %v: %d NATS, masters and workers %v", time.Since(t0).Round(time.Millisecond), cfg.NATS, ids)
 	return m
+}
+
+// startTogether starts every master and worker at once.
+func (m *Mesh) startTogether() {
+	m.T.Helper()
+	// exec takes a millisecond or two per process: started in a row, they
+	// meet the cluster at the same moment for all practical purposes.
+	m.Started = time.Now()
+	for i := range m.Cfg.Masters {
+		m.Masters = append(m.Masters, m.StartMaster("m"+strconv.Itoa(i+1)))
+	}
+	for i := range m.Cfg.Workers {
+		m.Workers = append(m.Workers, m.StartWorker("w"+strconv.Itoa(i+1)))
+	}
 }
 
 // StartMaster starts a master process with id.
