@@ -12,44 +12,42 @@ import (
 	"net"
 	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/andybalholm/cascadia"
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 )
 
 // Spec is a spider: where to start, what to follow, what to extract.
+//
+// Every field after Schedule is optional and was added for real sites
+// (DESIGN.md, "Spec fields for real sites"); a spec without them means
+// what it meant before. ${env:NAME} references are kept as written in the
+// spec (it is stored and shown); they are expanded only in Request and
+// Login, on the worker, at request time ([Request.Expand],
+// [Login.Expand]). Anywhere else "${env:...}" is plain text.
 type Spec struct {
 	Name           string     `json:"name" yaml:"name"`
 	StartURLs      []string   `json:"start_urls" yaml:"start_urls"`
 	AllowedDomains []string   `json:"allowed_domains,omitempty" yaml:"allowed_domains"`
 	MaxDepth       int        `json:"max_depth" yaml:"max_depth"`
 	MaxPages       int        `json:"max_pages" yaml:"max_pages"`
-	Follow         []string   `json:"follow,omitempty" yaml:"follow"`
+	Follow         []string   `json:"follow,omitempty" yaml:"follow"` // same as Links.Follow; use [Spec.FollowSelectors]
 	Items          []ItemRule `json:"items,omitempty" yaml:"items"`
 	Politeness     Politeness `json:"politeness" yaml:"politeness"`
 	Schedule       string     `json:"schedule,omitempty" yaml:"schedule"`
 	// Go names a spider written in Go and registered with the workers; it
-	// replaces follow and items.
+	// replaces follow, links.follow, links.json and items.
 	Go string `json:"go,omitempty" yaml:"go"`
-}
 
-// ItemRule yields one item per element matching Selector.
-type ItemRule struct {
-	Selector string           `json:"selector" yaml:"selector"`
-	Fields   map[string]Field `json:"fields" yaml:"fields"`
-}
-
-// Field is one value of an item: the text of the first match of CSS inside
-// the item element (trimmed), or its attribute Attr. An empty CSS means
-// the item element itself.
-type Field struct {
-	CSS  string `json:"css" yaml:"css"`
-	Attr string `json:"attr,omitempty" yaml:"attr"`
+	// Sitemaps are seeds: "robots" (the Sitemap: lines of each start
+	// host's robots.txt) or sitemap URLs.
+	Sitemaps []string `json:"sitemaps,omitempty" yaml:"sitemaps"`
+	Request  *Request `json:"request,omitempty" yaml:"request"`
+	Login    *Login   `json:"login,omitempty" yaml:"login"`
+	Links    *Links   `json:"links,omitempty" yaml:"links"`
 }
 
 // Politeness limits the load on each host, mesh-wide (pkg/politeness).
@@ -74,8 +72,13 @@ func (p Politeness) ObeyRobots() bool { return p.RobotsTxt == nil || *p.RobotsTx
 type Duration time.Duration
 
 // UnmarshalYAML accepts "250ms", "1s" ... or a number of seconds.
+// A bad value is a *yaml.TypeError, so decoding goes on and the spec's
+// other mistakes are listed too.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	return d.parse(n.Value)
+	if err := d.parse(n.Value); err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	return nil
 }
 
 // UnmarshalJSON accepts "250ms" or a number of seconds.
@@ -96,7 +99,7 @@ func (d *Duration) parse(s string) error {
 		*d = Duration(f * float64(time.Second))
 		return nil
 	}
-	return fmt.Errorf("duration %q: want e.g. 250ms or 1s", s)
+	return fmt.Errorf("duration `%s`: want e.g. 250ms or 1s", s)
 }
 
 // MarshalJSON writes the duration as "250ms".
@@ -132,10 +135,11 @@ func Parse(data []byte) (*Spec, error) {
 			}
 			return nil, Errors{strings.TrimPrefix(err.Error(), "yaml: ")}
 		}
-		for _, m := range te.Errors {
+		for _, m := range withPaths(data, te.Errors) {
 			errs = append(errs, friendlyYAML(m))
 		}
 	}
+	s.normalize()
 	errs = append(errs, s.validate()...)
 	if len(errs) > 0 {
 		return nil, errs
@@ -149,6 +153,9 @@ func friendlyYAML(m string) string {
 	m = strings.ReplaceAll(m, " in type spec.ItemRule", " (in items)")
 	m = strings.ReplaceAll(m, " in type spec.Field", " (in an item field)")
 	m = strings.ReplaceAll(m, " in type spec.Politeness", " (in politeness)")
+	m = strings.ReplaceAll(m, " in type spec.Links", " (in links)")
+	m = strings.ReplaceAll(m, " in type spec.Request", " (in request)")
+	m = strings.ReplaceAll(m, " in type spec.Login", " (in login)")
 	if strings.Contains(m, "not found") {
 		m = strings.Replace(m, "field ", "unknown field ", 1)
 		m = strings.Replace(m, " not found", "", 1)
@@ -165,8 +172,8 @@ func (s *Spec) Validate() error {
 }
 
 func (s *Spec) validate() Errors {
-	var errs Errors
-	add := func(format string, a ...any) { errs = append(errs, fmt.Sprintf(format, a...)) }
+	c := &checker{}
+	add := c.add
 	if !nameRe.MatchString(s.Name) {
 		add("name %q: use 1-63 lower-case letters, digits and '-' (no leading or trailing '-')", s.Name)
 	}
@@ -197,38 +204,11 @@ func (s *Spec) validate() Errors {
 	if s.MaxPages < 0 {
 		add("max_pages %d: must be 0 (unlimited) or more", s.MaxPages)
 	}
-	if s.Go != "" && (len(s.Follow) > 0 || len(s.Items) > 0) {
-		add("go %q: a Go spider defines its own follow and items; remove them from the spec", s.Go)
-	}
-	for i, sel := range s.Follow {
-		if err := checkSelector(sel); err != nil {
-			add("follow[%d] %q: bad CSS selector: %v", i, sel, err)
-		}
-	}
-	for i, it := range s.Items {
-		if err := checkSelector(it.Selector); err != nil {
-			add("items[%d].selector %q: bad CSS selector: %v", i, it.Selector, err)
-		}
-		if len(it.Fields) == 0 {
-			add("items[%d].fields: at least one field is needed", i)
-		}
-		names := make([]string, 0, len(it.Fields))
-		for n := range it.Fields {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			f := it.Fields[n]
-			if n == "" {
-				add("items[%d].fields: a field has an empty name", i)
-			}
-			if f.CSS != "" {
-				if err := checkSelector(f.CSS); err != nil {
-					add("items[%d].fields.%s.css %q: bad CSS selector: %v", i, n, f.CSS, err)
-				}
-			}
-		}
-	}
+	c.goSpider(s)
+	c.links(s)
+	c.items(s)
+	c.sitemaps(s)
+	c.request(s)
 	if s.Politeness.Delay != nil && *s.Politeness.Delay < 0 {
 		add("politeness.delay %v: must not be negative", s.Politeness.Delay.Std())
 	}
@@ -240,15 +220,7 @@ func (s *Spec) validate() Errors {
 			add("schedule %q: %v", s.Schedule, err)
 		}
 	}
-	return errs
-}
-
-func checkSelector(s string) error {
-	if strings.TrimSpace(s) == "" {
-		return errors.New("empty")
-	}
-	_, err := cascadia.Compile(s)
-	return err
+	return c.errs
 }
 
 func checkDomain(d string) error {

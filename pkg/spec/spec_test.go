@@ -345,6 +345,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("name: a\nstart_urls: [http://a.example/]\nfollow: ['a[']\nschedule: '@every 0s'\npoliteness: {delay: -1s}\n"))
 	f.Add([]byte("name: a\nstart_urls: [http://a.example/]\nunknown: 1\nmax_depth: x\n"))
 	f.Add([]byte("&a [*a, *a]"))
+	f.Add([]byte(fullYAML))
+	f.Add([]byte("name: a\nstart_urls: [http://a.example/]\nlinks: {nofollow: x, strip_query: ['[']}\nrequest: {timeout: soon}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := spec.Parse(data)
 		if err != nil {

@@ -1,0 +1,231 @@
+package extract
+
+import (
+	"bytes"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/andybalholm/cascadia"
+	"github.com/antchfx/xpath"
+	"golang.org/x/net/html"
+
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
+)
+
+var baseSel = cascadia.MustCompile("base[href]")
+
+// htmlPage is one parsed HTML page.
+type htmlPage struct {
+	r    *Rules
+	root *html.Node
+	base *url.URL // <base href>, else the final URL
+}
+
+func (r *Rules) pageHTML(final *url.URL, body []byte) (Result, error) {
+	root, err := html.Parse(bytes.NewReader(body))
+	if err != nil {
+		return Result{}, fmt.Errorf("parse HTML: %w", err)
+	}
+	h := &htmlPage{r: r, root: root, base: final}
+	if b := cascadia.Query(root, baseSel); b != nil {
+		if u, err := final.Parse(strings.TrimSpace(attr(b, "href"))); err == nil {
+			h.base = u
+		}
+	}
+	var res Result
+	var pageURL string
+	for _, ir := range r.items {
+		if ir.kind == spec.KindJSON {
+			continue
+		}
+		if ir.url != nil {
+			if pageURL == "" {
+				pageURL = r.pageURL(final)
+			}
+			if !ir.url.MatchString(pageURL) {
+				continue
+			}
+		}
+		for _, e := range h.elements(ir) {
+			if item, ok := h.item(ir, e); ok {
+				res.Items = append(res.Items, item)
+			} else {
+				res.Incomplete++
+			}
+		}
+	}
+	links := linkSet{r: r}
+	for _, sel := range r.follow {
+		for _, n := range cascadia.QueryAll(root, sel) {
+			href, ok := lookupAttr(n, "href")
+			if !ok || (r.nofollow && relNofollow(n)) {
+				continue
+			}
+			links.add(h.base, href)
+		}
+	}
+	res.Links = links.out
+	return res, nil
+}
+
+// pageURL is the final URL as the crawl names it, for url: filters.
+func (r *Rules) pageURL(final *url.URL) string {
+	if c, err := r.canonical(nil, final.String()); err == nil {
+		return c
+	}
+	return final.String()
+}
+
+// elements are the item elements of a rule, in document order. An XPath
+// may pick attributes or text: they stand in as elements holding only
+// their value.
+func (h *htmlPage) elements(ir *itemRule) []*html.Node {
+	if ir.css != nil {
+		return cascadia.QueryAll(h.root, ir.css)
+	}
+	var out []*html.Node
+	h.xpath(ir.xpath, h.root, func(n *nav) bool {
+		if n.attr != -1 {
+			t := &html.Node{Type: html.TextNode, Data: n.Value()}
+			out = append(out, &html.Node{Type: html.ElementNode, Data: n.LocalName(), FirstChild: t, LastChild: t})
+		} else {
+			out = append(out, n.curr)
+		}
+		return true
+	}, nil)
+	return out
+}
+
+// item builds the item of one element; ok is false when a required field
+// is missing or empty.
+func (h *htmlPage) item(ir *itemRule, e *html.Node) (map[string]any, bool) {
+	item := make(map[string]any, len(ir.fields))
+	for _, f := range ir.fields {
+		v, ok := h.field(f, e)
+		if f.required && empty(v, ok) {
+			return nil, false
+		}
+		if ok {
+			item[f.name] = v
+		}
+	}
+	return item, true
+}
+
+// field picks one field's value inside element e.
+func (h *htmlPage) field(f *field, e *html.Node) (any, bool) {
+	c := collect{f: f}
+	switch {
+	case f.css != nil:
+		if f.all || f.regex != nil {
+			for _, n := range cascadia.QueryAll(e, f.css) {
+				if !c.add(h.text(f, n)) {
+					break
+				}
+			}
+		} else if n := cascadia.Query(e, f.css); n != nil {
+			c.add(h.text(f, n))
+		}
+	case f.xpath != nil:
+		h.xpath(f.xpath, e, func(n *nav) bool {
+			if n.attr != -1 {
+				return c.add(h.attrValue(n.LocalName(), n.Value()), true)
+			}
+			return c.add(h.text(f, n.curr))
+		}, func(scalar string) { c.add(collapse(scalar), true) })
+	default:
+		c.add(h.text(f, e))
+	}
+	return c.value(false)
+}
+
+// text is what a selected node gives a field: its attribute (ok false
+// when it has none) or its text, white space collapsed.
+func (h *htmlPage) text(f *field, n *html.Node) (string, bool) {
+	if f.attr != "" {
+		v, ok := lookupAttr(n, f.attr)
+		if !ok {
+			return "", false
+		}
+		return h.attrValue(f.attr, v), true
+	}
+	if n.Type == html.CommentNode {
+		return collapse(n.Data), true
+	}
+	return collapse(innerText(n)), true
+}
+
+// attrValue trims an attribute's value; href and src come back absolute
+// and canonical (as links are) when they are http(s) URLs.
+func (h *htmlPage) attrValue(name, v string) string {
+	v = strings.TrimSpace(v)
+	if v == "" || !(strings.EqualFold(name, "href") || strings.EqualFold(name, "src")) {
+		return v
+	}
+	if c, err := h.r.canonical(h.base, v); err == nil {
+		return c
+	}
+	return v
+}
+
+// xpath runs x with e as the context node: each selected node goes to
+// node until it returns false; a string, number or boolean result goes to
+// scalar. A panic in the XPath library (odd expressions on odd pages) is
+// taken as no result rather than a dead worker.
+func (h *htmlPage) xpath(x *xpathExpr, e *html.Node, node func(*nav) bool, scalar func(string)) {
+	expr := x.get()
+	defer func() {
+		if recover() != nil {
+			return // expr is dropped: its state is unknown
+		}
+		x.put(expr)
+	}()
+	switch v := expr.Evaluate(newNav(h.root, e)).(type) {
+	case *xpath.NodeIterator:
+		for v.MoveNext() {
+			n, ok := v.Current().(*nav)
+			if !ok || !node(n) {
+				return
+			}
+		}
+	case string:
+		if scalar != nil {
+			scalar(v)
+		}
+	case float64:
+		if scalar != nil {
+			scalar(strconv.FormatFloat(v, 'f', -1, 64))
+		}
+	case bool:
+		if scalar != nil {
+			scalar(strconv.FormatBool(v))
+		}
+	}
+}
+
+func lookupAttr(n *html.Node, name string) (string, bool) {
+	for _, a := range n.Attr {
+		if a.Key == name { // any namespace, as goquery's Attr
+			return a.Val, true
+		}
+	}
+	return "", false
+}
+
+func attr(n *html.Node, name string) string { v, _ := lookupAttr(n, name); return v }
+
+// relNofollow reports rel="nofollow" (a token of rel, any case).
+func relNofollow(n *html.Node) bool {
+	rel, ok := lookupAttr(n, "rel")
+	if !ok {
+		return false
+	}
+	for _, t := range strings.Fields(rel) {
+		if strings.EqualFold(t, "nofollow") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,85 @@
+package extract
+
+import (
+	"regexp"
+	"regexp/syntax"
+	"strings"
+	"unicode/utf8"
+)
+
+// anyOf matches a URL against a list of regular expressions, cheaply:
+// allow and deny run on every link a crawl meets, and Go's regexp tries
+// every start position of the URL. Most patterns hold a literal any match
+// must contain ("/cart", "add=" in "[?&]add=", ".pdf" in "\.pdf$"): a
+// strings.Contains decides when it is absent, and when the pattern is
+// nothing but that literal.
+type anyOf []pattern
+
+type pattern struct {
+	lit  string         // a literal every match contains ("" if none known)
+	only bool           // the pattern is just lit
+	re   *regexp.Regexp // nil when only
+}
+
+func compileAnyOf(exprs []string) (anyOf, error) {
+	var m anyOf
+	for _, e := range exprs {
+		re, err := regexp.Compile(e)
+		if err != nil {
+			return nil, err
+		}
+		if lit, complete := re.LiteralPrefix(); complete {
+			m = append(m, pattern{lit: lit, only: true})
+			continue
+		}
+		m = append(m, pattern{lit: requiredLiteral(e), re: re})
+	}
+	return m, nil
+}
+
+func (m anyOf) match(s string) bool {
+	for _, p := range m {
+		if p.lit != "" && !strings.Contains(s, p.lit) {
+			continue
+		}
+		if p.only || p.re.MatchString(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// requiredLiteral returns the longest case-sensitive literal among the
+// top-level parts of expr, which every match contains; "" if it has none.
+func requiredLiteral(expr string) string {
+	t, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return ""
+	}
+	t = t.Simplify()
+	for t.Op == syntax.OpCapture {
+		t = t.Sub[0]
+	}
+	parts := []*syntax.Regexp{t}
+	if t.Op == syntax.OpConcat {
+		parts = t.Sub
+	}
+	best := ""
+	for _, p := range parts {
+		for p.Op == syntax.OpCapture {
+			p = p.Sub[0]
+		}
+		if p.Op != syntax.OpLiteral || p.Flags&syntax.FoldCase != 0 {
+			continue
+		}
+		lit := string(p.Rune)
+		// regexp reads an invalid byte as U+FFFD; Contains would not.
+		if strings.ContainsRune(lit, utf8.RuneError) {
+			continue
+		}
+		if len(lit) > len(best) {
+			best = lit
+		}
+	}
+	return best
+}

@@ -1,0 +1,93 @@
+package spec
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var yamlLineRe = regexp.MustCompile(`^line (\d+): `)
+
+// withPaths prefixes yaml's decoding messages, which give only a line
+// ("line 3: cannot unmarshal !!str `maybe` into bool"), with the spec path
+// of the value they are about ("links.nofollow: line 3: ..."), so every
+// mistake names its field. A message it cannot place is kept as it is.
+func withPaths(data []byte, msgs []string) []string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return msgs
+	}
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m
+		sm := yamlLineRe.FindStringSubmatch(m)
+		if sm == nil {
+			continue
+		}
+		line, _ := strconv.Atoi(sm[1])
+		if p := locate(&root, line, m); p != "" {
+			out[i] = p + ": " + m
+		}
+	}
+	return out
+}
+
+// locate finds the path of the value (or, for an unknown field, the key)
+// at line that msg quotes; failing that, of the first value on that line.
+func locate(root *yaml.Node, line int, msg string) string {
+	var best, first string
+	walk(root, "", 0, func(path string, key, val *yaml.Node) {
+		if best != "" {
+			return
+		}
+		if key != nil && key.Line == line && strings.Contains(msg, "field "+key.Value+" not found") {
+			best = path
+			return
+		}
+		if val.Kind != yaml.ScalarNode || val.Line != line {
+			return
+		}
+		if strings.Contains(msg, "`"+val.Value+"`") {
+			best = path
+		} else if first == "" {
+			first = path
+		}
+	})
+	if best != "" {
+		return best
+	}
+	return first
+}
+
+// walk visits every mapping value and sequence element with its path.
+// Aliases are not followed: they could loop.
+func walk(n *yaml.Node, path string, depth int, visit func(path string, key, val *yaml.Node)) {
+	if depth > 64 {
+		return
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			walk(c, path, depth+1, visit)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			visit(p, k, v)
+			walk(v, p, depth+1, visit)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			visit(p, nil, c)
+			walk(c, p, depth+1, visit)
+		}
+	}
+}
