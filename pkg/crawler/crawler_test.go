@@ -389,7 +389,7 @@ func TestHandle(t *testing.T) {
 	items := e.results(t)
 	var names []string
 	for _, it := range items {
-		names = append(names, it.Data["name"])
+		names = append(names, it.Text("name"))
 		if it.URL != home || it.Crawl != crawlID || it.Spider != "t" || it.Depth != 0 || it.FetchedAt.IsZero() {
 			t.Errorf("item %+v", it)
 		}

@@ -47,12 +47,18 @@ type GoSpider func(c *colly.Collector, out *Output)
 
 // Output collects what a Go spider found on a page.
 type Output struct {
-	items []map[string]string
+	items []map[string]any
 	links []string
 }
 
 // Item records one item.
-func (o *Output) Item(data map[string]string) { o.items = append(o.items, data) }
+func (o *Output) Item(data map[string]string) {
+	m := make(map[string]any, len(data))
+	for k, v := range data {
+		m[k] = v
+	}
+	o.items = append(o.items, m)
+}
 
 // Link records a link to follow (resolved against the page by the caller).
 func (o *Output) Link(href string) { o.links = append(o.links, href) }
@@ -137,8 +143,8 @@ type Page struct {
 	URL    string // final URL after redirects, canonical
 	Status int
 	Bytes  int
-	Items  []map[string]string
-	Links  []string // canonical, allowed, unique, in page order
+	Items  []map[string]any // values: string or []string
+	Links  []string         // canonical, allowed, unique, in page order
 }
 
 // Error is a failed fetch; Transient ones are worth retrying.
@@ -273,7 +279,7 @@ func (f *Fetcher) FetchWith(ctx context.Context, s *spec.Spec, rawURL string, on
 // extract parses body, fetched from final, and returns the items and the
 // links to follow that s asks for. It is all of a fetch that depends on the
 // page's content, kept apart from the HTTP work so it can be fuzzed.
-func extract(body []byte, final *url.URL, s *spec.Spec) ([]map[string]string, []string, error) {
+func extract(body []byte, final *url.URL, s *spec.Spec) ([]map[string]any, []string, error) {
 	doc, err := goquery.NewDocumentFromReader(bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
@@ -297,11 +303,11 @@ func extract(body []byte, final *url.URL, s *spec.Spec) ([]map[string]string, []
 }
 
 // Extract applies item rules to a parsed page.
-func Extract(doc *goquery.Document, rules []spec.ItemRule) []map[string]string {
-	var items []map[string]string
+func Extract(doc *goquery.Document, rules []spec.ItemRule) []map[string]any {
+	var items []map[string]any
 	for _, rule := range rules {
 		doc.Find(rule.Selector).Each(func(_ int, e *goquery.Selection) {
-			item := make(map[string]string, len(rule.Fields))
+			item := make(map[string]any, len(rule.Fields))
 			for name, fld := range rule.Fields {
 				sel := e
 				if fld.CSS != "" {

@@ -533,7 +533,7 @@ func TestUnclosedTags(t *testing.T) {
 	}
 	var got []string
 	for _, it := range p.Items {
-		got = append(got, it["v"])
+		got = append(got, it["v"].(string))
 	}
 	want := []string{"one", "two", "three", "a", "b", "c", "first", "second", "never closed"}
 	if !reflect.DeepEqual(got, want) {

@@ -80,17 +80,42 @@ type Task struct {
 	URL      string `json:"url"` // canonical
 	Depth    int    `json:"depth"`
 	Referrer string `json:"referrer,omitempty"`
+	// Kind is empty for a page; TaskSitemap for a sitemap file (or, with
+	// URL a robots.txt, the Sitemap: lines of that host's robots.txt),
+	// whose listed URLs become page tasks at depth 0.
+	Kind string `json:"kind,omitempty"`
 }
+
+// Task kinds.
+const (
+	TaskPage    = ""
+	TaskSitemap = "sitemap"
+)
 
 // Item is one extracted item, as stored in the results stream and
 // written by `results export --format jsonl`.
 type Item struct {
-	URL       string            `json:"url"`
-	Spider    string            `json:"spider"`
-	Crawl     string            `json:"crawl"`
-	Depth     int               `json:"depth"`
-	FetchedAt time.Time         `json:"fetched_at"`
-	Data      map[string]string `json:"data"`
+	URL       string    `json:"url"`
+	Spider    string    `json:"spider"`
+	Crawl     string    `json:"crawl"`
+	Depth     int       `json:"depth"`
+	FetchedAt time.Time `json:"fetched_at"`
+	// Data values are strings, or lists of strings (a field with all: true).
+	Data map[string]any `json:"data"`
+}
+
+// Text is field name as one string: a string as it is, a list as its
+// compact JSON (a CSV cell), a missing field as "".
+func (it Item) Text(name string) string {
+	switch v := it.Data[name].(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
 }
 
 // LogEntry is one line of a crawl's task log.

@@ -105,7 +105,7 @@ func (m *testMesh) export(id string) map[string]int {
 			path = path[i+3:]
 			path = path[strings.IndexByte(path, '/'):]
 		}
-		got[it.Data["name"]+"|"+it.Data["price"]+"|"+path]++
+		got[it.Text("name")+"|"+it.Text("price")+"|"+path]++
 	}
 	return got
 }

@@ -114,7 +114,7 @@ func exportCSV(_ context.Context, w io.Writer, cr *mesh.Crawl, each func(func([]
 		}
 		row := []string{it.URL, it.Spider, it.Crawl, fmt.Sprint(it.Depth), it.FetchedAt.Format(time.RFC3339Nano)}
 		for _, name := range fields {
-			row = append(row, it.Data[name])
+			row = append(row, it.Text(name))
 		}
 		return cw.Write(row)
 	})

@@ -501,7 +501,7 @@ func readItems(t *testing.T, file, crawl string) map[string]int {
 			path = path[i+3:]
 			path = path[strings.IndexByte(path, '/'):]
 		}
-		got[it.Data["name"]+"|"+it.Data["price"]+"|"+path]++
+		got[it.Text("name")+"|"+it.Text("price")+"|"+path]++
 	}
 	return got
 }

@@ -82,7 +82,7 @@ func TestTruth(t *testing.T) {
 // each named.
 func TestCheckItemsNamesDifferences(t *testing.T) {
 	it := func(n string) mesh.Item {
-		return mesh.Item{URL: "http://h/p/" + n + ".html", Data: map[string]string{"name": "Item " + n, "price": "1"}}
+		return mesh.Item{URL: "http://h/p/" + n + ".html", Data: map[string]any{"name": "Item " + n, "price": "1"}}
 	}
 	want := map[string]bool{"Item 1|1|/p/1.html": true, "Item 2|1|/p/2.html": true}
 	d := Compare("items", []string{ItemKey(it("1")), ItemKey(it("1")), ItemKey(it("3"))}, want)

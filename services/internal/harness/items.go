@@ -18,7 +18,7 @@ func ItemKey(it mesh.Item) string {
 	if u, err := url.Parse(it.URL); err == nil {
 		path = u.RequestURI()
 	}
-	return itemKey(it.Data["name"], it.Data["price"], path)
+	return itemKey(it.Text("name"), it.Text("price"), path)
 }
 
 // Diff is how a multiset of keys (items, dead letters) differs from the
