@@ -1,7 +1,8 @@
 // Package crawlctl is the master's crawl control: it starts crawls (record
-// in KV bucket crawls, seeds through the seen-set onto the work queue),
-// cancels them (record, then purge of the crawl's queued tasks), and
-// detects completion exactly: a crawl is complete when, after seeding, the
+// in KV bucket crawls, seeds start URLs and `sitemaps` through the
+// seen-set onto the work queue), cancels them and fails them when a worker
+// reports the crawl cannot run (record, then purge of the crawl's queued
+// tasks), and detects completion exactly: a crawl is complete when, after seeding, the
 // work queue holds no task of it (see crawler.Pending for why that is exact).
 //
 // Every operation is a compare-and-swap on the crawl record, so several
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -105,12 +107,21 @@ func (c *Control) seed(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, rev ui
 		}
 		cands = append(cands, mesh.Task{ID: mesh.URLHash(cu), Crawl: cr.ID, Spider: s.Name, URL: cu})
 	}
+	maps, err := sitemapSeeds(cr.ID, s)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", cr.ID, err)
+	}
 	adm, err := c.pub.Admit(ctx, cr.ID, s.MaxPages, "", true, cands)
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", cr.ID, err)
 	}
+	// Sitemap tasks never count toward max_pages: the pages they list do.
+	admMaps, err := c.pub.Admit(ctx, cr.ID, 0, "", true, maps)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", cr.ID, err)
+	}
 	var futs []jetstream.PubAckFuture
-	for _, t := range adm.Tasks {
+	for _, t := range append(adm.Tasks, admMaps.Tasks...) {
 		f, err := c.pub.PublishTask(t)
 		if err != nil {
 			return fmt.Errorf("seed %s: %w", cr.ID, err)
@@ -129,37 +140,113 @@ func (c *Control) seed(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, rev ui
 	return nil
 }
 
+// sitemapSeeds are the sitemap tasks of a spec's `sitemaps`: "robots" is
+// origin/robots.txt of each distinct start origin (the worker reads its
+// Sitemap: lines), a URL is that sitemap.
+func sitemapSeeds(crawl string, s *spec.Spec) ([]mesh.Task, error) {
+	var out []mesh.Task
+	seen := map[string]bool{}
+	add := func(u string) error {
+		cu, err := urlnorm.Canonical(u)
+		if err != nil {
+			return fmt.Errorf("sitemap %q: %w", u, err)
+		}
+		if !seen[cu] {
+			seen[cu] = true
+			out = append(out, crawler.SitemapTask(crawl, s.Name, cu, 0, ""))
+		}
+		return nil
+	}
+	for _, sm := range s.Sitemaps {
+		if sm != "robots" {
+			if err := add(sm); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for _, su := range s.StartURLs {
+			u, err := url.Parse(su)
+			if err != nil || u.Host == "" {
+				return nil, fmt.Errorf("start URL %q: no origin for sitemaps: robots", su)
+			}
+			if err := add(u.Scheme + "://" + u.Host + "/robots.txt"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
 // Cancel stops a running crawl: its record says cancelled (workers drop
 // its tasks as they see it) and its queued tasks are purged.
 func (c *Control) Cancel(ctx context.Context, id string) error {
+	ended, err := c.stop(ctx, id, mesh.CrawlCancelled, "")
+	if err != nil {
+		return err
+	}
+	if ended != "" {
+		return fmt.Errorf("crawl %s is already %s", id, ended)
+	}
+	c.log.Info("crawl cancelled", "crawl", id)
+	return nil
+}
+
+// Fail ends a running crawl as failed with reason (a worker cannot run it:
+// a failed login, an unset variable); its queued tasks are purged, so they
+// never pile up as dead letters. It is idempotent: a crawl that has
+// already ended (failed by another worker's report) is left as it is.
+func (c *Control) Fail(ctx context.Context, id, reason string) error {
+	if reason == "" {
+		reason = "a worker reported the crawl cannot run"
+	}
+	ended, err := c.stop(ctx, id, mesh.CrawlFailed, reason)
+	if err != nil {
+		return err
+	}
+	if ended == "" {
+		c.log.Error("crawl failed", "crawl", id, "reason", reason)
+	}
+	return nil
+}
+
+// stop moves a running crawl to state (with reason as its error) and
+// purges its queued tasks. ended is the state of a crawl that was not
+// running (nothing done).
+func (c *Control) stop(ctx context.Context, id, state, reason string) (ended string, err error) {
 	for range 5 {
 		cr, rev, err := crawler.ReadCrawl(ctx, c.crawls, id)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if cr.State != mesh.CrawlRunning {
-			return fmt.Errorf("crawl %s is already %s", id, cr.State)
+			return cr.State, nil
 		}
 		now := c.now().UTC()
-		cr.State, cr.FinishedAt = mesh.CrawlCancelled, &now
+		cr.State, cr.FinishedAt, cr.Error = state, &now, reason
 		b, _ := json.Marshal(cr)
 		if _, err := c.crawls.Update(ctx, id, b, rev); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue // changed under us (completed?): read again
 		} else if err != nil {
-			return fmt.Errorf("cancel %s: %w", id, err)
+			return "", fmt.Errorf("%s %s: %w", verb(state), id, err)
 		}
 		s, err := c.js.Stream(ctx, mesh.TasksStream)
 		if err != nil {
-			return fmt.Errorf("cancel %s: %w", id, err)
+			return "", fmt.Errorf("%s %s: %w", verb(state), id, err)
 		}
 		if err := s.Purge(ctx, jetstream.WithPurgeSubject(mesh.TaskSubject(id))); err != nil {
-			return fmt.Errorf("purge tasks of %s: %w", id, err)
+			return "", fmt.Errorf("purge tasks of %s: %w", id, err)
 		}
 		c.forget(ctx, id)
-		c.log.Info("crawl cancelled", "crawl", id)
-		return nil
+		return "", nil
 	}
-	return fmt.Errorf("cancel %s: the record kept changing", id)
+	return "", fmt.Errorf("%s %s: the record kept changing", verb(state), id)
+}
+
+func verb(state string) string {
+	if state == mesh.CrawlFailed {
+		return "fail"
+	}
+	return "cancel"
 }
 
 // Run checks running crawls every interval until ctx is done.
@@ -244,30 +331,35 @@ type APIReply struct {
 	Error string `json:"error,omitempty"`
 }
 
-// APIRequest is the body of a crawl start or cancel request.
+// APIRequest is the body of a crawl start, cancel or fail request
+// (crawler.FailRequest is the fail request as a worker sends it).
 type APIRequest struct {
 	Spider string `json:"spider,omitempty"`
 	ID     string `json:"id,omitempty"`
+	Reason string `json:"reason,omitempty"` // fail: why the crawl cannot run
 }
 
-// Serve answers crawl start and cancel requests until ctx is done. Masters
-// share them through a queue group, so one master handles each.
+// Serve answers crawl start, cancel and fail requests until ctx is done.
+// Only the leading master runs it (its ctx ends with the term), and masters
+// share the subjects through a queue group, so one master handles each.
 func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
-	handle := func(start bool) nats.MsgHandler {
+	handle := func(op string) nats.MsgHandler {
 		return func(m *nats.Msg) {
 			var req APIRequest
 			var rep APIReply
 			if err := json.Unmarshal(m.Data, &req); err != nil {
 				rep.Error = "malformed request: " + err.Error()
-			} else if start {
-				id, err := c.Start(ctx, req.Spider)
-				rep.ID = id
-				if err != nil {
-					rep.Error = err.Error()
-				}
 			} else {
-				rep.ID = req.ID
-				if err := c.Cancel(ctx, req.ID); err != nil {
+				var err error
+				switch op {
+				case mesh.APICrawlStart:
+					rep.ID, err = c.Start(ctx, req.Spider)
+				case mesh.APICrawlCancel:
+					rep.ID, err = req.ID, c.Cancel(ctx, req.ID)
+				case mesh.APICrawlFail:
+					rep.ID, err = req.ID, c.Fail(ctx, req.ID, req.Reason)
+				}
+				if err != nil {
 					rep.Error = err.Error()
 				}
 			}
@@ -275,16 +367,13 @@ func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
 			_ = m.Respond(b)
 		}
 	}
-	s1, err := nc.QueueSubscribe(mesh.APICrawlStart, "masters", handle(true))
-	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", mesh.APICrawlStart, err)
+	for _, subj := range []string{mesh.APICrawlStart, mesh.APICrawlCancel, mesh.APICrawlFail} {
+		sub, err := nc.QueueSubscribe(subj, "masters", handle(subj))
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", subj, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
 	}
-	defer func() { _ = s1.Unsubscribe() }()
-	s2, err := nc.QueueSubscribe(mesh.APICrawlCancel, "masters", handle(false))
-	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", mesh.APICrawlCancel, err)
-	}
-	defer func() { _ = s2.Unsubscribe() }()
 	<-ctx.Done()
 	return nil
 }
@@ -294,6 +383,7 @@ type Status struct {
 	ID          string     `json:"id"`
 	Spider      string     `json:"spider"`
 	State       string     `json:"state"`
+	Error       string     `json:"error,omitempty"` // why a failed crawl failed
 	PagesOK     int64      `json:"pages_ok"`
 	PagesFailed int64      `json:"pages_failed"`
 	Dead        int64      `json:"dead_letters"`
@@ -301,6 +391,8 @@ type Status struct {
 	Queued      uint64     `json:"queued"` // in the work queue: waiting, in flight or retrying
 	Admitted    int64      `json:"admitted"`
 	Items       int64      `json:"items"`
+	Incomplete  int64      `json:"incomplete,omitempty"` // elements lacking a required field
+	Sitemaps    int64      `json:"sitemaps,omitempty"`   // sitemap files read
 	CreatedAt   time.Time  `json:"created_at"`
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 	Elapsed     float64    `json:"elapsed_seconds"`
@@ -313,12 +405,13 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.Ke
 	if err != nil {
 		return Status{}, err
 	}
-	st := Status{ID: cr.ID, Spider: cr.Spider, State: cr.State, CreatedAt: cr.CreatedAt, FinishedAt: cr.FinishedAt}
+	st := Status{ID: cr.ID, Spider: cr.Spider, State: cr.State, Error: cr.Error, CreatedAt: cr.CreatedAt, FinishedAt: cr.FinishedAt}
 	for _, c := range []struct {
 		name string
 		dst  *int64
 	}{{mesh.StatOK, &st.PagesOK}, {mesh.StatFailed, &st.PagesFailed}, {mesh.StatDead, &st.Dead},
-		{mesh.StatDropped, &st.Dropped}, {mesh.StatItems, &st.Items}, {mesh.StatAdmitted, &st.Admitted}} {
+		{mesh.StatDropped, &st.Dropped}, {mesh.StatItems, &st.Items}, {mesh.StatAdmitted, &st.Admitted},
+		{mesh.StatIncomplete, &st.Incomplete}, {mesh.StatSitemaps, &st.Sitemaps}} {
 		if *c.dst, err = crawler.ReadCounter(ctx, js, id, c.name); err != nil {
 			return Status{}, err
 		}

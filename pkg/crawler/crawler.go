@@ -54,6 +54,8 @@ type Crawler struct {
 	filter *filter
 	m      *metrics
 	log    *slog.Logger
+
+	failing sync.Map // crawl id -> reason: crawls this worker had the masters fail
 }
 
 // New returns a Crawler.
@@ -70,8 +72,10 @@ func New(js jetstream.JetStream, seen jetstream.KeyValue, crawls *Crawls, f *fet
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Crawler{cfg: cfg, js: js, pub: NewPublisher(js, seen), crawls: crawls, fetch: f,
+	c := &Crawler{cfg: cfg, js: js, pub: NewPublisher(js, seen), crawls: crawls, fetch: f,
 		filter: newFilter(200_000), m: newMetrics(cfg.Reg), log: cfg.Log.With("component", "crawler")}
+	crawls.OnEnd(c.ended)
+	return c
 }
 
 // Handle runs one task message to its end: ack, nak for a retry, or a
@@ -108,21 +112,43 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		c.dead(ctx, msg, t.Crawl, fmt.Sprintf("delivered %d times without finishing (workers died or timed out on it)", attempt), attempt, t.Spider)
 		return
 	}
+	if reason, ok := c.failing.Load(t.Crawl); ok {
+		// This worker told the masters the crawl cannot run; until the
+		// record says so, its tasks go as they would once it does.
+		c.drop(ctx, msg, t, attempt, "crawl failed: "+reason.(string), t0)
+		return
+	}
 	_ = msg.InProgress()
 	stop := c.keepAlive(msg)
-	permit, err := c.take(ctx, cr, t)
+	lim := c.limits(cr)
+	gate := c.gate(lim)
+	// Prepare (robots.txt, login) goes before the page's permit: its own
+	// requests take their permits from gate, so parallelism 1 never waits
+	// on itself.
+	delay, perr := c.fetch.Prepare(ctx, cr.Parsed, t.Crawl, t.URL, gate)
+	if perr != nil {
+		stop()
+		c.failed(ctx, msg, t, attempt, perr, t0)
+		return
+	}
+	if delay > lim.Delay {
+		lim.Delay = delay
+	}
+	permit, err := c.take(ctx, t, *lim)
 	if err != nil {
 		stop()
 		_ = msg.Nak() // shutting down, or the host state unreadable: someone retries it
 		return
 	}
-	tf := time.Now()
-	page, ferr := c.fetch.FetchWith(ctx, cr.Parsed, t.URL, func() { permit.Started(time.Now()) })
-	lat := time.Since(tf)
-	if c.cfg.Slots != nil {
-		c.cfg.Slots.Release()
+	if t.Kind == mesh.TaskSitemap {
+		c.sitemap(ctx, msg, t, cr, permit, gate, attempt, t0, stop)
+		return
 	}
-	permit.Release(ctx, outcome(ferr, lat))
+	tf := time.Now()
+	// FetchWith releases the permit (and any it takes from gate).
+	page, ferr := c.fetch.FetchWith(ctx, cr.Parsed, t.Crawl, t.URL, permit, gate)
+	lat := time.Since(tf)
+	c.releaseSlot()
 	stop()
 	c.m.fetchDur.WithLabelValues(t.Spider).Observe(lat.Seconds())
 	if ferr != nil {
@@ -153,15 +179,34 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	c.m.pages.WithLabelValues(t.Spider, statusClass(page.Status)).Inc()
 	c.m.items.WithLabelValues(t.Spider).Add(float64(len(page.Items)))
 	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: page.Status, Outcome: "ok",
-		Items: len(page.Items), Links: len(page.Links)}, t0)
+		Items: len(page.Items), Links: len(page.Links), Incomplete: page.Incomplete}, t0)
 	c.m.outcome(t.Spider, outcomeOK)
 	_ = msg.Ack()
+}
+
+// limits are the crawl's politeness limits; Prepare may raise Delay to
+// the host's Crawl-delay, which gate then applies to later requests too.
+func (c *Crawler) limits(cr *CrawlInfo) *politeness.Limits {
+	p := cr.Parsed.Politeness
+	return &politeness.Limits{Parallelism: p.Parallelism, Delay: p.DelayOr(politeness.DefaultDelay)}
+}
+
+// gate gives the fetcher a permit per request it makes beyond the page
+// itself (robots.txt, login, redirect hops). No slot callbacks: the
+// task's fetch slot is already held, or not needed (Prepare).
+func (c *Crawler) gate(lim *politeness.Limits) fetch.Gate {
+	if c.cfg.Gate == nil {
+		return nil
+	}
+	return func(ctx context.Context, host string) (*politeness.Permit, error) {
+		return c.cfg.Gate.Acquire(ctx, host, *lim, nil, nil)
+	}
 }
 
 // take waits for a fetch slot and the host's permit. A task waiting for
 // its host gives its slot back between tries, so it does not hold up tasks
 // of other hosts; its message stays alive (keepAlive) meanwhile.
-func (c *Crawler) take(ctx context.Context, cr *CrawlInfo, t mesh.Task) (*politeness.Permit, error) {
+func (c *Crawler) take(ctx context.Context, t mesh.Task, lim politeness.Limits) (*politeness.Permit, error) {
 	var before func(context.Context) error
 	var after func()
 	if c.cfg.Slots != nil {
@@ -177,21 +222,7 @@ func (c *Crawler) take(ctx context.Context, cr *CrawlInfo, t mesh.Task) (*polite
 	if err != nil {
 		return nil, err
 	}
-	p := cr.Parsed.Politeness
-	lim := politeness.Limits{Parallelism: p.Parallelism, Delay: p.DelayOr(politeness.DefaultDelay)}
-	if d := c.fetch.CrawlDelay(ctx, cr.Parsed, t.URL); d > lim.Delay {
-		lim.Delay = d
-	}
 	return c.cfg.Gate.Acquire(ctx, u.Host, lim, before, after)
-}
-
-func outcome(err error, lat time.Duration) politeness.Outcome {
-	o := politeness.Outcome{Latency: lat}
-	var fe *fetch.Error
-	if errors.As(err, &fe) && fe.Transient && fe.Reason != "cancelled" {
-		o.Failed, o.RetryAfter = true, fe.RetryAfter
-	}
-	return o
 }
 
 // publishPage publishes children, items and counters and waits for every
@@ -235,7 +266,7 @@ func (c *Crawler) publishPage(ctx context.Context, t mesh.Task, cr *CrawlInfo, p
 	for _, inc := range []struct {
 		name string
 		n    int
-	}{{mesh.StatOK, 1}, {mesh.StatItems, len(page.Items)}} {
+	}{{mesh.StatOK, 1}, {mesh.StatItems, len(page.Items)}, {mesh.StatIncomplete, page.Incomplete}} {
 		if inc.n == 0 {
 			continue
 		}
@@ -252,6 +283,10 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 	var fe *fetch.Error
 	if !errors.As(err, &fe) {
 		fe = &fetch.Error{Transient: true, Reason: "error", Err: err}
+	}
+	if fe.CrawlLevel {
+		c.crawlFailed(ctx, msg, t, attempt, fe, t0)
+		return
 	}
 	entry := mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: fe.Status, Error: fe.Error()}
 	if fe.Transient && ctx.Err() != nil {

@@ -30,8 +30,37 @@ type Crawls struct {
 	kv  jetstream.KeyValue
 	log *slog.Logger
 
-	mu sync.RWMutex
-	m  map[string]*CrawlInfo
+	mu    sync.RWMutex
+	m     map[string]*CrawlInfo
+	onEnd []func(id string)
+}
+
+// OnEnd registers f to be called (from the watch) when a crawl this cache
+// knew as running stops running or goes away.
+func (c *Crawls) OnEnd(f func(id string)) {
+	c.mu.Lock()
+	c.onEnd = append(c.onEnd, f)
+	c.mu.Unlock()
+}
+
+// set stores ci (nil: deletes id) and calls the OnEnd callbacks when a
+// running crawl ended.
+func (c *Crawls) set(id string, ci *CrawlInfo) {
+	c.mu.Lock()
+	prev := c.m[id]
+	if ci == nil {
+		delete(c.m, id)
+	} else {
+		c.m[id] = ci
+	}
+	var cbs []func(string)
+	if prev != nil && prev.State == mesh.CrawlRunning && (ci == nil || ci.State != mesh.CrawlRunning) {
+		cbs = c.onEnd
+	}
+	c.mu.Unlock()
+	for _, f := range cbs {
+		f(id)
+	}
 }
 
 // NewCrawls returns a cache over bucket crawls.
@@ -75,9 +104,7 @@ func (c *Crawls) consume(ctx context.Context, w jetstream.KeyWatcher) error {
 				continue
 			}
 			if e.Operation() != jetstream.KeyValuePut {
-				c.mu.Lock()
-				delete(c.m, e.Key())
-				c.mu.Unlock()
+				c.set(e.Key(), nil)
 				continue
 			}
 			ci, err := decodeCrawl(e.Value())
@@ -85,9 +112,7 @@ func (c *Crawls) consume(ctx context.Context, w jetstream.KeyWatcher) error {
 				c.log.Warn("unreadable crawl record ignored", "crawl", e.Key(), "err", err)
 				continue
 			}
-			c.mu.Lock()
-			c.m[e.Key()] = ci
-			c.mu.Unlock()
+			c.set(e.Key(), ci)
 		}
 	}
 }

@@ -23,4 +23,16 @@
 // adds no item twice. A page reached by a redirect claims its final URL in
 // the seen-set too, so a page linked directly and through a redirect is
 // processed once.
+//
+// A sitemap task (Kind mesh.TaskSitemap, seeded by the master from the
+// spec's `sitemaps`) is read with fetch.Sitemap: child sitemaps become
+// sitemap tasks one level deeper (at most [MaxSitemapDepth]), page URLs
+// that pass the crawl's link rules become page tasks at depth 0. Sitemap
+// tasks go through the seen-set under their own key (hash of "sitemap "
+// and the URL) but never count toward max_pages.
+//
+// An error that stops the whole crawl on a worker (fetch.Error with
+// CrawlLevel: a failed login, an unset ${env:NAME}) is neither retried to
+// death nor dead-lettered: the worker logs it, asks the masters to fail
+// the crawl (mesh.APICrawlFail), and the crawl's tasks are then dropped.
 package crawler

@@ -1,45 +1,74 @@
-// Package fetch fetches one page with colly and extracts what a spider
-// asks for: items by CSS selectors and links to follow. It never talks to
-// NATS; the crawler package decides what to do with a [Page] or an error.
+// Package fetch fetches what a spider asks for — pages, sitemaps, robots.txt
+// and the login form — and extracts items and links from pages. It never
+// talks to NATS itself; the crawler decides what to do with a [Page] or an
+// [*Error], and hands in the mesh-wide pieces: a [Gate] for politeness and
+// a [RobotsStore] that shares robots.txt between workers.
 //
-// colly does the HTTP work: charset decoding to UTF-8, robots.txt (cached
-// per host and shared across tasks through Collector.Clone), the body size
-// limit and redirects. Every task gets its own clone, so cancellation is per
-// task and no visited set grows without bound (AllowURLRevisit: the mesh
-// de-duplicates, not colly). Hostile pages are bounded: body size, request
-// timeout, redirect count, non-HTML skipped before the body is read.
+// The HTTP side is net/http driven by hand, so that every request of a
+// crawl — page, redirect hop, robots.txt, sitemap, login POST, the refetch
+// after a relogin — carries the spider's request settings (user agent,
+// headers, cookies, proxy, timeout; ${env:NAME} expanded at request time)
+// and goes through the host's gate (permits.go). Redirects are followed
+// here rather than by the client: each hop is checked against the spider's
+// rules and robots.txt before it is requested, and takes its own permit.
+// colly is still what Go spiders see: their collector is fed the fetched
+// response (gospider.go).
+//
+// Files, by idea: robots.go (robots.txt through the local cache and the
+// store), session.go (per-crawl cookie jars, login and relogin),
+// transport.go (one HTTP request with the request settings), page.go
+// (FetchWith: redirects, body limits, extraction), sitemap.go, permits.go,
+// errors.go.
+//
+// Hostile pages are bounded: body size, request timeout, redirect count,
+// non-HTML and non-JSON types skipped before the body is read.
+//
+// Secrets never leave: no header, cookie or form value, and no proxy
+// password, is logged or put in an error; errors about ${env:NAME} name the
+// variable only, and errors about the login name the URL as the spec
+// writes it (with its ${env:…} references, not their values).
 package fetch
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"mime"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
-	"strconv"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/PuerkitoBio/goquery"
 	"github.com/gocolly/colly/v2"
 
+	"github.com/crawlmesh/crawlmesh/pkg/extract"
+	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
-	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
 // Config bounds what one fetch may cost.
 type Config struct {
 	MaxBodySize    int           // default 10 MiB
-	RequestTimeout time.Duration // default 15s
+	RequestTimeout time.Duration // per HTTP request; default 15s; spec request.timeout overrides
 	MaxRedirects   int           // default 5
-	UserAgent      string
-	// Transport, when set, replaces the default transport (tests, proxies).
+	UserAgent      string        // default "crawlmesh/1 (+https://github.com/crawlmesh/crawlmesh)"
+	// Transport, when set, replaces the default transport (tests). Spider
+	// proxies need an *http.Transport (it is cloned, not changed).
 	Transport http.RoundTripper
+	// Getenv looks up ${env:NAME} at request time; nil: os.LookupEnv.
+	Getenv func(string) (string, bool)
+	// Robots shares robots.txt mesh-wide; nil: this Fetcher's own cache only.
+	Robots RobotsStore
+	// RobotsTTL is how long a robots.txt answer (2xx, 4xx) is kept; default
+	// 1h. A 5xx or no answer is kept for a minute.
+	RobotsTTL time.Duration
+	// MaxSessions bounds the crawls whose login sessions (cookie jars) are
+	// kept; the least recently used goes first. Default 256.
+	MaxSessions int
 }
+
+// Gate gives a permit to start one request to host (mesh-wide politeness,
+// pkg/politeness). nil: no gate.
+type Gate func(ctx context.Context, host string) (*politeness.Permit, error)
 
 // GoSpider is a spider written in Go: it configures the collector of one
 // page (OnHTML callbacks and the like) and reports items and links to out.
@@ -63,13 +92,45 @@ func (o *Output) Item(data map[string]string) {
 // Link records a link to follow (resolved against the page by the caller).
 func (o *Output) Link(href string) { o.links = append(o.links, href) }
 
+// Page is what one fetch found.
+type Page struct {
+	URL        string // final URL after redirects, canonical, strip_query applied
+	Status     int
+	Bytes      int
+	Items      []map[string]any // values: string or []string
+	Links      []string         // canonical, allowed, unique, in page order
+	Incomplete int              // elements dropped for lacking a required field
+}
+
 // Fetcher fetches pages; it is safe for concurrent use.
 type Fetcher struct {
-	cfg    Config
-	tmpl   *colly.Collector
-	go_    map[string]GoSpider
-	robots *robots
+	cfg      Config
+	client   *http.Client
+	proxied  *http.Client // nil when Config.Transport cannot take a proxy
+	tmpl     *colly.Collector
+	go_      map[string]GoSpider
+	robots   *robotsCache
+	sessions *sessions
+
+	specMu sync.Mutex
+	specs  map[*spec.Spec]*specState
+
+	// onRelease, when set (tests), hears of every permit released.
+	onRelease func(host string, o politeness.Outcome)
 }
+
+// specState is what is kept per parsed spec: its compiled rules and the
+// round-robin position in its proxies.
+type specState struct {
+	once  sync.Once
+	rules *extract.Rules
+	err   error
+	proxy atomic.Uint64
+}
+
+// maxSpecs bounds the spec cache: specs are parsed again for each crawl
+// version, so old pointers must not pile up.
+const maxSpecs = 1024
 
 // New returns a Fetcher; goSpiders maps spec `go:` names to Go spiders.
 func New(cfg Config, goSpiders map[string]GoSpider) *Fetcher {
@@ -85,310 +146,142 @@ func New(cfg Config, goSpiders map[string]GoSpider) *Fetcher {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "crawlmesh/1 (+https://github.com/crawlmesh/crawlmesh)"
 	}
-	c := colly.NewCollector(colly.UserAgent(cfg.UserAgent), colly.AllowURLRevisit())
-	// One more byte than the limit: a body that reaches it was cut.
-	c.MaxBodySize = cfg.MaxBodySize + 1
-	// robots.txt is checked by Fetcher.robots, for redirect targets too.
-	c.IgnoreRobotsTxt = true
-	c.DetectCharset = true
-	c.ParseHTTPErrorResponse = false
-	tr := cfg.Transport
-	if tr == nil {
-		tr = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: cfg.RequestTimeout,
-		}
+	if cfg.RobotsTTL <= 0 {
+		cfg.RobotsTTL = time.Hour
 	}
-	c.WithTransport(tr)
-	c.SetRequestTimeout(cfg.RequestTimeout)
-	maxRedirects := cfg.MaxRedirects
-	f := &Fetcher{cfg: cfg, tmpl: c, go_: goSpiders,
-		robots: newRobots(&http.Client{Transport: tr, Timeout: cfg.RequestTimeout}, cfg.UserAgent)}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 256
+	}
+	var tr *http.Transport
+	switch t := cfg.Transport.(type) {
+	case nil:
+		tr = &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 5 * time.Second,
+		}
+	case *http.Transport:
+		tr = t.Clone()
+	}
+	// Redirects are followed by hand (page.go), each hop checked and gated.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	f := &Fetcher{cfg: cfg, go_: goSpiders, robots: newRobotsCache(), sessions: newSessions(cfg.MaxSessions),
+		specs: map[*spec.Spec]*specState{}}
+	if tr != nil {
+		// The spider's proxy for a request rides in its context.
+		def := tr.Proxy
+		tr.Proxy = func(r *http.Request) (*url.URL, error) {
+			if p, ok := r.Context().Value(proxyKey{}).(*url.URL); ok {
+				return p, nil
+			}
+			if def != nil {
+				return def(r)
+			}
+			return nil, nil
+		}
+		f.proxied = &http.Client{Transport: tr, CheckRedirect: noRedirect}
+		f.client = f.proxied
+	} else {
+		f.client = &http.Client{Transport: cfg.Transport, CheckRedirect: noRedirect}
+	}
 	if f.go_ == nil {
 		f.go_ = map[string]GoSpider{}
 	}
-	c.SetRedirectHandler(func(req *http.Request, via []*http.Request) error {
-		if len(via) > maxRedirects {
-			return fmt.Errorf("%w: more than %d redirects", errRedirect, maxRedirects)
-		}
-		for _, v := range via {
-			if v.URL.String() == req.URL.String() {
-				return fmt.Errorf("%w: redirect loop at %s", errRedirect, req.URL)
-			}
-		}
-		if allowed, ok := req.Context().Value(allowedKey{}).([]string); ok && !spec.DomainAllowed(allowed, req.URL) {
-			return fmt.Errorf("%w: redirect to %s, outside allowed_domains", errRedirect, req.URL.Host)
-		}
-		if obey, _ := req.Context().Value(robotsKey{}).(bool); obey {
-			return f.robots.check(req.Context(), req.URL)
-		}
-		return nil
-	})
+	f.tmpl = newReplayCollector(cfg)
 	return f
 }
 
-type robotsKey struct{}
-
-type allowedKey struct{}
-
-var errRedirect = errors.New("redirect refused")
-
-// Page is what one fetch found.
-type Page struct {
-	URL    string // final URL after redirects, canonical
-	Status int
-	Bytes  int
-	Items  []map[string]any // values: string or []string
-	Links  []string         // canonical, allowed, unique, in page order
-}
-
-// Error is a failed fetch; Transient ones are worth retrying.
-type Error struct {
-	Transient  bool
-	Status     int           // HTTP status, 0 if none
-	RetryAfter time.Duration // from a 429/503 Retry-After
-	Reason     string        // short and stable: "404", "robots", "timeout", "too-large" ...
-	Err        error
-}
-
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Reason + ": " + e.Err.Error()
+// state returns the cached state of spec s.
+func (f *Fetcher) state(s *spec.Spec) *specState {
+	f.specMu.Lock()
+	st := f.specs[s]
+	if st == nil {
+		if len(f.specs) >= maxSpecs {
+			clear(f.specs) // rare: costs a recompile of the live specs
+		}
+		st = &specState{}
+		f.specs[s] = st
 	}
-	return e.Reason
+	f.specMu.Unlock()
+	return st
 }
 
-func (e *Error) Unwrap() error { return e.Err }
+// Rules returns the compiled extraction rules of s, compiled once per spec
+// pointer: the crawler may use them for seeds and sitemap entries.
+func (f *Fetcher) Rules(s *spec.Spec) (*extract.Rules, error) {
+	st := f.state(s)
+	st.once.Do(func() { st.rules, st.err = extract.Compile(s) })
+	return st.rules, st.err
+}
+
+// Fetch is Prepare then FetchWith for crawl "" without politeness: for
+// tests and tools.
+func (f *Fetcher) Fetch(ctx context.Context, s *spec.Spec, rawURL string) (*Page, error) {
+	if _, err := f.Prepare(ctx, s, "", rawURL, nil); err != nil {
+		return nil, err
+	}
+	return f.FetchWith(ctx, s, "", rawURL, nil, nil)
+}
 
 // CrawlDelay returns the Crawl-delay of rawURL's host for spider s (0 when
-// robots.txt is not obeyed, sets none, or cannot be read now).
+// robots.txt is not obeyed, sets none, or cannot be read now). Prepare
+// replaces it in the crawler.
 func (f *Fetcher) CrawlDelay(ctx context.Context, s *spec.Spec, rawURL string) time.Duration {
 	if !s.Politeness.ObeyRobots() {
 		return 0
 	}
+	c, err := f.newCall(s, "", nil, "", nil)
+	if err != nil {
+		return 0
+	}
+	defer c.ch.release(ctx)
 	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return 0
+	}
+	r, err := c.robotsFor(ctx, u)
 	if err != nil {
 		return 0
 	}
-	return f.robots.crawlDelay(ctx, u)
+	return r.CrawlDelay(c.token)
 }
 
-// Fetch fetches rawURL for spider s and extracts items and links.
-func (f *Fetcher) Fetch(ctx context.Context, s *spec.Spec, rawURL string) (*Page, error) {
-	return f.FetchWith(ctx, s, rawURL, nil)
-}
+// EndCrawl forgets crawl's login session and cookies (called when a crawl
+// is no longer running). Sessions are also bounded (least recently used).
+func (f *Fetcher) EndCrawl(crawl string) { f.sessions.drop(crawl) }
 
-// FetchWith is Fetch calling onRequest when the first byte of the response
-// arrives: by then the site has certainly started handling the request,
-// which is what a politeness delay must be counted from (the request
-// leaving is earlier, and the site may pick it up later). It may be called
-// again for redirects.
-func (f *Fetcher) FetchWith(ctx context.Context, s *spec.Spec, rawURL string, onRequest func()) (*Page, error) {
-	var goSpider GoSpider
-	if s.Go != "" {
-		var ok bool
-		if goSpider, ok = f.go_[s.Go]; !ok {
-			return nil, &Error{Reason: "no-go-spider", Err: fmt.Errorf("no Go spider %q is registered on this worker", s.Go)}
-		}
+// Prepare runs before the caller takes the page's permit: it loads
+// robots.txt for rawURL's origin (through gate and the store) and, when the
+// spec has a login and this worker has no session for crawl yet, logs in
+// (through gate; concurrent callers log in once). It returns the host's
+// Crawl-delay for the spider's product token (0 if none or robots.txt is
+// not obeyed). A refused login is an *Error with Reason "login", an unset
+// ${env:NAME} one with Reason "env", both CrawlLevel.
+func (f *Fetcher) Prepare(ctx context.Context, s *spec.Spec, crawl, rawURL string, gate Gate) (time.Duration, error) {
+	c, err := f.newCall(s, crawl, nil, "", gate)
+	if err != nil {
+		return 0, err
 	}
+	defer c.ch.release(ctx)
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return 0, &Error{Reason: "bad-url", Err: errBadURL(rawURL)}
+	}
+	var delay time.Duration
 	if s.Politeness.ObeyRobots() {
-		u, err := url.Parse(rawURL)
+		r, err := c.robotsFor(ctx, u)
 		if err != nil {
-			return nil, &Error{Reason: "bad-url", Err: err}
+			return 0, err
 		}
-		if err := f.robots.check(ctx, u); err != nil {
-			return nil, classify(ctx, err, 0, nil)
-		}
+		delay = r.CrawlDelay(c.token)
 	}
-	c := f.tmpl.Clone()
-	rctx := context.WithValue(context.WithValue(ctx, allowedKey{}, s.AllowedDomains), robotsKey{}, s.Politeness.ObeyRobots())
-	if onRequest != nil {
-		rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
-			GotFirstResponseByte: onRequest,
-		})
-	}
-	c.Context = rctx
-
-	var (
-		page   = &Page{}
-		skip   *Error
-		status int
-		header http.Header
-		body   []byte
-		final  *url.URL
-	)
-	c.OnResponseHeaders(func(r *colly.Response) {
-		status, header = r.StatusCode, r.Headers.Clone()
-		if r.StatusCode < 200 || r.StatusCode > 299 {
-			return
-		}
-		if n, err := strconv.ParseInt(r.Headers.Get("Content-Length"), 10, 64); err == nil && n > int64(f.cfg.MaxBodySize) {
-			skip = &Error{Status: r.StatusCode, Reason: "too-large", Err: fmt.Errorf("Content-Length %d over the %d byte limit", n, f.cfg.MaxBodySize)}
-			r.Request.Abort()
-			return
-		}
-		if ct := r.Headers.Get("Content-Type"); ct != "" && !isHTML(ct) {
-			skip = &Error{Status: r.StatusCode, Reason: "not-html", Err: fmt.Errorf("content type %q", ct)}
-			r.Request.Abort()
-		}
-	})
-	out := &Output{}
-	c.OnResponse(func(r *colly.Response) {
-		body, final = r.Body, r.Request.URL
-	})
-	if goSpider != nil {
-		goSpider(c, out)
-	}
-	err := c.Visit(rawURL)
-	if skip != nil {
-		return nil, skip
-	}
-	if err != nil {
-		return nil, classify(ctx, err, status, header)
-	}
-	if final == nil {
-		return nil, &Error{Transient: true, Reason: "no-response", Err: errors.New("no response")}
-	}
-	if len(body) > f.cfg.MaxBodySize {
-		return nil, &Error{Status: status, Reason: "too-large", Err: fmt.Errorf("body over the %d byte limit", f.cfg.MaxBodySize)}
-	}
-	if ct := header.Get("Content-Type"); ct == "" && !looksHTML(body) {
-		return nil, &Error{Status: status, Reason: "not-html", Err: errors.New("no content type and the body is not HTML")}
-	}
-	canon, err := urlnorm.Canonical(final.String())
-	if err != nil {
-		return nil, &Error{Status: status, Reason: "bad-url", Err: err}
-	}
-	page.URL, page.Status, page.Bytes = canon, status, len(body)
-	if goSpider != nil {
-		page.Items = out.items
-		page.Links = resolveLinks(final, out.links, s)
-		return page, nil
-	}
-	if page.Items, page.Links, err = extract(body, final, s); err != nil {
-		return nil, &Error{Status: status, Reason: "parse", Err: err}
-	}
-	return page, nil
-}
-
-// extract parses body, fetched from final, and returns the items and the
-// links to follow that s asks for. It is all of a fetch that depends on the
-// page's content, kept apart from the HTTP work so it can be fuzzed.
-func extract(body []byte, final *url.URL, s *spec.Spec) ([]map[string]any, []string, error) {
-	doc, err := goquery.NewDocumentFromReader(bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, err
-	}
-	items := Extract(doc, s.Items)
-	base := final
-	if href, ok := doc.Find("base[href]").First().Attr("href"); ok {
-		if b, err := final.Parse(strings.TrimSpace(href)); err == nil {
-			base = b
+	if c.login != nil && c.sess.logins() == 0 {
+		if err := c.relogin(ctx, 0); err != nil {
+			return delay, err
 		}
 	}
-	var hrefs []string
-	for _, sel := range s.Follow {
-		doc.Find(sel).Each(func(_ int, e *goquery.Selection) {
-			if h, ok := e.Attr("href"); ok {
-				hrefs = append(hrefs, h)
-			}
-		})
-	}
-	return items, resolveLinks(base, hrefs, s), nil
-}
-
-// Extract applies item rules to a parsed page.
-func Extract(doc *goquery.Document, rules []spec.ItemRule) []map[string]any {
-	var items []map[string]any
-	for _, rule := range rules {
-		doc.Find(rule.Selector).Each(func(_ int, e *goquery.Selection) {
-			item := make(map[string]any, len(rule.Fields))
-			for name, fld := range rule.Fields {
-				sel := e
-				if fld.CSS != "" {
-					sel = e.Find(fld.CSS).First()
-				}
-				if fld.Attr != "" {
-					v, _ := sel.Attr(fld.Attr)
-					item[name] = strings.TrimSpace(v)
-				} else {
-					item[name] = strings.Join(strings.Fields(sel.Text()), " ")
-				}
-			}
-			items = append(items, item)
-		})
-	}
-	return items
-}
-
-func resolveLinks(base *url.URL, hrefs []string, s *spec.Spec) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, h := range hrefs {
-		c, err := urlnorm.Resolve(base, h)
-		if err != nil || seen[c] {
-			continue
-		}
-		u, err := url.Parse(c)
-		if err != nil || !spec.DomainAllowed(s.AllowedDomains, u) {
-			continue
-		}
-		seen[c] = true
-		out = append(out, c)
-	}
-	return out
-}
-
-func isHTML(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
-	return mt == "text/html" || mt == "application/xhtml+xml"
-}
-
-func looksHTML(b []byte) bool {
-	return strings.HasPrefix(http.DetectContentType(b), "text/html")
-}
-
-// classify turns a colly error into an Error: transport failures, 429 and
-// 5xx are transient; robots blocks, other 4xx and refused redirects are not.
-func classify(ctx context.Context, err error, status int, h http.Header) *Error {
-	switch {
-	case errors.Is(err, errRobots), errors.Is(err, colly.ErrRobotsTxtBlocked):
-		return &Error{Reason: "robots", Err: err}
-	case errors.Is(err, errRedirect):
-		return &Error{Status: status, Reason: "redirect", Err: err}
-	case ctx.Err() != nil:
-		return &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
-	case status == http.StatusTooManyRequests || status >= 500:
-		return &Error{Transient: true, Status: status, Reason: strconv.Itoa(status), RetryAfter: retryAfter(h), Err: err}
-	case status >= 200:
-		// colly reports 203-299 as errors; they are answers, just not pages.
-		return &Error{Status: status, Reason: strconv.Itoa(status), Err: err}
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return &Error{Transient: true, Reason: "timeout", Err: err}
-	}
-	return &Error{Transient: true, Reason: "network", Err: err}
-}
-
-func retryAfter(h http.Header) time.Duration {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
+	return delay, nil
 }

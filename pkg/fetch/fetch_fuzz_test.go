@@ -8,13 +8,16 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"github.com/crawlmesh/crawlmesh/pkg/extract"
+	"github.com/crawlmesh/crawlmesh/pkg/robots"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
-// FuzzRobots feeds arbitrary robots.txt answers and paths through the
-// functions the robots cache runs on every answer and every check. The
-// Crawl-delay overflow it found is kept in testdata/fuzz/FuzzRobots.
+// FuzzRobots feeds arbitrary robots.txt answers and paths through what the
+// robots cache does with every answer (cap the body, store, turn into rules)
+// and every check. The Crawl-delay overflow an older parser had is kept in
+// testdata/fuzz/FuzzRobots.
 func FuzzRobots(f *testing.F) {
 	const ua = "crawlmesh/1 (+https://github.com/crawlmesh/crawlmesh)"
 	f.Add(200, []byte("User-agent: *\nDisallow: /private\n"), "/private/x?y=1", ua)
@@ -26,30 +29,39 @@ func FuzzRobots(f *testing.F) {
 	f.Add(404, []byte("User-agent: *\nDisallow: /\n"), "/", ua)
 	f.Add(503, []byte(""), "/", ua)
 	f.Add(302, []byte("moved"), "/", ua)
+	f.Add(0, []byte(""), "/", ua)
 	f.Fuzz(func(t *testing.T, status int, body []byte, path, agent string) {
-		data, err := parseRobots(status, body)
-		if status >= 500 {
-			if err == nil || data != nil {
-				t.Fatalf("status %d: rules %v, error %v; want only an error (not now)", status, data, err)
-			}
-			return
+		capped := capRobots(body)
+		if len(capped) > robots.MaxSize {
+			t.Fatalf("capped body of %d bytes, over robots.MaxSize", len(capped))
 		}
-		if err != nil || data == nil {
-			t.Fatalf("status %d: rules %v, error %v; want rules", status, data, err)
-		}
+		r := rulesOf(RobotsFile{Status: status, Body: capped})
+		token := robots.ProductToken(agent)
 		u, err := url.Parse("http://example.com" + path)
 		if err != nil || u.Host != "example.com" {
 			u = &url.URL{Scheme: "http", Host: "example.com", Path: path}
 		}
-		allowed := robotsAllow(data, u, agent)
-		// Only a Disallow line blocks: without one, or when the answer is
-		// not 2xx (4xx: no robots.txt), everything may be fetched.
-		noRules := status < 200 || status > 299 || !bytes.Contains(bytes.ToLower(body), []byte("disallow"))
-		if noRules && !allowed {
-			t.Fatalf("status %d, body %q: %q blocked for %q without a Disallow", status, body, u.EscapedPath(), agent)
+		allowed := r.AllowedURL(token, u)
+		switch {
+		case status >= 400 && status < 500 && status != 429:
+			if !allowed || r.Kind() != robots.KindUnavailable {
+				t.Fatalf("status %d: %v, allowed %v; want allow-all", status, r.Kind(), allowed)
+			}
+		case status == 0 || status == 429 || status >= 500:
+			if allowed || r.Kind() != robots.KindUnreachable {
+				t.Fatalf("status %d: %v, allowed %v; want disallow-all", status, r.Kind(), allowed)
+			}
+		case status >= 200 && status <= 299:
+			// Capping is what Parse does with a long body anyway.
+			if whole := robots.Parse(body).AllowedURL(token, u); whole != allowed {
+				t.Fatalf("capped body says %v, whole body %v", allowed, whole)
+			}
+			if !bytes.Contains(bytes.ToLower(body), []byte("dis")) && !allowed {
+				t.Fatalf("body %q: %q blocked for %q without a Disallow", body, u.EscapedPath(), token)
+			}
 		}
-		if d := robotsDelay(data, agent); d < 0 || d > maxCrawlDelay {
-			t.Fatalf("body %q: Crawl-delay %v for %q, want 0..%v", body, d, agent, maxCrawlDelay)
+		if d := r.CrawlDelay(token); d < 0 || d > robots.MaxCrawlDelay {
+			t.Fatalf("body %q: Crawl-delay %v for %q", body, d, token)
 		}
 	})
 }
@@ -77,13 +89,16 @@ func FuzzExtract(f *testing.F) {
 			final, _ = url.Parse("http://example.com/a/b.html")
 		}
 		s := fuzzSpec(final, itemSel, fieldCSS, attr, followSel, allowed)
-		items, links, err := extract(body, final, s)
+		rules, err := extract.Compile(s)
 		if err != nil {
-			if items != nil || links != nil {
-				t.Fatalf("items %v and links %v with error %v", items, links, err)
-			}
+			t.Fatalf("a valid spec does not compile: %v", err)
+		}
+		body = toUTF8(body, "text/html")
+		res, err := rules.Page(final, "text/html", body)
+		if err != nil {
 			return
 		}
+		items, links := res.Items, res.Links
 		doc, err := goquery.NewDocumentFromReader(bytes.NewReader(body))
 		if err != nil {
 			t.Fatalf("extract parsed what goquery refuses: %v", err)

@@ -14,12 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/PuerkitoBio/goquery"
 	"github.com/gocolly/colly/v2"
 	"go.uber.org/goleak"
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/simplifiedchinese"
 
+	"github.com/crawlmesh/crawlmesh/pkg/extract"
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 )
@@ -136,9 +136,10 @@ items:
 	if !reflect.DeepEqual(p.Links, wantLinks) {
 		t.Errorf("links:\n got %q\nwant %q", p.Links, wantLinks)
 	}
-	wantItems := []map[string]string{
-		{"name": "Tea pot", "price": "12 €", "link": "/p/1"},
-		{"name": "Cup", "price": "", "link": "/p/2"},
+	// href values come back absolute and canonical.
+	wantItems := []map[string]any{
+		{"name": "Tea pot", "price": "12 €", "link": base + "/p/1"},
+		{"name": "Cup", "price": "", "link": base + "/p/2"},
 	}
 	if !reflect.DeepEqual(p.Items, wantItems) {
 		t.Errorf("items:\n got %q\nwant %q", p.Items, wantItems)
@@ -172,7 +173,7 @@ func TestItemFieldWholeElement(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
-	want := []map[string]string{{"text": "one two three", "cls": "q"}}
+	want := []map[string]any{{"text": "one two three", "cls": "q"}}
 	if !reflect.DeepEqual(p.Items, want) {
 		t.Errorf("items = %q, want %q", p.Items, want)
 	}
@@ -646,7 +647,7 @@ func TestGoSpider(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
-	wantItems := []map[string]string{{"sku": "1", "name": "A"}, {"sku": "2", "name": "B"}}
+	wantItems := []map[string]any{{"sku": "1", "name": "A"}, {"sku": "2", "name": "B"}}
 	if !reflect.DeepEqual(p.Items, wantItems) {
 		t.Errorf("items %q, want %q", p.Items, wantItems)
 	}
@@ -679,20 +680,25 @@ func benchPage() []byte {
 
 func BenchmarkExtract(b *testing.B) {
 	page := benchPage()
-	rules := []spec.ItemRule{{Selector: "article.book", Fields: map[string]spec.Field{
-		"title": {CSS: "h3 a"}, "link": {CSS: "h3 a", Attr: "href"}, "price": {CSS: ".price"},
-	}}}
+	sp, err := spec.Parse([]byte(`{"name":"b","start_urls":["http://example.com/"],"follow":["nav a.f"],
+"items":[{"selector":"article.book","fields":{"title":{"css":"h3 a"},"link":{"css":"h3 a","attr":"href"},"price":{"css":".price"}}}]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rules, err := extract.Compile(sp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	final, _ := url.Parse("http://example.com/page")
 	b.SetBytes(int64(len(page)))
 	b.ReportAllocs()
 	for b.Loop() {
-		doc, err := goquery.NewDocumentFromReader(bytes.NewReader(page))
+		res, err := rules.Page(final, "text/html", page)
 		if err != nil {
 			b.Fatal(err)
 		}
-		items := fetch.Extract(doc, rules)
-		links := doc.Find("nav a.f").Length()
-		if len(items) != 1 || links != 10 {
-			b.Fatalf("%d items, %d links", len(items), links)
+		if len(res.Items) != 1 || len(res.Links) != 10 {
+			b.Fatalf("%d items, %d links", len(res.Items), len(res.Links))
 		}
 	}
 }

@@ -1,177 +1,259 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"sync"
 	"time"
 
-	"github.com/temoto/robotstxt"
+	"github.com/crawlmesh/crawlmesh/pkg/robots"
 )
 
-// errRobots is wrapped when robots.txt disallows a URL.
-var errRobots = errors.New("blocked by robots.txt")
+// RobotsFile is one host's robots.txt answer as fetched (Status 0:
+// unreachable, no answer at all).
+type RobotsFile struct {
+	Status  int       `json:"status"`
+	Body    []byte    `json:"body,omitempty"` // at most robots.MaxSize; only for 2xx
+	Expires time.Time `json:"expires"`        // 2xx/4xx: now + RobotsTTL; 5xx/unreachable: now + 1m
+}
 
-// robots caches robots.txt per scheme://host for ttl. colly has its own
-// cache, but it fetches without the request's context (a hanging
-// robots.txt would hold a cancelled task for the whole timeout) and
-// cannot be asked about redirect targets; this one is used for both.
-type robots struct {
-	client *http.Client
-	ua     string
-	ttl    time.Duration
-	max    int
+// RobotsStore returns the stored file for key while it has not expired,
+// else runs fetch once mesh-wide (other callers wait for that result,
+// bounded) and stores and returns its answer. key is origin
+// ("http://host:port") + " " + product token. fetch returns an error only
+// when no answer should be stored (the caller's context ended, no permit);
+// an unreachable host is a RobotsFile with Status 0. Load must call fetch,
+// if at all, before it returns (fetch uses the caller's permits).
+type RobotsStore interface {
+	Load(ctx context.Context, key string, fetch func(ctx context.Context) (RobotsFile, error)) (RobotsFile, error)
+}
 
-	mu sync.Mutex
-	m  map[string]*robotsEntry
+// unreachableTTL is how long a 5xx or no answer stands (disallow all).
+const unreachableTTL = time.Minute
+
+// robotsCache is this worker's copy of robots.txt verdicts, in front of
+// the mesh-wide store, per origin and product token. Loads are single
+// flight: one goroutine loads, the others wait (and load themselves if it
+// fails, e.g. because its task was cancelled).
+type robotsCache struct {
+	mu  sync.Mutex
+	m   map[string]*robotsEntry
+	max int
 }
 
 type robotsEntry struct {
-	ready   chan struct{} // closed when data or err is set
-	data    *robotstxt.RobotsData
+	ready   chan struct{} // closed when rules or err is set
+	rules   *robots.Robots
 	err     error
 	expires time.Time
 }
 
-func newRobots(client *http.Client, ua string) *robots {
-	return &robots{client: client, ua: ua, ttl: time.Hour, max: 10000, m: map[string]*robotsEntry{}}
+func newRobotsCache() *robotsCache {
+	return &robotsCache{m: map[string]*robotsEntry{}, max: 10000}
 }
 
-// check returns nil if u may be fetched, an error wrapping errRobots if
-// robots.txt forbids it, and another error (transient) if robots.txt could
-// not be read: 5xx or no answer means "not now", never "allowed".
-func (r *robots) check(ctx context.Context, u *url.URL) error {
-	key := u.Scheme + "://" + u.Host
-	r.mu.Lock()
-	e := r.m[key]
-	if e != nil && e.expired() {
-		delete(r.m, key)
-		e = nil
+// cached returns a fresh verdict for key without waiting.
+func (rc *robotsCache) cached(key string) *robots.Robots {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	e := rc.m[key]
+	if e == nil || !isDone(e.ready) || e.err != nil || time.Now().After(e.expires) {
+		return nil
 	}
-	if e == nil {
-		if len(r.m) >= r.max {
-			for k := range r.m { // drop an arbitrary entry: the map stays bounded
-				delete(r.m, k)
-				break
-			}
-		}
-		e = &robotsEntry{ready: make(chan struct{})}
-		r.m[key] = e
-		go r.load(e, key)
-	}
-	r.mu.Unlock()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-e.ready:
-	}
-	if e.err != nil {
-		return e.err
-	}
-	if !robotsAllow(e.data, u, r.ua) {
-		return fmt.Errorf("%w: %s", errRobots, u)
-	}
-	return nil
+	return e.rules
 }
 
-// crawlDelay is the Crawl-delay robots.txt of u's host sets for us, 0 if
-// none or if robots.txt cannot be read now.
-func (r *robots) crawlDelay(ctx context.Context, u *url.URL) time.Duration {
-	if err := r.check(ctx, &url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/"}); err != nil && !errors.Is(err, errRobots) {
-		return 0
-	}
-	r.mu.Lock()
-	e := r.m[u.Scheme+"://"+u.Host]
-	r.mu.Unlock()
-	if e == nil {
-		return 0
-	}
+func isDone(ch chan struct{}) bool {
 	select {
-	case <-e.ready:
-	default:
-		return 0 // being reloaded: the next task sees it
-	}
-	if e.data == nil {
-		return 0
-	}
-	return robotsDelay(e.data, r.ua)
-}
-
-func (e *robotsEntry) expired() bool {
-	select {
-	case <-e.ready:
-		return time.Now().After(e.expires)
+	case <-ch:
+		return true
 	default:
 		return false
 	}
 }
 
-// load fetches robots.txt on its own context: it is shared by every task
-// waiting for this host, so one task's cancellation must not fail the rest.
-func (r *robots) load(e *robotsEntry, base string) {
-	defer close(e.ready)
-	e.expires = time.Now().Add(r.ttl)
-	req, err := http.NewRequest(http.MethodGet, base+"/robots.txt", nil)
-	if err != nil {
-		e.err = err
-		return
+// load returns the verdict for key, running load when no goroutine of
+// this worker is loading it already.
+func (rc *robotsCache) load(ctx context.Context, key string, load func(ctx context.Context) (*robots.Robots, time.Time, error)) (*robots.Robots, error) {
+	var lastErr error
+	for range 3 { // a waiter whose loader failed tries itself, a bounded number of times
+		rc.mu.Lock()
+		e := rc.m[key]
+		if e != nil && isDone(e.ready) && (e.err != nil || time.Now().After(e.expires)) {
+			delete(rc.m, key)
+			e = nil
+		}
+		if e == nil {
+			if len(rc.m) >= rc.max {
+				for k := range rc.m { // drop an arbitrary entry: the map stays bounded
+					delete(rc.m, k)
+					break
+				}
+			}
+			e = &robotsEntry{ready: make(chan struct{})}
+			rc.m[key] = e
+			rc.mu.Unlock()
+			r, exp, err := load(ctx)
+			rc.mu.Lock()
+			e.rules, e.expires, e.err = r, exp, err
+			if err != nil && rc.m[key] == e {
+				delete(rc.m, key)
+			}
+			close(e.ready)
+			rc.mu.Unlock()
+			return r, err
+		}
+		rc.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-e.ready:
+		}
+		if e.err == nil {
+			return e.rules, nil
+		}
+		lastErr = e.err
 	}
-	req.Header.Set("User-Agent", r.ua)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		e.err, e.expires = fmt.Errorf("robots.txt of %s: %w", base, err), time.Now().Add(10*time.Second)
-		return
+	return nil, lastErr
+}
+
+// robotsFor returns the robots.txt verdict of u's origin for the spider's
+// product token: from this worker's cache, else through the store (which
+// fetches it with the spider's request settings, under a permit).
+func (c *call) robotsFor(ctx context.Context, u *url.URL) (*robots.Robots, error) {
+	origin := u.Scheme + "://" + u.Host
+	key := origin + " " + c.token
+	if r := c.f.robots.cached(key); r != nil {
+		return r, nil
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 512<<10)) // Google reads 500 KiB
+	// Never wait for a load another goroutine does while holding a permit:
+	// it may need that very permit.
+	c.ch.release(ctx)
+	r, err := c.f.robots.load(ctx, key, func(ctx context.Context) (*robots.Robots, time.Time, error) {
+		fetch := func(ctx context.Context) (RobotsFile, error) { return c.fetchRobots(ctx, origin) }
+		var file RobotsFile
+		var err error
+		if c.f.cfg.Robots != nil {
+			file, err = c.f.cfg.Robots.Load(ctx, key, fetch)
+		} else {
+			file, err = fetch(ctx)
+		}
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		exp := file.Expires
+		if exp.IsZero() {
+			exp = time.Now().Add(unreachableTTL)
+		}
+		return rulesOf(file), exp, nil
+	})
 	if err != nil {
-		e.err, e.expires = fmt.Errorf("robots.txt of %s: %w", base, err), time.Now().Add(10*time.Second)
-		return
+		var fe *Error
+		if errors.As(err, &fe) {
+			return nil, fe
+		}
+		if ctx.Err() != nil {
+			return nil, &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
+		}
+		return nil, &Error{Transient: true, Reason: "robots-unreachable", Err: fmt.Errorf("robots.txt of %s: %w", origin, err)}
 	}
-	e.data, e.err = parseRobots(resp.StatusCode, body)
-	if e.err != nil {
-		e.err, e.expires = fmt.Errorf("robots.txt of %s: %w", base, e.err), time.Now().Add(10*time.Second)
+	return r, nil
+}
+
+// rulesOf turns a stored answer into rules (RFC 9309 §2.3.1).
+func rulesOf(f RobotsFile) *robots.Robots {
+	if f.Status == 0 {
+		return robots.Unreachable()
+	}
+	return robots.ForStatus(f.Status, f.Body)
+}
+
+// checkRobots returns nil when the spider may fetch u, a permanent
+// "robots" error when robots.txt disallows it, and a transient one when
+// robots.txt cannot be read now (5xx or no answer: not now, never "allowed").
+func (c *call) checkRobots(ctx context.Context, u *url.URL) error {
+	if !c.s.Politeness.ObeyRobots() {
+		return nil
+	}
+	r, err := c.robotsFor(ctx, u)
+	if err != nil {
+		return err
+	}
+	if r.AllowedURL(c.token, u) {
+		return nil
+	}
+	if r.Kind() == robots.KindUnreachable {
+		return &Error{Transient: true, Reason: "robots-unreachable",
+			Err: fmt.Errorf("robots.txt of %s://%s cannot be read now", u.Scheme, u.Host)}
+	}
+	return &Error{Reason: "robots", Err: fmt.Errorf("%w: %s", errRobots, u.Redacted())}
+}
+
+// fetchRobots fetches origin's robots.txt with the spider's request
+// settings, following up to five redirects (each hop under its own
+// permit). No answer is Status 0, not an error: it is stored (briefly) like
+// a 5xx. Only a cancelled context or a missing permit is an error.
+func (c *call) fetchRobots(ctx context.Context, origin string) (RobotsFile, error) {
+	u, err := url.Parse(origin + "/robots.txt")
+	if err != nil {
+		return RobotsFile{}, &Error{Reason: "bad-url", Err: errBadURL(origin)}
+	}
+	unreachable := RobotsFile{Expires: time.Now().Add(unreachableTTL)}
+	for hop := 0; ; hop++ {
+		resp, done, err := c.send(ctx, "GET", u, "")
+		if err != nil {
+			var fe *Error
+			if ctx.Err() != nil || (errors.As(err, &fe) && fe.Reason == "politeness") {
+				return RobotsFile{}, err
+			}
+			return unreachable, nil
+		}
+		status := resp.StatusCode
+		if isRedirect(status) && hop < 5 {
+			next, perr := u.Parse(resp.Header.Get("Location"))
+			drain(resp)
+			done()
+			c.ch.end(false, 0)
+			if perr == nil && resp.Header.Get("Location") != "" && (next.Scheme == "http" || next.Scheme == "https") {
+				u = next
+				continue
+			}
+		}
+		var body []byte
+		if status >= 200 && status <= 299 {
+			body, err = io.ReadAll(io.LimitReader(resp.Body, robots.MaxSize+1))
+		}
+		resp.Body.Close()
+		done()
+		if err != nil {
+			c.ch.end(true, 0)
+			if ctx.Err() != nil {
+				return RobotsFile{}, &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
+			}
+			return unreachable, nil
+		}
+		c.ch.end(transientStatus(status), retryAfter(resp.Header))
+		file := RobotsFile{Status: status, Body: capRobots(body), Expires: time.Now().Add(c.f.cfg.RobotsTTL)}
+		if rulesOf(file).Kind() == robots.KindUnreachable {
+			file.Body, file.Expires = nil, time.Now().Add(unreachableTTL)
+		}
+		return file, nil
 	}
 }
 
-// parseRobots reads a robots.txt answer. A 5xx is an error (not now, try
-// again soon); anything else gives rules.
-func parseRobots(status int, body []byte) (*robotstxt.RobotsData, error) {
-	if status >= 500 {
-		return nil, fmt.Errorf("status %d", status)
+// capRobots cuts a body to at most robots.MaxSize bytes the way
+// robots.Parse reads it: a line cut by the limit is dropped.
+func capRobots(b []byte) []byte {
+	if len(b) <= robots.MaxSize {
+		return b
 	}
-	data, err := robotstxt.FromStatusAndBytes(status, body)
-	if err != nil {
-		// Unparseable or an odd status: treat as no robots.txt (RFC 9309 2.3.1.2).
-		data, _ = robotstxt.FromStatusAndBytes(http.StatusNotFound, nil)
+	end := robots.MaxSize
+	if c := b[robots.MaxSize]; c != '\n' && c != '\r' {
+		end = bytes.LastIndexAny(b[:robots.MaxSize], "\r\n") + 1
 	}
-	return data, nil
-}
-
-// robotsAllow reports whether the rules let user agent ua fetch u.
-func robotsAllow(data *robotstxt.RobotsData, u *url.URL, ua string) bool {
-	path := u.EscapedPath()
-	if u.RawQuery != "" {
-		path += "?" + u.RawQuery
-	}
-	return data.TestAgent(path, ua)
-}
-
-// maxCrawlDelay caps Crawl-delay. robotstxt converts seconds to a
-// Duration without a range check, so a huge value wraps negative (and was
-// ignored); one just below that overflows the politeness arithmetic in
-// nanoseconds. A site asking for more than a day between pages gets a day.
-const maxCrawlDelay = 24 * time.Hour
-
-// robotsDelay is the Crawl-delay the rules set for user agent ua, 0 if none.
-func robotsDelay(data *robotstxt.RobotsData, ua string) time.Duration {
-	d := data.FindGroup(ua).CrawlDelay
-	if d < 0 || d > maxCrawlDelay {
-		return maxCrawlDelay
-	}
-	return d
+	return b[:end]
 }

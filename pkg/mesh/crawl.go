@@ -18,6 +18,7 @@ const (
 	HostsBucket    = "hosts"    // host key -> politeness state (pkg/politeness)
 	ThrottleBucket = "throttle" // host key -> live override of delay and parallelism
 	ElectionBucket = "election" // key master: the leading master (pkg/election)
+	RobotsBucket   = "robots"   // robots.txt shared mesh-wide (pkg/robotstore)
 	TasksStream    = "TASKS"    // work queue, one message per URL of a crawl
 	TasksConsumer  = "workers"  // the one durable pull consumer all workers share
 	ResultsStream  = "RESULTS"  // items
@@ -43,15 +44,22 @@ const (
 	StatDead     = "dead"     // tasks sent to the dead-letter stream
 	StatItems    = "items"
 	StatDropped  = "dropped" // tasks dropped: cancelled crawl, duplicate after redirect, over max_pages
+	// StatIncomplete counts elements that were not items for lacking a
+	// required field.
+	StatIncomplete = "incomplete"
+	StatSitemaps   = "sitemaps" // sitemap files read (sitemap tasks done)
 )
 
 // Stats lists every statistic name.
-var Stats = []string{StatAdmitted, StatOK, StatFailed, StatDead, StatItems, StatDropped}
+var Stats = []string{StatAdmitted, StatOK, StatFailed, StatDead, StatItems, StatDropped, StatIncomplete, StatSitemaps}
 
 // Master API subjects (request/reply), answered by masters.
 const (
 	APICrawlStart  = "crawlmesh.api.crawl.start"
 	APICrawlCancel = "crawlmesh.api.crawl.cancel"
+	// APICrawlFail is sent by a worker that cannot run a crawl at all
+	// (login failed, a variable unset): the leading master fails it.
+	APICrawlFail = "crawlmesh.api.crawl.fail"
 )
 
 // Crawl states.
@@ -59,6 +67,7 @@ const (
 	CrawlRunning   = "running"
 	CrawlCompleted = "completed"
 	CrawlCancelled = "cancelled"
+	CrawlFailed    = "failed" // a crawl-level error (Crawl.Error says which)
 )
 
 // Crawl is one run of a spider, stored in CrawlsBucket.
@@ -70,6 +79,8 @@ type Crawl struct {
 	CreatedAt  time.Time       `json:"created_at"`
 	SeededAt   *time.Time      `json:"seeded_at,omitempty"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	// Error is why a failed crawl failed (never a secret).
+	Error string `json:"error,omitempty"`
 }
 
 // Task is one URL of one crawl on the work queue.
@@ -120,22 +131,36 @@ func (it Item) Text(name string) string {
 
 // LogEntry is one line of a crawl's task log.
 type LogEntry struct {
-	Time     time.Time `json:"ts"`
-	Node     string    `json:"node"`
-	URL      string    `json:"url"`
-	Attempt  int       `json:"attempt"`
-	Status   int       `json:"status,omitempty"`
-	Outcome  string    `json:"outcome"` // ok, retry, failed, dead, dropped
-	Error    string    `json:"error,omitempty"`
-	Items    int       `json:"items,omitempty"`
-	Links    int       `json:"links,omitempty"`
-	Duration float64   `json:"duration_seconds"`
+	Time    time.Time `json:"ts"`
+	Node    string    `json:"node"`
+	URL     string    `json:"url"`
+	Attempt int       `json:"attempt"`
+	Status  int       `json:"status,omitempty"`
+	Outcome string    `json:"outcome"` // ok, retry, failed, dead, dropped, crawl-failed
+	Error   string    `json:"error,omitempty"`
+	Items   int       `json:"items,omitempty"`
+	Links   int       `json:"links,omitempty"`
+	// Incomplete counts elements that were not items for lacking a
+	// required field.
+	Incomplete int     `json:"incomplete,omitempty"`
+	Sitemaps   int     `json:"sitemaps,omitempty"` // child sitemaps a sitemap task listed
+	Duration   float64 `json:"duration_seconds"`
 }
 
 // URLHash is the key of a canonical URL: 16 bytes of SHA-256, base64url.
 func URLHash(canonicalURL string) string {
 	h := sha256.Sum256([]byte(canonicalURL))
 	return base64.RawURLEncoding.EncodeToString(h[:16])
+}
+
+// TaskID is the id of a task of kind for a canonical URL: its URLHash for a
+// page; for a sitemap the hash of "sitemap " and the URL, so a page and a
+// sitemap of one URL are different tasks (and seen-set keys).
+func TaskID(kind, canonicalURL string) string {
+	if kind == TaskSitemap {
+		return URLHash("sitemap " + canonicalURL)
+	}
+	return URLHash(canonicalURL)
 }
 
 // SeenKey is the seen-set key of a URL hash in a crawl.

@@ -17,7 +17,7 @@ var ErrBadHeartbeat = errors.New("bad heartbeat")
 // DecodeTask reads a task message body and checks what a worker relies on:
 // id, crawl and url present, the crawl id one subject token (it names the
 // task, result and dead-letter subjects), the url absolute http(s) and the
-// id its [URLHash] (the seen set and publish de-duplication are keyed on
+// id its [TaskID] (the seen set and publish de-duplication are keyed on
 // it), and the depth not negative (max_depth counts from it). Unknown
 // fields are ignored so that older workers read newer tasks.
 func DecodeTask(data []byte) (Task, error) {
@@ -44,7 +44,10 @@ func DecodeTask(data []byte) (Task, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Task{}, fmt.Errorf("%w: url %q is not an absolute http or https URL", ErrBadTask, t.URL)
 	}
-	if h := URLHash(t.URL); t.ID != h {
+	if t.Kind != TaskPage && t.Kind != TaskSitemap {
+		return Task{}, fmt.Errorf("%w: unknown kind %q", ErrBadTask, t.Kind)
+	}
+	if h := TaskID(t.Kind, t.URL); t.ID != h {
 		return Task{}, fmt.Errorf("%w: id %q is not the hash of url %q (%s)", ErrBadTask, t.ID, t.URL, h)
 	}
 	if t.Depth < 0 {

@@ -185,3 +185,23 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 		}
 	})
 }
+
+// A sitemap task's id is the hash of "sitemap " and its URL; a page id on
+// a sitemap task, and an unknown kind, are refused.
+func TestDecodeSitemapTask(t *testing.T) {
+	sm := func(tk *mesh.Task) { tk.Kind, tk.ID = mesh.TaskSitemap, mesh.TaskID(mesh.TaskSitemap, taskURL) }
+	if tk, err := mesh.DecodeTask(taskJSON(sm)); err != nil || tk.Kind != mesh.TaskSitemap {
+		t.Errorf("sitemap task: %+v, %v", tk, err)
+	}
+	if mesh.TaskID(mesh.TaskSitemap, taskURL) == mesh.URLHash(taskURL) {
+		t.Error("a sitemap and a page of one URL share an id")
+	}
+	for what, mod := range map[string]func(*mesh.Task){
+		"page id on a sitemap": func(tk *mesh.Task) { tk.Kind = mesh.TaskSitemap },
+		"unknown kind":         func(tk *mesh.Task) { tk.Kind = "video" },
+	} {
+		if _, err := mesh.DecodeTask(taskJSON(mod)); !errors.Is(err, mesh.ErrBadTask) {
+			t.Errorf("%s: %v, want ErrBadTask", what, err)
+		}
+	}
+}

@@ -90,6 +90,12 @@ func printStatus(w io.Writer, sts []crawlctl.Status) {
 			s.Dead, s.Queued, s.Items, s.Rate, (time.Duration(s.Elapsed * float64(time.Second))).Round(100*time.Millisecond))
 	}
 	_ = tw.Flush()
+	// Why a failed crawl failed, under the table (a column would be wide).
+	for _, s := range sts {
+		if s.Error != "" {
+			fmt.Fprintf(w, "%s %s: %s\n", s.ID, s.State, s.Error)
+		}
+	}
 }
 
 func listCrawls(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStream, crawls jetstream.KeyValue) error {
@@ -136,6 +142,9 @@ func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetst
 		}
 		if done {
 			if st.State != mesh.CrawlCompleted {
+				if st.Error != "" {
+					return fmt.Errorf("crawl %s %s: %s", id, st.State, st.Error)
+				}
 				return fmt.Errorf("crawl %s %s", id, st.State)
 			}
 			return nil
@@ -149,13 +158,17 @@ func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetst
 }
 
 func progressText(st crawlctl.Status) string {
-	return fmt.Sprintf("pages %d ok, %d failed, %d dead, %d queued; items %d; %.1f pages/s",
+	s := fmt.Sprintf("pages %d ok, %d failed, %d dead, %d queued; items %d; %.1f pages/s",
 		st.PagesOK, st.PagesFailed, st.Dead, st.Queued, st.Items, st.Rate)
+	if st.Incomplete > 0 {
+		s += fmt.Sprintf("; %d elements lacked a required field", st.Incomplete)
+	}
+	return s
 }
 
 func bar(st crawlctl.Status) string {
 	const width = 30
-	done := float64(st.PagesOK + st.PagesFailed + st.Dead + st.Dropped)
+	done := float64(st.PagesOK + st.PagesFailed + st.Dead + st.Dropped + st.Sitemaps)
 	total := done + float64(st.Queued)
 	frac := 1.0
 	if total > 0 && st.State == mesh.CrawlRunning {
@@ -190,6 +203,9 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 			line += fmt.Sprintf(" status %d", e.Status)
 		}
 		line += " " + e.URL
+		if e.Incomplete > 0 {
+			line += fmt.Sprintf(" (%d elements lacked a required field)", e.Incomplete)
+		}
 		if e.Error != "" {
 			line += " (" + e.Error + ")"
 		}

@@ -20,8 +20,10 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
+	"github.com/crawlmesh/crawlmesh/pkg/robotstore"
 	"github.com/crawlmesh/crawlmesh/pkg/scheduler"
 	"github.com/crawlmesh/crawlmesh/pkg/worker"
+	"github.com/crawlmesh/crawlmesh/streams"
 )
 
 // NewMaster builds a master node on env; schedules are evaluated in tz.
@@ -73,7 +75,6 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 	if goSpiders == nil {
 		goSpiders = gospiders.Builtin()
 	}
-	f := fetch.New(o.Fetch, goSpiders)
 	var crawls *crawler.Crawls
 	var gate *politeness.Gate
 	var w *worker.Worker // the task side needs its fetch slots
@@ -89,6 +90,15 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		if err != nil {
 			return nil, nil, err
 		}
+		// robots.txt is shared mesh-wide through bucket robots, which a
+		// master creates like every asset.
+		robotsKV, err := streams.WaitKV(ctx, env.JS, mesh.RobotsBucket)
+		if err != nil {
+			return nil, nil, err
+		}
+		fc := o.Fetch
+		fc.Robots = robotstore.New(robotsKV, robotstore.Options{Owner: n.ID, Log: log})
+		f := fetch.New(fc, goSpiders)
 		crawls = crawler.NewCrawls(kvs[1], log)
 		timeout := o.Fetch.RequestTimeout
 		if timeout <= 0 {

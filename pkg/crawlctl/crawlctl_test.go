@@ -1,0 +1,150 @@
+package crawlctl_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type env struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	crawls jetstream.KeyValue
+	ctl    *crawlctl.Control
+}
+
+func newEnv(t *testing.T, specYAML string) *env {
+	t.Helper()
+	nc, js := streamstest.Start(t, streams.Options{})
+	e := &env{nc: nc, js: js, crawls: streamstest.Bucket(t, js, mesh.CrawlsBucket)}
+	spiders := streamstest.Bucket(t, js, mesh.SpidersBucket)
+	if _, err := spiders.Put(t.Context(), "t", []byte(specYAML)); err != nil {
+		t.Fatal(err)
+	}
+	e.ctl = crawlctl.New(js, spiders, e.crawls, streamstest.Bucket(t, js, mesh.SeenBucket), nil)
+	return e
+}
+
+// queued reads every task on the work queue without consuming it.
+func (e *env) queued(t *testing.T, crawl string) []mesh.Task {
+	t.Helper()
+	s, err := e.js.Stream(t.Context(), mesh.TasksStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []mesh.Task
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(t.Context(), seq)
+		if err != nil {
+			continue
+		}
+		var tk mesh.Task
+		if err := json.Unmarshal(m.Data, &tk); err == nil && tk.Crawl == crawl {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
+// TestSeedSitemaps: `sitemaps` become sitemap tasks at crawl start: one
+// robots.txt per distinct start origin, URL entries as given; they are
+// admitted through the seen-set but never count toward max_pages.
+func TestSeedSitemaps(t *testing.T) {
+	e := newEnv(t, `name: t
+start_urls: ["http://127.0.0.1:1/", "http://127.0.0.1:1/b", "http://127.0.0.2:2/"]
+max_pages: 1
+sitemaps: ["robots", "http://127.0.0.1:1/sitemap.xml.gz", "http://127.0.0.1:1/sitemap.xml.gz"]
+`)
+	id, err := e.ctl.Start(t.Context(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pages, maps []string
+	for _, tk := range e.queued(t, id) {
+		if tk.Kind == mesh.TaskSitemap {
+			maps = append(maps, tk.URL)
+			if tk.ID != mesh.URLHash("sitemap "+tk.URL) || tk.Depth != 0 {
+				t.Errorf("sitemap task %+v: want id of %q, depth 0", tk, "sitemap "+tk.URL)
+			}
+			continue
+		}
+		pages = append(pages, tk.URL)
+	}
+	slices.Sort(maps)
+	want := []string{"http://127.0.0.1:1/robots.txt", "http://127.0.0.1:1/sitemap.xml.gz", "http://127.0.0.2:2/robots.txt"}
+	if !slices.Equal(maps, want) {
+		t.Errorf("sitemap tasks %q, want %q", maps, want)
+	}
+	if len(pages) != 1 {
+		t.Errorf("page tasks %q, want 1 (max_pages 1)", pages)
+	}
+	if n, err := crawler.ReadCounter(t.Context(), e.js, id, mesh.StatAdmitted); err != nil || n != 1 {
+		t.Errorf("admitted = %d, %v; want 1 (sitemaps do not count)", n, err)
+	}
+}
+
+// TestFail: a worker's fail request, answered by the leader's Serve,
+// fails the crawl with the reason and purges its tasks, once.
+func TestFail(t *testing.T) {
+	e := newEnv(t, `name: t
+start_urls: ["http://127.0.0.1:1/", "http://127.0.0.1:1/b"]
+`)
+	id, err := e.ctl.Start(t.Context(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.ctl.Serve(ctx, e.nc) }()
+	defer func() { cancel(); <-done }()
+
+	reason := `login: POST http://127.0.0.1:1/login answered 401`
+	// The worker's request (crawler.FailRequest) is crawlctl.APIRequest on
+	// the wire; Call retries while Serve subscribes.
+	for i := range 2 {
+		got, err := crawlctl.Call(t.Context(), e.nc, mesh.APICrawlFail, crawlctl.APIRequest{ID: id, Reason: reason}, 5*time.Second)
+		if err != nil || got != id {
+			t.Fatalf("fail request %d: %q, %v", i, got, err)
+		}
+	}
+	b, _ := json.Marshal(crawler.FailRequest{ID: id, Reason: "other"})
+	m, err := e.nc.Request(mesh.APICrawlFail, b, 5*time.Second)
+	if err != nil || strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("worker-shaped fail request: %v %s", err, m.Data)
+	}
+	st, err := crawlctl.ReadStatus(t.Context(), e.js, e.crawls, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != mesh.CrawlFailed || st.Error != reason || st.FinishedAt == nil {
+		t.Errorf("status %+v: want failed with the first reason", st)
+	}
+	if q := e.queued(t, id); len(q) != 0 {
+		t.Errorf("%d tasks left on the queue, want none", len(q))
+	}
+	if err := e.ctl.Cancel(t.Context(), id); err == nil || !strings.Contains(err.Error(), "already failed") {
+		t.Errorf("cancel of a failed crawl: %v", err)
+	}
+	if _, err := crawlctl.Call(t.Context(), e.nc, mesh.APICrawlFail, crawlctl.APIRequest{ID: "nope", Reason: "x"}, 5*time.Second); err == nil {
+		t.Errorf("fail of an unknown crawl: no error")
+	}
+}

@@ -1,0 +1,169 @@
+package fetch_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/fetch"
+)
+
+// memStore is a RobotsStore in memory: what the KV store does, without
+// NATS. It loads under its lock, so a key is fetched once however many
+// Fetchers ask.
+type memStore struct {
+	mu      sync.Mutex
+	files   map[string]fetch.RobotsFile
+	fetches int
+}
+
+func (m *memStore) Load(ctx context.Context, key string, load func(context.Context) (fetch.RobotsFile, error)) (fetch.RobotsFile, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.files == nil {
+		m.files = map[string]fetch.RobotsFile{}
+	}
+	if f, ok := m.files[key]; ok && time.Now().Before(f.Expires) {
+		return f, nil
+	}
+	m.fetches++
+	f, err := load(ctx)
+	if err != nil {
+		return f, err
+	}
+	m.files[key] = f
+	return f, nil
+}
+
+func (m *memStore) file(key string) (fetch.RobotsFile, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.files[key]
+	return f, ok
+}
+
+// The product token of the user agent selects the group: a "*" group
+// stricter than the spider's own does not apply to it, and a line that
+// cannot be read does not void the file.
+func TestRobotsProductToken(t *testing.T) {
+	s := newRecorder(t)
+	s.mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "Disallow: /before-any-agent\n"+
+			"User-agent: *\nDisallow: /\n\n"+
+			"User-agent: shopbot\nCrawl-delay: soon\nDisallow: /private\nCrawl-delay: 2\n"+
+			"this line means nothing\n")
+	})
+	s.html("/public", "<p>ok</p>")
+	s.html("/private/x", "<p>no</p>")
+	shop := specFor(t, s.URL, "request: {user_agent: \"ShopBot/2.1 (+https://example.com/bot)\"}\n")
+	dflt := specFor(t, s.URL, "")
+	f := fetch.New(fetch.Config{}, nil)
+
+	d, err := f.Prepare(t.Context(), shop, "", s.URL+"/public", nil)
+	if err != nil || d != 2*time.Second {
+		t.Errorf("Prepare: delay %v, %v; want shopbot's Crawl-delay 2s", d, err)
+	}
+	if _, err := f.FetchWith(t.Context(), shop, "", s.URL+"/public", nil, nil); err != nil {
+		t.Errorf("shopbot /public: %v", err)
+	}
+	_, err = f.FetchWith(t.Context(), shop, "", s.URL+"/private/x", nil, nil)
+	if fe := fetchErr(t, err); fe.Reason != "robots" || fe.Transient {
+		t.Errorf("shopbot /private/x: %+v, want permanent robots", fe)
+	}
+	_, err = f.Fetch(t.Context(), dflt, s.URL+"/public")
+	if fe := fetchErr(t, err); fe.Reason != "robots" {
+		t.Errorf("crawlmesh /public: %+v, want robots (the * group disallows all)", fe)
+	}
+	if n := s.count("/private/x"); n != 0 {
+		t.Errorf("disallowed page requested %d times", n)
+	}
+	if n := s.count("/robots.txt"); n != 2 {
+		t.Errorf("robots.txt fetched %d times, want 2 (once per product token)", n)
+	}
+}
+
+// 4xx means allow all; 5xx and no answer mean disallow all for a minute,
+// and the page is retried later (transient), not dropped.
+func TestRobotsStatus(t *testing.T) {
+	for _, c := range []struct {
+		status    int
+		allowed   bool
+		shortLife bool
+	}{{404, true, false}, {401, true, false}, {500, false, true}, {503, false, true}, {429, false, true}} {
+		s := newRecorder(t)
+		s.mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(c.status)
+			_, _ = io.WriteString(w, "User-agent: *\nDisallow: /\n")
+		})
+		s.html("/", "<p>x</p>")
+		store := &memStore{}
+		f := fetch.New(fetch.Config{Robots: store}, nil)
+		_, err := f.Fetch(t.Context(), specFor(t, s.URL, ""), s.URL+"/")
+		if c.allowed && err != nil {
+			t.Errorf("robots.txt %d: %v, want the page fetched", c.status, err)
+		}
+		if !c.allowed {
+			if fe := fetchErr(t, err); !fe.Transient || fe.Reason != "robots-unreachable" {
+				t.Errorf("robots.txt %d: %+v, want transient robots-unreachable", c.status, fe)
+			}
+			if n := s.count("/"); n != 0 {
+				t.Errorf("robots.txt %d: page requested", c.status)
+			}
+		}
+		file, ok := store.file(s.URL + " crawlmesh")
+		if !ok || file.Status != c.status {
+			t.Fatalf("robots.txt %d: stored %+v, %v", c.status, file, ok)
+		}
+		life := time.Until(file.Expires)
+		if c.shortLife != (life <= time.Minute) || life <= 0 {
+			t.Errorf("robots.txt %d: stored for %v", c.status, life)
+		}
+	}
+}
+
+// robots.txt is fetched once for two workers sharing a store, and once
+// per worker without one.
+func TestRobotsShared(t *testing.T) {
+	s := newRecorder(t)
+	s.mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "User-agent: *\nDisallow: /no\n")
+	})
+	s.html("/", "<p>x</p>")
+	sp := specFor(t, s.URL, "")
+	store := &memStore{}
+	var wg sync.WaitGroup
+	for range 3 {
+		f := fetch.New(fetch.Config{Robots: store}, nil)
+		for range 3 {
+			wg.Go(func() {
+				if _, err := f.Fetch(t.Context(), sp, s.URL+"/"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if n := s.count("/robots.txt"); n != 1 || store.fetches != 1 {
+		t.Errorf("robots.txt fetched %d times (%d store loads) by 3 workers, want 1", n, store.fetches)
+	}
+}
+
+// robots.txt follows redirects (to another path here) with the request
+// settings.
+func TestRobotsRedirect(t *testing.T) {
+	s := newRecorder(t)
+	s.mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/real-robots.txt", http.StatusMovedPermanently)
+	})
+	s.mux.HandleFunc("/real-robots.txt", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "User-agent: *\nDisallow: /no\n")
+	})
+	s.html("/no", "<p>x</p>")
+	_, err := fetch.New(fetch.Config{}, nil).Fetch(t.Context(), specFor(t, s.URL, ""), s.URL+"/no")
+	if fe := fetchErr(t, err); fe.Reason != "robots" {
+		t.Errorf("err %+v, want robots", fe)
+	}
+}

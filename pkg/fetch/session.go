@@ -1,0 +1,175 @@
+package fetch
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
+)
+
+// session is what one crawl keeps on this worker: its cookie jar (the
+// login's cookies and any the site sets; two crawls never share one) and
+// how many logins it has done.
+type session struct {
+	crawl string
+	jar   *cookiejar.Jar
+	sem   chan struct{} // held while logging in: one login at a time per crawl
+	mu    sync.Mutex
+	n     int // successful logins
+	elem  *list.Element
+}
+
+func (s *session) logins() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// sessions keeps the sessions of recent crawls, least recently used first
+// out.
+type sessions struct {
+	mu  sync.Mutex
+	m   map[string]*session
+	lru *list.List // front: most recently used
+	max int
+}
+
+func newSessions(max int) *sessions {
+	return &sessions{m: map[string]*session{}, lru: list.New(), max: max}
+}
+
+func (ss *sessions) get(crawl string) *session {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if s := ss.m[crawl]; s != nil {
+		ss.lru.MoveToFront(s.elem)
+		return s
+	}
+	jar, _ := cookiejar.New(&cookiejar.Options{PublicSuffixList: publicsuffix.List}) // never fails
+	s := &session{crawl: crawl, jar: jar, sem: make(chan struct{}, 1)}
+	s.elem = ss.lru.PushFront(s)
+	ss.m[crawl] = s
+	for ss.lru.Len() > ss.max {
+		old := ss.lru.Remove(ss.lru.Back()).(*session)
+		delete(ss.m, old.crawl)
+	}
+	return s
+}
+
+func (ss *sessions) drop(crawl string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if s := ss.m[crawl]; s != nil {
+		ss.lru.Remove(s.elem)
+		delete(ss.m, crawl)
+	}
+}
+
+// relogin logs in unless a login was done since the caller saw seen
+// logins (then that one counts). Concurrent callers of one crawl log in
+// once. The permit held is released first: the login may be another
+// goroutine's, and it needs a permit of its own.
+func (c *call) relogin(ctx context.Context, seen int) error {
+	c.ch.release(ctx)
+	select {
+	case c.sess.sem <- struct{}{}:
+	case <-ctx.Done():
+		return &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
+	}
+	defer func() { <-c.sess.sem }()
+	if c.sess.logins() != seen {
+		return nil
+	}
+	if err := c.postLogin(ctx); err != nil {
+		return err
+	}
+	c.sess.mu.Lock()
+	c.sess.n++
+	c.sess.mu.Unlock()
+	return nil
+}
+
+// postLogin POSTs the login form; its cookies go to the crawl's jar (by
+// send). Redirects after it are not followed: the cookies are on the
+// redirect itself, and following it would cost a request. Errors name the
+// login URL as the spec writes it, never a form value.
+func (c *call) postLogin(ctx context.Context) error {
+	shown := c.s.Login.URL // the spec's text: ${env:…} references, not values
+	u, err := url.Parse(c.login.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return &Error{Reason: "login", CrawlLevel: true, Err: fmt.Errorf("login to %s failed: not an http(s) URL", shown)}
+	}
+	form := url.Values{}
+	keys := make([]string, 0, len(c.login.Form))
+	for k := range c.login.Form {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		form.Set(k, c.login.Form[k])
+	}
+	resp, done, err := c.send(ctx, http.MethodPost, u, form.Encode())
+	if err != nil {
+		fe := err.(*Error)
+		return &Error{Transient: fe.Transient, Reason: fe.Reason, Err: fmt.Errorf("login to %s: %w", shown, fe.Err)}
+	}
+	status, loc := resp.StatusCode, resp.Header.Get("Location")
+	drain(resp)
+	done()
+	c.ch.end(transientStatus(status), retryAfter(resp.Header))
+	if transientStatus(status) {
+		// The site is overloaded or failing, not refusing us: try again later.
+		return &Error{Transient: true, Status: status, Reason: "login", RetryAfter: retryAfter(resp.Header),
+			Err: fmt.Errorf("login to %s: status %d", shown, status)}
+	}
+	refused := status < 200 || status > 399 || slices.Contains(c.login.ReloginStatuses(), status)
+	if isRedirect(status) && c.isLoginURL(u, loc) {
+		refused = true // sent back to the login form
+	}
+	if refused {
+		return &Error{Status: status, Reason: "login", CrawlLevel: true, Err: fmt.Errorf("login to %s failed: status %d", shown, status)}
+	}
+	return nil
+}
+
+// expired reports whether a page's first answer says the session expired:
+// a status in relogin_on, or a redirect to the login URL.
+func (c *call) expired(base *url.URL, resp *http.Response) bool {
+	if c.login == nil {
+		return false
+	}
+	if slices.Contains(c.login.ReloginStatuses(), resp.StatusCode) {
+		return true
+	}
+	return isRedirect(resp.StatusCode) && c.isLoginURL(base, resp.Header.Get("Location"))
+}
+
+// isLoginURL reports whether loc, resolved against base, is the login URL:
+// same host, path and query once canonical.
+func (c *call) isLoginURL(base *url.URL, loc string) bool {
+	if loc == "" {
+		return false
+	}
+	ref, err := base.Parse(strings.TrimSpace(loc))
+	if err != nil {
+		return false
+	}
+	a, err1 := urlnorm.Canonical(ref.String())
+	b, err2 := urlnorm.Canonical(c.login.URL)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	ua, _ := url.Parse(a)
+	ub, _ := url.Parse(b)
+	return ua.Host == ub.Host && ua.Path == ub.Path && ua.RawQuery == ub.RawQuery
+}

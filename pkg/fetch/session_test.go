@@ -1,0 +1,237 @@
+package fetch_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/crawlmesh/crawlmesh/pkg/fetch"
+)
+
+// loginSite issues a fresh session per login; pages need a valid one: /p/
+// answers 401 without it, /members/ redirects to exactly /login. expire()
+// invalidates every session; with sticky the sessions it issues are
+// already expired.
+type loginSite struct {
+	*recorder
+	mu     sync.Mutex
+	valid  map[string]bool
+	logins atomic.Int32
+	refuse bool // the login answers 401
+	broken bool // new sessions are born expired
+}
+
+func newLoginSite(t *testing.T) *loginSite {
+	ls := &loginSite{recorder: newRecorder(t), valid: map[string]bool{}}
+	ls.mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil || r.PostForm.Get("password") != "pw-456" || ls.refuse {
+			http.Error(w, "bad credentials", http.StatusUnauthorized)
+			return
+		}
+		id := fmt.Sprintf("s%d", ls.logins.Add(1))
+		ls.mu.Lock()
+		ls.valid[id] = !ls.broken
+		ls.mu.Unlock()
+		http.SetCookie(w, &http.Cookie{Name: "sess", Value: id, Path: "/"})
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+	})
+	session := func(r *http.Request) (string, bool) {
+		ck, err := r.Cookie("sess")
+		if err != nil {
+			return "", false
+		}
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		return ck.Value, ls.valid[ck.Value]
+	}
+	ls.mux.HandleFunc("/p/", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := session(r)
+		if !ok {
+			http.Error(w, "log in", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, `<p class="s">`+id+`</p>`)
+	})
+	ls.mux.HandleFunc("/members/", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := session(r)
+		if !ok {
+			http.Redirect(w, r, "/login", http.StatusFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, `<p class="s">`+id+`</p>`)
+	})
+	return ls
+}
+
+func (ls *loginSite) expire() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	clear(ls.valid)
+}
+
+func (ls *loginSite) spec(t *testing.T) *specT {
+	return specFor(t, ls.URL, `
+politeness: {robots_txt: false}
+login:
+  url: "`+ls.URL+`/login"
+  form: {user: demo, password: "${env:SHOP_PASSWORD}"}
+  relogin_on: [401]
+items: [{selector: p.s, fields: {session: {css: ""}}}]
+`)
+}
+
+func loginFetcher() *fetch.Fetcher {
+	return fetch.New(fetch.Config{Getenv: env(map[string]string{"SHOP_PASSWORD": "pw-456"})}, nil)
+}
+
+func sessionOf(t *testing.T, p *fetch.Page) string {
+	t.Helper()
+	if len(p.Items) != 1 {
+		t.Fatalf("items %v", p.Items)
+	}
+	return p.Items[0]["session"].(string)
+}
+
+// Concurrent first tasks of a crawl log in once; another crawl logs in
+// with a jar of its own; EndCrawl forgets the session.
+func TestLoginOncePerCrawl(t *testing.T) {
+	ls := newLoginSite(t)
+	sp := ls.spec(t)
+	f := loginFetcher()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := f.Prepare(t.Context(), sp, "a", ls.URL+"/p/1", nil); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := ls.logins.Load(); n != 1 {
+		t.Fatalf("%d logins for 8 concurrent first tasks of one crawl, want 1", n)
+	}
+	pa, err := f.FetchWith(t.Context(), sp, "a", ls.URL+"/p/1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Prepare(t.Context(), sp, "b", ls.URL+"/p/1", nil); err != nil {
+		t.Fatal(err)
+	}
+	pb, err := f.FetchWith(t.Context(), sp, "b", ls.URL+"/p/1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := sessionOf(t, pa), sessionOf(t, pb); a != "s1" || b != "s2" {
+		t.Errorf("crawl a used session %s, crawl b %s; want s1 and s2 (no shared jar)", a, b)
+	}
+	f.EndCrawl("a")
+	if _, err := f.Prepare(t.Context(), sp, "a", ls.URL+"/p/1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := ls.logins.Load(); n != 3 {
+		t.Errorf("%d logins, want 3 (after EndCrawl the crawl logs in again)", n)
+	}
+}
+
+// A page answering 401 (relogin_on) or redirecting to the login URL makes
+// the worker log in again and fetch the page once more, in one attempt.
+func TestRelogin(t *testing.T) {
+	for _, path := range []string{"/p/1", "/members/1"} {
+		t.Run(strings.Trim(path, "/"), func(t *testing.T) {
+			ls := newLoginSite(t)
+			sp := ls.spec(t)
+			f := loginFetcher()
+			if _, err := f.Prepare(t.Context(), sp, "a", ls.URL+path, nil); err != nil {
+				t.Fatal(err)
+			}
+			ls.expire()
+			p, err := f.FetchWith(t.Context(), sp, "a", ls.URL+path, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := sessionOf(t, p); s != "s2" || p.URL != ls.URL+path {
+				t.Errorf("page %s with session %s, want %s with s2", p.URL, s, ls.URL+path)
+			}
+			if n := ls.count("/login"); n != 2 {
+				t.Errorf("%d requests to /login, want 2 (login, relogin; the redirect to it is not followed)", n)
+			}
+			if n := ls.count(path); n != 2 {
+				t.Errorf("%d requests of %s, want 2", n, path)
+			}
+		})
+	}
+}
+
+// A session that is expired again right after a new login is a transient
+// failure of the attempt, not a loop.
+func TestReloginSecondExpiryTransient(t *testing.T) {
+	ls := newLoginSite(t)
+	ls.broken = true
+	sp := ls.spec(t)
+	f := loginFetcher()
+	if _, err := f.Prepare(t.Context(), sp, "a", ls.URL+"/p/1", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.FetchWith(t.Context(), sp, "a", ls.URL+"/p/1", nil, nil)
+	if fe := fetchErr(t, err); !fe.Transient || fe.CrawlLevel {
+		t.Errorf("err = %+v, want transient", fe)
+	}
+	if n, m := ls.logins.Load(), ls.count("/p/1"); n != 2 || m != 2 {
+		t.Errorf("%d logins and %d page requests, want 2 and 2", n, m)
+	}
+}
+
+// A refused login fails the crawl, without the password in the error.
+func TestLoginRefused(t *testing.T) {
+	ls := newLoginSite(t)
+	ls.refuse = true
+	sp := ls.spec(t)
+	f := loginFetcher()
+	_, err := f.Prepare(t.Context(), sp, "a", ls.URL+"/p/1", nil)
+	fe := fetchErr(t, err)
+	if fe.Reason != "login" || !fe.CrawlLevel || fe.Transient || fe.Status != 401 {
+		t.Errorf("err = %+v, want CrawlLevel Reason login status 401", fe)
+	}
+	want := "login to " + ls.URL + "/login failed: status 401"
+	if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "pw-456") {
+		t.Errorf("err %q, want it to say %q and hold no form value", err, want)
+	}
+	if n := ls.count("/p/1"); n != 0 {
+		t.Errorf("page fetched %d times after a refused login", n)
+	}
+}
+
+// Tasks of one crawl that all find the session expired log in again once:
+// a relogin another task did since a request started counts.
+func TestReloginSingleFlight(t *testing.T) {
+	ls := newLoginSite(t)
+	sp := ls.spec(t)
+	f := loginFetcher()
+	if _, err := f.Prepare(t.Context(), sp, "a", ls.URL+"/p/1", nil); err != nil {
+		t.Fatal(err)
+	}
+	ls.expire()
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			p, err := f.FetchWith(t.Context(), sp, "a", fmt.Sprintf("%s/p/%d", ls.URL, i), nil, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if s := sessionOf(t, p); s != "s2" {
+				t.Errorf("session %s, want s2", s)
+			}
+		})
+	}
+	wg.Wait()
+	if n := ls.logins.Load(); n != 2 {
+		t.Errorf("%d logins, want 2 (the first, and one relogin for 6 tasks)", n)
+	}
+}

@@ -1,0 +1,203 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/net/html/charset"
+
+	"github.com/crawlmesh/crawlmesh/pkg/politeness"
+	"github.com/crawlmesh/crawlmesh/pkg/robots"
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
+)
+
+type proxyKey struct{}
+
+// call is one FetchWith, Sitemap or Prepare: the spec's request settings
+// with ${env:NAME} expanded (at request time, on this worker), the crawl's
+// session and the chain of permits.
+type call struct {
+	f       *Fetcher
+	s       *spec.Spec
+	st      *specState
+	headers map[string]string
+	cookies map[string]string
+	proxies []*url.URL
+	login   *spec.Login // expanded; nil without a login
+	ua      string
+	token   string // robots.txt product token of ua
+	timeout time.Duration
+	sess    *session
+	ch      *chain
+}
+
+// newCall prepares a call; permit (may be nil) is the caller's, for host.
+// On error the returned call is still usable for releasing permit.
+func (f *Fetcher) newCall(s *spec.Spec, crawl string, permit *politeness.Permit, host string, gate Gate) (*call, error) {
+	c := &call{f: f, s: s, st: f.state(s), ua: f.cfg.UserAgent, timeout: s.Request.TimeoutOr(f.cfg.RequestTimeout)}
+	c.ch = newChain(f, permit, host, gate)
+	c.sess = f.sessions.get(crawl)
+	req, err := s.Request.Expand(f.cfg.Getenv)
+	if err != nil {
+		return c, &Error{Reason: "env", CrawlLevel: true, Err: err}
+	}
+	if c.login, err = s.Login.Expand(f.cfg.Getenv); err != nil {
+		return c, &Error{Reason: "env", CrawlLevel: true, Err: err}
+	}
+	if req != nil {
+		if req.UserAgent != "" {
+			c.ua = req.UserAgent
+		}
+		c.headers, c.cookies = req.Headers, req.Cookies
+		for i, p := range req.Proxies {
+			u, err := url.Parse(p)
+			if err != nil || u.Host == "" {
+				// url's message would quote the URL, password and all.
+				return c, &Error{Reason: "proxy", CrawlLevel: true, Err: fmt.Errorf("request.proxies[%d]: not a proxy URL", i)}
+			}
+			c.proxies = append(c.proxies, u)
+		}
+		if len(c.proxies) > 0 && f.proxied == nil {
+			return c, &Error{Reason: "proxy", CrawlLevel: true, Err: errors.New("request.proxies: this worker's transport cannot use a proxy")}
+		}
+	}
+	c.token = robots.ProductToken(c.ua)
+	return c, nil
+}
+
+// send makes one request (no redirects followed) under a permit for u's
+// host, with the spider's settings and the crawl's cookies; cookies the
+// answer sets go to the crawl's jar. On success the caller must close the
+// body and call done; the permit is held until the next request or the
+// end of the call.
+func (c *call) send(ctx context.Context, method string, u *url.URL, form string) (resp *http.Response, done func(), err error) {
+	if err := c.ch.acquire(ctx, u.Host); err != nil {
+		return nil, nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	if p := c.ch.cur; p != nil {
+		rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
+			// By the first response byte the site has certainly started
+			// handling the request: the politeness delay counts from there.
+			GotFirstResponseByte: func() { p.Started(time.Now()) },
+		})
+	}
+	if n := len(c.proxies); n > 0 {
+		i := (c.st.proxy.Add(1) - 1) % uint64(n)
+		rctx = context.WithValue(rctx, proxyKey{}, c.proxies[i])
+	}
+	var body io.Reader
+	if form != "" {
+		body = strings.NewReader(form)
+	}
+	req, err := http.NewRequestWithContext(rctx, method, u.String(), body)
+	if err != nil {
+		cancel()
+		e := &Error{Reason: "bad-url", Err: errBadURL(u.String())}
+		c.ch.endErr(e)
+		return nil, nil, e
+	}
+	if form != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("User-Agent", c.ua)
+	for k, v := range c.headers {
+		req.Header.Set(k, v)
+	}
+	c.addCookies(req)
+	resp, err = c.f.client.Do(req)
+	if err != nil {
+		cancel()
+		e := transportError(ctx, c.scrub(err))
+		c.ch.endErr(e)
+		return nil, nil, e
+	}
+	if cs := resp.Cookies(); len(cs) > 0 {
+		c.sess.jar.SetCookies(u, cs)
+	}
+	return resp, cancel, nil
+}
+
+// scrub removes proxy passwords from an error's text (a proxy URL may be
+// quoted by a transport error).
+func (c *call) scrub(err error) error {
+	msg := err.Error()
+	changed := false
+	for _, p := range c.proxies {
+		if pw, ok := p.User.Password(); ok && pw != "" && strings.Contains(msg, pw) {
+			msg, changed = strings.ReplaceAll(msg, pw, "xxxxx"), true
+		}
+	}
+	if !changed {
+		return err
+	}
+	return errors.New(msg)
+}
+
+// addCookies sends the spider's cookies, then the crawl's jar's for names
+// the spider does not set (the spider's own cookies win).
+func (c *call) addCookies(req *http.Request) {
+	names := make([]string, 0, len(c.cookies))
+	for k := range c.cookies {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		req.AddCookie(&http.Cookie{Name: k, Value: c.cookies[k]})
+	}
+	for _, ck := range c.sess.jar.Cookies(req.URL) {
+		if _, set := c.cookies[ck.Name]; !set {
+			req.AddCookie(ck)
+		}
+	}
+}
+
+// drain reads a little of a body we do not want, so the connection can be
+// reused, and closes it.
+func drain(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+}
+
+// readLimited reads at most limit bytes of r; more is a too-large error.
+func readLimited(ctx context.Context, r io.Reader, limit int, status int) ([]byte, *Error) {
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, transportError(ctx, err)
+	}
+	if len(b) > limit {
+		return nil, &Error{Status: status, Reason: "too-large", Err: fmt.Errorf("body over the %d byte limit", limit)}
+	}
+	return b, nil
+}
+
+// toUTF8 decodes an HTML body to UTF-8 by its Content-Type charset, BOM or
+// <meta>, as colly's DetectCharset did.
+func toUTF8(body []byte, contentType string) []byte {
+	enc, name, _ := charset.DetermineEncoding(body, contentType)
+	if enc == nil || name == "utf-8" {
+		return body
+	}
+	out, err := enc.NewDecoder().Bytes(body)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
