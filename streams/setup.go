@@ -71,7 +71,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, d Definitions, o Options
 				return Ensure(ctx, js, d, o)
 			})
 		}
-		if !keyExists(err) {
+		if !natsconn.KeyExists(err) {
 			return fmt.Errorf("take setup lease %s/%s: %w", electionBucket, SetupKey, err)
 		}
 		holder := "another master"
@@ -115,19 +115,6 @@ func SetupHolder(ctx context.Context, js jetstream.JetStream) (string, error) {
 		return "", err
 	}
 	return string(e.Value()), nil
-}
-
-// keyExists reports whether a KV Create failed because the key exists.
-// Besides ErrKeyExists, servers of 2.12 and later may answer with the
-// "wrong last sequence" of a constant expectation, which nats.go does not
-// map.
-func keyExists(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // holdWhile runs work while renewing the lease at rev every third of the

@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
 )
 
 // ErrLost is the cause of a Leadership context cancelled because the
@@ -122,7 +124,7 @@ func (e *Elector) Campaign(ctx context.Context) (*Leadership, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !natsconn.KeyExists(err) {
 			e.log.Warn("campaign write failed, retrying", "err", err)
 			if !sleep(ctx, 250*time.Millisecond) {
 				return nil, ctx.Err()

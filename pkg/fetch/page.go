@@ -87,8 +87,11 @@ func (r *response) close() {
 
 // get requests u and follows redirects, checking each target against the
 // spider's rules (allowed_domains, allow/deny) and robots.txt before it is
-// requested, each hop under its own permit. With relogin, a first answer
-// saying the session expired is reported (expired true, no response).
+// requested, each hop under its own permit. With relogin, an answer saying
+// the session expired is reported (expired true, no response) — the first
+// answer as DESIGN settles, and also a later hop's: a redirect target
+// answering 401 after the session ran out between hops is the same expiry,
+// and taken as a page's answer it would lose the page for good.
 // Sitemaps (configuration, not links) skip links.allow/deny for their hops.
 func (c *call) get(ctx context.Context, u *url.URL, relogin, sitemap bool) (*response, *url.URL, bool, error) {
 	rules, err := c.f.Rules(c.s)
@@ -105,7 +108,7 @@ func (c *call) get(ctx context.Context, u *url.URL, relogin, sitemap bool) (*res
 		if err != nil {
 			return nil, nil, false, err
 		}
-		if hop == 0 && relogin && c.expired(u, resp) {
+		if relogin && c.expired(u, resp) {
 			drain(resp)
 			done()
 			c.ch.end(false, 0)

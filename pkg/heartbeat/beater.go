@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+
+	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
 )
 
 // ErrDuplicateID means another live process holds the node id.
@@ -170,7 +172,7 @@ func (b *Beater) Claim(ctx context.Context) error {
 			b.log.Info("heartbeat key claimed", "rev", rev)
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !natsconn.KeyExists(err) {
 			return fmt.Errorf("claim heartbeat key %s: %w", b.id, err)
 		}
 		if time.Now().After(deadline) {

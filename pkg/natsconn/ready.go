@@ -101,7 +101,20 @@ func UntilReady(ctx context.Context, log *slog.Logger, what string, op func(cont
 		}
 		// Capped low: a cluster that just elected its leaders answers at
 		// once, and a node should notice within a second or two.
-		wait = min(wait*2, 2*time.Second)
+		wait = min(wait*2, time.Second)
 		perRequest = min(perRequest+time.Second, 5*time.Second)
 	}
+}
+
+// KeyExists reports whether a KV Create failed because the key exists.
+// Besides jetstream.ErrKeyExists, servers of 2.12 and later may answer with
+// the "wrong last sequence" of a constant expectation, which nats.go does
+// not map.
+func KeyExists(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

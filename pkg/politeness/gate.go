@@ -392,11 +392,12 @@ func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func
 				return nil, ctx.Err()
 			case <-t.C:
 			}
-			if before != nil {
-				if err := before(ctx); err != nil {
-					p.Release(ctx, Outcome{})
+			if ok, err := slotWhileHolding(ctx, before); !ok {
+				p.Release(ctx, Outcome{})
+				if err != nil {
 					return nil, err
 				}
+				continue
 			}
 		}
 		if err != nil || p != nil {
@@ -426,25 +427,57 @@ func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func
 			if p == nil {
 				continue // a request of this worker ended: look again now
 			}
-			return g.passed(ctx, p, before, waited)
+			if p, err := g.passed(ctx, p, before, waited); p != nil || err != nil {
+				return p, err
+			}
 		case <-t.C:
 			if p := g.dequeue(key, ch); p != nil {
-				return g.passed(ctx, p, before, waited)
+				if p, err := g.passed(ctx, p, before, waited); p != nil || err != nil {
+					return p, err
+				}
 			}
 		}
 	}
 }
 
-// passed takes a slot passed on by a finished request of this worker.
+// passed takes a slot passed on by a finished request of this worker. It
+// returns nil and no error when no fetch slot is free: the permit is given
+// back and the caller looks again.
 func (g *Gate) passed(ctx context.Context, p *Permit, before func(context.Context) error, waited time.Duration) (*Permit, error) {
-	if before != nil {
-		if err := before(ctx); err != nil {
-			p.Release(ctx, Outcome{})
-			return nil, err
-		}
+	if ok, err := slotWhileHolding(ctx, before); !ok {
+		p.Release(ctx, Outcome{})
+		return nil, err
 	}
 	g.waits(waited)
 	return p, nil
+}
+
+// slotHoldWait is how long a task holding a host's permit waits for a fetch
+// slot before it gives the permit back.
+const slotHoldWait = 20 * time.Millisecond
+
+// slotWhileHolding takes a fetch slot (before) for a task that already
+// holds a host's permit. It waits only briefly: the tasks holding every slot
+// may themselves be waiting for this host (a redirect hop, a relogin take
+// their own permit inside the fetch), and a permit held meanwhile would stall
+// them until its lease ran out. ok false with a nil error means no slot came.
+func slotWhileHolding(ctx context.Context, before func(context.Context) error) (ok bool, err error) {
+	if before == nil {
+		return true, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, slotHoldWait)
+	err = before(sctx)
+	cancel()
+	switch {
+	case err == nil:
+		return true, nil
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // popWaiter removes and returns the first local waiter of key; g.mu held.

@@ -17,7 +17,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
+	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
 )
 
 // Defaults of [Options].
@@ -94,12 +94,19 @@ func (s *Store) Load(ctx context.Context, key string, fetchFn func(ctx context.C
 		}
 		_, err := s.kv.Create(ctx, lock, []byte(s.o.Owner), jetstream.KeyTTL(s.o.LockTTL))
 		if err == nil {
+			// Look again with the lock held: another worker may have
+			// stored the record and dropped its lock between our read and
+			// our Create.
+			if f, ok := s.fresh(ctx, k); ok {
+				s.unlock(ctx, lock)
+				return f, nil
+			}
 			return s.fetchAndStore(ctx, k, lock, fetchFn, true)
 		}
 		if ctx.Err() != nil {
 			return fetch.RobotsFile{}, ctx.Err()
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !natsconn.KeyExists(err) {
 			s.o.Log.Warn("robots.txt lock unavailable, fetching alone", "err", err)
 			break
 		}
@@ -149,14 +156,19 @@ func (s *Store) fetchAndStore(ctx context.Context, k, lock string, fetchFn func(
 		}
 	}
 	if held {
-		if derr := s.kv.Delete(wctx, lock); derr != nil {
-			s.o.Log.Debug("robots.txt lock not deleted (its TTL frees it)", "err", derr)
-		}
+		s.unlock(wctx, lock)
 	}
 	if err != nil {
 		return fetch.RobotsFile{}, err
 	}
 	return f, nil
+}
+
+// unlock deletes the lock; if that fails its TTL frees it.
+func (s *Store) unlock(ctx context.Context, lock string) {
+	if err := s.kv.Delete(ctx, lock); err != nil {
+		s.o.Log.Debug("robots.txt lock not deleted (its TTL frees it)", "err", err)
+	}
 }
 
 // wait watches the record and the lock until a fresh record appears (ok),

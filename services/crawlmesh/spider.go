@@ -10,11 +10,13 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/streams"
 )
@@ -145,7 +147,6 @@ type session struct {
 
 func (s *session) Close() { s.nc.Close() }
 
-// open connects and opens bucket.
 // whyNoAssets says why a bucket a master creates is missing: a master is
 // creating the assets right now, or none has started.
 func whyNoAssets(ctx context.Context, js jetstream.JetStream) string {
@@ -155,12 +156,25 @@ func whyNoAssets(ctx context.Context, js jetstream.JetStream) string {
 	return "has a master started on this NATS?"
 }
 
+// open connects and opens bucket. The lookup is retried within --timeout
+// with a second per try: a clustered server drops (does not answer) a
+// request about a stream whose leader is being elected — a bucket a
+// master has just created — so one long wait would sit out the election.
 func (f *clientFlags) open(ctx context.Context, bucket string) (*session, error) {
 	nc, js, err := f.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, bucket)
+	var kv jetstream.KeyValue
+	deadline := time.Now().Add(f.timeout)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, min(time.Second, f.timeout))
+		kv, err = js.KeyValue(rctx, bucket)
+		cancel()
+		if err == nil || !natsconn.NotReady(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("open bucket %s: %w (%s)", bucket, err, whyNoAssets(ctx, js))

@@ -35,6 +35,12 @@ type MeshConfig struct {
 	MaxAttempts    int
 	// MasterArgs and WorkerArgs are appended to each process's flags.
 	MasterArgs, WorkerArgs []string
+	// WorkerEnv ("NAME=value") is added to each worker's environment:
+	// the secrets a spec reads with ${env:NAME}, say.
+	WorkerEnv []string
+	// HTTP gives every master and worker --http on a free loopback port
+	// (Mesh.HTTP has the addresses) instead of none.
+	HTTP bool
 	// Together starts every master and worker at the same moment, as soon
 	// as the servers accept connections (before JetStream has a meta
 	// leader), and returns without waiting for them: a whole site coming
@@ -81,6 +87,8 @@ type Mesh struct {
 	JS      jetstream.JetStream
 	// Started is when the masters and workers were started.
 	Started time.Time
+	// HTTP maps a node id to its --http address (MeshConfig.HTTP).
+	HTTP map[string]string
 }
 
 // StartMesh starts the cluster, then the masters and workers, and waits
@@ -90,7 +98,7 @@ func StartMesh(t testing.TB, cfg MeshConfig) *Mesh {
 	cfg.defaults()
 	Bins(t)
 	t0 := time.Now()
-	m := &Mesh{T: t, Cfg: cfg}
+	m := &Mesh{T: t, Cfg: cfg, HTTP: map[string]string{}}
 	if cfg.Together && cfg.TogetherBeforeMeta {
 		m.Cluster = StartClusterCold(t, cfg.NATS, cfg.Mode)
 	} else {
@@ -138,7 +146,7 @@ func (m *Mesh) startTogether() {
 // StartMaster starts a master process with id.
 func (m *Mesh) StartMaster(id string) *Proc {
 	m.T.Helper()
-	args := []string{"--nats", m.Cluster.URL(), "--id", id, "--http", "", "--task-ack-wait", m.Cfg.AckWait.String()}
+	args := []string{"--nats", m.Cluster.URL(), "--id", id, "--http", m.httpAddr(id), "--task-ack-wait", m.Cfg.AckWait.String()}
 	if m.Cfg.Lease > 0 {
 		args = append(args, "--lease", m.Cfg.Lease.String())
 	}
@@ -148,10 +156,34 @@ func (m *Mesh) StartMaster(id string) *Proc {
 // StartWorker starts a worker process with id.
 func (m *Mesh) StartWorker(id string) *Proc {
 	m.T.Helper()
-	args := []string{"--nats", m.Cluster.URL(), "--id", id, "--http", "",
+	return m.StartWorkerEnv(id, m.Cfg.WorkerEnv)
+}
+
+// StartWorkerEnv starts a worker process with id and env ("NAME=value")
+// added to its environment instead of MeshConfig.WorkerEnv.
+func (m *Mesh) StartWorkerEnv(id string, env []string) *Proc {
+	m.T.Helper()
+	args := []string{"--nats", m.Cluster.URL(), "--id", id, "--http", m.httpAddr(id),
 		"--concurrency", strconv.Itoa(m.Cfg.Concurrency), "--request-timeout", m.Cfg.RequestTimeout.String(),
 		"--max-attempts", strconv.Itoa(m.Cfg.MaxAttempts)}
-	return StartProc(m.T, "worker "+id, "worker", append(args, m.Cfg.WorkerArgs...)...)
+	return StartProcEnv(m.T, env, "worker "+id, "worker", append(args, m.Cfg.WorkerArgs...)...)
+}
+
+// httpAddr is node id's --http value: "" (none) unless MeshConfig.HTTP,
+// then a free loopback port, the same on every start of id.
+func (m *Mesh) httpAddr(id string) string {
+	if !m.Cfg.HTTP {
+		return ""
+	}
+	if m.HTTP == nil {
+		m.HTTP = map[string]string{}
+	}
+	if a, ok := m.HTTP[id]; ok {
+		return a
+	}
+	a := "127.0.0.1:" + strconv.Itoa(FreePort(m.T))
+	m.HTTP[id] = a
+	return a
 }
 
 // Slots is the number of tasks all workers together hold at most.
