@@ -33,6 +33,9 @@ type Config struct {
 	Reg       prometheus.Registerer // nil: no metrics
 	// Gate enforces per-host limits mesh-wide; nil fetches without it.
 	Gate *politeness.Gate
+	// Programs runs script and command spiders; nil: specs with script or
+	// command fail their crawl on this worker.
+	Programs Programs
 	// Slots are the worker's fetch slots, held only while fetching; nil
 	// means no limit here.
 	Slots FetchSlots
@@ -151,6 +154,9 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	c.releaseSlot()
 	stop()
 	c.m.fetchDur.WithLabelValues(t.Spider).Observe(lat.Seconds())
+	if ferr == nil && page.Raw != nil {
+		ferr = c.runProgram(ctx, t, cr, page)
+	}
 	if ferr != nil {
 		c.failed(ctx, msg, t, attempt, ferr, t0)
 		return

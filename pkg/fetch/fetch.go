@@ -43,6 +43,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/extract"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
+	"github.com/crawlmesh/crawlmesh/pkg/spiderproto"
 )
 
 // Config bounds what one fetch may cost.
@@ -100,6 +101,9 @@ type Page struct {
 	Items      []map[string]any // values: string or []string
 	Links      []string         // canonical, allowed, unique, in page order
 	Incomplete int              // elements dropped for lacking a required field
+	// Raw is the page for a programmable spider (script, command), which
+	// the caller runs; Items and Links are then empty.
+	Raw *spiderproto.Page
 }
 
 // Fetcher fetches pages; it is safe for concurrent use.

@@ -13,6 +13,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/extract"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
+	"github.com/crawlmesh/crawlmesh/pkg/spiderproto"
 	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
@@ -209,6 +210,12 @@ func (c *call) page(ctx context.Context, resp *response, final *url.URL, rules *
 	}
 	if !json {
 		body = toUTF8(body, ct)
+	}
+	if c.s.Programmable() {
+		// The spider's code reads the page; the caller runs it, knowing
+		// the task (depth, crawl) and the spider's runtime.
+		page.Raw = &spiderproto.Page{URL: canon, Status: status, Headers: spiderproto.Headers(resp.Header), Body: string(body), Spider: c.s.Name}
+		return page, nil
 	}
 	res, err := rules.Page(final, ct, body)
 	if err != nil {

@@ -48,6 +48,19 @@ type Spec struct {
 	Request  *Request `json:"request,omitempty" yaml:"request"`
 	Login    *Login   `json:"login,omitempty" yaml:"login"`
 	Links    *Links   `json:"links,omitempty" yaml:"links"`
+
+	// Programmable spiders (DESIGN.md "Programmable spiders"): each
+	// replaces follow, links.follow, links.json and items; every other
+	// field still applies to what they return.
+	Script     string   `json:"script,omitempty" yaml:"script"`           // JavaScript defining parse(page)
+	ScriptFile string   `json:"script_file,omitempty" yaml:"script_file"` // a script kept in Object Store files
+	Command    []string `json:"command,omitempty" yaml:"command"`         // argv of a long-lived line-JSON process
+	Files      []string `json:"files,omitempty" yaml:"files"`             // from Object Store files into the command's directory
+}
+
+// Programmable reports whether a script or a command reads the pages.
+func (s *Spec) Programmable() bool {
+	return s.Script != "" || s.ScriptFile != "" || len(s.Command) > 0
 }
 
 // Politeness limits the load on each host, mesh-wide (pkg/politeness).
@@ -205,6 +218,7 @@ func (s *Spec) validate() Errors {
 		add("max_pages %d: must be 0 (unlimited) or more", s.MaxPages)
 	}
 	c.goSpider(s)
+	c.programmable(s)
 	c.links(s)
 	c.items(s)
 	c.sitemaps(s)

@@ -20,7 +20,7 @@ import (
 
 func runCrawl(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 0 {
-		return usagef("want: crawl start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow]")
+		return usagef("want: crawl start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow] | deadletters ID")
 	}
 	sub := args[0]
 	var f clientFlags
@@ -32,10 +32,10 @@ func runCrawl(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	want := map[string]int{"start": 1, "status": 1, "wait": 1, "cancel": 1, "ls": 0, "logs": 1}
+	want := map[string]int{"start": 1, "status": 1, "wait": 1, "cancel": 1, "ls": 0, "logs": 1, "deadletters": 1}
 	n, ok := want[sub]
 	if !ok {
-		return usagef("unknown crawl command %q: want start, status, wait, cancel, ls or logs", sub)
+		return usagef("unknown crawl command %q: want start, status, wait, cancel, ls, logs or deadletters", sub)
 	}
 	if len(pos) != n {
 		return usagef("crawl %s wants %d argument(s), got %d", sub, n, len(pos))
@@ -77,9 +77,34 @@ func runCrawl(ctx context.Context, c *cli, args []string) error {
 		return waitCrawl(ctx, c, js, crawls, pos[0])
 	case "ls":
 		return listCrawls(ctx, c, &f, js, crawls)
+	case "deadletters":
+		return deadLetters(ctx, c, &f, js, pos[0])
 	default:
 		return crawlLogs(ctx, c, &f, js, pos[0], *follow)
 	}
+}
+
+// deadLetters lists a crawl's dead letters: URL, reason, attempts, node,
+// time — a spider author sees why a page failed without reading a stream.
+func deadLetters(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStream, id string) error {
+	dl, err := crawlctl.ReadDeadLetters(ctx, js, id)
+	if err != nil {
+		return err
+	}
+	if f.output == "json" {
+		if dl == nil {
+			dl = []crawlctl.DeadLetter{}
+		}
+		return writeJSON(c.stdout, dl)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "URL\tATTEMPTS\tNODE\tTIME\tREASON")
+	for _, d := range dl {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", d.URL, d.Attempts, d.Node, d.Time.UTC().Format(time.RFC3339), d.Reason)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(c.stderr, "%d dead letter(s)\n", len(dl))
+	return nil
 }
 
 func printStatus(w io.Writer, sts []crawlctl.Status) {

@@ -3,7 +3,6 @@ package harness
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -329,43 +328,19 @@ func (m *Mesh) WaitDone(id string, timeout time.Duration) crawlctl.Status {
 // letters, once per dead letter.
 func (m *Mesh) DeadLetters(id string) []string {
 	m.T.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
 	// Right after a server restart the stream may still be electing its
 	// leader: ask again until it answers.
-	subj := mesh.DeadSubject(id)
-	var s jetstream.Stream
-	var info *jetstream.StreamInfo
+	var dl []crawlctl.DeadLetter
 	var last error
-	Eventually(m.T, 60*time.Second, "stream "+mesh.DeadStream+" answers", func() bool {
-		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-		defer rcancel()
-		if s, last = m.JS.Stream(rctx, mesh.DeadStream); last != nil {
-			return false
-		}
-		info, last = s.Info(rctx, jetstream.WithSubjectFilter(subj))
+	Eventually(m.T, 60*time.Second, "dead letters of "+id+" readable", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		dl, last = crawlctl.ReadDeadLetters(ctx, m.JS, id)
 		return last == nil
 	}, func() string { return fmt.Sprint(last) })
-	total := info.State.Subjects[subj]
-	if total == 0 {
-		return nil
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
-	if err != nil {
-		m.T.Fatalf("harness: read %s: %v", subj, err)
-	}
-	var urls []string
-	for uint64(len(urls)) < total {
-		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) || err != nil {
-			m.T.Fatalf("harness: read dead letter %d of %d: %v", len(urls)+1, total, err)
-		}
-		t, err := mesh.DecodeTask(msg.Data())
-		if err != nil {
-			urls = append(urls, "undecodable: "+string(msg.Data()))
-			continue
-		}
-		urls = append(urls, t.URL)
+	urls := make([]string, 0, len(dl))
+	for _, d := range dl {
+		urls = append(urls, d.URL)
 	}
 	return urls
 }

@@ -1,0 +1,94 @@
+// Package spiderproto is the protocol every programmable spider speaks
+// (DESIGN.md, "Programmable spiders"): a JavaScript `script` and a
+// `command` in any language both get one [Page] per fetched page and answer
+// one [Answer]. The mesh keeps fetching, de-duplication and publishing; a
+// spider only reads a page and answers items and links.
+package spiderproto
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Page is what a spider gets for one fetched page (2xx only).
+type Page struct {
+	URL     string            `json:"url"` // final canonical URL after redirects
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers"` // lower-case names; repeated values joined by ", "
+	Body    string            `json:"body"`    // decoded to UTF-8
+	Depth   int               `json:"depth"`
+	Crawl   string            `json:"crawl"`
+	Spider  string            `json:"spider"`
+}
+
+// Answer is what a spider returns for a page.
+type Answer struct {
+	Items []map[string]any `json:"items"`
+	Links []string         `json:"links"` // relative ones are resolved against Page.URL
+}
+
+// Headers turns HTTP headers into the page's header object.
+func Headers(h http.Header) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		out[strings.ToLower(k)] = strings.Join(v, ", ")
+	}
+	return out
+}
+
+// Normalize makes an answer's item values what items hold everywhere in
+// the mesh: strings, or lists of strings. Numbers and booleans become
+// their JSON text, objects their compact JSON, null a missing value; an
+// array becomes a list, each element converted the same way (a null
+// element dropped). It returns an error naming the item and field of a
+// value it cannot convert.
+func Normalize(a *Answer) error {
+	for i, it := range a.Items {
+		for k, v := range it {
+			if v == nil {
+				delete(it, k)
+				continue
+			}
+			nv, err := value(v, true)
+			if err != nil {
+				return fmt.Errorf("items[%d].%s: %w", i, k, err)
+			}
+			it[k] = nv
+		}
+	}
+	return nil
+}
+
+func value(v any, top bool) (any, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case []string:
+		if top {
+			return x, nil
+		}
+	case []any:
+		if !top {
+			break
+		}
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			if e == nil {
+				continue
+			}
+			s, err := value(e, false)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s.(string))
+		}
+		return out, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("value %T is not JSON: %v", v, err)
+	}
+	return string(b), nil
+}
