@@ -118,7 +118,7 @@ func runDoctor(ctx context.Context, c *cli, args []string) error {
 		add("ok", "masters", "%d master(s) online", masters)
 	}
 	if workers == 0 {
-		add("fail", "workers", "no worker is online: tasks wait in the queue (run worker)")
+		add("fail", "workers", "no worker is online yet: tasks wait in the queue; workers started with the mesh join once the masters' assets exist (else run worker)")
 	} else {
 		add("ok", "workers", "%d worker(s) online, %d paused or draining", workers, paused)
 	}
@@ -173,6 +173,10 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 	for _, c := range defs.Consumers {
 		dd, err := streams.CheckConsumer(ctx, js, c)
 		check(dd, err, "consumer "+c.Stream+"/"+c.Config.Durable)
+	}
+	for _, c := range defs.ObjectStores {
+		dd, err := streams.CheckObjectStore(ctx, js, c)
+		check(dd, err, "objectstore "+c.Bucket)
 	}
 	switch {
 	case missing > 0 && holder != "":

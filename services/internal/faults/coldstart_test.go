@@ -119,6 +119,7 @@ var waitingSays = []string{
 	"a starting master creates them",
 	"is creating the mesh's streams and buckets",
 	"elect one within a lease",
+	"no worker is online yet",
 }
 
 // doctorDuringStart runs `crawlmesh doctor` from the processes' start until
