@@ -136,6 +136,9 @@ func currentReplicas(ctx context.Context, js jetstream.JetStream, stream string)
 // kvStream is the stream behind KV bucket b.
 func kvStream(b string) string { return "KV_" + b }
 
+// objStream is the stream behind Object Store b.
+func objStream(b string) string { return "OBJ_" + b }
+
 // ScaleUp raises every existing asset below the wanted replica count to it
 // and changes nothing else: a master runs it now and then so assets created
 // on a smaller cluster gain copies once servers join. The wanted count is
@@ -161,6 +164,9 @@ func ScaleUp(ctx context.Context, js jetstream.JetStream, d Definitions, o Optio
 	}
 	for _, c := range d.Streams {
 		names = append(names, c.Name)
+	}
+	for _, c := range d.ObjectStores {
+		names = append(names, objStream(c.Bucket))
 	}
 	var scaled []string
 	for _, name := range names {

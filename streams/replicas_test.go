@@ -214,7 +214,7 @@ func TestScaleUpOfR1Assets(t *testing.T) {
 		{"Ensure 3", func() error { return streams.Ensure(ctx, js, d, streams.Options{Replicas: 3}) }},
 		{"ScaleUp auto", func() error {
 			scaled, err := streams.ScaleUp(ctx, js, d, streams.Options{Replicas: streams.ReplicasAuto})
-			if err == nil && len(scaled) != len(d.KV)+len(d.Streams) {
+			if err == nil && len(scaled) != len(d.KV)+len(d.Streams)+len(d.ObjectStores) {
 				t.Errorf("ScaleUp scaled %v, want every asset", scaled)
 			}
 			return err
@@ -228,6 +228,9 @@ func TestScaleUpOfR1Assets(t *testing.T) {
 			}
 			for _, c := range d.Streams {
 				_ = js.DeleteStream(ctx, c.Name)
+			}
+			for _, c := range d.ObjectStores {
+				_ = js.DeleteObjectStore(ctx, c.Bucket)
 			}
 			if err := streams.Ensure(ctx, js, d, streams.Options{Replicas: 1}); err != nil {
 				t.Fatalf("Ensure R1: %v", err)

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-//go:embed kv/*.json stream/*.json consumer/*/*.json
+//go:embed kv/*.json stream/*.json consumer/*/*.json objectstore/*.json
 var files embed.FS
 
 // Definitions are the parsed files.
@@ -26,6 +26,9 @@ type Definitions struct {
 	KV        []jetstream.KeyValueConfig
 	Streams   []jetstream.StreamConfig
 	Consumers []ConsumerDef
+	// ObjectStores are the Object Store buckets (objectstore/NAME.json);
+	// bucket B is stream OBJ_B with subjects $O.B.C.> and $O.B.M.>.
+	ObjectStores []jetstream.ObjectStoreConfig
 }
 
 // ConsumerDef is a durable consumer of a stream.
@@ -90,6 +93,15 @@ func Load() (Definitions, error) {
 				return fmt.Errorf("streams/%s: durable %q must match the file name", p, c.Durable)
 			}
 			d.Consumers = append(d.Consumers, ConsumerDef{Stream: path.Base(dir), Config: c})
+		case dir == "objectstore":
+			var c jetstream.ObjectStoreConfig
+			if err := strictJSON(b, &c); err != nil {
+				return fmt.Errorf("streams/%s: %w", p, err)
+			}
+			if c.Bucket != base {
+				return fmt.Errorf("streams/%s: bucket %q must match the file name", p, c.Bucket)
+			}
+			d.ObjectStores = append(d.ObjectStores, c)
 		default:
 			return fmt.Errorf("streams/%s: unexpected file", p)
 		}
@@ -122,6 +134,24 @@ func (d Definitions) Bucket(name string, opts Options) (jetstream.KeyValueConfig
 		}
 	}
 	return jetstream.KeyValueConfig{}, false
+}
+
+// ObjectStore returns the definition of the named Object Store with opts
+// applied.
+func (d Definitions) ObjectStore(name string, opts Options) (jetstream.ObjectStoreConfig, bool) {
+	for _, c := range d.ObjectStores {
+		if c.Bucket == name {
+			return applyObj(c, opts), true
+		}
+	}
+	return jetstream.ObjectStoreConfig{}, false
+}
+
+func applyObj(c jetstream.ObjectStoreConfig, o Options) jetstream.ObjectStoreConfig {
+	if o.Replicas > 0 {
+		c.Replicas = o.Replicas
+	}
+	return c
 }
 
 func applyKV(c jetstream.KeyValueConfig, o Options) jetstream.KeyValueConfig {
@@ -213,6 +243,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, d Definitions, o Option
 			rest = append(rest, job)
 		}
 	}
+	for _, c := range d.ObjectStores {
+		rest = append(rest, func() ([]Drift, error) { return ensureObjectStore(ctx, js, p, applyObj(c, o)) })
+	}
 	var drift []Drift
 	for _, job := range first {
 		dd, err := job()
@@ -285,6 +318,37 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, p *planner, c jet
 		return err
 	})
 	return reconcile("stream "+c.Name, applyErr, func() ([]Drift, error) { return CheckStream(ctx, js, c) })
+}
+
+func ensureObjectStore(ctx context.Context, js jetstream.JetStream, p *planner, c jetstream.ObjectStoreConfig) ([]Drift, error) {
+	applyErr := p.apply(ctx, "objectstore "+c.Bucket, objStream(c.Bucket), &c.Replicas, func() error {
+		rctx, cancel := request(ctx)
+		defer cancel()
+		_, err := js.CreateOrUpdateObjectStore(rctx, c)
+		return err
+	})
+	return reconcile("objectstore "+c.Bucket, applyErr, func() ([]Drift, error) { return CheckObjectStore(ctx, js, c) })
+}
+
+// CheckObjectStore compares the running Object Store with c.
+func CheckObjectStore(ctx context.Context, js jetstream.JetStream, c jetstream.ObjectStoreConfig) ([]Drift, error) {
+	rctx, cancel := request(ctx)
+	defer cancel()
+	s, err := js.Stream(rctx, objStream(c.Bucket))
+	if err != nil {
+		return nil, fmt.Errorf("open objectstore %s: %w", c.Bucket, err)
+	}
+	have := s.CachedInfo().Config
+	storage := c.Storage // the zero value is file storage, as nats.go creates it
+	d := differ{asset: "objectstore " + c.Bucket}
+	d.add("subjects", "$O."+c.Bucket+".C.>,$O."+c.Bucket+".M.>", strings.Join(have.Subjects, ","))
+	d.add("storage", storage, have.Storage)
+	d.add("ttl", c.TTL, have.MaxAge)
+	d.add("num_replicas", max(c.Replicas, 1), have.Replicas)
+	if c.MaxBytes > 0 {
+		d.add("max_bytes", c.MaxBytes, have.MaxBytes)
+	}
+	return d.out, nil
 }
 
 func ensureConsumer(ctx context.Context, js jetstream.JetStream, c ConsumerDef) ([]Drift, error) {
@@ -454,6 +518,9 @@ func (d Definitions) Names() []string {
 	}
 	for _, c := range d.Consumers {
 		n = append(n, "consumer "+c.Stream+"/"+c.Config.Durable)
+	}
+	for _, c := range d.ObjectStores {
+		n = append(n, "objectstore "+c.Bucket)
 	}
 	slices.Sort(n)
 	return n

@@ -20,8 +20,8 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // assetFiles lists, as Definitions.Names spells them, the assets the JSON
-// files on disk define: kv/NAME.json, stream/NAME.json and
-// consumer/STREAM/NAME.json. Load must have parsed every one.
+// files on disk define: kv/NAME.json, stream/NAME.json,
+// consumer/STREAM/NAME.json and objectstore/NAME.json. Load must have parsed every one.
 func assetFiles(t *testing.T) []string {
 	t.Helper()
 	var out []string
@@ -37,6 +37,8 @@ func assetFiles(t *testing.T) []string {
 			out = append(out, "stream "+name)
 		case strings.HasPrefix(dir, "consumer/"):
 			out = append(out, "consumer "+strings.TrimPrefix(dir, "consumer/")+"/"+name)
+		case dir == "objectstore":
+			out = append(out, "objectstore "+name)
 		default:
 			t.Errorf("unexpected file %s", p)
 		}
@@ -263,5 +265,57 @@ func TestOpenKVBindsExistingWithoutChangingIt(t *testing.T) {
 	}
 	if c := status(t, js); c.MaxAge != 3*time.Second {
 		t.Errorf("OpenKV changed MaxAge to %v; it must keep the existing 3s", c.MaxAge)
+	}
+}
+
+// TestEnsureCreatesObjectStore: the Object Store of objectstore/files.json
+// exists after Ensure as stream OBJ_files, checks clean, and a drift the
+// server cannot change (storage) is reported.
+func TestEnsureCreatesObjectStore(t *testing.T) {
+	s := natstest.RunServer(t)
+	_, js := natstest.Connect(t, s)
+	d := load(t)
+	c, ok := d.ObjectStore("files", streams.Options{})
+	if !ok {
+		t.Fatal("no definition for Object Store files")
+	}
+	if err := streams.Ensure(t.Context(), js, d, streams.Options{}); err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+	st, err := js.Stream(t.Context(), "OBJ_files")
+	if err != nil {
+		t.Fatalf("stream OBJ_files: %v", err)
+	}
+	if got := strings.Join(st.CachedInfo().Config.Subjects, ","); got != "$O.files.C.>,$O.files.M.>" {
+		t.Errorf("OBJ_files subjects = %s", got)
+	}
+	if dd, err := streams.CheckObjectStore(t.Context(), js, c); err != nil || len(dd) != 0 {
+		t.Errorf("CheckObjectStore after Ensure = %v, %v; want no drift", dd, err)
+	}
+	obs, err := js.ObjectStore(t.Context(), "files")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.PutBytes(t.Context(), "a.txt", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(t.Context(), js, d, streams.Options{}); err != nil {
+		t.Fatalf("second Ensure: %v", err)
+	}
+	if b, err := obs.GetBytes(t.Context(), "a.txt"); err != nil || string(b) != "hello" {
+		t.Errorf("object after second Ensure = %q, %v", b, err)
+	}
+	if err := js.DeleteObjectStore(t.Context(), "files"); err != nil {
+		t.Fatal(err)
+	}
+	mem := c
+	mem.Storage = jetstream.MemoryStorage
+	if _, err := js.CreateObjectStore(t.Context(), mem); err != nil {
+		t.Fatal(err)
+	}
+	err = streams.Ensure(t.Context(), js, d, streams.Options{})
+	var de *streams.DriftError
+	if !errors.As(err, &de) || !strings.Contains(de.Error(), "objectstore files: storage") {
+		t.Errorf("Ensure over a memory Object Store = %v, want drift naming objectstore files: storage", err)
 	}
 }

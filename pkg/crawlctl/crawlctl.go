@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,11 @@ type Control struct {
 	now     func() time.Time
 
 	pending atomic.Int64 // tasks in the work queue, for metrics
+
+	// Seedings from seeds files running in the background.
+	wg      sync.WaitGroup
+	seedMu  sync.Mutex
+	seeding map[string]bool
 }
 
 // New returns a Control over the crawler's buckets.
@@ -47,7 +53,7 @@ func New(js jetstream.JetStream, spiders, crawls, seen jetstream.KeyValue, log *
 	}
 	log = log.With("component", "crawlctl")
 	return &Control{js: js, spiders: spiders, crawls: crawls, pub: crawler.NewPublisher(js, seen),
-		log: log, now: time.Now}
+		log: log, now: time.Now, seeding: map[string]bool{}}
 }
 
 // PendingTasks is the work queue's size at the last check.
@@ -65,6 +71,12 @@ func (c *Control) Start(ctx context.Context, spider string) (string, error) {
 // StartID is Start with a given crawl id ("" for a new one); a second
 // start of the same id fails with ErrExists, so a scheduled tick runs once.
 func (c *Control) StartID(ctx context.Context, spider, id string) (string, error) {
+	return c.start(ctx, spider, id, "")
+}
+
+// start creates the crawl record and seeds it: from the spec's start URLs
+// now, or from seedsFile in the background (see StartSeeds).
+func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (string, error) {
 	e, err := c.spiders.Get(ctx, spider)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 		return "", fmt.Errorf("no spider %q (crawlmesh spider ls lists them; crawlmesh spider apply -f FILE adds one)", spider)
@@ -81,13 +93,18 @@ func (c *Control) StartID(ctx context.Context, spider, id string) (string, error
 		id = mesh.NewCrawlID(s.Name, c.now())
 	}
 	cr := mesh.Crawl{ID: id, Spider: s.Name, State: mesh.CrawlRunning, Spec: raw, CreatedAt: c.now().UTC()}
-	b, _ := json.Marshal(cr)
+	b, _ := json.Marshal(record{Crawl: cr, SeedsFile: seedsFile})
 	rev, err := c.crawls.Create(ctx, cr.ID, b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return "", fmt.Errorf("%w: %s", ErrExists, cr.ID)
 	}
 	if err != nil {
 		return "", fmt.Errorf("create crawl %s: %w", cr.ID, err)
+	}
+	if seedsFile != "" {
+		c.seedFileAsync(ctx, &cr, s, rev, seedsFile, false)
+		c.log.Info("crawl started", "crawl", cr.ID, "spider", s.Name, "seeds_file", seedsFile)
+		return cr.ID, nil
 	}
 	if err := c.seed(ctx, &cr, s, rev); err != nil {
 		return "", err
@@ -256,6 +273,7 @@ func (c *Control) Run(ctx context.Context, interval time.Duration) error {
 	for {
 		select {
 		case <-ctx.Done():
+			c.wg.Wait() // background seedings end with ctx
 			return nil
 		case <-t.C:
 			c.check(ctx)
@@ -277,8 +295,17 @@ func (c *Control) check(ctx context.Context) {
 			continue
 		}
 		if cr.SeededAt == nil {
+			if c.isSeeding(id) {
+				continue
+			}
 			if c.now().Sub(cr.CreatedAt) > 10*time.Second {
 				if s, err := spec.Parse(cr.Spec); err == nil {
+					if name := c.seedsFileOf(ctx, id); name != "" {
+						// Left unseeded by a master that stopped: read the
+						// file again; claims made then are recognised.
+						c.seedFileAsync(ctx, cr, s, rev, name, true)
+						continue
+					}
 					if err := c.seed(ctx, cr, s, rev); err != nil {
 						c.log.Warn("re-seed failed", "crawl", id, "err", err)
 					}
@@ -336,7 +363,10 @@ type APIReply struct {
 type APIRequest struct {
 	Spider string `json:"spider,omitempty"`
 	ID     string `json:"id,omitempty"`
-	Reason string `json:"reason,omitempty"` // fail: why the crawl cannot run
+	// SeedsFile (start): seed from this file of the Object Store files,
+	// one URL a line, instead of the spec's start_urls.
+	SeedsFile string `json:"seeds_file,omitempty"`
+	Reason    string `json:"reason,omitempty"` // fail: why the crawl cannot run
 }
 
 // Serve answers crawl start, cancel and fail requests until ctx is done.
@@ -353,7 +383,11 @@ func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
 				var err error
 				switch op {
 				case mesh.APICrawlStart:
-					rep.ID, err = c.Start(ctx, req.Spider)
+					if req.SeedsFile != "" {
+						rep.ID, err = c.StartSeeds(ctx, req.Spider, req.SeedsFile)
+					} else {
+						rep.ID, err = c.Start(ctx, req.Spider)
+					}
 				case mesh.APICrawlCancel:
 					rep.ID, err = req.ID, c.Cancel(ctx, req.ID)
 				case mesh.APICrawlFail:
@@ -375,6 +409,7 @@ func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
 		defer func() { _ = sub.Unsubscribe() }()
 	}
 	<-ctx.Done()
+	c.wg.Wait() // background seedings end with ctx
 	return nil
 }
 

@@ -15,12 +15,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
 func runCrawl(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 0 {
-		return usagef("want: crawl start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow] | deadletters ID")
+		return usagef("want: crawl start SPIDER [--wait] [--seeds-file NAME] | status ID | wait ID | cancel ID | ls | logs ID [--follow] | deadletters ID")
 	}
 	sub := args[0]
 	var f clientFlags
@@ -28,6 +29,7 @@ func runCrawl(ctx context.Context, c *cli, args []string) error {
 	f.register(fs)
 	wait := fs.Bool("wait", false, "start: wait for the crawl to finish, with progress")
 	follow := fs.Bool("follow", false, "logs: keep printing new lines")
+	seedsFile := fs.String("seeds-file", "", "start: seed from NAME in the Object Store files (one URL a line; crawlmesh files put) instead of the spider's start_urls")
 	pos, err := f.parse(fs, c, args[1:])
 	if err != nil {
 		return err
@@ -40,6 +42,14 @@ func runCrawl(ctx context.Context, c *cli, args []string) error {
 	if len(pos) != n {
 		return usagef("crawl %s wants %d argument(s), got %d", sub, n, len(pos))
 	}
+	if *seedsFile != "" {
+		if sub != "start" {
+			return usagef("--seeds-file goes with crawl start")
+		}
+		if err := files.ValidName(*seedsFile); err != nil {
+			return usageError{fmt.Errorf("--seeds-file: %w", err)}
+		}
+	}
 	sess, err := f.open(ctx, mesh.CrawlsBucket)
 	if err != nil {
 		return err
@@ -48,11 +58,14 @@ func runCrawl(ctx context.Context, c *cli, args []string) error {
 	nc, js, crawls := sess.nc, sess.js, sess.kv
 	switch sub {
 	case "start":
-		id, err := crawlctl.Call(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: pos[0]}, f.timeout)
+		id, err := crawlctl.Call(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: pos[0], SeedsFile: *seedsFile}, f.timeout)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(c.stdout, id)
+		if *seedsFile != "" {
+			fmt.Fprintf(c.stderr, "crawl %s: the masters seed it from file %s; bad lines show in crawlmesh crawl logs %s\n", id, *seedsFile, id)
+		}
 		if *wait {
 			return waitCrawl(ctx, c, js, crawls, id)
 		}

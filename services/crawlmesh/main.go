@@ -36,7 +36,8 @@ var commands = map[string]cmd{
 	"doctor":   {"check and explain: NATS, JetStream, assets, masters and leader, node ids, clock skew, dead letters, paused workers", runDoctor},
 	"master":   {"master step-down: the leading master hands leadership to another", runMaster},
 	"throttle": {"live per-host limits, mesh-wide: throttle set HOST [--delay D] [--parallelism N] | ls | rm HOST", runThrottle},
-	"results":  {"results export ID [--format jsonl|csv] [--out FILE]", runResults},
+	"results":  {"results export ID [--format jsonl|csv] [--out FILE | --to-files NAME]", runResults},
+	"files":    {"shared files in the Object Store: files put LOCAL [NAME] | get NAME [--out FILE] | ls | rm NAME", runFiles},
 
 	"demo-site":   {"serve the demo bookshop for a mesh elsewhere (docker compose); --print-spec prints its spider", runDemoSite},
 	"healthcheck": {"GET a URL, exit 0 on 2xx: the healthcheck of the distroless image", runHealthcheck},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,20 +13,25 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 )
 
 func runResults(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 0 || args[0] != "export" {
-		return usagef("want: results export ID [--format jsonl|csv] [--out FILE]")
+		return usagef("want: results export ID [--format jsonl|csv] [--out FILE | --to-files NAME]")
 	}
 	var f clientFlags
 	fs := flag.NewFlagSet("results export", flag.ContinueOnError)
 	f.register(fs)
 	format := fs.String("format", "jsonl", "jsonl or csv")
 	out := fs.String("out", "", "write to FILE instead of standard output")
+	toFiles := fs.String("to-files", "", "write into the Object Store files under NAME (crawlmesh files get NAME), streamed")
+	maxSize := fs.String("max-size", "64MiB", "--to-files: the largest export stored (B, KiB, MiB, GiB)")
 	pos, err := f.parse(fs, c, args[1:])
 	if err != nil {
 		return err
@@ -35,6 +41,18 @@ func runResults(ctx context.Context, c *cli, args []string) error {
 	}
 	if *format != "jsonl" && *format != "csv" {
 		return usagef("--format %q: want jsonl or csv", *format)
+	}
+	if *out != "" && *toFiles != "" {
+		return usagef("give --out or --to-files, not both")
+	}
+	limit, err := parseSize(*maxSize)
+	if err != nil {
+		return usagef("--max-size %q: %v", *maxSize, err)
+	}
+	if *toFiles != "" {
+		if err := files.ValidName(*toFiles); err != nil {
+			return usageError{err}
+		}
 	}
 	sess, err := f.open(ctx, mesh.CrawlsBucket)
 	if err != nil {
@@ -46,6 +64,32 @@ func runResults(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *toFiles != "" {
+		st, err := files.Open(ctx, js, files.WithMaxSize(limit))
+		if err != nil {
+			return err
+		}
+		// The export runs into a pipe the Object Store reads in chunks:
+		// memory stays flat whatever the crawl's size.
+		pr, pw := io.Pipe()
+		var n int
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			n, err = exportTo(ctx, js, cr, *format, pw)
+			_ = pw.CloseWithError(err)
+			done <- err
+		}()
+		info, err := st.Put(ctx, *toFiles, pr)
+		_ = pr.CloseWithError(errors.New("export stopped"))
+		<-done
+		if err != nil {
+			// A failed export reaches Put as its reader's error.
+			return fmt.Errorf("export %s to files: %w", cr.ID, err)
+		}
+		fmt.Fprintf(c.stderr, "%d items of %s stored as file %s (%s, %s)\n", n, cr.ID, info.Name, files.HumanSize(info.Size), info.Digest)
+		return nil
+	}
 	var w io.Writer = c.stdout
 	var file *os.File
 	if *out != "" {
@@ -55,9 +99,25 @@ func runResults(ctx context.Context, c *cli, args []string) error {
 		defer file.Close()
 		w = file
 	}
+	n, err := exportTo(ctx, js, cr, *format, w)
+	if err == nil && file != nil {
+		err = file.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("export %s: %w", cr.ID, err)
+	}
+	if *out != "" {
+		fmt.Fprintf(c.stderr, "%d items of %s written to %s\n", n, cr.ID, *out)
+	}
+	return nil
+}
+
+// exportTo writes the crawl's items to w as format and returns how many.
+func exportTo(ctx context.Context, js jetstream.JetStream, cr *mesh.Crawl, format string, w io.Writer) (int, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	n := 0
-	if *format == "jsonl" {
+	var err error
+	if format == "jsonl" {
 		err = readStream(ctx, js, mesh.ResultsStream, mesh.ResultSubject(cr.ID), false, func(b []byte) error {
 			n++
 			_, err := fmt.Fprintf(bw, "%s\n", b)
@@ -74,16 +134,7 @@ func runResults(ctx context.Context, c *cli, args []string) error {
 	if err == nil {
 		err = bw.Flush()
 	}
-	if err == nil && file != nil {
-		err = file.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("export %s: %w", cr.ID, err)
-	}
-	if *out != "" {
-		fmt.Fprintf(c.stderr, "%d items of %s written to %s\n", n, cr.ID, *out)
-	}
-	return nil
+	return n, err
 }
 
 // exportCSV writes the fixed columns, then one column per item field of

@@ -39,7 +39,7 @@ func Bucket(t testing.TB, js jetstream.JetStream, name string) jetstream.KeyValu
 }
 
 // Replicas maps every asset of d to its replica count, keyed by stream
-// name (KV_<bucket> for buckets).
+// name (KV_<bucket> for buckets, OBJ_<bucket> for Object Stores).
 func Replicas(t testing.TB, js jetstream.JetStream, d streams.Definitions) map[string]int {
 	t.Helper()
 	out := map[string]int{}
@@ -49,6 +49,9 @@ func Replicas(t testing.TB, js jetstream.JetStream, d streams.Definitions) map[s
 	}
 	for _, c := range d.Streams {
 		names = append(names, c.Name)
+	}
+	for _, c := range d.ObjectStores {
+		names = append(names, "OBJ_"+c.Bucket)
 	}
 	for _, n := range names {
 		s, err := js.Stream(t.Context(), n)

@@ -2,8 +2,11 @@ package boot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,18 +18,27 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
+	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/gospiders"
 	"github.com/crawlmesh/crawlmesh/pkg/master"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
+	"github.com/crawlmesh/crawlmesh/pkg/progspider"
 	"github.com/crawlmesh/crawlmesh/pkg/robotstore"
 	"github.com/crawlmesh/crawlmesh/pkg/scheduler"
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/pkg/worker"
 	"github.com/crawlmesh/crawlmesh/streams"
 )
 
 // NewMaster builds a master node on env; schedules are evaluated in tz.
+func init() {
+	// spider apply, the master and the worker all refuse a script that
+	// does not compile, with its line and column.
+	spec.CheckScript = progspider.CheckScript
+}
+
 func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time.Duration, tz *time.Location) (*master.Master, error) {
 	kvs, err := openKVs(ctx, env.JS, mesh.SpidersBucket, mesh.CrawlsBucket, mesh.SeenBucket, mesh.ElectionBucket)
 	if err != nil {
@@ -78,6 +90,8 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 	var crawls *crawler.Crawls
 	var gate *politeness.Gate
 	var w *worker.Worker // the task side needs its fetch slots
+	var programs *progspider.Runner
+	var fileCache *files.Cache
 
 	ready := make(chan struct{})
 	// The task side opens once a master has created the stream and buckets.
@@ -96,10 +110,24 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		if err != nil {
 			return nil, nil, err
 		}
+		// Scripts, commands' files and seed lists live in Object Store
+		// files, which a master creates like every asset.
+		store, err := files.Open(ctx, env.JS)
+		if err != nil {
+			return nil, nil, err
+		}
+		cache, err := files.NewCache(store, filepath.Join(os.TempDir(), "crawlmesh-"+n.ID, "files"))
+		if err != nil {
+			return nil, nil, err
+		}
+		programs = progspider.New(progspider.Config{Files: cache, WorkDir: filepath.Join(os.TempDir(), "crawlmesh-"+n.ID, "spiders"),
+			Processes: o.Concurrency, Log: log, Stderr: spiderLog(env.JS, n.ID)})
+		fileCache = cache
 		fc := o.Fetch
 		fc.Robots = robotstore.New(robotsKV, robotstore.Options{Owner: n.ID, Log: log})
 		f := fetch.New(fc, goSpiders)
 		crawls = crawler.NewCrawls(kvs[1], log)
+		crawls.OnEnd(programs.EndCrawl)
 		timeout := o.Fetch.RequestTimeout
 		if timeout <= 0 {
 			timeout = 15 * time.Second
@@ -115,7 +143,7 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		keepAlive := cons.CachedInfo().Config.AckWait / 3
 		cr := crawler.New(env.JS, kvs[0], crawls, f, crawler.Config{
 			Node: n.ID, MaxAttempts: o.MaxAttempts, Backoff: o.Backoff, KeepAlive: keepAlive, Log: log, Reg: reg,
-			Gate: gate, Slots: w.Slots(),
+			Gate: gate, Slots: w.Slots(), Programs: programs,
 		})
 		return cons, cr.Handle, nil
 	}
@@ -135,8 +163,10 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 			case <-ready:
 				var inner sync.WaitGroup
 				inner.Go(func() { _ = gate.Run(ctx) })
+				inner.Go(func() { _ = fileCache.Run(ctx) })
 				_ = crawls.Run(ctx)
 				inner.Wait()
+				programs.Close()
 			case <-ctx.Done():
 			}
 		})
@@ -145,6 +175,16 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		wg.Wait()
 		return err
 	}, nil
+}
+
+// spiderLog writes a command spider's stderr lines (and a script's
+// console.log lines) into the crawl's logs, where `crawl logs` shows them.
+func spiderLog(js jetstream.JetStream, node string) func(crawl, spider, line string) {
+	return func(crawl, spider, line string) {
+		b, _ := json.Marshal(mesh.LogEntry{Time: time.Now().UTC(), Node: node, Outcome: "stderr", Error: spider + ": " + line})
+		// Best effort, like every log line: a lost one must not hold up a page.
+		_, _ = js.PublishAsync(mesh.LogSubject(crawl), b)
+	}
 }
 
 func openKVs(ctx context.Context, js jetstream.JetStream, names ...string) ([]jetstream.KeyValue, error) {

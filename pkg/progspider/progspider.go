@@ -1,0 +1,323 @@
+// Package progspider runs a worker's programmable spiders: JavaScript
+// (`script` inline, or `script_file` from Object Store files) on pooled
+// sandboxed runtimes (pkg/jsspider), and `command` spiders as long-lived
+// processes speaking line-JSON (pkg/cmdspider) in a working directory
+// holding the spider's `files`. It picks, per page, the runtime for the
+// spider's current version: a script is compiled once per worker and
+// version (inline text or file digest), a command's processes are kept per
+// crawl and version of its files, so a file put mid-crawl is used by the
+// next page and an unchanged one is never fetched or compiled again.
+package progspider
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/cmdspider"
+	"github.com/crawlmesh/crawlmesh/pkg/files"
+	"github.com/crawlmesh/crawlmesh/pkg/jsspider"
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
+	"github.com/crawlmesh/crawlmesh/pkg/spiderproto"
+)
+
+// CheckScript compiles src as a spider script; the spec validator uses it
+// (spec.CheckScript) so `spider apply` refuses a syntax error with its line
+// and column.
+func CheckScript(src string) error {
+	_, err := jsspider.Compile("script", src)
+	return err
+}
+
+// Config sets up a Runner.
+type Config struct {
+	// Files is the worker's cache of Object Store files; nil makes
+	// script_file and files specs fail their crawl on this worker.
+	Files *files.Cache
+	// WorkDir holds the commands' working directories (one per crawl and
+	// version of the spider's files).
+	WorkDir string
+	// Processes is how many processes a command spider may run at once on
+	// this worker (its concurrency; started as pages need them).
+	Processes int
+	// ScriptTimeout and CommandTimeout bound one page (defaults: the
+	// engines' own, 5 s and 30 s).
+	ScriptTimeout, CommandTimeout time.Duration
+	// Stderr gets a command's stderr lines and a script's console.log
+	// lines, for the crawl's logs.
+	Stderr func(crawl, spider, line string)
+	Log    *slog.Logger
+}
+
+// Runner runs programmable spiders; safe for concurrent use.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	scripts map[string]*jsspider.Pool  // by version: "inline:<sha>" or "file:<digest>"
+	cmds    map[string]*cmdEntry       // by crawl and version
+	failed  map[string]error           // compile errors by version, so a bad script fails fast
+	order   []string                   // scripts in insertion order, to bound the map
+	byCrawl map[string]map[string]bool // crawl -> cmds keys
+}
+
+type cmdEntry struct {
+	pool *cmdspider.Pool
+	used time.Time
+}
+
+// maxScripts bounds the compiled versions kept per worker.
+const maxScripts = 64
+
+// New returns a Runner.
+func New(cfg Config) *Runner {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Processes <= 0 {
+		cfg.Processes = 1
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = filepath.Join(os.TempDir(), "crawlmesh-spiders")
+	}
+	return &Runner{cfg: cfg, log: cfg.Log.With("component", "progspider"), scripts: map[string]*jsspider.Pool{},
+		cmds: map[string]*cmdEntry{}, failed: map[string]error{}, byCrawl: map[string]map[string]bool{}}
+}
+
+// Parse runs s's code on page.
+func (r *Runner) Parse(ctx context.Context, s *spec.Spec, page spiderproto.Page) (spiderproto.Answer, error) {
+	switch {
+	case s.Script != "":
+		sum := sha256.Sum256([]byte(s.Script))
+		pool, err := r.script("inline:"+hex.EncodeToString(sum[:8]), s.Name, func() (string, error) { return s.Script, nil })
+		if err != nil {
+			return spiderproto.Answer{}, err
+		}
+		return pool.Parse(ctx, page)
+	case s.ScriptFile != "":
+		if r.cfg.Files == nil {
+			return spiderproto.Answer{}, crawlLevel(fmt.Errorf("spider %s: script_file %s: this worker has no access to Object Store files", s.Name, s.ScriptFile))
+		}
+		path, info, err := r.cfg.Files.Path(ctx, s.ScriptFile)
+		if err != nil {
+			return spiderproto.Answer{}, fileError(s, s.ScriptFile, err)
+		}
+		pool, err := r.script("file:"+info.Digest, s.Name, func() (string, error) {
+			b, err := os.ReadFile(path)
+			return string(b), err
+		})
+		if err != nil {
+			return spiderproto.Answer{}, err
+		}
+		return pool.Parse(ctx, page)
+	case len(s.Command) > 0:
+		pool, err := r.command(ctx, s, page.Crawl)
+		if err != nil {
+			return spiderproto.Answer{}, err
+		}
+		ans, err := pool.Parse(ctx, page)
+		if _, ok := errors.AsType[*cmdspider.StartError](err); ok {
+			return ans, crawlLevel(err)
+		}
+		return ans, err
+	}
+	return spiderproto.Answer{}, fmt.Errorf("spider %s has no script or command", s.Name)
+}
+
+// script returns the pool of a script version, compiling it once.
+func (r *Runner) script(version, spider string, src func() (string, error)) (*jsspider.Pool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.scripts[version]; p != nil {
+		return p, nil
+	}
+	if err := r.failed[version]; err != nil {
+		return nil, err
+	}
+	text, err := src()
+	if err != nil {
+		return nil, fmt.Errorf("spider %s: read script: %w", spider, err)
+	}
+	prg, err := jsspider.Compile(spider, text)
+	if err != nil {
+		// A script that does not compile fails every page alike: the
+		// crawl, not each task, says so.
+		err = crawlLevel(fmt.Errorf("spider %s: %w", spider, err))
+		r.failed[version] = err
+		return nil, err
+	}
+	opts := jsspider.Options{Timeout: r.cfg.ScriptTimeout}
+	if r.cfg.Stderr != nil {
+		opts.Log = func(p *spiderproto.Page, line string) { r.cfg.Stderr(p.Crawl, p.Spider, "console.log: "+line) }
+	}
+	p := jsspider.NewPool(prg, opts)
+	r.scripts[version] = p
+	r.order = append(r.order, version)
+	if len(r.order) > maxScripts {
+		delete(r.scripts, r.order[0])
+		r.order = r.order[1:]
+	}
+	return p, nil
+}
+
+// command returns the process pool of s for crawl, with a working directory
+// holding the current version of s.Files.
+func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmdspider.Pool, error) {
+	var digests []string
+	paths := map[string]string{}
+	for _, name := range s.Files {
+		if r.cfg.Files == nil {
+			return nil, crawlLevel(fmt.Errorf("spider %s: files %s: this worker has no access to Object Store files", s.Name, name))
+		}
+		p, info, err := r.cfg.Files.Path(ctx, name)
+		if err != nil {
+			return nil, fileError(s, name, err)
+		}
+		digests = append(digests, name+"="+info.Digest)
+		paths[name] = p
+	}
+	h := sha256.Sum256([]byte(strings.Join(s.Command, "\x00") + "\x01" + strings.Join(digests, "\x00")))
+	version := hex.EncodeToString(h[:8])
+	key := crawl + "/" + s.Name + "/" + version
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.cmds[key]; e != nil {
+		e.used = time.Now()
+		return e.pool, nil
+	}
+	dir := filepath.Join(r.cfg.WorkDir, safe(s.Name)+"-"+version+"-"+safe(crawl))
+	if err := populate(dir, paths); err != nil {
+		return nil, crawlLevel(fmt.Errorf("spider %s: working directory: %w", s.Name, err))
+	}
+	cfg := cmdspider.Config{Name: s.Name, Argv: s.Command, Dir: dir, Size: r.cfg.Processes,
+		Timeout: r.cfg.CommandTimeout, Log: r.log}
+	if r.cfg.Stderr != nil {
+		cfg.Stderr = func(line string) { r.cfg.Stderr(crawl, s.Name, line) }
+	}
+	pool := cmdspider.NewPool(cfg)
+	r.cmds[key] = &cmdEntry{pool: pool, used: time.Now()}
+	if r.byCrawl[crawl] == nil {
+		r.byCrawl[crawl] = map[string]bool{}
+	}
+	// An older version of this spider's files in the same crawl: its
+	// processes stop once idle (Close waits for pages in flight).
+	for old := range r.byCrawl[crawl] {
+		if strings.HasPrefix(old, crawl+"/"+s.Name+"/") {
+			go r.cmds[old].pool.Close()
+			delete(r.cmds, old)
+			delete(r.byCrawl[crawl], old)
+		}
+	}
+	r.byCrawl[crawl][key] = true
+	return pool, nil
+}
+
+// EndCrawl stops the command processes of a crawl that no longer runs.
+func (r *Runner) EndCrawl(crawl string) {
+	r.mu.Lock()
+	var pools []*cmdspider.Pool
+	for key := range r.byCrawl[crawl] {
+		if e := r.cmds[key]; e != nil {
+			pools = append(pools, e.pool)
+			delete(r.cmds, key)
+		}
+	}
+	delete(r.byCrawl, crawl)
+	r.mu.Unlock()
+	for _, p := range pools {
+		p.Close()
+	}
+}
+
+// Close stops every command process.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	var pools []*cmdspider.Pool
+	for key, e := range r.cmds {
+		pools = append(pools, e.pool)
+		delete(r.cmds, key)
+	}
+	r.byCrawl = map[string]map[string]bool{}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range pools {
+		wg.Go(p.Close)
+	}
+	wg.Wait()
+}
+
+// populate makes dir hold a copy of each file (the cache's copies are
+// shared and must never be written by user code).
+func populate(dir string, paths map[string]string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil // made by an earlier pool of this crawl and version
+	}
+	tmp := dir + ".tmp"
+	_ = os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	for name, src := range paths {
+		if err := copyFile(src, filepath.Join(tmp, name)); err != nil {
+			return err
+		}
+	}
+	return os.Rename(tmp, dir)
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	// Executable, so a file can be the command itself ("./spider").
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// safe makes s usable in a directory name.
+func safe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// fileError says which file of which spider could not be had; a missing
+// file stops the crawl on this worker (every page would fail alike).
+func fileError(s *spec.Spec, name string, err error) error {
+	err = fmt.Errorf("spider %s: file %s: %w", s.Name, name, err)
+	if _, ok := errors.AsType[*files.MissingError](err); ok {
+		return crawlLevel(err)
+	}
+	return err
+}
+
+// crawlLevelError is an error that stops the crawl on this worker
+// (crawler.CrawlLevel).
+type crawlLevelError struct{ error }
+
+func (e crawlLevelError) Unwrap() error    { return e.error }
+func (e crawlLevelError) CrawlLevel() bool { return true }
+
+func crawlLevel(err error) error { return crawlLevelError{err} }
