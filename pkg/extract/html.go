@@ -3,6 +3,7 @@ package extract
 import (
 	"bytes"
 	"fmt"
+	"github.com/crawlmesh/crawlmesh/pkg/htmlnav"
 	"net/url"
 	"strconv"
 	"strings"
@@ -59,7 +60,7 @@ func (r *Rules) pageHTML(final *url.URL, body []byte) (Result, error) {
 	links := linkSet{r: r}
 	for _, sel := range r.follow {
 		for _, n := range cascadia.QueryAll(root, sel) {
-			href, ok := lookupAttr(n, "href")
+			href, ok := htmlnav.LookupAttr(n, "href")
 			if !ok || (r.nofollow && relNofollow(n)) {
 				continue
 			}
@@ -86,12 +87,12 @@ func (h *htmlPage) elements(ir *itemRule) []*html.Node {
 		return cascadia.QueryAll(h.root, ir.css)
 	}
 	var out []*html.Node
-	h.xpath(ir.xpath, h.root, func(n *nav) bool {
-		if n.attr != -1 {
+	h.xpath(ir.xpath, h.root, func(n *htmlnav.Nav) bool {
+		if n.OnAttr() {
 			t := &html.Node{Type: html.TextNode, Data: n.Value()}
 			out = append(out, &html.Node{Type: html.ElementNode, Data: n.LocalName(), FirstChild: t, LastChild: t})
 		} else {
-			out = append(out, n.curr)
+			out = append(out, n.Node())
 		}
 		return true
 	}, nil)
@@ -129,12 +130,12 @@ func (h *htmlPage) field(f *field, e *html.Node) (any, bool) {
 			c.add(h.text(f, n))
 		}
 	case f.xpath != nil:
-		h.xpath(f.xpath, e, func(n *nav) bool {
-			if n.attr != -1 {
+		h.xpath(f.xpath, e, func(n *htmlnav.Nav) bool {
+			if n.OnAttr() {
 				return c.add(h.attrValue(n.LocalName(), n.Value()), true)
 			}
-			return c.add(h.text(f, n.curr))
-		}, func(scalar string) { c.add(collapse(scalar), true) })
+			return c.add(h.text(f, n.Node()))
+		}, func(scalar string) { c.add(htmlnav.Collapse(scalar), true) })
 	default:
 		c.add(h.text(f, e))
 	}
@@ -145,16 +146,16 @@ func (h *htmlPage) field(f *field, e *html.Node) (any, bool) {
 // when it has none) or its text, white space collapsed.
 func (h *htmlPage) text(f *field, n *html.Node) (string, bool) {
 	if f.attr != "" {
-		v, ok := lookupAttr(n, f.attr)
+		v, ok := htmlnav.LookupAttr(n, f.attr)
 		if !ok {
 			return "", false
 		}
 		return h.attrValue(f.attr, v), true
 	}
 	if n.Type == html.CommentNode {
-		return collapse(n.Data), true
+		return htmlnav.Collapse(n.Data), true
 	}
-	return collapse(innerText(n)), true
+	return htmlnav.Collapse(htmlnav.InnerText(n)), true
 }
 
 // attrValue trims an attribute's value; href and src come back absolute
@@ -174,7 +175,7 @@ func (h *htmlPage) attrValue(name, v string) string {
 // node until it returns false; a string, number or boolean result goes to
 // scalar. A panic in the XPath library (odd expressions on odd pages) is
 // taken as no result rather than a dead worker.
-func (h *htmlPage) xpath(x *xpathExpr, e *html.Node, node func(*nav) bool, scalar func(string)) {
+func (h *htmlPage) xpath(x *xpathExpr, e *html.Node, node func(*htmlnav.Nav) bool, scalar func(string)) {
 	expr := x.get()
 	defer func() {
 		if recover() != nil {
@@ -182,10 +183,10 @@ func (h *htmlPage) xpath(x *xpathExpr, e *html.Node, node func(*nav) bool, scala
 		}
 		x.put(expr)
 	}()
-	switch v := expr.Evaluate(newNav(h.root, e)).(type) {
+	switch v := expr.Evaluate(htmlnav.NewNav(h.root, e)).(type) {
 	case *xpath.NodeIterator:
 		for v.MoveNext() {
-			n, ok := v.Current().(*nav)
+			n, ok := v.Current().(*htmlnav.Nav)
 			if !ok || !node(n) {
 				return
 			}
@@ -205,20 +206,11 @@ func (h *htmlPage) xpath(x *xpathExpr, e *html.Node, node func(*nav) bool, scala
 	}
 }
 
-func lookupAttr(n *html.Node, name string) (string, bool) {
-	for _, a := range n.Attr {
-		if a.Key == name { // any namespace, as goquery's Attr
-			return a.Val, true
-		}
-	}
-	return "", false
-}
-
-func attr(n *html.Node, name string) string { v, _ := lookupAttr(n, name); return v }
+func attr(n *html.Node, name string) string { v, _ := htmlnav.LookupAttr(n, name); return v }
 
 // relNofollow reports rel="nofollow" (a token of rel, any case).
 func relNofollow(n *html.Node) bool {
-	rel, ok := lookupAttr(n, "rel")
+	rel, ok := htmlnav.LookupAttr(n, "rel")
 	if !ok {
 		return false
 	}

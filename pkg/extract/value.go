@@ -2,9 +2,6 @@ package extract
 
 import (
 	"regexp"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // collect gathers one field's value from the texts its selection yields,
@@ -90,55 +87,4 @@ func empty(v any, ok bool) bool {
 		return len(v) == 0
 	}
 	return false
-}
-
-// collapse trims s and turns every run of white space into one space:
-// strings.Join(strings.Fields(s), " ") in one pass, bytes kept as they are.
-func collapse(s string) string {
-	if isCollapsed(s) {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	space := false
-	for i := 0; i < len(s); {
-		r, size := rune(s[i]), 1
-		if r >= utf8.RuneSelf {
-			r, size = utf8.DecodeRuneInString(s[i:])
-		}
-		if unicode.IsSpace(r) {
-			space = b.Len() > 0
-		} else {
-			if space {
-				b.WriteByte(' ')
-				space = false
-			}
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
-}
-
-// isCollapsed: no leading, trailing, doubled or non-' ' white space.
-func isCollapsed(s string) bool {
-	prevSpace := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			return false // let collapse decode it
-		}
-		switch c {
-		case ' ':
-			if prevSpace {
-				return false
-			}
-			prevSpace = true
-		case '\t', '\n', '\v', '\f', '\r':
-			return false
-		default:
-			prevSpace = false
-		}
-	}
-	return !prevSpace || s == ""
 }

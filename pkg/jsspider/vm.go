@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/crawlmesh/crawlmesh/pkg/htmlnav"
 	"strings"
 
 	"github.com/andybalholm/cascadia"
@@ -246,9 +247,9 @@ func (rt *vmState) elem(call goja.FunctionCall, method string) (*pageState, *htm
 func (rt *vmState) elemText(call goja.FunctionCall) goja.Value {
 	_, n := rt.elem(call, "text")
 	if n.Type == html.TextNode || n.Type == html.CommentNode {
-		return rt.vm.ToValue(collapse(n.Data))
+		return rt.vm.ToValue(htmlnav.Collapse(n.Data))
 	}
-	return rt.vm.ToValue(collapse(innerText(n)))
+	return rt.vm.ToValue(htmlnav.Collapse(htmlnav.InnerText(n)))
 }
 
 func (rt *vmState) elemAttr(call goja.FunctionCall) goja.Value {
@@ -256,7 +257,7 @@ func (rt *vmState) elemAttr(call goja.FunctionCall) goja.Value {
 	if n.Type != html.ElementNode {
 		return goja.Null()
 	}
-	v, ok := lookupAttr(n, call.Argument(0).String())
+	v, ok := htmlnav.LookupAttr(n, call.Argument(0).String())
 	if !ok {
 		return goja.Null()
 	}
@@ -318,17 +319,17 @@ func (rt *vmState) queryXPath(pg *pageState, at *html.Node, arg goja.Value, what
 	text := func(s string) { out = append(out, rt.element(pg, &html.Node{Type: html.TextNode, Data: s})) }
 	failed := func() (msg any) {
 		defer func() { msg = recover() }()
-		switch v := expr.Evaluate(newNav(pg.root, at)).(type) {
+		switch v := expr.Evaluate(htmlnav.NewNav(pg.root, at)).(type) {
 		case *xpath.NodeIterator:
 			for v.MoveNext() {
-				n, ok := v.Current().(*nav)
+				n, ok := v.Current().(*htmlnav.Nav)
 				if !ok {
 					continue
 				}
-				if n.attr != -1 {
+				if n.OnAttr() {
 					text(n.Value())
 				} else {
-					out = append(out, rt.element(pg, n.curr))
+					out = append(out, rt.element(pg, n.Node()))
 				}
 			}
 		case string:

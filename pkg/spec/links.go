@@ -77,6 +77,14 @@ func (c *checker) goSpider(s *Spec) {
 	if s.Go == "" {
 		return
 	}
+	if given := replacedFields(s); len(given) > 0 {
+		c.add("go %q: a Go spider defines its own follow and items; remove %s from the spec", s.Go, strings.Join(given, ", "))
+	}
+}
+
+// replacedFields lists the fields of s that a spider's own code (go,
+// script, command) replaces: giving both is a mistake.
+func replacedFields(s *Spec) []string {
 	var given []string
 	if len(s.Follow) > 0 {
 		given = append(given, "follow")
@@ -90,7 +98,5 @@ func (c *checker) goSpider(s *Spec) {
 	if len(s.Items) > 0 {
 		given = append(given, "items")
 	}
-	if len(given) > 0 {
-		c.add("go %q: a Go spider defines its own follow and items; remove %s from the spec", s.Go, strings.Join(given, ", "))
-	}
+	return given
 }

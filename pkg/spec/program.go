@@ -35,20 +35,7 @@ func (c *checker) programmable(s *Spec) {
 		return
 	}
 	kind := kinds[0]
-	var given []string
-	if len(s.Follow) > 0 {
-		given = append(given, "follow")
-	}
-	if s.Links != nil && len(s.Links.Follow) > 0 {
-		given = append(given, "links.follow")
-	}
-	if s.Links != nil && len(s.Links.JSON) > 0 {
-		given = append(given, "links.json")
-	}
-	if len(s.Items) > 0 {
-		given = append(given, "items")
-	}
-	if len(given) > 0 {
+	if given := replacedFields(s); len(given) > 0 {
 		c.add("%s: the spider's code returns the items and links; remove %s from the spec", kind, strings.Join(given, ", "))
 	}
 	if s.Script != "" && CheckScript != nil {
