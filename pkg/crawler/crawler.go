@@ -151,12 +151,15 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	// FetchWith releases the permit (and any it takes from gate).
 	page, ferr := c.fetch.FetchWith(ctx, cr.Parsed, t.Crawl, t.URL, permit, gate)
 	lat := time.Since(tf)
-	c.releaseSlot()
-	stop()
 	c.m.fetchDur.WithLabelValues(t.Spider).Observe(lat.Seconds())
 	if ferr == nil && page.Raw != nil {
+		// The spider's code runs within the task's slot and keep-alive: a
+		// page that takes its whole time limit must not be handed to
+		// another worker meanwhile.
 		ferr = c.runProgram(ctx, t, cr, page)
 	}
+	c.releaseSlot()
+	stop()
 	if ferr != nil {
 		c.failed(ctx, msg, t, attempt, ferr, t0)
 		return

@@ -103,7 +103,7 @@ func (r *Runner) Parse(ctx context.Context, s *spec.Spec, page spiderproto.Page)
 		if err != nil {
 			return spiderproto.Answer{}, err
 		}
-		return pool.Parse(ctx, page)
+		return scriptAnswer(ctx, s, pool, page)
 	case s.ScriptFile != "":
 		if r.cfg.Files == nil {
 			return spiderproto.Answer{}, crawlLevel(fmt.Errorf("spider %s: script_file %s: this worker has no access to Object Store files", s.Name, s.ScriptFile))
@@ -119,7 +119,7 @@ func (r *Runner) Parse(ctx context.Context, s *spec.Spec, page spiderproto.Page)
 		if err != nil {
 			return spiderproto.Answer{}, err
 		}
-		return pool.Parse(ctx, page)
+		return scriptAnswer(ctx, s, pool, page)
 	case len(s.Command) > 0:
 		pool, err := r.command(ctx, s, page.Crawl)
 		if err != nil {
@@ -132,6 +132,16 @@ func (r *Runner) Parse(ctx context.Context, s *spec.Spec, page spiderproto.Page)
 		return ans, err
 	}
 	return spiderproto.Answer{}, fmt.Errorf("spider %s has no script or command", s.Name)
+}
+
+// scriptAnswer runs a page through a script's pool; its error names the
+// spider, as a command's does, for the dead letters' reason.
+func scriptAnswer(ctx context.Context, s *spec.Spec, pool *jsspider.Pool, page spiderproto.Page) (spiderproto.Answer, error) {
+	ans, err := pool.Parse(ctx, page)
+	if err != nil {
+		return ans, fmt.Errorf("script spider %s: %w", s.Name, err)
+	}
+	return ans, nil
 }
 
 // script returns the pool of a script version, compiling it once.

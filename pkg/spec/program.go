@@ -40,7 +40,7 @@ func (c *checker) programmable(s *Spec) {
 	}
 	if s.Script != "" && CheckScript != nil {
 		if err := CheckScript(s.Script); err != nil {
-			c.add("script: %v", err)
+			c.add("%v", err) // "script line L, column C: ..."
 		}
 	}
 	if s.ScriptFile != "" && !fileNameRe.MatchString(s.ScriptFile) {
