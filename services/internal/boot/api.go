@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/crawlmesh/crawlmesh/pkg/console"
 	"github.com/crawlmesh/crawlmesh/pkg/httpapi"
 	"github.com/crawlmesh/crawlmesh/pkg/master"
 )
@@ -42,3 +43,10 @@ func (e *Env) APIHandler(m *master.Master, token string) http.Handler {
 
 // ServeAPI makes env's HTTP listener serve master m's API beside /metrics.
 func (e *Env) ServeAPI(m *master.Master, token string) { e.api = e.APIHandler(m, token) }
+
+// MountMaster adds a master's HTTP API (/api/v1/) and web console (/)
+// to mux, beside /metrics and /healthz.
+func MountMaster(mux *http.ServeMux, api http.Handler) {
+	mux.Handle(httpapi.Prefix, api)
+	mux.Handle("/", console.Handler())
+}

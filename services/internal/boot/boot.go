@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/crawlmesh/crawlmesh/pkg/httpapi"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
@@ -177,7 +176,7 @@ func (e *Env) Run(ctx context.Context, run func(context.Context) error) error {
 		wg.Go(func() {
 			mux := metrics.Mux(e.Reg)
 			if e.api != nil {
-				mux.Handle(httpapi.Prefix, e.api)
+				MountMaster(mux, e.api)
 			}
 			if e.pprof {
 				metrics.MountPprof(mux)

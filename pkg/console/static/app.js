@@ -1,0 +1,398 @@
+// crawlmesh console: reads /api/v1/ every 2 seconds while the tab is
+// visible; actions send the token the person entered, kept in this tab's
+// sessionStorage only, as "Authorization: Bearer".
+'use strict';
+
+const API = '/api/v1/';
+const POLL_MS = 2000;
+const TOKEN_KEY = 'crawlmesh-api-token';
+const $ = (sel) => document.querySelector(sel);
+
+const state = {
+  actions: false, reason: '', view: 'nodes', crawl: '',
+  itemsAfter: 0, itemsStack: [], itemsNext: 0,
+  logsAfter: 0, logsCrawl: '',
+};
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ''; }
+
+function el(tag, props, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('data-')) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const k of kids) e.append(k);
+  return e;
+}
+
+function say(text, isError) {
+  const m = $('#msg');
+  m.textContent = text;
+  m.className = isError ? 'error' : 'ok';
+}
+
+async function get(path) {
+  const r = await fetch(API + path, { cache: 'no-store' });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || r.status + ' ' + r.statusText);
+  return body;
+}
+
+// act sends an action with the token; the API's refusal is shown as is.
+async function act(method, path, body, contentType) {
+  const headers = {};
+  if (token()) headers['Authorization'] = 'Bearer ' + token();
+  if (body !== undefined) headers['Content-Type'] = contentType || 'application/json';
+  const r = await fetch(API + path, {
+    method, headers, cache: 'no-store', credentials: 'omit',
+    body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)),
+  });
+  const out = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    const err = new Error((r.status === 401 ? 'Refused (401): ' : r.status === 403 ? 'Refused (403): ' : 'Failed (' + r.status + '): ') + (out.error || r.statusText));
+    err.body = out;
+    throw err;
+  }
+  return out;
+}
+
+// ---- auth
+
+function showAuth() {
+  const st = $('#auth-status');
+  const input = $('#token');
+  if (!state.actions) {
+    st.textContent = 'Actions disabled: ' + state.reason;
+    input.disabled = true;
+    $('#token-save').disabled = true;
+  } else if (token()) {
+    st.textContent = 'Token entered: actions are sent with it (kept for this tab only).';
+  } else {
+    st.textContent = 'Reading only: enter the API token to start, cancel and apply.';
+  }
+  for (const b of document.querySelectorAll('.action')) {
+    b.disabled = !state.actions;
+    if (!state.actions) b.title = state.reason; else b.removeAttribute('title');
+  }
+}
+
+async function loadInfo() {
+  try {
+    const info = await get('info');
+    state.actions = !!info.actions;
+    state.reason = info.reason || '';
+  } catch (e) {
+    state.actions = false;
+    state.reason = 'the API did not answer: ' + e.message;
+  }
+  showAuth();
+}
+
+// ---- formatting
+
+function secs(s) {
+  if (s === null || s === undefined || !isFinite(s)) return '—';
+  if (Math.abs(s) < 1) return s.toFixed(2) + ' s';
+  if (Math.abs(s) < 120) return s.toFixed(1) + ' s';
+  const m = Math.floor(s / 60);
+  return m < 120 ? m + ' min ' + Math.round(s % 60) + ' s' : Math.floor(m / 60) + ' h ' + (m % 60) + ' min';
+}
+
+function done(c) { return c.pages_ok + c.pages_failed + c.dead_letters + c.dropped; }
+
+function eta(c) {
+  if (c.state !== 'running') return c.state === 'completed' ? 'done' : '—';
+  if (!c.pages_per_second) return 'unknown';
+  return secs(c.queued / c.pages_per_second);
+}
+
+function progress(c) {
+  const d = done(c), total = d + c.queued;
+  const pct = total ? Math.floor(100 * d / total) : (c.state === 'completed' ? 100 : 0);
+  const p = el('progress', { max: 100, value: pct });
+  p.setAttribute('aria-label', 'progress of ' + c.id);
+  return el('span', { class: 'progress' }, p, el('span', { text: ' ' + pct + ' % (' + d + ' of ' + total + ' known pages)' }));
+}
+
+function stateText(s) { return el('span', { class: 'state state-' + s, text: s }); }
+
+function fill(tbody, rows) { tbody.replaceChildren(...rows); }
+
+// ---- views
+
+async function nodes() {
+  const list = await get('nodes');
+  list.sort((a, b) => (a.role + a.id).localeCompare(b.role + b.id));
+  const on = list.filter((n) => n.online).length;
+  $('#nodes-summary').textContent = on + ' of ' + list.length + ' nodes online.';
+  fill($('#nodes-table tbody'), list.map((n) => el('tr', { 'data-id': n.id },
+    el('th', { scope: 'row', class: 'id', text: n.id }),
+    el('td', { text: n.role }),
+    el('td', { class: 'online' }, stateText(n.online ? 'online' : 'offline')),
+    el('td', { text: n.leader ? 'leader' : (n.role === 'master' ? 'standby' : '—') }),
+    el('td', { text: n.state || '—' }),
+    el('td', { text: n.active_tasks + ' of ' + n.capacity }),
+    el('td', { text: secs(n.heartbeat_age_seconds) }),
+    el('td', { text: secs(n.clock_skew_seconds) }),
+    el('td', { text: (n.heartbeat && n.heartbeat.hostname) || '' }),
+  )));
+}
+
+async function spiders() {
+  const list = await get('spiders');
+  fill($('#spiders-table tbody'), list.map((s) => {
+    const edit = el('button', { type: 'button', text: 'Edit' });
+    edit.addEventListener('click', () => {
+      $('#spec-yaml').value = JSON.stringify(s.spec, null, 2);
+      $('#spec-yaml').focus();
+    });
+    const del = el('button', { type: 'button', class: 'action', text: 'Delete' });
+    del.addEventListener('click', async () => {
+      if (!confirm('Delete spider ' + s.name + '?')) return;
+      try { await act('DELETE', 'spiders/' + encodeURIComponent(s.name)); say('Spider ' + s.name + ' deleted.'); refresh(); } catch (e) { say(e.message, true); }
+    });
+    return el('tr', { 'data-id': s.name },
+      el('th', { scope: 'row', class: 'id', text: s.name }),
+      el('td', { text: (s.spec.start_urls || []).join(' ') }),
+      el('td', { text: s.spec.max_depth || 'unlimited' }),
+      el('td', { text: s.spec.max_pages || 'unlimited' }),
+      el('td', { text: s.spec.schedule || '—' }),
+      el('td', { text: String(s.revision) }),
+      el('td', {}, edit, ' ', del));
+  }));
+  const sel = $('#start-spider');
+  const cur = sel.value;
+  sel.replaceChildren(...list.map((s) => el('option', { value: s.name, text: s.name })));
+  if (cur) sel.value = cur;
+  showAuth();
+}
+
+// lineOf finds the line of a field path (items[0].fields) in the YAML the
+// person typed: the top key's line, then the next key's line under it.
+function lineOf(text, path) {
+  const parts = path.replace(/\[\d+\]/g, '').split('.');
+  const lines = text.split('\n');
+  let from = 0, found = -1;
+  for (const p of parts) {
+    const re = new RegExp('^\\s*(-\\s+)?"?' + p.replace(/[^\w-]/g, '') + '"?\\s*:');
+    let hit = -1;
+    for (let i = from; i < lines.length; i++) if (re.test(lines[i])) { hit = i; break; }
+    if (hit < 0) break;
+    found = hit; from = hit + 1;
+  }
+  return found < 0 ? 0 : found + 1;
+}
+
+function showSpecErrors(errors) {
+  const text = $('#spec-yaml').value;
+  const ul = $('#spec-errors');
+  ul.replaceChildren(...errors.map((msg) => {
+    const m = /^([a-z_]+(?:\[\d+\])?(?:\.[A-Za-z0-9_-]+(?:\[\d+\])?)*)/.exec(msg);
+    const field = m ? m[1] : '(spec)';
+    let line = 0;
+    const lm = /line (\d+)/.exec(msg);
+    if (lm) line = +lm[1]; else if (m) line = lineOf(text, field);
+    const rest = m ? msg.slice(field.length).replace(/^:\s*/, ' ') : msg;
+    return el('li', { 'data-field': field },
+      el('strong', { class: 'field', text: field }),
+      el('span', { class: 'line', text: line ? ' (line ' + line + ')' : '' }),
+      el('span', { text: ' — ' + rest.trim() }));
+  }));
+  $('#spec-errors-box').hidden = errors.length === 0;
+  $('#spec-yaml').setAttribute('aria-invalid', errors.length ? 'true' : 'false');
+}
+
+async function crawls() {
+  const list = await get('crawls');
+  fill($('#crawls-table tbody'), list.map((c) => {
+    const cancel = el('button', { type: 'button', class: 'action', text: 'Cancel' });
+    cancel.disabled = c.state !== 'running' || !state.actions;
+    cancel.addEventListener('click', () => cancelCrawl(c.id));
+    const link = el('a', { href: '#crawl/' + encodeURIComponent(c.id), class: 'id', text: c.id });
+    const stCell = el('td', { class: 'state' }, stateText(c.state));
+    if (c.error) stCell.append(el('div', { class: 'error', text: c.error }));
+    return el('tr', { 'data-id': c.id },
+      el('th', { scope: 'row' }, link),
+      el('td', { text: c.spider }),
+      stCell,
+      el('td', {}, progress(c)),
+      el('td', { class: 'pages', text: c.pages_ok + ' ok, ' + c.pages_failed + ' failed, ' + c.dead_letters + ' dead, ' + c.queued + ' queued' }),
+      el('td', { class: 'items', text: String(c.items) }),
+      el('td', { text: c.pages_per_second.toFixed(1) + ' pages/s' }),
+      el('td', { class: 'eta', text: eta(c) }),
+      el('td', {}, cancel));
+  }));
+}
+
+async function cancelCrawl(id) {
+  try { await act('POST', 'crawls/' + encodeURIComponent(id) + '/cancel'); say('Crawl ' + id + ' cancelled.'); refresh(); } catch (e) { say(e.message, true); }
+}
+
+async function crawl() {
+  const id = state.crawl;
+  const c = await get('crawls/' + encodeURIComponent(id));
+  $('#crawl-id').textContent = id;
+  const dl = $('#crawl-status');
+  const pairs = [['Spider', c.spider], ['State', c.state], ['Pages', c.pages_ok + ' ok, ' + c.pages_failed + ' failed, ' + c.dead_letters + ' dead letters, ' + c.queued + ' queued'],
+    ['Items', String(c.items)], ['Rate', c.pages_per_second.toFixed(1) + ' pages/s'], ['ETA', eta(c)], ['Elapsed', secs(c.elapsed_seconds)], ['Started', c.created_at]];
+  dl.replaceChildren(...pairs.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { 'data-key': k.toLowerCase(), text: v })]));
+  const err = $('#crawl-error');
+  err.hidden = !c.error;
+  err.textContent = c.error ? 'Error: ' + c.error : '';
+  $('#crawl-cancel').disabled = c.state !== 'running' || !state.actions;
+  const base = API + 'crawls/' + encodeURIComponent(id) + '/export?format=';
+  $('#dl-jsonl').href = base + 'jsonl';
+  $('#dl-csv').href = base + 'csv';
+  await Promise.all([items(), logs(), dead()]);
+}
+
+async function items() {
+  const id = state.crawl;
+  const page = await get('crawls/' + encodeURIComponent(id) + '/items?limit=20&after=' + state.itemsAfter);
+  const its = page.entries;
+  const fields = [...new Set(its.flatMap((i) => Object.keys(i.data || {})))].sort();
+  $('#items-table thead').replaceChildren(el('tr', {}, el('th', { scope: 'col', text: 'URL' }), ...fields.map((f) => el('th', { scope: 'col', text: f })), el('th', { scope: 'col', text: 'Depth' })));
+  fill($('#items-table tbody'), its.map((i) => el('tr', {},
+    el('td', { class: 'url', text: i.url }),
+    ...fields.map((f) => el('td', { text: typeof i.data[f] === 'string' ? i.data[f] : JSON.stringify(i.data[f] ?? '') })),
+    el('td', { text: String(i.depth) }))));
+  state.itemsNext = page.next;
+  $('#items-next').disabled = its.length < 20;
+  $('#items-first').disabled = state.itemsAfter === 0;
+  $('#items-pos').textContent = its.length ? 'Page ' + (state.itemsStack.length + 1) + ', ' + its.length + ' items shown.' : 'No items yet.';
+}
+
+async function logs() {
+  const id = state.crawl;
+  if (state.logsCrawl !== id) { state.logsCrawl = id; state.logsAfter = 0; $('#logs-list').replaceChildren(); }
+  if (!$('#logs-follow').checked && state.logsAfter > 0) return;
+  const page = await get('crawls/' + encodeURIComponent(id) + '/logs?limit=500&after=' + state.logsAfter);
+  state.logsAfter = page.next;
+  const ol = $('#logs-list');
+  for (const e of page.entries) {
+    let line = e.ts + ' ' + e.node + ' ' + e.outcome + ' attempt ' + e.attempt;
+    if (e.status) line += ' status ' + e.status;
+    line += ' ' + e.url;
+    if (e.items) line += ' (' + e.items + ' items)';
+    if (e.error) line += ' (' + e.error + ')';
+    ol.append(el('li', { class: 'log-' + e.outcome, text: line }));
+  }
+  while (ol.children.length > 2000) ol.firstChild.remove();
+  if (page.entries.length && $('#logs-follow').checked) ol.scrollTop = ol.scrollHeight;
+}
+
+async function dead() {
+  const list = await get('crawls/' + encodeURIComponent(state.crawl) + '/deadletters');
+  fill($('#dead-table tbody'), list.map((d) => el('tr', {},
+    el('td', { class: 'url', text: d.url }), el('td', { text: String(d.attempts) }), el('td', { text: d.node }),
+    el('td', { text: d.time }), el('td', { text: d.reason }))));
+}
+
+async function throttle() {
+  const list = await get('throttle');
+  fill($('#throttle-table tbody'), list.map((o) => {
+    const rm = el('button', { type: 'button', class: 'action', text: 'Remove' });
+    rm.addEventListener('click', async () => {
+      try { await act('DELETE', 'throttle/' + encodeURIComponent(o.host)); say('Override for ' + o.host + ' removed.'); refresh(); } catch (e) { say(e.message, true); }
+    });
+    return el('tr', { 'data-id': o.host }, el('th', { scope: 'row', text: o.host }), el('td', { text: o.delay || '—' }),
+      el('td', { text: o.parallelism ? String(o.parallelism) : '—' }), el('td', { text: o.updated_at || '' }), el('td', {}, rm));
+  }));
+  showAuth();
+}
+
+const views = { nodes, spiders, crawls, crawl, throttle };
+
+// ---- routing and polling
+
+function route() {
+  const h = decodeURIComponent(location.hash.slice(1)) || 'nodes';
+  let view = h, id = '';
+  if (h.startsWith('crawl/')) { view = 'crawl'; id = h.slice(6); }
+  if (!views[view]) view = 'nodes';
+  if (view === 'crawl' && id !== state.crawl) { state.itemsAfter = 0; state.itemsStack = []; }
+  state.view = view; state.crawl = id;
+  for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== 'view-' + view;
+  for (const a of document.querySelectorAll('nav a')) {
+    if (a.getAttribute('href') === '#' + view) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
+  refresh();
+}
+
+let busy = false;
+async function refresh() {
+  if (busy) return;
+  busy = true;
+  try {
+    await views[state.view]();
+    if (state.view === 'crawls') await spidersForStart();
+    document.body.dataset.loaded = state.view;
+  } catch (e) {
+    say('Could not read the ' + state.view + ' view: ' + e.message, true);
+  } finally {
+    busy = false;
+  }
+}
+
+let spidersLoaded = 0;
+async function spidersForStart() {
+  if (Date.now() - spidersLoaded < 10000 && $('#start-spider').options.length) return;
+  spidersLoaded = Date.now();
+  const list = await get('spiders');
+  const sel = $('#start-spider');
+  const cur = sel.value;
+  sel.replaceChildren(...list.map((s) => el('option', { value: s.name, text: s.name })));
+  if (cur) sel.value = cur;
+}
+
+function poll() {
+  if (document.visibilityState === 'visible') refresh();
+}
+
+function init() {
+  $('#token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const t = $('#token').value.trim();
+    if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+    $('#token').value = '';
+    showAuth();
+    say(t ? 'Token kept for this tab.' : 'Token forgotten.');
+  });
+  $('#token-forget').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); showAuth(); say('Token forgotten.'); });
+  $('#spec-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    showSpecErrors([]);
+    try {
+      const r = await act('POST', 'spiders', $('#spec-yaml').value, 'application/yaml');
+      say('Spider ' + r.name + ' applied (revision ' + r.revision + ').');
+      spidersLoaded = 0;
+      refresh();
+    } catch (e) {
+      if (e.body && e.body.errors) { showSpecErrors(e.body.errors); say('The spec has ' + e.body.errors.length + ' mistake(s); see them under the editor.', true); } else say(e.message, true);
+    }
+  });
+  $('#start-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const spider = $('#start-spider').value;
+    if (!spider) { say('Apply a spider first.', true); return; }
+    try { const r = await act('POST', 'crawls', { spider }); say('Crawl ' + r.id + ' started.'); refresh(); } catch (e) { say(e.message, true); }
+  });
+  $('#crawl-cancel').addEventListener('click', () => cancelCrawl(state.crawl));
+  $('#items-next').addEventListener('click', () => { state.itemsStack.push(state.itemsAfter); state.itemsAfter = state.itemsNext; items().catch((e) => say(e.message, true)); });
+  $('#items-first').addEventListener('click', () => { state.itemsStack = []; state.itemsAfter = 0; items().catch((e) => say(e.message, true)); });
+  $('#throttle-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const host = $('#th-host').value.trim();
+    const body = { delay: $('#th-delay').value.trim() };
+    if ($('#th-par').value) body.parallelism = +$('#th-par').value;
+    try { await act('PUT', 'throttle/' + encodeURIComponent(host), body); say('Override for ' + host + ' set.'); refresh(); } catch (e) { say(e.message, true); }
+  });
+  window.addEventListener('hashchange', route);
+  loadInfo().then(route);
+  setInterval(poll, POLL_MS);
+}
+
+document.addEventListener('DOMContentLoaded', init);

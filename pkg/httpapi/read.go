@@ -1,0 +1,465 @@
+package httpapi
+
+// The routes the web console needs beyond the CLI's: spiders, crawl
+// lists, a crawl's items, logs and dead letters, throttle overrides.
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/politeness"
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
+)
+
+// crawlIDRe is a crawl id: one subject token (see mesh.NewCrawlID).
+var crawlIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// maxPage bounds one page of items or log lines.
+const maxPage = 500
+
+func (a *api) routesRead(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+Prefix+"info", a.info)
+	mux.HandleFunc("GET "+Prefix+"spiders", a.spiderList)
+	mux.HandleFunc("GET "+Prefix+"spiders/{name}", a.spiderGet)
+	mux.HandleFunc("POST "+Prefix+"spiders", a.authorised(a.spiderApply))
+	mux.HandleFunc("DELETE "+Prefix+"spiders/{name}", a.authorised(a.spiderDelete))
+	mux.HandleFunc("GET "+Prefix+"crawls", a.crawlList)
+	mux.HandleFunc("GET "+Prefix+"crawls/{id}/items", a.page(mesh.ResultsStream, mesh.ResultSubject))
+	mux.HandleFunc("GET "+Prefix+"crawls/{id}/logs", a.page(mesh.LogsStream, mesh.LogSubject))
+	mux.HandleFunc("GET "+Prefix+"crawls/{id}/export", a.export)
+	mux.HandleFunc("GET "+Prefix+"crawls/{id}/deadletters", a.deadLetters)
+	mux.HandleFunc("GET "+Prefix+"throttle", a.throttleList)
+	mux.HandleFunc("PUT "+Prefix+"throttle/{host}", a.authorised(a.throttleSet))
+	mux.HandleFunc("DELETE "+Prefix+"throttle/{host}", a.authorised(a.throttleRemove))
+}
+
+// info tells the console whether actions can work on this master. It
+// never carries the token.
+func (a *api) info(w http.ResponseWriter, _ *http.Request) {
+	out := map[string]any{"actions": a.cfg.Token != ""}
+	if a.cfg.Token == "" {
+		out["reason"] = "this master was started without an API token (--api-token-file or CRAWLMESH_API_TOKEN), so it refuses every action; reads work"
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) kv(ctx context.Context, w http.ResponseWriter, bucket string) jetstream.KeyValue {
+	kv, err := a.cfg.JS.KeyValue(ctx, bucket)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "bucket "+bucket+": "+err.Error())
+		return nil
+	}
+	return kv
+}
+
+func (a *api) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), a.cfg.Timeout)
+}
+
+func keys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
+	ks, err := kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	sort.Strings(ks)
+	return ks, err
+}
+
+// spiderView is a stored spider: its spec as JSON and as the YAML a
+// person edits.
+type spiderView struct {
+	Name     string     `json:"name"`
+	Revision uint64     `json:"revision"`
+	Spec     *spec.Spec `json:"spec"`
+}
+
+func (a *api) spiderList(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	kv := a.kv(ctx, w, mesh.SpidersBucket)
+	if kv == nil {
+		return
+	}
+	ks, err := keys(ctx, kv)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	out := []spiderView{}
+	for _, k := range ks {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		if s, err := spec.Parse(e.Value()); err == nil {
+			out = append(out, spiderView{Name: s.Name, Revision: e.Revision(), Spec: s})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) spiderGet(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	kv := a.kv(ctx, w, mesh.SpidersBucket)
+	if kv == nil {
+		return
+	}
+	e, err := kv.Get(ctx, r.PathValue("name"))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		writeError(w, http.StatusNotFound, "no spider "+r.PathValue("name"))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	s, err := spec.Parse(e.Value())
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, spiderView{Name: s.Name, Revision: e.Revision(), Spec: s})
+}
+
+// spiderApply stores the spec in the body (YAML or JSON), as `crawlmesh
+// spider apply` does. A spec with mistakes is refused with 422 and
+// {"error": ..., "errors": [...]}, one message per mistake, each starting
+// with the field's path (name, start_urls[0], items[0].fields ...).
+func (a *api) spiderApply(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "body: "+err.Error())
+		return
+	}
+	s, err := spec.Parse(data)
+	if err != nil {
+		var errs spec.Errors
+		if !errors.As(err, &errs) {
+			errs = spec.Errors{err.Error()}
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "errors": []string(errs)})
+		return
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	kv := a.kv(ctx, w, mesh.SpidersBucket)
+	if kv == nil {
+		return
+	}
+	b, _ := json.Marshal(s)
+	rev, err := kv.Put(ctx, s.Name, b)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store spider "+s.Name+": "+err.Error())
+		return
+	}
+	a.cfg.Log.Info("spider applied over HTTP", "spider", s.Name, "revision", rev, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, map[string]any{"name": s.Name, "revision": rev})
+}
+
+func (a *api) spiderDelete(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	kv := a.kv(ctx, w, mesh.SpidersBucket)
+	if kv == nil {
+		return
+	}
+	name := r.PathValue("name")
+	if _, err := kv.Get(ctx, name); err != nil {
+		writeError(w, http.StatusNotFound, "no spider "+name)
+		return
+	}
+	if err := kv.Delete(ctx, name); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	a.cfg.Log.Info("spider removed over HTTP", "spider", name, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, map[string]string{"name": name})
+}
+
+// crawlList is every crawl's status, newest first.
+func (a *api) crawlList(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	kv := a.kv(ctx, w, mesh.CrawlsBucket)
+	if kv == nil {
+		return
+	}
+	ks, err := keys(ctx, kv)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	out := []crawlctl.Status{}
+	for _, k := range ks {
+		if st, err := crawlctl.ReadStatus(ctx, a.cfg.JS, kv, k); err == nil {
+			out = append(out, st)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// pageOut is one page of a crawl's stream: messages as JSON, and the
+// stream sequence to ask for the next page from (?after=).
+type pageOut struct {
+	Entries []json.RawMessage `json:"entries"`
+	Next    uint64            `json:"next"`
+}
+
+// page serves ?after=SEQ&limit=N of subject(id) in stream: the messages
+// after stream sequence SEQ, at most N (50; at most 500).
+func (a *api) page(stream string, subject func(string) string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if !crawlIDRe.MatchString(id) {
+			writeError(w, http.StatusBadRequest, "crawl: want an id of letters, digits, '-' and '_'")
+			return
+		}
+		var after uint64
+		var err error
+		if s := r.URL.Query().Get("after"); s != "" {
+			if after, err = strconv.ParseUint(s, 10, 64); err != nil {
+				writeError(w, http.StatusBadRequest, "after: want a stream sequence")
+				return
+			}
+		}
+		limit := 50
+		if l := r.URL.Query().Get("limit"); l != "" {
+			if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > maxPage {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1-%d", maxPage))
+				return
+			}
+		}
+		ctx, cancel := a.ctx(r)
+		defer cancel()
+		s, err := a.cfg.JS.Stream(ctx, stream)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "stream "+stream+": "+err.Error())
+			return
+		}
+		out := pageOut{Entries: []json.RawMessage{}, Next: after}
+		subj := subject(id)
+		for len(out.Entries) < limit {
+			m, err := s.GetMsg(ctx, out.Next+1, jetstream.WithGetMsgSubject(subj))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				writeError(w, http.StatusServiceUnavailable, "read "+stream+": "+err.Error())
+				return
+			}
+			out.Next = m.Sequence
+			if json.Valid(m.Data) {
+				out.Entries = append(out.Entries, m.Data)
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// export streams every item of the crawl as JSONL or CSV, as `crawlmesh
+// results export` does, as a download.
+func (a *api) export(w http.ResponseWriter, r *http.Request) {
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "jsonl"
+	}
+	if format != "jsonl" && format != "csv" {
+		writeError(w, http.StatusBadRequest, "format: want jsonl or csv")
+		return
+	}
+	ctx, cancel := a.ctx(r)
+	kv := a.kv(ctx, w, mesh.CrawlsBucket)
+	if kv == nil {
+		cancel()
+		return
+	}
+	cr, _, err := crawler.ReadCrawl(ctx, kv, r.PathValue("id"))
+	cancel()
+	if errors.Is(err, crawler.ErrUnknownCrawl) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	s, err := a.cfg.JS.Stream(r.Context(), mesh.ResultsStream)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	ctype := "application/jsonl"
+	if format == "csv" {
+		ctype = "text/csv"
+	}
+	w.Header().Set("Content-Type", ctype+"; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.%s"`, cr.ID, format))
+	bw := bufio.NewWriterSize(w, 64<<10)
+	defer bw.Flush()
+	var fields []string
+	var cw *csv.Writer
+	if format == "csv" {
+		if sp, err := spec.Parse(cr.Spec); err == nil {
+			set := map[string]bool{}
+			for _, it := range sp.Items {
+				for name := range it.Fields {
+					set[name] = true
+				}
+			}
+			for name := range set {
+				fields = append(fields, name)
+			}
+			sort.Strings(fields)
+		}
+		cw = csv.NewWriter(bw)
+		_ = cw.Write(append([]string{"url", "spider", "crawl", "depth", "fetched_at"}, fields...))
+		defer cw.Flush()
+	}
+	subj := mesh.ResultSubject(cr.ID)
+	var seq uint64
+	for {
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+		m, err := s.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(subj))
+		cancel()
+		if err != nil {
+			return // the end, or the client went: the body ends here
+		}
+		seq = m.Sequence
+		if cw == nil {
+			_, _ = bw.Write(m.Data)
+			_ = bw.WriteByte('\n')
+			continue
+		}
+		var it mesh.Item
+		if json.Unmarshal(m.Data, &it) != nil {
+			continue
+		}
+		row := []string{it.URL, it.Spider, it.Crawl, strconv.Itoa(it.Depth), it.FetchedAt.Format(time.RFC3339Nano)}
+		for _, name := range fields {
+			row = append(row, it.Text(name))
+		}
+		_ = cw.Write(row)
+	}
+}
+
+func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	dl, err := crawlctl.ReadDeadLetters(ctx, a.cfg.JS, r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	if dl == nil {
+		dl = []crawlctl.DeadLetter{}
+	}
+	writeJSON(w, http.StatusOK, dl)
+}
+
+func (a *api) throttleList(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	kv := a.kv(ctx, w, mesh.ThrottleBucket)
+	if kv == nil {
+		return
+	}
+	ks, err := keys(ctx, kv)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	out := []politeness.Override{}
+	for _, k := range ks {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var o politeness.Override
+		if json.Unmarshal(e.Value(), &o) == nil {
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// throttleSet stores {"delay": "2s", "parallelism": 2} for the host, as
+// `crawlmesh throttle set` does.
+func (a *api) throttleSet(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Delay       string `json:"delay"`
+		Parallelism int    `json:"parallelism"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	host := r.PathValue("host")
+	if host == "" || len(host) > 255 {
+		writeError(w, http.StatusBadRequest, "host: want host or host:port")
+		return
+	}
+	if req.Delay == "" && req.Parallelism == 0 {
+		writeError(w, http.StatusBadRequest, "give delay, parallelism or both")
+		return
+	}
+	if req.Delay != "" {
+		if d, err := time.ParseDuration(req.Delay); err != nil || d < 0 {
+			writeError(w, http.StatusBadRequest, "delay: want a duration such as 500ms or 2s")
+			return
+		}
+	}
+	if req.Parallelism < 0 || req.Parallelism > 1000 {
+		writeError(w, http.StatusBadRequest, "parallelism: want 1-1000")
+		return
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	kv := a.kv(ctx, w, mesh.ThrottleBucket)
+	if kv == nil {
+		return
+	}
+	o := politeness.Override{Host: host, Delay: req.Delay, Parallelism: req.Parallelism, UpdatedAt: time.Now().UTC()}
+	b, _ := json.Marshal(o)
+	if _, err := kv.Put(ctx, politeness.Key(host), b); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store override: "+err.Error())
+		return
+	}
+	a.cfg.Log.Info("throttle set over HTTP", "host", host, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (a *api) throttleRemove(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	kv := a.kv(ctx, w, mesh.ThrottleBucket)
+	if kv == nil {
+		return
+	}
+	host := r.PathValue("host")
+	if _, err := kv.Get(ctx, politeness.Key(host)); err != nil {
+		writeError(w, http.StatusNotFound, "no throttle for "+host)
+		return
+	}
+	if err := kv.Purge(ctx, politeness.Key(host)); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"host": host})
+}

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/services/internal/harness"
+
+	"github.com/crawlmesh/crawlmesh/pkg/heartbeat"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
+)
+
+// chromium finds Debian's chromium (or a Chrome) for the browser test.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("chromium not found: the console's browser test needs it; install it with `apt-get install -y chromium` (.ci/run does when it is missing)")
+	return ""
+}
+
+// TestConsoleBrowser drives the web console in headless chromium as a
+// person would: both workers online, a spec refused without the token
+// and applied with it, a spec with two mistakes shown by field, a crawl
+// started from the page whose progress moves to completion with every
+// item, an item and the crawl's logs on its page, and a master without a
+// token showing actions disabled with the reason. Every request the
+// browser makes stays on loopback. Screenshots go to docs/console/.
+func TestConsoleBrowser(t *testing.T) {
+	chrome := chromium(t)
+	token := "console-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := harness.StartMesh(t, harness.MeshConfig{Workers: 2, HTTP: true, MasterArgs: []string{"--api-token-file", tokenFile}})
+	const pages = 80
+	site := httptest.NewServer(synthsite.New(synthsite.Config{Pages: pages}))
+	t.Cleanup(site.Close)
+	// A delay between requests to the host keeps the crawl running for
+	// several seconds, so the page shows it moving.
+	goodSpec := strings.Replace(synthsite.Spec("console", site.URL, synthsite.Config{Pages: pages}), "delay: 0s", "delay: 120ms", 1)
+	base := "http://" + m.HTTP["m1"] + "/"
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.Headless,
+		chromedp.DisableGPU, chromedp.WindowSize(1100, 760), chromedp.Flag("no-proxy-server", true))
+	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancelA()
+	ctx, cancelC := chromedp.NewContext(actx)
+	defer cancelC()
+	ctx, cancelT := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancelT()
+	var mu sync.Mutex
+	var requested []string
+	err := chromedp.Listen(ctx, func(ev any) {
+		var u string
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			u = e.Request.URL
+		case network.EventRequestWillBeSent:
+			u = e.Request.URL
+		default:
+			return
+		}
+		mu.Lock()
+		requested = append(requested, u)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatalf("start chromium %s: %v", chrome, err)
+	}
+	run := func(what string, acts ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, acts...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// text is the text of the first element matching a CSS selector, "" if none.
+	text := func(sel string) string {
+		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q)||{}).textContent||""`, sel)))
+		return s
+	}
+	waitText := func(sel, want string, timeout time.Duration) string {
+		t.Helper()
+		var got string
+		harness.Eventually(t, timeout, fmt.Sprintf("%s shows %q", sel, want), func() bool {
+			got = text(sel)
+			return strings.Contains(got, want)
+		}, func() string { return "it shows " + strconv.Quote(got) + "; #msg: " + text("#msg") })
+		return got
+	}
+	shotDir := filepath.Join("..", "..", "docs", "console")
+	if err := os.MkdirAll(shotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(shotDir, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Nodes: both workers online, in words.
+	run("open the console", chromedp.Navigate(base+"#nodes"))
+	waitText(`#nodes-table tr[data-id="w1"] .online`, "online", 20*time.Second)
+	waitText(`#nodes-table tr[data-id="w2"] .online`, "online", 20*time.Second)
+	waitText(`#nodes-table tr[data-id="m1"]`, "leader", 20*time.Second)
+	html, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(html, token) {
+		t.Fatal("the page contains the token before it was entered")
+	}
+	shot("nodes.png")
+
+	// An action without the token is refused, and nothing changed.
+	run("apply without the token", chromedp.Navigate(base+"#spiders"), chromedp.WaitVisible(chromedp.CSS("#spec-yaml")),
+		chromedp.SetValue(chromedp.CSS("#spec-yaml"), goodSpec), chromedp.Click(chromedp.CSS("#spec-apply")))
+	waitText("#msg", "Refused (401)", 10*time.Second)
+	if code := httpCode(t, base+"api/v1/spiders/console"); code != http.StatusNotFound {
+		t.Fatalf("the spider exists after a refused apply: GET %d", code)
+	}
+	// With the token it succeeds.
+	run("enter the token", chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS("#token-save")))
+	waitText("#auth-status", "Token entered", 5*time.Second)
+	run("apply with the token", chromedp.Click(chromedp.CSS("#spec-apply")))
+	waitText("#msg", "Spider console applied", 10*time.Second)
+	waitText(`#spiders-table tr[data-id="console"]`, "console", 10*time.Second)
+
+	// A spec with two mistakes: both shown with their fields and lines.
+	bad := "name: Bad_Name\nstart_urls:\n  - \"ftp://example.com/\"\nmax_depth: 2\n"
+	run("apply a bad spec", chromedp.SetValue(chromedp.CSS("#spec-yaml"), bad), chromedp.Click(chromedp.CSS("#spec-apply")))
+	got := waitText(`#spec-errors li[data-field="name"]`, "line 1", 10*time.Second)
+	if !strings.Contains(got, "lower-case") {
+		t.Errorf("the name's error says %q", got)
+	}
+	waitText(`#spec-errors li[data-field="start_urls[0]"]`, "http and https", 5*time.Second)
+	waitText(`#spec-errors li[data-field="start_urls[0]"]`, "line 2", 5*time.Second)
+	invalid, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#spec-yaml").getAttribute("aria-invalid")`))
+	if invalid != "true" {
+		t.Errorf("the editor's aria-invalid is %q", invalid)
+	}
+	shot("spiders.png")
+
+	// Start a crawl from the crawls page and watch it move and complete.
+	run("start a crawl", chromedp.Navigate(base+"#crawls"), chromedp.WaitReady(chromedp.CSS(`#start-spider option[value="console"]`)),
+		chromedp.SetValue(chromedp.CSS("#start-spider"), "console"), chromedp.Click(chromedp.CSS("#start-crawl")))
+	msg := waitText("#msg", "started", 10*time.Second)
+	id := regexp.MustCompile(`Crawl (\S+) started`).FindStringSubmatch(msg)
+	if id == nil {
+		t.Fatalf("no crawl id in %q", msg)
+	}
+	crawl := id[1]
+	row := fmt.Sprintf(`#crawls-table tr[data-id=%q]`, crawl)
+	seen := map[string]bool{}
+	shotTaken := false
+	harness.Eventually(t, 90*time.Second, "the crawl completes on the page", func() bool {
+		p := text(row + " .pages")
+		if p != "" {
+			seen[p] = true
+		}
+		if !shotTaken && strings.Contains(text(row+" .state"), "running") && len(seen) >= 2 {
+			shot("crawls.png")
+			shotTaken = true
+		}
+		time.Sleep(300 * time.Millisecond)
+		return strings.Contains(text(row+" .state"), "completed")
+	}, func() string { return text(row) })
+	if len(seen) < 3 {
+		t.Errorf("the progress did not move on the page: it showed only %v", seen)
+	}
+	if got := text(row + " .items"); got != strconv.Itoa(pages) {
+		t.Errorf("the page shows %q items, want %d", got, pages)
+	}
+	if got := text(row + " .pages"); !strings.HasPrefix(got, strconv.Itoa(pages)+" ok") {
+		t.Errorf("the page shows pages %q, want %d ok", got, pages)
+	}
+
+	// The crawl's page: an item's title, the logs, the export links.
+	run("open the crawl", chromedp.Navigate(base+"#crawl/"+url.PathEscape(crawl)))
+	waitText("#crawl-id", crawl, 10*time.Second)
+	waitText("#items-table tbody", "Item ", 10*time.Second)
+	waitText("#items-table thead", "name", 5*time.Second)
+	waitText("#logs-list", "/p/0.html", 10*time.Second)
+	waitText("#logs-list", " ok ", 5*time.Second)
+	shot("crawl.png")
+	csvHref, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#dl-csv").href`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(csvHref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if lines := strings.Count(string(b), "\n"); resp.StatusCode != 200 || lines != pages+1 {
+		t.Errorf("CSV download %s: %d, %d lines, want %d", csvHref, resp.StatusCode, lines, pages+1)
+	}
+
+	// A master started without a token: actions disabled, with the reason.
+	addr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
+	harness.StartProc(t, "master m9", "master", "--nats", m.Cluster.URL(), "--id", "m9", "--http", addr)
+	harness.Eventually(t, 30*time.Second, "m9 serves the console", func() bool { return httpCode(t, "http://"+addr+"/") == 200 })
+	run("open m9's console", chromedp.Navigate("http://"+addr+"/#spiders"))
+	waitText("#auth-status", "Actions disabled", 10*time.Second)
+	waitText("#auth-status", "--api-token-file", 1*time.Second)
+	disabled, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#spec-apply").disabled`))
+	if !disabled {
+		t.Error("m9 (no token) leaves the apply button enabled")
+	}
+
+	// No request left loopback.
+	mu.Lock()
+	defer mu.Unlock()
+	if len(requested) < 10 {
+		t.Fatalf("only %d requests seen: %v", len(requested), requested)
+	}
+	for _, u := range requested {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Hostname() != "127.0.0.1" && pu.Hostname() != "localhost") {
+			t.Errorf("the browser requested %s, off loopback", u)
+		}
+	}
+	t.Logf("%d browser requests, all to loopback; screenshots in %s", len(requested), shotDir)
+}
+
+func httpCode(t *testing.T, u string) int {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// BenchmarkConsoleLoad: a master watching 1,000 simulated nodes (beating
+// every second), its CPU for a window without consoles, then with 10
+// consoles open on the nodes page (each polls /api/v1/nodes every 2 s, as
+// the page does). Run with -benchtime 1x: the window sets the length.
+func BenchmarkConsoleLoad(b *testing.B) {
+	for range b.N {
+		benchConsoleLoad(b, 1000, 10, 10*time.Second)
+	}
+}
+
+func benchConsoleLoad(b *testing.B, nodes, consoles int, window time.Duration) {
+	_, natsURL := natsServer(b, true, b.TempDir(), 0)
+	addr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(b))
+	m := start(b, "master", "--nats", natsURL, "--id", "m1", "--http", addr, "--heartbeat-ttl", "3s", "--log-level", "warn")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var conns []*nats.Conn
+	for range 8 {
+		nc, err := nats.Connect(natsURL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		conns = append(conns, nc)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		js, _ := jetstream.New(conns[0])
+		if _, err := js.KeyValue(ctx, mesh.NodesBucket); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("bucket nodes not created by the master")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for i := range nodes {
+		js, _ := jetstream.New(conns[i%len(conns)])
+		nkv, err := js.KeyValue(ctx, mesh.NodesBucket)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bt, err := heartbeat.New(nkv, "sim-"+strconv.Itoa(i), mesh.RoleWorker,
+			heartbeat.WithInterval(time.Second), heartbeat.WithTTL(3*time.Second))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bt.Claim(ctx); err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() { _ = bt.Run(ctx) })
+	}
+	nodesURL := "http://" + addr + "/api/v1/nodes"
+	harness.Eventually(b, 20*time.Second, "the master's view has every simulated node", func() bool {
+		resp, err := http.Get(nodesURL)
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Count(string(body), `"online":true`) >= nodes
+	})
+	measure := func() float64 {
+		c0, t0 := cpuSeconds(b, m.PID()), time.Now()
+		time.Sleep(window)
+		return (cpuSeconds(b, m.PID()) - c0) / time.Since(t0).Seconds() * 100
+	}
+	idle := measure()
+	var polls, bytes atomicCounter
+	pctx, stop := context.WithCancel(ctx)
+	var pw sync.WaitGroup
+	for i := range consoles {
+		pw.Go(func() {
+			// Staggered, as tabs opened at different moments are.
+			time.Sleep(time.Duration(i) * 2 * time.Second / time.Duration(consoles))
+			tick := time.NewTicker(2 * time.Second)
+			defer tick.Stop()
+			for {
+				req, _ := http.NewRequestWithContext(pctx, "GET", nodesURL, nil)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					n, _ := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					polls.add(1)
+					bytes.add(n)
+				}
+				select {
+				case <-pctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		})
+	}
+	time.Sleep(2 * time.Second)
+	p0 := polls.get()
+	busy := measure()
+	p1 := polls.get()
+	stop()
+	pw.Wait()
+	b.ReportMetric(idle, "master-cpu-%-no-console")
+	b.ReportMetric(busy, "master-cpu-%-10-consoles")
+	b.ReportMetric(busy-idle, "console-cpu-%")
+	b.ReportMetric(float64(p1-p0)/window.Seconds(), "polls/s")
+	if p1 > 0 {
+		b.ReportMetric(float64(bytes.get())/float64(polls.get())/1024, "KiB/poll")
+	}
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int64
+}
+
+func (c *atomicCounter) add(d int64) { c.mu.Lock(); c.n += d; c.mu.Unlock() }
+func (c *atomicCounter) get() int64  { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
