@@ -47,7 +47,8 @@ func chromium(t *testing.T) string {
 // started from the page whose progress moves to completion with every
 // item, an item and the crawl's logs on its page, and a master without a
 // token showing actions disabled with the reason. Every request the
-// browser makes stays on loopback. Screenshots go to docs/console/.
+// browser makes stays on loopback. Screenshots go to a temporary folder, or
+// to CRAWLMESH_SCREENSHOTS (docs/console refreshes the README's).
 func TestConsoleBrowser(t *testing.T) {
 	chrome := chromium(t)
 	token := "console-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -111,7 +112,12 @@ func TestConsoleBrowser(t *testing.T) {
 		}, func() string { return "it shows " + strconv.Quote(got) + "; #msg: " + text("#msg") })
 		return got
 	}
-	shotDir := filepath.Join("..", "..", "docs", "console")
+	// Screenshots go to a temporary folder; CRAWLMESH_SCREENSHOTS=docs/console
+	// (from the repository root) refreshes the README's.
+	shotDir := t.TempDir()
+	if d := os.Getenv("CRAWLMESH_SCREENSHOTS"); d != "" {
+		shotDir = filepath.Join("..", "..", d)
+	}
 	if err := os.MkdirAll(shotDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
