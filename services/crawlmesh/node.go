@@ -16,9 +16,9 @@ import (
 
 func newNodeCmd(c *cli, f *clientFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N",
-		Short: "send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N",
-		Args:  nArgs(2, 3, "node pause|resume|drain|shutdown|ping NODE|all, or node set-concurrency NODE|all N"),
+		Use:       "node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N",
+		Short:     "send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N",
+		Args:      nArgs(2, 3, "node pause|resume|drain|shutdown|ping NODE|all, or node set-concurrency NODE|all N"),
 		ValidArgs: []string{mesh.CmdPause, mesh.CmdResume, mesh.CmdDrain, mesh.CmdShutdown, mesh.CmdPing, mesh.CmdSetConcurrency},
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			return runNode(cmd.Context(), c, f, pos)
