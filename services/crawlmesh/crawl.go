@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
@@ -195,13 +196,15 @@ func listCrawls(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStr
 	return nil
 }
 
-// waitCrawl shows progress until the crawl ends: a bar on a terminal,
-// a plain line every few seconds otherwise. It fails unless the crawl completed.
+// waitCrawl shows progress until the crawl ends: a progress bar with rate
+// and ETA on a terminal (github.com/schollz/progressbar), a plain line
+// every few seconds otherwise. It fails unless the crawl completed.
 func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetstream.KeyValue, id string) error {
 	tty := isTerminal(c.stderr)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	var lastLine time.Time
+	var pb *progressbar.ProgressBar
 	for {
 		st, err := crawlctl.ReadStatus(ctx, js, crawls, id)
 		if err != nil {
@@ -210,9 +213,13 @@ func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetst
 		done := st.State != mesh.CrawlRunning
 		switch {
 		case tty:
-			fmt.Fprintf(c.stderr, "\r%s %s", bar(st), progressText(st))
+			if pb == nil {
+				pb = newCrawlBar(c.stderr, id)
+			}
+			updateBar(pb, st)
 			if done {
-				fmt.Fprintln(c.stderr)
+				_ = pb.Finish()
+				fmt.Fprintf(c.stderr, "\ncrawl %s: %s %s\n", id, st.State, progressText(st))
 			}
 		case done || time.Since(lastLine) >= 2*time.Second:
 			fmt.Fprintf(c.stderr, "crawl %s: %s %s\n", id, st.State, progressText(st))
@@ -229,10 +236,56 @@ func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetst
 		}
 		select {
 		case <-ctx.Done():
+			if pb != nil {
+				_ = pb.Exit()
+				fmt.Fprintln(c.stderr)
+			}
 			return ctx.Err()
 		case <-t.C:
 		}
 	}
+}
+
+// newCrawlBar is the terminal progress bar of a crawl: pages done of pages
+// known (done plus queued, which grows as links are found), pages/s and
+// the time left at that rate.
+func newCrawlBar(w io.Writer, id string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("crawl "+id),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("pages"),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionShowElapsedTimeOnFinish(),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetRenderBlankState(true),
+		progressbar.OptionShowDescriptionAtLineEnd(),
+	)
+}
+
+// updateBar sets the bar from a crawl's status; the description carries
+// the items and failures, which the count does not show.
+func updateBar(pb *progressbar.ProgressBar, st crawlctl.Status) {
+	done, total := crawlProgress(st)
+	if total > 0 && pb.GetMax64() != total {
+		pb.ChangeMax64(total)
+	}
+	pb.Describe(fmt.Sprintf("items %d, failed %d, dead %d", st.Items, st.PagesFailed, st.Dead))
+	_ = pb.Set64(done)
+}
+
+// crawlProgress is pages handled and pages known (handled plus queued);
+// a finished crawl has handled all it knows.
+func crawlProgress(st crawlctl.Status) (done, total int64) {
+	done = st.PagesOK + st.PagesFailed + st.Dead + st.Dropped + st.Sitemaps
+	total = done + int64(st.Queued)
+	if st.State != mesh.CrawlRunning {
+		total = done
+	}
+	return done, total
 }
 
 func progressText(st crawlctl.Status) string {
@@ -244,25 +297,10 @@ func progressText(st crawlctl.Status) string {
 	return s
 }
 
-func bar(st crawlctl.Status) string {
-	const width = 30
-	done := float64(st.PagesOK + st.PagesFailed + st.Dead + st.Dropped + st.Sitemaps)
-	total := done + float64(st.Queued)
-	frac := 1.0
-	if total > 0 && st.State == mesh.CrawlRunning {
-		frac = done / total
-	}
-	n := int(frac * width)
-	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
-}
-
+// isTerminal says whether w is a terminal (golang.org/x/term).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // crawlLogs prints a crawl's task log, and with follow keeps printing.
