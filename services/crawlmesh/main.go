@@ -89,7 +89,6 @@ func newRoot(c *cli) *cobra.Command {
 	root.SetErr(c.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	f.register(root.PersistentFlags())
-	root.CompletionOptions.HiddenDefaultCmd = false
 	root.AddCommand(
 		newUpCmd(c),
 		newNodesCmd(c, f),
@@ -106,6 +105,14 @@ func newRoot(c *cli) *cobra.Command {
 		newDemoSiteCmd(c),
 		newHealthcheckCmd(c),
 	)
+	// cobra's completion bash|zsh|fish|powershell, made now so that an
+	// unknown shell is a usage error like any unknown command.
+	root.InitDefaultCompletionCmd()
+	for _, s := range root.Commands() {
+		if s.Name() == "completion" {
+			s.Args, s.RunE = cobra.ArbitraryArgs, unknownSubcommand
+		}
+	}
 	return root
 }
 
@@ -128,11 +135,15 @@ func unknownSubcommand(cmd *cobra.Command, args []string) error {
 	}
 	if len(args) == 0 {
 		if !cmd.HasParent() {
+			cmd.SetOut(cmd.ErrOrStderr()) // the usage of a mistake goes to stderr
 			_ = cmd.Usage()
 		}
 		return usagef("want a command: %s", strings.Join(names, ", "))
 	}
 	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
 	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
 	}
