@@ -4,6 +4,10 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
 // deadNATS returns n NATS URLs on loopback ports nothing listens on: a
@@ -187,6 +191,24 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
+// Spider names, crawl ids and file names complete from the mesh; with no
+// mesh to ask, completion offers nothing, fast, and succeeds.
+func TestCompletionWithoutMesh(t *testing.T) {
+	url := deadNATS(t, 1)[0]
+	for _, args := range [][]string{
+		{"--nats", url, "crawl", "status", ""},
+		{"crawl", "--nats", url, "start", ""},
+		{"spider", "get", "b"},
+		{"files", "rm", ""},
+	} {
+		t0 := time.Now()
+		out, errOut, code := runCLI(t, map[string]string{"CRAWLMESH_NATS_URL": url}, append([]string{"__complete"}, args...)...)
+		if code != 0 || !strings.HasPrefix(out, ":4") || time.Since(t0) > 3*time.Second {
+			t.Errorf("__complete %q: exit %d after %v:\n%s%s", args, code, time.Since(t0), out, errOut)
+		}
+	}
+}
+
 // -o is the same on every listing: json is JSON, wide is accepted wherever
 // table is.
 func TestOutputFlagOnEveryListing(t *testing.T) {
@@ -202,5 +224,32 @@ func TestOutputFlagOnEveryListing(t *testing.T) {
 				t.Errorf("%v -o %s: exit %d:\n%s", args, o, code, errOut)
 			}
 		}
+	}
+}
+
+// Not on a terminal (tests, CI, containers), up's nodes log to stderr as
+// always; no log file is made.
+func TestUpLogsOffTerminal(t *testing.T) {
+	var o, e syncBuf
+	c := &cli{getenv: func(string) string { return "" }, stdout: &o, stderr: &e}
+	w, path, closeLog, err := upLogs(c, upConfig{data: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeLog()
+	if w != c.stderr || path != "" {
+		t.Fatalf("off a terminal: writer %T, file %q; want stderr and no file", w, path)
+	}
+}
+
+// The bar counts pages handled of pages known; a finished crawl is full.
+func TestCrawlProgress(t *testing.T) {
+	st := crawlctl.Status{State: mesh.CrawlRunning, PagesOK: 10, PagesFailed: 1, Dead: 1, Dropped: 2, Queued: 6}
+	if d, n := crawlProgress(st); d != 14 || n != 20 {
+		t.Errorf("running: %d of %d, want 14 of 20", d, n)
+	}
+	st.State = mesh.CrawlCancelled
+	if d, n := crawlProgress(st); d != 14 || n != 14 {
+		t.Errorf("cancelled: %d of %d, want 14 of 14", d, n)
 	}
 }

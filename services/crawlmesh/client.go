@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,4 +80,47 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// completeKeys completes a command's first argument from the keys of
+// bucket (spider names, crawl ids) on the mesh that the global flags, or
+// their variables, point at; nothing when it cannot be read within 2 s.
+func completeKeys(c *cli, f *clientFlags, bucket string) cobra.CompletionFunc {
+	return completeFrom(c, f, func(ctx context.Context, g *clientFlags) ([]string, error) {
+		sess, err := g.open(ctx, bucket)
+		if err != nil {
+			return nil, err
+		}
+		defer sess.Close()
+		return sess.kv.Keys(ctx)
+	})
+}
+
+// completeFrom completes the first argument from the names list returns.
+func completeFrom(c *cli, f *clientFlags, list func(context.Context, *clientFlags) ([]string, error)) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		_ = applyEnv(cmd.Flags(), c.getenv)
+		g := *f
+		g.timeout = min(max(f.timeout, time.Second), 2*time.Second)
+		ctx := cmd.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		ctx, cancel := context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+		names, err := list(ctx, &g)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, n := range names {
+			if strings.HasPrefix(n, toComplete) {
+				out = append(out, n)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

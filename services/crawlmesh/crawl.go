@@ -59,6 +59,7 @@ func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
 			})
 		},
 	}
+	start.ValidArgsFunction = completeKeys(c, f, mesh.SpidersBucket)
 	start.Flags().BoolVar(&wait, "wait", false, "wait for the crawl to finish, with progress")
 	start.Flags().StringVar(&seedsFile, "seeds-file", "", "seed from NAME in the Object Store files (one URL a line; crawlmesh files put) instead of the spider's start_urls")
 
@@ -123,6 +124,9 @@ func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
 				return deadLetters(ctx, c, f, sess.js, pos[0])
 			})
 		},
+	}
+	for _, s := range []*cobra.Command{status, waitCmd, cancel, logs, dead} {
+		s.ValidArgsFunction = completeKeys(c, f, mesh.CrawlsBucket)
 	}
 	return group("crawl", "crawls: start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow] | deadletters ID",
 		start, status, waitCmd, cancel, ls, logs, dead)

@@ -31,8 +31,24 @@ func newFilesCmd(c *cli, f *clientFlags) *cobra.Command {
 	put.Flags().StringVar(&maxSize, "max-size", "64MiB", "the largest file accepted (B, KiB, MiB, GiB)")
 	get := sub("get NAME", "write a file to standard output or --out", "files get NAME [--out FILE]", 1, 1)
 	get.Flags().StringVar(&out, "out", "", "write to FILE instead of standard output")
+	names := completeFrom(c, f, func(ctx context.Context, g *clientFlags) ([]string, error) {
+		nc, st, err := g.openFiles(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer nc.Close()
+		list, err := st.List(ctx)
+		var out []string
+		for _, i := range list {
+			out = append(out, i.Name)
+		}
+		return out, err
+	})
+	get.ValidArgsFunction = names
+	rm := sub("rm NAME", "remove a file", "files rm NAME", 1, 1)
+	rm.ValidArgsFunction = names
 	return group("files", "shared files in the Object Store: files put LOCAL [NAME] | get NAME [--out FILE] | ls | rm NAME",
-		put, get, sub("ls", "every file", "files ls", 0, 0), sub("rm NAME", "remove a file", "files rm NAME", 1, 1))
+		put, get, sub("ls", "every file", "files ls", 0, 0), rm)
 }
 
 // runFiles is `crawlmesh files`: the shared files in the Object Store

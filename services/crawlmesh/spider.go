@@ -82,6 +82,8 @@ func newSpiderCmd(c *cli, f *clientFlags) *cobra.Command {
 			})
 		},
 	}
+	get.ValidArgsFunction = completeKeys(c, f, mesh.SpidersBucket)
+	rm.ValidArgsFunction = completeKeys(c, f, mesh.SpidersBucket)
 	return group("spider", "manage spiders: spider apply -f FILE | ls | get NAME | rm NAME", apply, ls, get, rm)
 }
 
