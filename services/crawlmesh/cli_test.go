@@ -127,6 +127,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"crawl", "ls", "extra"}, 2, []string{`unexpected argument "extra"`}},
 		{[]string{"nodes", "--bogus"}, 2, []string{"unknown flag: --bogus"}},
 		{[]string{"--bogus", "nodes"}, 2, []string{"unknown flag: --bogus"}},
+		{[]string{"nodes", "--nast", "nats://x"}, 2, []string{"unknown flag: --nast", "Did you mean this?", "--nats"}},
+		{[]string{"crawl", "start", "books", "--wiat"}, 2, []string{"Did you mean this?", "--wait"}},
 		{[]string{"nodes", "-o", "yaml"}, 2, []string{`-o "yaml"`, "table, wide or json"}},
 		{[]string{"nodes", "--timeout", "soon"}, 2, []string{"--timeout"}},
 		{[]string{"node", "pause"}, 2, []string{"node pause"}},

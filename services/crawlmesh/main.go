@@ -87,7 +87,7 @@ func newRoot(c *cli) *cobra.Command {
 	}
 	root.SetOut(c.stdout)
 	root.SetErr(c.stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{flagSuggestion(cmd, err)} })
 	f.register(root.PersistentFlags())
 	root.AddCommand(
 		newUpCmd(c),
@@ -193,4 +193,44 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 		}
 	})
 	return err
+}
+
+// flagSuggestion adds the closest flags of cmd to an unknown-flag error
+// (did you mean), as cobra does for commands.
+func flagSuggestion(cmd *cobra.Command, err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "unknown flag: --")
+	if !ok {
+		return err
+	}
+	var near []string
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if !fl.Hidden && (levenshtein(name, fl.Name) <= 2 || strings.HasPrefix(fl.Name, name)) {
+			near = append(near, "--"+fl.Name)
+		}
+	})
+	if len(near) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\n\nDid you mean this?\n\t%s\n", err, strings.Join(near, "\n\t"))
+}
+
+// levenshtein is the edit distance of a and b.
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
