@@ -285,7 +285,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var helpFlagRE = regexp.MustCompile(`(?m)^\s+-([A-Za-z0-9][A-Za-z0-9_.-]*)`)
+// helpFlagRE finds the flags of a help text: Go's flag package lists
+// "  -name type", cobra (pflag) "  -n, --name type" or "      --name type".
+var helpFlagRE = regexp.MustCompile(`(?m)^\s+-(?:([A-Za-z0-9]), --)?-?([A-Za-z0-9][A-Za-z0-9_.-]*)`)
 
 // Every flag the compose file gives a crawlmesh binary, in commands and in
 // healthchecks, is one that binary accepts: an unknown flag stops the
@@ -332,7 +334,11 @@ func TestComposeCommandsUseRealFlags(t *testing.T) {
 			cmd.Env = cleanEnv()
 			out, _ = cmd.CombinedOutput() // -h exits 0 or 2 depending on the binary
 			for _, m := range helpFlagRE.FindAllStringSubmatch(string(out), -1) {
-				known[m[1]] = true
+				for _, name := range m[1:] {
+					if name != "" {
+						known[name] = true
+					}
+				}
 			}
 		}
 		if len(known) == 0 {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gocolly/colly/v2"
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -41,22 +41,34 @@ type benchResult struct {
 	RatioVsC float64 `json:"ratio_vs_colly"`
 }
 
-func runBench(ctx context.Context, c *cli, args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	pages := fs.Int("pages", 20000, "pages of the synthetic site")
-	latency := fs.Duration("latency", 0, "added latency of every page")
-	par := fs.Int("parallelism", 32, "requests in flight: colly's LimitRule parallelism, and the mesh's total concurrency split over its workers")
-	workerList := fs.String("workers", "1,"+strconv.Itoa(runtime.NumCPU()), "mesh sizes to run, comma-separated")
-	output := fs.String("o", "table", "table or json")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
+type benchOpts struct {
+	pages, par int
+	latency    time.Duration
+	workers    string
+}
+
+func newBenchCmd(c *cli, f *clientFlags) *cobra.Command {
+	var o benchOpts
+	cmd := &cobra.Command{
+		Use:         "bench",
+		Short:       "crawl a synthetic loopback site with plain colly and with the mesh, side by side",
+		Args:        nArgs(0, 0, "bench"),
+		Annotations: map[string]string{noEnv: "yes"},
+		RunE:        func(cmd *cobra.Command, _ []string) error { return runBench(cmd.Context(), c, f, &o) },
 	}
-	if *pages < 10 || *par < 1 || (*output != "table" && *output != "json") {
-		return usagef("want --pages >= 10, --parallelism >= 1, -o table|json")
+	fl := cmd.Flags()
+	fl.IntVar(&o.pages, "pages", 20000, "pages of the synthetic site")
+	fl.DurationVar(&o.latency, "latency", 0, "added latency of every page")
+	fl.IntVar(&o.par, "parallelism", 32, "requests in flight: colly's LimitRule parallelism, and the mesh's total concurrency split over its workers")
+	fl.StringVar(&o.workers, "workers", "1,"+strconv.Itoa(runtime.NumCPU()), "mesh sizes to run, comma-separated")
+	return cmd
+}
+
+func runBench(ctx context.Context, c *cli, f *clientFlags, o *benchOpts) error {
+	pages, latency, par, workerList := &o.pages, &o.latency, &o.par, &o.workers
+	output := &f.output
+	if *pages < 10 || *par < 1 || (*output != "table" && *output != "wide" && *output != "json") {
+		return usagef("want --pages >= 10, --parallelism >= 1, -o table|wide|json")
 	}
 	var sizes []int
 	for _, f := range strings.Split(*workerList, ",") {

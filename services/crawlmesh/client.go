@@ -6,52 +6,46 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 )
 
-// clientFlags are the flags of every command that talks to a running mesh.
+// clientFlags are the flags of every command that talks to a running mesh:
+// persistent flags of the root command, so they go anywhere on the line.
 type clientFlags struct {
 	nats    natsconn.Config
 	output  string
 	timeout time.Duration
 }
 
-func (f *clientFlags) register(fs *flag.FlagSet) {
-	nodeconfig.RegisterNATS(fs, &f.nats)
-	fs.StringVar(&f.output, "o", "table", "output: table or json")
-	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for NATS and for replies")
+func (f *clientFlags) register(pf *pflag.FlagSet) {
+	gfs := flag.NewFlagSet("crawlmesh", flag.ContinueOnError)
+	nodeconfig.RegisterNATS(gfs, &f.nats)
+	pf.AddGoFlagSet(gfs)
+	pf.StringVarP(&f.output, "output", "o", "table", "output of listings: table, wide or json")
+	pf.DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for NATS and for replies")
 }
 
-// parse parses args, applies env and checks -o; it returns the positional
-// args, which may come before the flags (crawl status ID -o json) or after.
-func (f *clientFlags) parse(fs *flag.FlagSet, c *cli, args []string) ([]string, error) {
-	var lead []string
-	for len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		lead, args = append(lead, args[0]), args[1:]
-	}
-	rest, err := f.parseFlags(fs, c, args)
-	return append(lead, rest...), err
-}
-
-func (f *clientFlags) parseFlags(fs *flag.FlagSet, c *cli, args []string) ([]string, error) {
-	fs.SetOutput(c.stderr)
-	if err := parseFlagsEnv(fs, c, args); err != nil {
-		return nil, err
-	}
-	if f.output != "table" && f.output != "json" {
-		return nil, usagef("-o %q: want table or json", f.output)
+// check checks the flags once parsed and filled from the environment.
+func (f *clientFlags) check() error {
+	switch f.output {
+	case "table", "wide", "json":
+	default:
+		return usagef("-o %q: want table, wide or json", f.output)
 	}
 	if f.timeout <= 0 {
-		return nil, usagef("--timeout %v: must be positive", f.timeout)
+		return usagef("--timeout %v: must be positive", f.timeout)
 	}
-	return fs.Args(), nil
+	return nil
 }
 
 func (f *clientFlags) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, error) {
@@ -74,9 +68,12 @@ func nodesKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, e
 	return kv, nil
 }
 
-func runVersion(_ context.Context, c *cli, args []string) error {
-	fmt.Fprintln(c.stdout, "crawlmesh", mesh.Version)
-	return nil
+func newVersionCmd(c *cli) *cobra.Command {
+	return &cobra.Command{Use: "version", Short: "print the version", Args: nArgs(0, 0, "version"),
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(c.stdout, "crawlmesh", mesh.Version)
+			return nil
+		}}
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -85,29 +82,45 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// parseFlagsEnv parses args into fs and fills unset flags from CRAWLMESH_*
-// variables; errors are usage errors (-h is flag.ErrHelp).
-func parseFlagsEnv(fs *flag.FlagSet, c *cli, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
+// completeKeys completes a command's first argument from the keys of
+// bucket (spider names, crawl ids) on the mesh that the global flags, or
+// their variables, point at; nothing when it cannot be read within 2 s.
+func completeKeys(c *cli, f *clientFlags, bucket string) cobra.CompletionFunc {
+	return completeFrom(c, f, func(ctx context.Context, g *clientFlags) ([]string, error) {
+		sess, err := g.open(ctx, bucket)
+		if err != nil {
+			return nil, err
 		}
-		return usageError{err}
-	}
-	if err := nodeconfig.ApplyEnv(fs, c.getenv); err != nil {
-		return usageError{err}
-	}
-	return nil
+		defer sess.Close()
+		return sess.kv.Keys(ctx)
+	})
 }
 
-// parseCommandFlags is parseFlagsEnv for commands that take no positional
-// arguments.
-func parseCommandFlags(fs *flag.FlagSet, c *cli, args []string) error {
-	if err := parseFlagsEnv(fs, c, args); err != nil {
-		return err
+// completeFrom completes the first argument from the names list returns.
+func completeFrom(c *cli, f *clientFlags, list func(context.Context, *clientFlags) ([]string, error)) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		_ = applyEnv(cmd.Flags(), c.getenv)
+		g := *f
+		g.timeout = min(max(f.timeout, time.Second), 2*time.Second)
+		ctx := cmd.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		ctx, cancel := context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+		names, err := list(ctx, &g)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, n := range names {
+			if strings.HasPrefix(n, toComplete) {
+				out = append(out, n)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
 }

@@ -4,97 +4,132 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
-func runCrawl(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 {
-		return usagef("want: crawl start SPIDER [--wait] [--seeds-file NAME] | status ID | wait ID | cancel ID | ls | logs ID [--follow] | deadletters ID")
-	}
-	sub := args[0]
-	var f clientFlags
-	fs := flag.NewFlagSet("crawl "+sub, flag.ContinueOnError)
-	f.register(fs)
-	wait := fs.Bool("wait", false, "start: wait for the crawl to finish, with progress")
-	follow := fs.Bool("follow", false, "logs: keep printing new lines")
-	seedsFile := fs.String("seeds-file", "", "start: seed from NAME in the Object Store files (one URL a line; crawlmesh files put) instead of the spider's start_urls")
-	pos, err := f.parse(fs, c, args[1:])
-	if err != nil {
-		return err
-	}
-	want := map[string]int{"start": 1, "status": 1, "wait": 1, "cancel": 1, "ls": 0, "logs": 1, "deadletters": 1}
-	n, ok := want[sub]
-	if !ok {
-		return usagef("unknown crawl command %q: want start, status, wait, cancel, ls, logs or deadletters", sub)
-	}
-	if len(pos) != n {
-		return usagef("crawl %s wants %d argument(s), got %d", sub, n, len(pos))
-	}
-	if *seedsFile != "" {
-		if sub != "start" {
-			return usagef("--seeds-file goes with crawl start")
-		}
-		if err := files.ValidName(*seedsFile); err != nil {
-			return usageError{fmt.Errorf("--seeds-file: %w", err)}
-		}
-	}
-	sess, err := f.open(ctx, mesh.CrawlsBucket)
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
-	nc, js, crawls := sess.nc, sess.js, sess.kv
-	switch sub {
-	case "start":
-		id, err := crawlctl.Call(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: pos[0], SeedsFile: *seedsFile}, f.timeout)
+func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
+	// withCrawls runs fn with a session on bucket crawls.
+	withCrawls := func(cmd *cobra.Command, fn func(ctx context.Context, sess *session) error) error {
+		ctx := cmd.Context()
+		sess, err := f.open(ctx, mesh.CrawlsBucket)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.stdout, id)
-		if *seedsFile != "" {
-			fmt.Fprintf(c.stderr, "crawl %s: the masters seed it from file %s; bad lines show in crawlmesh crawl logs %s\n", id, *seedsFile, id)
-		}
-		if *wait {
-			return waitCrawl(ctx, c, js, crawls, id)
-		}
-		return nil
-	case "cancel":
-		if _, err := crawlctl.Call(ctx, nc, mesh.APICrawlCancel, crawlctl.APIRequest{ID: pos[0]}, f.timeout); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stderr, "crawl %s cancelled\n", pos[0])
-		return nil
-	case "status":
-		st, err := crawlctl.ReadStatus(ctx, js, crawls, pos[0])
-		if err != nil {
-			return err
-		}
-		if f.output == "json" {
-			return writeJSON(c.stdout, st)
-		}
-		printStatus(c.stdout, []crawlctl.Status{st})
-		return nil
-	case "wait":
-		return waitCrawl(ctx, c, js, crawls, pos[0])
-	case "ls":
-		return listCrawls(ctx, c, &f, js, crawls)
-	case "deadletters":
-		return deadLetters(ctx, c, &f, js, pos[0])
-	default:
-		return crawlLogs(ctx, c, &f, js, pos[0], *follow)
+		defer sess.Close()
+		return fn(ctx, sess)
 	}
+	var wait bool
+	var seedsFile string
+	start := &cobra.Command{
+		Use:   "start SPIDER",
+		Short: "start a crawl of SPIDER; prints the crawl id alone on stdout (id=$(crawlmesh crawl start books))",
+		Args:  nArgs(1, 1, "crawl start SPIDER [--wait] [--seeds-file NAME]"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			if seedsFile != "" {
+				if err := files.ValidName(seedsFile); err != nil {
+					return usageError{fmt.Errorf("--seeds-file: %w", err)}
+				}
+			}
+			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
+				id, err := crawlctl.Call(ctx, sess.nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: pos[0], SeedsFile: seedsFile}, f.timeout)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.stdout, id)
+				if seedsFile != "" {
+					fmt.Fprintf(c.stderr, "crawl %s: the masters seed it from file %s; bad lines show in crawlmesh crawl logs %s\n", id, seedsFile, id)
+				}
+				if wait {
+					return waitCrawl(ctx, c, sess.js, sess.kv, id)
+				}
+				return nil
+			})
+		},
+	}
+	start.ValidArgsFunction = completeKeys(c, f, mesh.SpidersBucket)
+	start.Flags().BoolVar(&wait, "wait", false, "wait for the crawl to finish, with progress")
+	start.Flags().StringVar(&seedsFile, "seeds-file", "", "seed from NAME in the Object Store files (one URL a line; crawlmesh files put) instead of the spider's start_urls")
+
+	cancel := &cobra.Command{
+		Use: "cancel ID", Short: "cancel a crawl", Args: nArgs(1, 1, "crawl cancel ID"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
+				if _, err := crawlctl.Call(ctx, sess.nc, mesh.APICrawlCancel, crawlctl.APIRequest{ID: pos[0]}, f.timeout); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stderr, "crawl %s cancelled\n", pos[0])
+				return nil
+			})
+		},
+	}
+	status := &cobra.Command{
+		Use: "status ID", Short: "a crawl's state and counters", Args: nArgs(1, 1, "crawl status ID"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
+				st, err := crawlctl.ReadStatus(ctx, sess.js, sess.kv, pos[0])
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(c.stdout, st)
+				}
+				printStatus(c.stdout, []crawlctl.Status{st}, f.output == "wide")
+				return nil
+			})
+		},
+	}
+	waitCmd := &cobra.Command{
+		Use: "wait ID", Short: "show a crawl's progress until it ends; exit 0 when it completed", Args: nArgs(1, 1, "crawl wait ID"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
+				return waitCrawl(ctx, c, sess.js, sess.kv, pos[0])
+			})
+		},
+	}
+	ls := &cobra.Command{
+		Use: "ls", Short: "every crawl", Args: nArgs(0, 0, "crawl ls"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
+				return listCrawls(ctx, c, f, sess.js, sess.kv)
+			})
+		},
+	}
+	var follow bool
+	logs := &cobra.Command{
+		Use: "logs ID", Short: "a crawl's task log", Args: nArgs(1, 1, "crawl logs ID [--follow]"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
+				return crawlLogs(ctx, c, f, sess.js, pos[0], follow)
+			})
+		},
+	}
+	logs.Flags().BoolVar(&follow, "follow", false, "keep printing new lines")
+	dead := &cobra.Command{
+		Use: "deadletters ID", Short: "a crawl's dead letters: URL, reason, attempts, node, time", Args: nArgs(1, 1, "crawl deadletters ID"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
+				return deadLetters(ctx, c, f, sess.js, pos[0])
+			})
+		},
+	}
+	for _, s := range []*cobra.Command{status, waitCmd, cancel, logs, dead} {
+		s.ValidArgsFunction = completeKeys(c, f, mesh.CrawlsBucket)
+	}
+	return group("crawl", "crawls: start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow] | deadletters ID",
+		start, status, waitCmd, cancel, ls, logs, dead)
 }
 
 // deadLetters lists a crawl's dead letters: URL, reason, attempts, node,
@@ -120,12 +155,22 @@ func deadLetters(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetSt
 	return nil
 }
 
-func printStatus(w io.Writer, sts []crawlctl.Status) {
+// printStatus prints crawls as a table; wide adds the pages dropped
+// (filters, limits), sitemap pages and elements that lacked a field.
+func printStatus(w io.Writer, sts []crawlctl.Status, wide bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CRAWL\tSPIDER\tSTATE\tPAGES OK\tFAILED\tDEAD\tQUEUED\tITEMS\tRATE\tELAPSED")
+	head := "CRAWL\tSPIDER\tSTATE\tPAGES OK\tFAILED\tDEAD\tQUEUED\tITEMS\tRATE\tELAPSED"
+	if wide {
+		head += "\tDROPPED\tSITEMAPS\tINCOMPLETE"
+	}
+	fmt.Fprintln(tw, head)
 	for _, s := range sts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f/s\t%s\n", s.ID, s.Spider, s.State, s.PagesOK, s.PagesFailed,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f/s\t%s", s.ID, s.Spider, s.State, s.PagesOK, s.PagesFailed,
 			s.Dead, s.Queued, s.Items, s.Rate, (time.Duration(s.Elapsed * float64(time.Second))).Round(100*time.Millisecond))
+		if wide {
+			fmt.Fprintf(tw, "\t%d\t%d\t%d", s.Dropped, s.Sitemaps, s.Incomplete)
+		}
+		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
 	// Why a failed crawl failed, under the table (a column would be wide).
@@ -151,17 +196,19 @@ func listCrawls(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStr
 	if f.output == "json" {
 		return writeJSON(c.stdout, sts)
 	}
-	printStatus(c.stdout, sts)
+	printStatus(c.stdout, sts, f.output == "wide")
 	return nil
 }
 
-// waitCrawl shows progress until the crawl ends: a bar on a terminal,
-// a plain line every few seconds otherwise. It fails unless the crawl completed.
+// waitCrawl shows progress until the crawl ends: a progress bar with rate
+// and ETA on a terminal (github.com/schollz/progressbar), a plain line
+// every few seconds otherwise. It fails unless the crawl completed.
 func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetstream.KeyValue, id string) error {
 	tty := isTerminal(c.stderr)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	var lastLine time.Time
+	var pb *progressbar.ProgressBar
 	for {
 		st, err := crawlctl.ReadStatus(ctx, js, crawls, id)
 		if err != nil {
@@ -170,9 +217,13 @@ func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetst
 		done := st.State != mesh.CrawlRunning
 		switch {
 		case tty:
-			fmt.Fprintf(c.stderr, "\r%s %s", bar(st), progressText(st))
+			if pb == nil {
+				pb = newCrawlBar(c.stderr, id)
+			}
+			updateBar(pb, st)
 			if done {
-				fmt.Fprintln(c.stderr)
+				_ = pb.Finish()
+				fmt.Fprintf(c.stderr, "\ncrawl %s: %s %s\n", id, st.State, progressText(st))
 			}
 		case done || time.Since(lastLine) >= 2*time.Second:
 			fmt.Fprintf(c.stderr, "crawl %s: %s %s\n", id, st.State, progressText(st))
@@ -189,10 +240,56 @@ func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetst
 		}
 		select {
 		case <-ctx.Done():
+			if pb != nil {
+				_ = pb.Exit()
+				fmt.Fprintln(c.stderr)
+			}
 			return ctx.Err()
 		case <-t.C:
 		}
 	}
+}
+
+// newCrawlBar is the terminal progress bar of a crawl: pages done of pages
+// known (done plus queued, which grows as links are found), pages/s and
+// the time left at that rate.
+func newCrawlBar(w io.Writer, id string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("crawl "+id),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("pages"),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionShowElapsedTimeOnFinish(),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetRenderBlankState(true),
+		progressbar.OptionShowDescriptionAtLineEnd(),
+	)
+}
+
+// updateBar sets the bar from a crawl's status; the description carries
+// the items and failures, which the count does not show.
+func updateBar(pb *progressbar.ProgressBar, st crawlctl.Status) {
+	done, total := crawlProgress(st)
+	if total > 0 && pb.GetMax64() != total {
+		pb.ChangeMax64(total)
+	}
+	pb.Describe(fmt.Sprintf("items %d, failed %d, dead %d", st.Items, st.PagesFailed, st.Dead))
+	_ = pb.Set64(done)
+}
+
+// crawlProgress is pages handled and pages known (handled plus queued);
+// a finished crawl has handled all it knows.
+func crawlProgress(st crawlctl.Status) (done, total int64) {
+	done = st.PagesOK + st.PagesFailed + st.Dead + st.Dropped + st.Sitemaps
+	total = done + int64(st.Queued)
+	if st.State != mesh.CrawlRunning {
+		total = done
+	}
+	return done, total
 }
 
 func progressText(st crawlctl.Status) string {
@@ -204,25 +301,10 @@ func progressText(st crawlctl.Status) string {
 	return s
 }
 
-func bar(st crawlctl.Status) string {
-	const width = 30
-	done := float64(st.PagesOK + st.PagesFailed + st.Dead + st.Dropped + st.Sitemaps)
-	total := done + float64(st.Queued)
-	frac := 1.0
-	if total > 0 && st.State == mesh.CrawlRunning {
-		frac = done / total
-	}
-	n := int(frac * width)
-	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
-}
-
+// isTerminal says whether w is a terminal (golang.org/x/term).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // crawlLogs prints a crawl's task log, and with follow keeps printing.

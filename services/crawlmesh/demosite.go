@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/demosite"
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
@@ -27,20 +28,23 @@ type demoSiteConfig struct {
 // ends. With --print-spec it prints the bookshop's spider for --base
 // instead, so `spider apply -f` gets a spec whose start URL and allowed
 // domain are the address crawlers use, which only the operator knows.
-func runDemoSite(ctx context.Context, c *cli, args []string) error {
+func newDemoSiteCmd(c *cli) *cobra.Command {
 	var d demoSiteConfig
-	fs := flag.NewFlagSet("demo-site", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
+	cmd := &cobra.Command{
+		Use:   "demo-site",
+		Short: "serve the demo bookshop for a mesh elsewhere (docker compose); --print-spec prints its spider",
+		Long:  "demo-site serves the demo bookshop until SIGTERM; --print-spec prints its spider instead.",
+		Args:  nArgs(0, 0, "demo-site [--listen ADDR] [--base URL] [--print-spec]"),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runDemoSite(cmd.Context(), c, d) },
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&d.listen, "listen", "127.0.0.1:8088", "listen address of the site")
 	fs.StringVar(&d.base, "base", "", "the site's URL as crawlers reach it, e.g. http://demosite:8088 (default: http:// plus the listen address)")
 	fs.BoolVar(&d.printSpec, "print-spec", false, "print the demo spider spec for --base on stdout and exit")
-	fs.Usage = func() {
-		fmt.Fprintln(c.stderr, "usage: crawlmesh demo-site [--listen ADDR] [--base URL] [--print-spec]\n\nServes the demo bookshop until SIGTERM; --print-spec prints its spider instead.")
-		fs.PrintDefaults()
-	}
-	if err := parseCommandFlags(fs, c, args); err != nil {
-		return err
-	}
+	return cmd
+}
+
+func runDemoSite(ctx context.Context, c *cli, d demoSiteConfig) error {
 	if err := metrics.ValidateAddr("--listen", d.listen); err != nil {
 		return usageError{err}
 	}

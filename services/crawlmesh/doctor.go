@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -24,18 +24,19 @@ type finding struct {
 	Text  string `json:"text"`
 }
 
-func runDoctor(ctx context.Context, c *cli, args []string) error {
-	var f clientFlags
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	f.register(fs)
-	skewMax := fs.Duration("skew", 2*time.Second, "clock skew above which a node is reported")
-	pos, err := f.parse(fs, c, args)
-	if err != nil {
-		return err
+func newDoctorCmd(c *cli, f *clientFlags) *cobra.Command {
+	var skew time.Duration
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "check and explain: NATS, JetStream, assets, masters and leader, node ids, clock skew, dead letters, paused workers",
+		Args:  nArgs(0, 0, "doctor"),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runDoctor(cmd.Context(), c, f, &skew) },
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
-	}
+	cmd.Flags().DurationVar(&skew, "skew", 2*time.Second, "clock skew above which a node is reported")
+	return cmd
+}
+
+func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Duration) error {
 	var out []finding
 	add := func(level, check, format string, a ...any) {
 		out = append(out, finding{level, check, fmt.Sprintf(format, a...)})

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,31 +13,53 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/files"
 )
 
-const filesUsage = "want: files put LOCAL [NAME] | get NAME [--out FILE] | ls | rm NAME"
+func newFilesCmd(c *cli, f *clientFlags) *cobra.Command {
+	var out, maxSize string
+	sub := func(use, short, want string, lo, hi int) *cobra.Command {
+		cmd := &cobra.Command{Use: use, Short: short, Args: nArgs(lo, hi, want),
+			RunE: func(cmd *cobra.Command, pos []string) error {
+				return runFiles(cmd.Context(), c, f, cmd.Name(), pos, out, maxSize)
+			}}
+		return cmd
+	}
+	put := sub("put LOCAL [NAME]", "store a local file (- : standard input) as NAME", "files put LOCAL [NAME]", 1, 2)
+	put.Flags().StringVar(&maxSize, "max-size", "64MiB", "the largest file accepted (B, KiB, MiB, GiB)")
+	get := sub("get NAME", "write a file to standard output or --out", "files get NAME [--out FILE]", 1, 1)
+	get.Flags().StringVar(&out, "out", "", "write to FILE instead of standard output")
+	names := completeFrom(c, f, func(ctx context.Context, g *clientFlags) ([]string, error) {
+		nc, st, err := g.openFiles(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer nc.Close()
+		list, err := st.List(ctx)
+		var out []string
+		for _, i := range list {
+			out = append(out, i.Name)
+		}
+		return out, err
+	})
+	get.ValidArgsFunction = names
+	rm := sub("rm NAME", "remove a file", "files rm NAME", 1, 1)
+	rm.ValidArgsFunction = names
+	return group("files", "shared files in the Object Store: files put LOCAL [NAME] | get NAME [--out FILE] | ls | rm NAME",
+		put, get, sub("ls", "every file", "files ls", 0, 0), rm)
+}
 
 // runFiles is `crawlmesh files`: the shared files in the Object Store
 // files (spider scripts, seed lists, exports).
-func runFiles(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 {
-		return usagef("%s", filesUsage)
+func runFiles(ctx context.Context, c *cli, f *clientFlags, sub string, pos []string, out, maxSize string) error {
+	if maxSize == "" {
+		maxSize = "64MiB"
 	}
-	sub := args[0]
-	var f clientFlags
-	fs := flag.NewFlagSet("files "+sub, flag.ContinueOnError)
-	f.register(fs)
-	out := fs.String("out", "", "get: write to FILE instead of standard output")
-	maxSize := fs.String("max-size", "64MiB", "put: the largest file accepted (B, KiB, MiB, GiB)")
-	pos, err := f.parse(fs, c, args[1:])
+	limit, err := parseSize(maxSize)
 	if err != nil {
-		return err
-	}
-	limit, err := parseSize(*maxSize)
-	if err != nil {
-		return usagef("--max-size %q: %v", *maxSize, err)
+		return usagef("--max-size %q: %v", maxSize, err)
 	}
 	switch sub {
 	case "put":
@@ -54,7 +75,7 @@ func runFiles(ctx context.Context, c *cli, args []string) error {
 			return usagef("unexpected argument %q", pos[0])
 		}
 	default:
-		return usagef("unknown files command %q: %s", sub, filesUsage)
+		return usagef("unknown files command %q", sub)
 	}
 	if sub != "ls" {
 		name := pos[len(pos)-1]
@@ -72,7 +93,7 @@ func runFiles(ctx context.Context, c *cli, args []string) error {
 		pos = append(pos, name)
 	}
 	if sub == "put" {
-		return filesPut(ctx, c, &f, pos[0], pos[len(pos)-1], limit)
+		return filesPut(ctx, c, f, pos[0], pos[len(pos)-1], limit)
 	}
 	nc, st, err := f.openFiles(ctx, 0)
 	if err != nil {
@@ -81,7 +102,7 @@ func runFiles(ctx context.Context, c *cli, args []string) error {
 	defer nc.Close()
 	switch sub {
 	case "get":
-		return filesGet(ctx, c, st, pos[0], *out)
+		return filesGet(ctx, c, st, pos[0], out)
 	case "rm":
 		if err := st.Delete(ctx, pos[0]); err != nil {
 			return err

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // runHealthcheck GETs a URL and succeeds on a 2xx answer. It is the
@@ -15,27 +16,27 @@ import (
 // or wget: `crawlmesh healthcheck http://127.0.0.1:8090/healthz`. A node
 // serves /healthz only once it has joined the mesh, so a pass means more
 // than a listening socket.
-func runHealthcheck(ctx context.Context, c *cli, args []string) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	timeout := fs.Duration("timeout", 3*time.Second, "time limit of the request")
-	fs.Usage = func() {
-		fmt.Fprintln(c.stderr, "usage: crawlmesh healthcheck [--timeout D] URL\n\nGETs URL; exit 0 on a 2xx answer, 1 otherwise.")
-		fs.PrintDefaults()
+func newHealthcheckCmd(c *cli) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:         "healthcheck URL",
+		Short:       "GET a URL, exit 0 on 2xx: the healthcheck of the distroless image",
+		Long:        "healthcheck GETs URL; exit 0 on a 2xx answer, 1 otherwise.",
+		Args:        nArgs(1, 1, "healthcheck [--timeout D] URL"),
+		Annotations: map[string]string{noEnv: "yes"},
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return runHealthcheck(cmd.Context(), c, pos[0], &timeout)
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() != 1 {
-		return usagef("want one URL, got %d arguments", fs.NArg())
-	}
+	// Its own --timeout (the request's), shadowing the global one.
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "time limit of the request")
+	return cmd
+}
+
+func runHealthcheck(ctx context.Context, c *cli, target string, timeout *time.Duration) error {
 	if *timeout <= 0 {
 		return usagef("--timeout %v: must be positive", *timeout)
 	}
-	target := fs.Arg(0)
 	if u, err := url.Parse(target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return usagef("URL %q: want http://HOST:PORT/PATH", target)
 	}

@@ -2,27 +2,23 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/command"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
-func runMaster(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 || args[0] != "step-down" {
-		return usagef("want: master step-down")
+func newMasterCmd(c *cli, f *clientFlags) *cobra.Command {
+	stepDown := &cobra.Command{
+		Use: "step-down", Short: "the leading master hands leadership to another", Args: nArgs(0, 0, "master step-down"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return masterStepDown(cmd.Context(), c, f) },
 	}
-	var f clientFlags
-	fs := flag.NewFlagSet("master step-down", flag.ContinueOnError)
-	f.register(fs)
-	pos, err := f.parse(fs, c, args[1:])
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
-	}
+	return group("master", "master step-down: the leading master hands leadership to another", stepDown)
+}
+
+func masterStepDown(ctx context.Context, c *cli, f *clientFlags) error {
 	nc, js, err := f.connect(ctx)
 	if err != nil {
 		return err

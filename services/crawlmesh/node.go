@@ -3,32 +3,30 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"strconv"
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/command"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
-func runNode(ctx context.Context, c *cli, args []string) error {
-	var f clientFlags
-	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	f.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(c.stderr, "usage: crawlmesh node pause|resume|drain|shutdown|ping NODE|all [flags]\n       crawlmesh node set-concurrency NODE|all N [flags]")
-		fs.PrintDefaults()
+func newNodeCmd(c *cli, f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:       "node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N",
+		Short:     "send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N",
+		Args:      nArgs(2, 3, "node pause|resume|drain|shutdown|ping NODE|all, or node set-concurrency NODE|all N"),
+		ValidArgs: []string{mesh.CmdPause, mesh.CmdResume, mesh.CmdDrain, mesh.CmdShutdown, mesh.CmdPing, mesh.CmdSetConcurrency},
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return runNode(cmd.Context(), c, f, pos)
+		},
 	}
-	pos, err := f.parse(fs, c, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) < 2 {
-		return usagef("want a command and a node: node pause|resume|drain|shutdown|ping NODE|all")
-	}
+}
+
+func runNode(ctx context.Context, c *cli, f *clientFlags, pos []string) error {
 	cm := mesh.Command{Name: pos[0]}
 	target := pos[1]
 	switch {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/master"
@@ -26,33 +26,29 @@ type nodesOutput struct {
 	Nodes  []clusterview.Node `json:"nodes"`
 }
 
-func runNodes(ctx context.Context, c *cli, args []string) error {
-	var f clientFlags
-	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
-	f.register(fs)
-	rest, err := f.parse(fs, c, args)
-	if err != nil {
-		return err
+func newNodesCmd(c *cli, f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "nodes",
+		Short: "list every node: role, online, state, tasks, heartbeat age, clock skew",
+		Args:  nArgs(0, 0, "nodes"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			nc, js, err := f.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			out, err := fetchNodes(ctx, nc, js, f.timeout)
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return writeJSON(c.stdout, out)
+			}
+			printNodes(c.stdout, out, f.output == "wide")
+			return nil
+		},
 	}
-	if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	nc, js, err := f.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	out, err := fetchNodes(ctx, nc, js, f.timeout)
-	if err != nil {
-		return err
-	}
-	if f.output == "json" {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	}
-	printNodes(c.stdout, out)
-	return nil
 }
 
 // fetchNodes asks a master for its view and falls back to reading the
@@ -112,9 +108,15 @@ func readNodes(ctx context.Context, kv jetstream.KeyValue) ([]clusterview.Node, 
 	}
 }
 
-func printNodes(w io.Writer, out nodesOutput) {
+// printNodes prints the nodes as a table; wide adds the heartbeat's
+// revision in bucket nodes.
+func printNodes(w io.Writer, out nodesOutput, wide bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tONLINE\tLEADER\tSTATE\tACTIVE\tCAPACITY\tAGE\tSKEW\tVERSION\tHOST")
+	head := "ID\tROLE\tONLINE\tLEADER\tSTATE\tACTIVE\tCAPACITY\tAGE\tSKEW\tVERSION\tHOST"
+	if wide {
+		head += "\tREVISION"
+	}
+	fmt.Fprintln(tw, head)
 	for _, n := range out.Nodes {
 		online, leader, state := "yes", "", n.State
 		if !n.Online {
@@ -123,8 +125,12 @@ func printNodes(w io.Writer, out nodesOutput) {
 		if n.Leader && n.Online {
 			leader = fmt.Sprintf("* term %d", n.Heartbeat.Term)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fs\t%+.2fs\t%s\t%s\n", n.ID, n.Role, online, leader, state,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fs\t%+.2fs\t%s\t%s", n.ID, n.Role, online, leader, state,
 			n.ActiveTasks, n.Capacity, n.AgeSeconds, n.SkewSeconds, n.Heartbeat.Version, n.Heartbeat.Hostname)
+		if wide {
+			fmt.Fprintf(tw, "\t%d", n.Revision)
+		}
+		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
 	if out.Source == "kv" {

@@ -6,7 +6,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
@@ -21,24 +21,28 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 )
 
-func runResults(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 || args[0] != "export" {
-		return usagef("want: results export ID [--format jsonl|csv] [--out FILE | --to-files NAME]")
+type exportOpts struct {
+	format, out, toFiles, maxSize string
+}
+
+func newResultsCmd(c *cli, f *clientFlags) *cobra.Command {
+	var o exportOpts
+	export := &cobra.Command{
+		Use: "export ID", Short: "a crawl's items as JSON lines or CSV, to stdout, a file or the Object Store files",
+		Args: nArgs(1, 1, "results export ID [--format jsonl|csv] [--out FILE | --to-files NAME]"),
+		RunE: func(cmd *cobra.Command, pos []string) error { return resultsExport(cmd.Context(), c, f, pos, &o) },
 	}
-	var f clientFlags
-	fs := flag.NewFlagSet("results export", flag.ContinueOnError)
-	f.register(fs)
-	format := fs.String("format", "jsonl", "jsonl or csv")
-	out := fs.String("out", "", "write to FILE instead of standard output")
-	toFiles := fs.String("to-files", "", "write into the Object Store files under NAME (crawlmesh files get NAME), streamed")
-	maxSize := fs.String("max-size", "64MiB", "--to-files: the largest export stored (B, KiB, MiB, GiB)")
-	pos, err := f.parse(fs, c, args[1:])
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("want: results export ID")
-	}
+	fl := export.Flags()
+	fl.StringVar(&o.format, "format", "jsonl", "jsonl or csv")
+	fl.StringVar(&o.out, "out", "", "write to FILE instead of standard output")
+	fl.StringVar(&o.toFiles, "to-files", "", "write into the Object Store files under NAME (crawlmesh files get NAME), streamed")
+	fl.StringVar(&o.maxSize, "max-size", "64MiB", "--to-files: the largest export stored (B, KiB, MiB, GiB)")
+	_ = export.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"jsonl", "csv"}, cobra.ShellCompDirectiveNoFileComp))
+	return group("results", "results export ID [--format jsonl|csv] [--out FILE | --to-files NAME]", export)
+}
+
+func resultsExport(ctx context.Context, c *cli, f *clientFlags, pos []string, o *exportOpts) error {
+	format, out, toFiles, maxSize := &o.format, &o.out, &o.toFiles, &o.maxSize
 	if *format != "jsonl" && *format != "csv" {
 		return usagef("--format %q: want jsonl or csv", *format)
 	}

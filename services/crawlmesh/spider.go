@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
@@ -21,66 +21,70 @@ import (
 	"github.com/crawlmesh/crawlmesh/streams"
 )
 
-func runSpider(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 {
-		return usagef("want: spider apply -f FILE | ls | get NAME | rm NAME")
-	}
-	var f clientFlags
-	fs := flag.NewFlagSet("spider "+args[0], flag.ContinueOnError)
-	f.register(fs)
-	file := fs.String("f", "", "spec file (YAML or JSON); - reads standard input")
-	pos, err := f.parse(fs, c, args[1:])
-	if err != nil {
-		return err
-	}
-	sub := args[0]
-	switch sub {
-	case "apply":
-		if *file == "" || len(pos) > 0 {
-			return usagef("want: spider apply -f FILE")
-		}
-		return spiderApply(ctx, c, &f, *file)
-	case "ls":
-		if len(pos) > 0 {
-			return usagef("unexpected argument %q", pos[0])
-		}
-	case "get", "rm":
-		if len(pos) != 1 {
-			return usagef("want: spider %s NAME", sub)
-		}
-	default:
-		return usagef("unknown spider command %q: want apply, ls, get or rm", sub)
-	}
-	sess, err := f.open(ctx, mesh.SpidersBucket)
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
-	kv := sess.kv
-	switch sub {
-	case "ls":
-		return spiderList(ctx, c, &f, kv)
-	case "get":
-		e, err := kv.Get(ctx, pos[0])
-		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
-			return fmt.Errorf("no spider %q", pos[0])
-		}
+func newSpiderCmd(c *cli, f *clientFlags) *cobra.Command {
+	withSpiders := func(cmd *cobra.Command, fn func(ctx context.Context, kv jetstream.KeyValue) error) error {
+		ctx := cmd.Context()
+		sess, err := f.open(ctx, mesh.SpidersBucket)
 		if err != nil {
 			return err
 		}
-		var v any
-		_ = json.Unmarshal(e.Value(), &v)
-		return writeJSON(c.stdout, v)
-	default: // rm
-		if _, err := kv.Get(ctx, pos[0]); err != nil {
-			return fmt.Errorf("no spider %q", pos[0])
-		}
-		if err := kv.Purge(ctx, pos[0]); err != nil {
-			return fmt.Errorf("remove spider %s: %w", pos[0], err)
-		}
-		fmt.Fprintf(c.stderr, "spider %s removed\n", pos[0])
-		return nil
+		defer sess.Close()
+		return fn(ctx, sess.kv)
 	}
+	var file string
+	apply := &cobra.Command{
+		Use: "apply -f FILE", Short: "store a spider spec (YAML or JSON); refused with the field and why when it is wrong",
+		Args: nArgs(0, 0, "spider apply -f FILE"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usagef("want: spider apply -f FILE")
+			}
+			return spiderApply(cmd.Context(), c, f, file)
+		},
+	}
+	apply.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON); - reads standard input")
+	_ = apply.MarkFlagFilename("file", "yaml", "yml", "json")
+	ls := &cobra.Command{
+		Use: "ls", Short: "every spider", Args: nArgs(0, 0, "spider ls"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withSpiders(cmd, func(ctx context.Context, kv jetstream.KeyValue) error { return spiderList(ctx, c, f, kv) })
+		},
+	}
+	get := &cobra.Command{
+		Use: "get NAME", Short: "a spider's spec as JSON", Args: nArgs(1, 1, "spider get NAME"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return withSpiders(cmd, func(ctx context.Context, kv jetstream.KeyValue) error {
+				e, err := kv.Get(ctx, pos[0])
+				if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+					return fmt.Errorf("no spider %q", pos[0])
+				}
+				if err != nil {
+					return err
+				}
+				var v any
+				_ = json.Unmarshal(e.Value(), &v)
+				return writeJSON(c.stdout, v)
+			})
+		},
+	}
+	rm := &cobra.Command{
+		Use: "rm NAME", Short: "remove a spider", Args: nArgs(1, 1, "spider rm NAME"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return withSpiders(cmd, func(ctx context.Context, kv jetstream.KeyValue) error {
+				if _, err := kv.Get(ctx, pos[0]); err != nil {
+					return fmt.Errorf("no spider %q", pos[0])
+				}
+				if err := kv.Purge(ctx, pos[0]); err != nil {
+					return fmt.Errorf("remove spider %s: %w", pos[0], err)
+				}
+				fmt.Fprintf(c.stderr, "spider %s removed\n", pos[0])
+				return nil
+			})
+		},
+	}
+	get.ValidArgsFunction = completeKeys(c, f, mesh.SpidersBucket)
+	rm.ValidArgsFunction = completeKeys(c, f, mesh.SpidersBucket)
+	return group("spider", "manage spiders: spider apply -f FILE | ls | get NAME | rm NAME", apply, ls, get, rm)
 }
 
 func spiderApply(ctx context.Context, c *cli, f *clientFlags, file string) error {

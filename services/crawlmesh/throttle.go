@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"sort"
@@ -12,25 +11,29 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 )
 
-func runThrottle(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 {
-		return usagef("want: throttle set HOST [--delay D] [--parallelism N] | ls | rm HOST")
+func newThrottleCmd(c *cli, f *clientFlags) *cobra.Command {
+	var delay time.Duration
+	var par int
+	sub := func(use, short, want string, n int) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: nArgs(n, n, want),
+			RunE: func(cmd *cobra.Command, pos []string) error {
+				return runThrottle(cmd.Context(), c, f, cmd.Name(), pos, &delay, &par)
+			}}
 	}
-	sub := args[0]
-	var f clientFlags
-	fs := flag.NewFlagSet("throttle "+sub, flag.ContinueOnError)
-	f.register(fs)
-	delay := fs.Duration("delay", -1, "set: time between request starts to the host, mesh-wide")
-	par := fs.Int("parallelism", 0, "set: requests in flight to the host, mesh-wide")
-	pos, err := f.parse(fs, c, args[1:])
-	if err != nil {
-		return err
-	}
+	set := sub("set HOST", "set a host's limits, mesh-wide", "throttle set HOST [--delay D] [--parallelism N]", 1)
+	set.Flags().DurationVar(&delay, "delay", -1, "time between request starts to the host, mesh-wide")
+	set.Flags().IntVar(&par, "parallelism", 0, "requests in flight to the host, mesh-wide")
+	return group("throttle", "live per-host limits, mesh-wide: throttle set HOST [--delay D] [--parallelism N] | ls | rm HOST",
+		set, sub("ls", "every override", "throttle ls", 0), sub("rm HOST", "remove a host's override", "throttle rm HOST", 1))
+}
+
+func runThrottle(ctx context.Context, c *cli, f *clientFlags, sub string, pos []string, delay *time.Duration, par *int) error {
 	switch sub {
 	case "set":
 		if len(pos) != 1 {

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/embedded"
 	"github.com/crawlmesh/crawlmesh/pkg/httpapi"
@@ -31,6 +32,7 @@ type upConfig struct {
 	http        string
 	natsPort    int
 	tokenFile   string
+	verbose     bool
 	node        nodeconfig.Node // heartbeat timing and logging for every node
 }
 
@@ -41,25 +43,36 @@ func defaultDataDir() string {
 	return filepath.Join(os.TempDir(), "crawlmesh", "data")
 }
 
-func runUp(ctx context.Context, c *cli, args []string) error {
+func newUpCmd(c *cli) *cobra.Command {
 	var u upConfig
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "run the whole mesh in this process on an embedded nats-server",
+		Long: "up runs an embedded nats-server (JetStream on disk under --data), one master and --workers workers,\n" +
+			"with /metrics and the HTTP API on --http. In a terminal the nodes' logs go to a file under --data\n" +
+			"(its path is printed; -v shows them here too); otherwise they go to standard error.",
+		Args: nArgs(0, 0, "up [flags]"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return runUp(cmd.Context(), c, u) },
+	}
+	fs := cmd.Flags()
 	fs.BoolVar(&u.demo, "demo", false, "also serve a demo bookshop on loopback, crawl it with a progress bar and print a summary")
 	fs.BoolVar(&u.exitWhen, "exit-when-done", false, "with --demo: stop the mesh once the demo crawl has finished (for scripts)")
 	fs.IntVar(&u.workers, "workers", 3, "workers to run in this process")
 	fs.IntVar(&u.concurrency, "concurrency", 32, "tasks in flight per worker")
-	fs.StringVar(&u.data, "data", defaultDataDir(), "JetStream store directory")
-	fs.StringVar(&u.http, "http", "127.0.0.1:8080", "listen address for /metrics and /healthz")
+	fs.StringVar(&u.data, "data", defaultDataDir(), "JetStream store directory (and, in a terminal, the nodes' log file)")
+	fs.StringVar(&u.http, "http", "127.0.0.1:8080", "listen address for /metrics, /healthz and the HTTP API")
 	fs.IntVar(&u.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1")
 	fs.StringVar(&u.tokenFile, "api-token-file", "", "file holding the bearer token that state-changing HTTP API requests must carry (or env "+boot.APITokenEnv+"); none: the API is read-only")
 	fs.DurationVar(&u.node.HeartbeatInterval, "heartbeat-interval", time.Second, "time between heartbeats")
 	fs.DurationVar(&u.node.HeartbeatTTL, "heartbeat-ttl", 3*time.Second, "TTL of bucket nodes")
 	fs.StringVar(&u.node.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&u.node.LogFormat, "log-format", "text", "text or json")
-	if err := parseCommandFlags(fs, c, args); err != nil {
-		return err
-	}
+	fs.BoolVarP(&u.verbose, "verbose", "v", false, "in a terminal: show the nodes' logs here too, not only in the log file under --data")
+	_ = cmd.MarkFlagDirname("data")
+	return cmd
+}
+
+func runUp(ctx context.Context, c *cli, u upConfig) error {
 	if u.workers < 0 || u.workers > 256 {
 		return usagef("--workers %d: want 0-256", u.workers)
 	}
@@ -83,7 +96,12 @@ func runUp(ctx context.Context, c *cli, args []string) error {
 }
 
 func up(ctx context.Context, c *cli, u upConfig) error {
-	log := u.node.Logger(c.stderr)
+	logw, logFile, closeLog, err := upLogs(c, u)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	log := u.node.Logger(logw)
 	token, err := boot.APIToken(u.tokenFile, c.getenv)
 	if err != nil {
 		return usageError{err}
@@ -107,8 +125,15 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 			m.fail(err)
 		}
 	})
-	fmt.Fprintf(c.stderr, "crawlmesh up: NATS %s (JetStream in %s), metrics http://%s/metrics, 1 master and %d workers; Ctrl-C stops\n",
-		m.url, u.data, ln.Addr(), u.workers)
+	fmt.Fprintf(c.stderr, "crawlmesh up: NATS %s (JetStream in %s), metrics http://%s/metrics, API http://%s%s, 1 master and %d workers; Ctrl-C stops\n",
+		m.url, u.data, ln.Addr(), ln.Addr(), httpapi.Prefix, u.workers)
+	if logFile != "" {
+		more := "; -v shows them here too"
+		if u.verbose {
+			more = ""
+		}
+		fmt.Fprintf(c.stderr, "crawlmesh up: the nodes' logs go to %s%s\n", logFile, more)
+	}
 	if u.demo {
 		m.wg.Go(func() {
 			err := runDemo(ctx, c, m.url, log)
@@ -125,6 +150,30 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 	err = m.wait()
 	fmt.Fprintln(c.stderr, "crawlmesh up: stopped")
 	return err
+}
+
+// upLogs picks where the nodes' logs go. In a terminal, to a file under
+// --data (and with -v to the terminal too), so that a person sees where
+// things are, the progress bar and the summary; otherwise (scripts, CI,
+// containers) to standard error as always. It returns the file's path
+// ("" for none) and a function that closes it.
+func upLogs(c *cli, u upConfig) (io.Writer, string, func(), error) {
+	if !isTerminal(c.stderr) {
+		return c.stderr, "", func() {}, nil
+	}
+	if err := os.MkdirAll(u.data, 0o755); err != nil {
+		return nil, "", nil, fmt.Errorf("--data %s: %w", u.data, err)
+	}
+	path := filepath.Join(u.data, "crawlmesh-up.log")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("log file: %w", err)
+	}
+	var w io.Writer = f
+	if u.verbose {
+		w = io.MultiWriter(f, c.stderr)
+	}
+	return w, path, func() { _ = f.Close() }, nil
 }
 
 // embeddedMesh is a nats-server, a master and workers in this process.

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+// deadNATS returns n NATS URLs on loopback ports nothing listens on: a
+// command given one fails fast with an error that names it, which shows
+// which URL the command used.
+func deadNATS(t *testing.T, n int) []string {
+	t.Helper()
+	var urls []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls = append(urls, "nats://"+ln.Addr().String())
+		ln.Close()
+	}
+	return urls
+}
+
+// runCLI runs the CLI in process with env as its environment.
+func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e syncBuf
+	c := &cli{getenv: func(k string) string { return env[k] }, stdout: &o, stderr: &e}
+	code = run(t.Context(), args, c)
+	return o.String(), e.String(), code
+}
+
+// Global flags go before, between and after the command words, with a
+// space or an =, and each falls back to its CRAWLMESH_* variable; a flag
+// given wins over the variable.
+func TestGlobalFlagsAnywhere(t *testing.T) {
+	u := deadNATS(t, 2)
+	flagURL, envURL := u[0], u[1]
+	env := map[string]string{"CRAWLMESH_NATS_URL": envURL}
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // the URL the command tried
+	}{
+		{"before the command", nil, []string{"--nats", flagURL, "nodes"}, flagURL},
+		{"before, with =", nil, []string{"--nats=" + flagURL, "nodes"}, flagURL},
+		{"after the command", nil, []string{"nodes", "--nats=" + flagURL}, flagURL},
+		{"after, with a space", nil, []string{"nodes", "--nats", flagURL}, flagURL},
+		{"between the command words", nil, []string{"crawl", "--nats", flagURL, "status", "books-1"}, flagURL},
+		{"after the arguments", nil, []string{"crawl", "status", "books-1", "--nats", flagURL}, flagURL},
+		{"between the words, -o too", nil, []string{"crawl", "-o", "json", "--nats", flagURL, "ls"}, flagURL},
+		{"before a group", nil, []string{"--timeout", "2s", "--nats", flagURL, "spider", "ls"}, flagURL},
+		{"files", nil, []string{"files", "--nats", flagURL, "ls"}, flagURL},
+		{"node command", nil, []string{"node", "pause", "--nats", flagURL, "w1"}, flagURL},
+		{"env only", env, []string{"nodes"}, envURL},
+		{"env only, group", env, []string{"crawl", "ls"}, envURL},
+		{"flag wins over env (before)", env, []string{"--nats", flagURL, "nodes"}, flagURL},
+		{"flag wins over env (after)", env, []string{"crawl", "status", "x", "--nats=" + flagURL}, flagURL},
+		{"flag wins over env (between)", env, []string{"crawl", "--nats", flagURL, "ls"}, flagURL},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, code := runCLI(t, tt.env, tt.args...)
+			if code != 1 || !strings.Contains(errOut, "cannot reach NATS at "+tt.want) {
+				t.Fatalf("crawlmesh %s: exit %d, want 1 and an error naming %s:\n%s", strings.Join(tt.args, " "), code, tt.want, errOut)
+			}
+		})
+	}
+}
+
+// Every flag keeps its CRAWLMESH_* variable, checked like the flag; a
+// flag given wins and the variable is not even read.
+func TestEnvFallbacks(t *testing.T) {
+	url := deadNATS(t, 1)[0]
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"bad -o from env", map[string]string{"CRAWLMESH_OUTPUT": "yaml"}, []string{"nodes"}, 2, `-o "yaml"`},
+		{"old -o variable", map[string]string{"CRAWLMESH_O": "yaml"}, []string{"nodes"}, 2, `-o "yaml"`},
+		{"-o given wins over env", map[string]string{"CRAWLMESH_OUTPUT": "yaml"}, []string{"nodes", "-o", "json"}, 1, "cannot reach NATS"},
+		{"--output given wins over env", map[string]string{"CRAWLMESH_OUTPUT": "yaml"}, []string{"--output=wide", "nodes"}, 1, "cannot reach NATS"},
+		{"bad timeout from env", map[string]string{"CRAWLMESH_TIMEOUT": "soon"}, []string{"nodes"}, 2, "CRAWLMESH_TIMEOUT"},
+		{"timeout given wins over env", map[string]string{"CRAWLMESH_TIMEOUT": "soon"}, []string{"nodes", "--timeout", "1s"}, 1, "cannot reach NATS"},
+		{"zero timeout from env", map[string]string{"CRAWLMESH_TIMEOUT": "0s"}, []string{"crawl", "ls"}, 2, "--timeout 0s"},
+		{"command flag from env", map[string]string{"CRAWLMESH_WORKERS": "999"}, []string{"up"}, 2, "--workers 999"},
+		{"command flag given wins", map[string]string{"CRAWLMESH_WORKERS": "999"}, []string{"up", "--workers", "300"}, 2, "--workers 300"},
+		{"bool flag from env", map[string]string{"CRAWLMESH_EXIT_WHEN_DONE": "true"}, []string{"up"}, 2, "--exit-when-done goes with --demo"},
+		{"bad bool from env", map[string]string{"CRAWLMESH_DEMO": "perhaps"}, []string{"up"}, 2, "CRAWLMESH_DEMO"},
+		{"healthcheck takes no env", map[string]string{"CRAWLMESH_TIMEOUT": "soon"}, []string{"healthcheck", "ftp://x"}, 2, "URL"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, code := runCLI(t, tt.env, append(tt.args, "--nats", url)...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Fatalf("crawlmesh %s with %v: exit %d, want %d and %q:\n%s", strings.Join(tt.args, " "), tt.env, code, tt.code, tt.want, errOut)
+			}
+		})
+	}
+}
+
+// Usage errors exit 2 and say what is wrong; an unknown command comes
+// with the closest ones (did you mean); help exits 0.
+func TestUsageErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		want []string
+	}{
+		{[]string{"nodess"}, 2, []string{`unknown command "nodess"`, "Did you mean this?", "nodes"}},
+		{[]string{"--nats", "nats://127.0.0.1:1", "nodess"}, 2, []string{"Did you mean this?", "nodes"}},
+		{[]string{"crawl", "statsu", "x"}, 2, []string{`unknown command "statsu" for "crawlmesh crawl"`, "status"}},
+		{[]string{"spidr", "ls"}, 2, []string{"Did you mean this?", "spider"}},
+		{[]string{"nosuchthing"}, 2, []string{`unknown command "nosuchthing"`}},
+		{[]string{}, 2, []string{"want a command"}},
+		{[]string{"crawl"}, 2, []string{"want a command", "start", "status"}},
+		{[]string{"crawl", "status"}, 2, []string{"crawl status ID"}},
+		{[]string{"crawl", "start", "a", "b"}, 2, []string{"crawl start SPIDER"}},
+		{[]string{"crawl", "ls", "extra"}, 2, []string{`unexpected argument "extra"`}},
+		{[]string{"nodes", "--bogus"}, 2, []string{"unknown flag: --bogus"}},
+		{[]string{"--bogus", "nodes"}, 2, []string{"unknown flag: --bogus"}},
+		{[]string{"nodes", "--nast", "nats://x"}, 2, []string{"unknown flag: --nast", "Did you mean this?", "--nats"}},
+		{[]string{"crawl", "start", "books", "--wiat"}, 2, []string{"Did you mean this?", "--wait"}},
+		{[]string{"nodes", "-o", "yaml"}, 2, []string{`-o "yaml"`, "table, wide or json"}},
+		{[]string{"nodes", "--timeout", "soon"}, 2, []string{"--timeout"}},
+		{[]string{"node", "pause"}, 2, []string{"node pause"}},
+		{[]string{"spider", "apply"}, 2, []string{"spider apply -f FILE"}},
+		{[]string{"version", "x"}, 2, []string{`unexpected argument "x"`}},
+		{[]string{"results", "export", "x", "--format", "xml"}, 2, []string{"--format"}},
+		{[]string{"help"}, 0, nil},
+		{[]string{"--help"}, 0, nil},
+		{[]string{"crawl", "start", "-h"}, 0, nil},
+		{[]string{"version"}, 0, nil},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, errOut, code := runCLI(t, nil, tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, out, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if tt.code == 2 && !strings.Contains(errOut, "--help") {
+				t.Errorf("a usage error should point at --help:\n%s", errOut)
+			}
+		})
+	}
+}
+
+// Shell completion: a script for each shell, and the completions it asks
+// the binary for name the commands, their subcommands and flags.
+func TestCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, errOut, code := runCLI(t, nil, "completion", sh)
+		if code != 0 || len(out) < 500 || !strings.Contains(out, "crawlmesh") || !strings.Contains(out, "__complete") {
+			t.Errorf("completion %s: exit %d, %d bytes:\n%.300s\n%s", sh, code, len(out), out, errOut)
+		}
+	}
+	if _, _, code := runCLI(t, nil, "completion", "tcsh"); code != 2 {
+		t.Errorf("completion tcsh: exit %d, want 2", code)
+	}
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{""}, []string{"nodes", "crawl", "spider", "files", "up", "completion", "doctor"}},
+		{[]string{"cr"}, []string{"crawl"}},
+		{[]string{"crawl", ""}, []string{"start", "status", "wait", "cancel", "ls", "logs", "deadletters"}},
+		{[]string{"--nats", "nats://x:4222", "crawl", ""}, []string{"start", "status"}},
+		{[]string{"node", ""}, []string{"pause", "resume", "drain", "shutdown", "set-concurrency"}},
+		{[]string{"nodes", "--"}, []string{"--nats", "--creds", "--output", "--timeout", "--tls-ca"}},
+		{[]string{"results", "export", "x", "--format", ""}, []string{"jsonl", "csv"}},
+	} {
+		out, errOut, code := runCLI(t, nil, append([]string{"__complete"}, tt.args...)...)
+		if code != 0 {
+			t.Errorf("__complete %q: exit %d\n%s", tt.args, code, errOut)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("__complete %q lacks %q:\n%s", tt.args, w, out)
+			}
+		}
+	}
+}
+
+// Spider names, crawl ids and file names complete from the mesh; with no
+// mesh to ask, completion offers nothing, fast, and succeeds.
+func TestCompletionWithoutMesh(t *testing.T) {
+	url := deadNATS(t, 1)[0]
+	for _, args := range [][]string{
+		{"--nats", url, "crawl", "status", ""},
+		{"crawl", "--nats", url, "start", ""},
+		{"spider", "get", "b"},
+		{"files", "rm", ""},
+	} {
+		t0 := time.Now()
+		out, errOut, code := runCLI(t, map[string]string{"CRAWLMESH_NATS_URL": url}, append([]string{"__complete"}, args...)...)
+		if code != 0 || !strings.HasPrefix(out, ":4") || time.Since(t0) > 3*time.Second {
+			t.Errorf("__complete %q: exit %d after %v:\n%s%s", args, code, time.Since(t0), out, errOut)
+		}
+	}
+}
+
+// -o is the same on every listing: json is JSON, wide is accepted wherever
+// table is.
+func TestOutputFlagOnEveryListing(t *testing.T) {
+	url := deadNATS(t, 1)[0]
+	for _, args := range [][]string{
+		{"nodes"}, {"crawl", "ls"}, {"crawl", "status", "x"}, {"crawl", "deadletters", "x"}, {"crawl", "logs", "x"},
+		{"spider", "ls"}, {"files", "ls"}, {"throttle", "ls"}, {"doctor"}, {"node", "ping", "all"},
+	} {
+		for _, o := range []string{"table", "wide", "json"} {
+			_, errOut, code := runCLI(t, nil, append(args, "-o", o, "--nats", url, "--timeout", "1s")...)
+			// The mesh is unreachable: the command got past its flags.
+			if code != 1 || strings.Contains(errOut, "--help") {
+				t.Errorf("%v -o %s: exit %d:\n%s", args, o, code, errOut)
+			}
+		}
+	}
+}
+
+// Not on a terminal (tests, CI, containers), up's nodes log to stderr as
+// always; no log file is made.
+func TestUpLogsOffTerminal(t *testing.T) {
+	var o, e syncBuf
+	c := &cli{getenv: func(string) string { return "" }, stdout: &o, stderr: &e}
+	w, path, closeLog, err := upLogs(c, upConfig{data: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeLog()
+	if w != c.stderr || path != "" {
+		t.Fatalf("off a terminal: writer %T, file %q; want stderr and no file", w, path)
+	}
+}
+
+// The bar counts pages handled of pages known; a finished crawl is full.
+func TestCrawlProgress(t *testing.T) {
+	st := crawlctl.Status{State: mesh.CrawlRunning, PagesOK: 10, PagesFailed: 1, Dead: 1, Dropped: 2, Queued: 6}
+	if d, n := crawlProgress(st); d != 14 || n != 20 {
+		t.Errorf("running: %d of %d, want 14 of 20", d, n)
+	}
+	st.State = mesh.CrawlCancelled
+	if d, n := crawlProgress(st); d != 14 || n != 14 {
+		t.Errorf("cancelled: %d of %d, want 14 of 14", d, n)
+	}
+}
