@@ -49,7 +49,7 @@ func newUpCmd(c *cli) *cobra.Command {
 		Use:   "up",
 		Short: "run the whole mesh in this process on an embedded nats-server",
 		Long: "up runs an embedded nats-server (JetStream on disk under --data), one master and --workers workers,\n" +
-			"with /metrics and the HTTP API on --http. In a terminal the nodes' logs go to a file under --data\n" +
+			"with the web console, /metrics and the HTTP API on --http. In a terminal the nodes' logs go to a file under --data\n" +
 			"(its path is printed; -v shows them here too); otherwise they go to standard error.",
 		Args: nArgs(0, 0, "up [flags]"),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runUp(cmd.Context(), c, u) },
@@ -60,7 +60,7 @@ func newUpCmd(c *cli) *cobra.Command {
 	fs.IntVar(&u.workers, "workers", 3, "workers to run in this process")
 	fs.IntVar(&u.concurrency, "concurrency", 32, "tasks in flight per worker")
 	fs.StringVar(&u.data, "data", defaultDataDir(), "JetStream store directory (and, in a terminal, the nodes' log file)")
-	fs.StringVar(&u.http, "http", "127.0.0.1:8080", "listen address for /metrics, /healthz and the HTTP API")
+	fs.StringVar(&u.http, "http", "127.0.0.1:8080", "listen address for the console, /metrics, /healthz and the HTTP API")
 	fs.IntVar(&u.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1")
 	fs.StringVar(&u.tokenFile, "api-token-file", "", "file holding the bearer token that state-changing HTTP API requests must carry (or env "+boot.APITokenEnv+"); none: the API is read-only")
 	fs.DurationVar(&u.node.HeartbeatInterval, "heartbeat-interval", time.Second, "time between heartbeats")
@@ -119,14 +119,14 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 		return err
 	}
 	mux := metrics.Mux(reg)
-	mux.Handle(httpapi.Prefix, m.api(token))
+	boot.MountMaster(mux, m.api(token)) // the HTTP API and the console at /
 	m.wg.Go(func() {
 		if err := metrics.Serve(ctx, ln, mux); err != nil {
 			m.fail(err)
 		}
 	})
-	fmt.Fprintf(c.stderr, "crawlmesh up: NATS %s (JetStream in %s), metrics http://%s/metrics, API http://%s%s, 1 master and %d workers; Ctrl-C stops\n",
-		m.url, u.data, ln.Addr(), ln.Addr(), httpapi.Prefix, u.workers)
+	fmt.Fprintf(c.stderr, "crawlmesh up: NATS %s (JetStream in %s), console http://%s/, metrics http://%s/metrics, API http://%s%s, 1 master and %d workers; Ctrl-C stops\n",
+		m.url, u.data, ln.Addr(), ln.Addr(), ln.Addr(), httpapi.Prefix, u.workers)
 	if logFile != "" {
 		more := "; -v shows them here too"
 		if u.verbose {
