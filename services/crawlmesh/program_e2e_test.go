@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -269,7 +270,7 @@ func TestSpiderFailuresContained(t *testing.T) {
 
 	type want struct {
 		page   int
-		reason []string // substrings of the dead letter's reason
+		reason []string // substrings of the dead letter's reason ("a|b": either)
 	}
 	var workerUp func(t *testing.T)
 	check := func(t *testing.T, spider string, wants []want) {
@@ -299,7 +300,7 @@ func TestSpiderFailuresContained(t *testing.T) {
 				t.Errorf("%s: dead after %d attempts, want %d", u, got[0].Attempts, m.Cfg.MaxAttempts)
 			}
 			for _, s := range append([]string{spider}, w.reason...) {
-				if !strings.Contains(got[0].Reason, s) {
+				if !slices.ContainsFunc(strings.Split(s, "|"), func(alt string) bool { return strings.Contains(got[0].Reason, alt) }) {
 					t.Errorf("%s: reason %q lacks %q", u, got[0].Reason, s)
 				}
 			}
@@ -346,7 +347,10 @@ func TestSpiderFailuresContained(t *testing.T) {
 	t.Run("script allocates", func(t *testing.T) {
 		m.CLI.Apply(progSpec("hoard", site, inlineScript(hoardJS)))
 		check(t, "hoard", []want{
-			{5, []string{"memory limit"}},
+			// Stopped by the heap bound, or on a loaded machine by the
+			// CPU-time limit first (allocating 256 MiB takes a while);
+			// pkg/jsspider's tests pin the heap bound itself.
+			{5, []string{"memory limit|timed out after 5s"}},
 		})
 	})
 	t.Run("command", func(t *testing.T) {
