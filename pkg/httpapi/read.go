@@ -4,9 +4,7 @@ package httpapi
 // lists, a crawl's items, logs and dead letters, throttle overrides.
 
 import (
-	"bufio"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -200,16 +198,13 @@ func (a *api) crawlList(w http.ResponseWriter, r *http.Request) {
 	if kv == nil {
 		return
 	}
-	ks, err := keys(ctx, kv)
+	out, err := crawlctl.ListStatus(ctx, a.cfg.JS, kv)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	out := []crawlctl.Status{}
-	for _, k := range ks {
-		if st, err := crawlctl.ReadStatus(ctx, a.cfg.JS, kv, k); err == nil {
-			out = append(out, st)
-		}
+	if out == nil {
+		out = []crawlctl.Status{}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	writeJSON(w, http.StatusOK, out)
@@ -311,27 +306,11 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", ctype+"; charset=utf-8")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.%s"`, cr.ID, format))
-	bw := bufio.NewWriterSize(w, 64<<10)
-	defer bw.Flush()
-	var fields []string
-	var cw *csv.Writer
-	if format == "csv" {
-		if sp, err := spec.Parse(cr.Spec); err == nil {
-			set := map[string]bool{}
-			for _, it := range sp.Items {
-				for name := range it.Fields {
-					set[name] = true
-				}
-			}
-			for name := range set {
-				fields = append(fields, name)
-			}
-			sort.Strings(fields)
-		}
-		cw = csv.NewWriter(bw)
-		_ = cw.Write(append([]string{"url", "spider", "crawl", "depth", "fetched_at"}, fields...))
-		defer cw.Flush()
+	iw, err := crawlctl.NewItemWriter(w, format, cr)
+	if err != nil {
+		return // the header could not be written: the client went
 	}
+	defer iw.Flush()
 	subj := mesh.ResultSubject(cr.ID)
 	var seq uint64
 	for {
@@ -342,20 +321,9 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 			return // the end, or the client went: the body ends here
 		}
 		seq = m.Sequence
-		if cw == nil {
-			_, _ = bw.Write(m.Data)
-			_ = bw.WriteByte('\n')
-			continue
+		if iw.Write(m.Data) != nil {
+			return
 		}
-		var it mesh.Item
-		if json.Unmarshal(m.Data, &it) != nil {
-			continue
-		}
-		row := []string{it.URL, it.Spider, it.Crawl, strconv.Itoa(it.Depth), it.FetchedAt.Format(time.RFC3339Nano)}
-		for _, name := range fields {
-			row = append(row, it.Text(name))
-		}
-		_ = cw.Write(row)
 	}
 }
 

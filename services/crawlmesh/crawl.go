@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -182,16 +181,9 @@ func printStatus(w io.Writer, sts []crawlctl.Status, wide bool) {
 }
 
 func listCrawls(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStream, crawls jetstream.KeyValue) error {
-	keys, err := crawls.Keys(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+	sts, err := crawlctl.ListStatus(ctx, js, crawls)
+	if err != nil {
 		return err
-	}
-	var sts []crawlctl.Status
-	for _, k := range keys {
-		st, err := crawlctl.ReadStatus(ctx, js, crawls, k)
-		if err == nil {
-			sts = append(sts, st)
-		}
 	}
 	if f.output == "json" {
 		return writeJSON(c.stdout, sts)

@@ -1,24 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sort"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
-	"github.com/crawlmesh/crawlmesh/pkg/spec"
 )
 
 type exportOpts struct {
@@ -118,64 +113,13 @@ func resultsExport(ctx context.Context, c *cli, f *clientFlags, pos []string, o 
 
 // exportTo writes the crawl's items to w as format and returns how many.
 func exportTo(ctx context.Context, js jetstream.JetStream, cr *mesh.Crawl, format string, w io.Writer) (int, error) {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	n := 0
-	var err error
-	if format == "jsonl" {
-		err = readStream(ctx, js, mesh.ResultsStream, mesh.ResultSubject(cr.ID), false, func(b []byte) error {
-			n++
-			_, err := fmt.Fprintf(bw, "%s\n", b)
-			return err
-		})
-	} else {
-		err = exportCSV(ctx, bw, cr, func(fn func([]byte) error) error {
-			return readStream(ctx, js, mesh.ResultsStream, mesh.ResultSubject(cr.ID), false, func(b []byte) error {
-				n++
-				return fn(b)
-			})
-		})
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	return n, err
-}
-
-// exportCSV writes the fixed columns, then one column per item field of
-// the crawl's spec (the header must come before the first row, and the
-// spec says every field there can be).
-func exportCSV(_ context.Context, w io.Writer, cr *mesh.Crawl, each func(func([]byte) error) error) error {
-	var fields []string
-	if s, err := spec.Parse(cr.Spec); err == nil {
-		set := map[string]bool{}
-		for _, it := range s.Items {
-			for name := range it.Fields {
-				set[name] = true
-			}
-		}
-		for name := range set {
-			fields = append(fields, name)
-		}
-		sort.Strings(fields)
-	}
-	cw := csv.NewWriter(w)
-	if err := cw.Write(append([]string{"url", "spider", "crawl", "depth", "fetched_at"}, fields...)); err != nil {
-		return err
-	}
-	err := each(func(b []byte) error {
-		var it mesh.Item
-		if err := json.Unmarshal(b, &it); err != nil {
-			return nil
-		}
-		row := []string{it.URL, it.Spider, it.Crawl, fmt.Sprint(it.Depth), it.FetchedAt.Format(time.RFC3339Nano)}
-		for _, name := range fields {
-			row = append(row, it.Text(name))
-		}
-		return cw.Write(row)
-	})
-	cw.Flush()
+	iw, err := crawlctl.NewItemWriter(w, format, cr)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return cw.Error()
+	err = readStream(ctx, js, mesh.ResultsStream, mesh.ResultSubject(cr.ID), false, iw.Write)
+	if err == nil {
+		err = iw.Flush()
+	}
+	return iw.Count(), err
 }
