@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -18,9 +19,10 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
 )
 
-// TestExampleShopSpider runs deploy/examples/shop_spider.py on synthsite
-// pages and wants exactly the declarative spider's items and links. It
-// needs python3: CI installs it, so its absence is a failure, not a skip.
+// TestExampleShopSpider runs deploy/examples/shop_spider.py and
+// deploy/examples/shop_spider_go on synthsite pages and wants exactly the
+// declarative spider's items and links. It needs python3: CI installs it,
+// so its absence is a failure, not a skip.
 func TestExampleShopSpider(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Fatalf("python3 is needed to test deploy/examples/shop_spider.py: %v", err)
@@ -29,6 +31,18 @@ func TestExampleShopSpider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bin := filepath.Join(t.TempDir(), "shop_spider")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./shop_spider_go")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building deploy/examples/shop_spider_go: %v\n%s", err, out)
+	}
+	for _, argv := range [][]string{{"python3", "shop_spider.py"}, {bin}} {
+		t.Run(filepath.Base(argv[len(argv)-1]), func(t *testing.T) { checkShopSpider(t, dir, argv) })
+	}
+}
+
+func checkShopSpider(t *testing.T, dir string, argv []string) {
 	const base = "http://127.0.0.1:9000"
 	cfg := synthsite.Config{Pages: 50}
 	sp, err := spec.Parse([]byte(synthsite.Spec("synth", base, cfg)))
@@ -40,7 +54,7 @@ func TestExampleShopSpider(t *testing.T) {
 		t.Fatal(err)
 	}
 	site := synthsite.New(cfg)
-	pool := cmdspider.NewPool(cmdspider.Config{Name: "shop", Argv: []string{"python3", "shop_spider.py"}, Dir: dir,
+	pool := cmdspider.NewPool(cmdspider.Config{Name: "shop", Argv: argv, Dir: dir,
 		Size: 2, Timeout: 10 * time.Second, Stderr: func(l string) { t.Logf("spider stderr: %s", l) }})
 	defer pool.Close()
 

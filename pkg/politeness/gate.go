@@ -160,8 +160,12 @@ type localHost struct {
 }
 
 // linger is how long a finished request's slot stays with this worker for
-// its next task of the same host before it goes back to KV.
-const linger = 20 * time.Millisecond
+// its next task of the same host before it goes back to KV. It spans the
+// gaps of a worker whose tasks arrive in bursts (a command spider's pool
+// answering in batches): at 20 ms, slots went back to KV and were taken
+// from it again page after page, a KV read and write each, a fifth of the
+// worker's CPU in that case.
+const linger = 100 * time.Millisecond
 
 // New returns a Gate over buckets hosts and throttle. lease bounds how long
 // a permit of a dead worker blocks its slot; use the request timeout plus a

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,19 @@ function parse(page) {
   return {items, links};
 }
 `
+
+// buildGoSpider builds deploy/examples/shop_spider_go, the Python example
+// in Go, and returns the binary's path.
+func buildGoSpider(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "shop_spider")
+	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./shop_spider_go")
+	cmd.Dir = filepath.Join("..", "..", "deploy", "examples")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building deploy/examples/shop_spider_go: %v\n%s", err, out)
+	}
+	return bin
+}
 
 // exampleSpider is deploy/examples/shop_spider.py, written for
 // pkg/synthsite pages: the harness site is synthsite, so it fits as is.
@@ -525,11 +539,14 @@ func childrenRSSKiB(pid int) (n int, kib int64) {
 // one worker with concurrency 32, and reports pages/s of each, the ratios
 // script/declarative and command/declarative, and the worker's peak RSS
 // (VmHWM) per kind (the script's is the worker with 32 concurrent script
-// tasks), plus the command's processes' RSS. Run with
+// tasks), plus the command's processes' RSS. A fourth run uses the same
+// spider compiled from Go (deploy/examples/shop_spider_go), which shows
+// what the command protocol itself costs apart from Python's parser. Run with
 // -run '^$' -bench SpiderKinds -benchtime 1x; CRAWLMESH_BENCH_PAGES sets
 // the site's size.
 func BenchmarkSpiderKinds(b *testing.B) {
 	needPython(b)
+	goSpider := buildGoSpider(b)
 	pages := 3000
 	if v, err := strconv.Atoi(os.Getenv("CRAWLMESH_BENCH_PAGES")); err == nil && v > 0 {
 		pages = v
@@ -543,7 +560,7 @@ func BenchmarkSpiderKinds(b *testing.B) {
 	}
 	for range b.N {
 		res := map[string]result{}
-		for _, kind := range []string{"declarative", "script", "command"} {
+		for _, kind := range []string{"declarative", "script", "command", "command-go"} {
 			site := harness.NewSite(b, harness.SiteConfig{Pages: pages})
 			m := harness.StartMesh(b, harness.MeshConfig{Workers: 1, Concurrency: conc, RequestTimeout: 10 * time.Second,
 				AckWait: 30 * time.Second, WorkerArgs: []string{"--log-level", "warn"}})
@@ -557,6 +574,9 @@ func BenchmarkSpiderKinds(b *testing.B) {
 			case "command":
 				m.CLI.Must("files", "put", exampleSpider)
 				m.CLI.Apply(progSpec(name, site, "command: [\"python3\", \"shop_spider.py\"]\nfiles: [\"shop_spider.py\"]\n"))
+			case "command-go":
+				m.CLI.Must("files", "put", goSpider, "shop_spider")
+				m.CLI.Apply(progSpec(name, site, "command: [\"./shop_spider\"]\nfiles: [\"shop_spider\"]\n"))
 			}
 			w := m.Workers[0]
 			var r result
@@ -596,16 +616,19 @@ func BenchmarkSpiderKinds(b *testing.B) {
 				p.Stop(10 * time.Second)
 			}
 		}
-		d, s, c := res["declarative"], res["script"], res["command"]
+		d, s, c, g := res["declarative"], res["script"], res["command"], res["command-go"]
 		b.ReportMetric(d.rate, "declarative-pages/s")
 		b.ReportMetric(s.rate, "script-pages/s")
 		b.ReportMetric(c.rate, "command-pages/s")
 		b.ReportMetric(s.rate/d.rate, "script/declarative")
 		b.ReportMetric(c.rate/d.rate, "command/declarative")
+		b.ReportMetric(g.rate, "command-go-pages/s")
+		b.ReportMetric(g.rate/d.rate, "command-go/declarative")
 		b.ReportMetric(d.hwmMiB, "declarative-worker-MiB")
 		b.ReportMetric(s.hwmMiB, "script-worker-MiB")
 		b.ReportMetric(c.hwmMiB, "command-worker-MiB")
 		b.ReportMetric(c.childrenMiBMax, "command-processes-MiB")
+		b.Logf("command-go/declarative %.2f (the same spider compiled: the protocol's own cost)", g.rate/d.rate)
 		b.Logf("script/declarative %.2f (goal >= 0.7), command/declarative %.2f (goal >= 0.5); worker VmHWM with %d concurrent script tasks: %.0f MiB (declarative %.0f MiB, command %.0f MiB + %d python processes %.0f MiB)",
 			s.rate/d.rate, c.rate/d.rate, conc, s.hwmMiB, d.hwmMiB, c.hwmMiB, c.children, c.childrenMiBMax)
 	}
