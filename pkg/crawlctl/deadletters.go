@@ -15,7 +15,7 @@ import (
 type DeadLetter struct {
 	// Seq is the letter's sequence in stream DEADLETTER: what `crawl
 	// requeue --seq` and the API's re-queue take.
-	Seq uint64 `json:"seq"`
+	Seq      uint64    `json:"seq"`
 	URL      string    `json:"url"` // the task's URL, or the raw message if it was undecodable
 	Reason   string    `json:"reason"`
 	Attempts int       `json:"attempts"`
