@@ -44,7 +44,7 @@ type Config struct {
 	// Schedules lists the spiders' schedules at a time, as the master's
 	// scheduler fires them (nil: the route answers 404).
 	Schedules func(ctx context.Context, now time.Time) ([]scheduler.Schedule, error)
-	Log     *slog.Logger
+	Log       *slog.Logger
 }
 
 // Prefix is the path every API route starts with.
