@@ -119,6 +119,12 @@ func TestConsoleBrowserSteer(t *testing.T) {
 	}
 	br.waitText("#schedules-summary", "1 spider(s) with a schedule", 5*time.Second)
 	br.shot("schedules.png")
+	// Changing a schedule is editing the spider's spec: the button opens it.
+	br.run("edit nightly's spec", chromedp.Click(chromedp.CSS(`#schedules-table tr[data-id="nightly"] button`)))
+	harness.Eventually(t, 10*time.Second, "nightly's spec in the editor", func() bool {
+		v, _ := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.querySelector("#spec-yaml").value`))
+		return strings.Contains(v, `"schedule": "0 3 * * *"`) && !br.isHidden("#view-spiders")
+	})
 
 	// Dead-letter re-queue: the broken page is dead-lettered and the crawl
 	// completes without it; after the fix, one click re-queues it.
@@ -133,6 +139,7 @@ func TestConsoleBrowserSteer(t *testing.T) {
 	br.waitText("#dead-table tbody .reason", "503", 5*time.Second)
 	br.waitText("#dead-summary", "1 dead letter(s)", 5*time.Second)
 	br.waitText(`#crawl-status dd[data-key="state"]`, "completed", 5*time.Second)
+	br.run("scroll to the dead letters", chromedp.ScrollIntoView(chromedp.CSS("#h-dead")))
 	br.shot("deadletters.png")
 	site.fixed.Store(true)
 	br.run("re-queue the dead letter", chromedp.Click(chromedp.CSS("#dead-table tbody tr button.action")))
@@ -157,6 +164,11 @@ func TestConsoleBrowserSteer(t *testing.T) {
 		t.Errorf("pages fetched twice: %v", twice)
 	}
 	br.checkLoopback()
+}
+
+func (b *consoleBrowser) isHidden(sel string) bool {
+	h, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](fmt.Sprintf(`!!(document.querySelector(%q)||{hidden:true}).hidden`, sel)))
+	return h
 }
 
 func getJSON(t *testing.T, u string, v any) {

@@ -166,11 +166,13 @@ async function spiders() {
   const list = await get('spiders');
   fill($('#spiders-table tbody'), list.map((s) => {
     const edit = el('button', { type: 'button', text: 'Edit' });
+    edit.setAttribute('aria-label', 'Edit spider ' + s.name);
     edit.addEventListener('click', () => {
       $('#spec-yaml').value = JSON.stringify(s.spec, null, 2);
       $('#spec-yaml').focus();
     });
     const del = el('button', { type: 'button', class: 'action', text: 'Delete' });
+    del.setAttribute('aria-label', 'Delete spider ' + s.name);
     del.addEventListener('click', async () => {
       if (!confirm('Delete spider ' + s.name + '?')) return;
       try { await act('DELETE', 'spiders/' + encodeURIComponent(s.name)); say('Spider ' + s.name + ' deleted.'); refresh(); } catch (e) { say(e.message, true); }
@@ -370,6 +372,7 @@ async function throttle() {
   const list = await get('throttle');
   fill($('#throttle-table tbody'), list.map((o) => {
     const rm = el('button', { type: 'button', class: 'action', text: 'Remove' });
+    rm.setAttribute('aria-label', 'Remove the override for ' + o.host);
     rm.addEventListener('click', async () => {
       try { await act('DELETE', 'throttle/' + encodeURIComponent(o.host)); say('Override for ' + o.host + ' removed.'); refresh(); } catch (e) { say(e.message, true); }
     });
@@ -389,6 +392,8 @@ function route() {
   if (h.startsWith('crawl/')) { view = 'crawl'; id = h.slice(6); }
   if (!views[view]) view = 'nodes';
   if (view === 'crawl' && id !== state.crawl) { state.itemsAfter = 0; state.itemsStack = []; }
+  // A message is about the view it was said on.
+  if (view !== state.view || id !== state.crawl) say('');
   state.view = view; state.crawl = id;
   for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== 'view-' + view;
   for (const a of document.querySelectorAll('nav a')) {
