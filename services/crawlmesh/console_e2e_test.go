@@ -181,7 +181,6 @@ func TestConsoleBrowser(t *testing.T) {
 	br.checkLoopback()
 }
 
-
 // consoleBrowser is headless chromium on a console, recording every
 // request it makes.
 type consoleBrowser struct {
