@@ -4,6 +4,8 @@
 // reports the crawl cannot run (record, then purge of the crawl's queued
 // tasks), and detects completion exactly: a crawl is complete when, after seeding, the
 // work queue holds no task of it (see crawler.Pending for why that is exact).
+// It also puts dead-lettered tasks back on the work queue ([Control.Requeue]),
+// reopening a completed crawl, for `crawl requeue` and the console.
 //
 // Every operation is a compare-and-swap on the crawl record, so several
 // masters can run it side by side without double transitions.
