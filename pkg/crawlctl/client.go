@@ -20,6 +20,13 @@ var (
 // mesh.APICrawlCancel) and returns the crawl id of the reply. A master that
 // is starting answers within a moment, so no-responders is retried briefly.
 func Call(ctx context.Context, nc *nats.Conn, subj string, req APIRequest, timeout time.Duration) (string, error) {
+	rep, err := call(ctx, nc, subj, req, timeout)
+	return rep.ID, err
+}
+
+// call sends a request to the masters' crawl API and returns the reply;
+// a reply with an error is returned with it as err.
+func call(ctx context.Context, nc *nats.Conn, subj string, req APIRequest, timeout time.Duration) (APIReply, error) {
 	b, _ := json.Marshal(req)
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -31,20 +38,20 @@ func Call(ctx context.Context, nc *nats.Conn, subj string, req APIRequest, timeo
 			m, err = nc.RequestWithContext(rctx, subj, b)
 		}
 	}
+	var rep APIReply
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return "", ErrNoMaster
+		return rep, ErrNoMaster
 	case errors.Is(err, context.DeadlineExceeded):
-		return "", fmt.Errorf("%w within %v", ErrNoAnswer, timeout)
+		return rep, fmt.Errorf("%w within %v", ErrNoAnswer, timeout)
 	case err != nil:
-		return "", err
+		return rep, err
 	}
-	var rep APIReply
 	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return "", fmt.Errorf("unreadable reply from master: %w", err)
+		return rep, fmt.Errorf("unreadable reply from master: %w", err)
 	}
 	if rep.Error != "" {
-		return rep.ID, errors.New(rep.Error)
+		return rep, errors.New(rep.Error)
 	}
-	return rep.ID, nil
+	return rep, nil
 }

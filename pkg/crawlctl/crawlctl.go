@@ -4,6 +4,8 @@
 // reports the crawl cannot run (record, then purge of the crawl's queued
 // tasks), and detects completion exactly: a crawl is complete when, after seeding, the
 // work queue holds no task of it (see crawler.Pending for why that is exact).
+// It also puts dead-lettered tasks back on the work queue ([Control.Requeue]),
+// reopening a completed crawl, for `crawl requeue` and the console.
 //
 // Every operation is a compare-and-swap on the crawl record, so several
 // masters can run it side by side without double transitions.
@@ -39,6 +41,10 @@ type Control struct {
 	now     func() time.Time
 
 	pending atomic.Int64 // tasks in the work queue, for metrics
+
+	// finishMu is held while check decides a crawl is complete and while
+	// Requeue reopens one and publishes its tasks (see requeue.go).
+	finishMu sync.Mutex
 
 	// Seedings from seeds files running in the background.
 	wg      sync.WaitGroup
@@ -313,18 +319,38 @@ func (c *Control) check(ctx context.Context) {
 			}
 			continue
 		}
-		n, err := crawler.Pending(ctx, c.js, id)
-		if err != nil || n > 0 {
+		if n, err := crawler.Pending(ctx, c.js, id); err != nil || n > 0 {
 			continue
 		}
-		now := c.now().UTC()
-		cr.State, cr.FinishedAt = mesh.CrawlCompleted, &now
-		b, _ := json.Marshal(cr)
-		if _, err := c.crawls.Update(ctx, id, b, rev); err == nil {
-			c.forget(ctx, id)
-			c.log.Info("crawl completed", "crawl", id)
-		}
+		c.complete(ctx, id)
 	}
+}
+
+// complete marks a running, seeded crawl completed when the work queue
+// holds no task of it. It reads the record again under finishMu, so a
+// re-queue (which publishes tasks under it) is never missed.
+func (c *Control) complete(ctx context.Context, id string) {
+	c.finishMu.Lock()
+	defer c.finishMu.Unlock()
+	cr, rev, err := crawler.ReadCrawl(ctx, c.crawls, id)
+	if err != nil || cr.State != mesh.CrawlRunning || cr.SeededAt == nil {
+		return
+	}
+	n, err := crawler.Pending(ctx, c.js, id)
+	if err != nil || n > 0 {
+		return
+	}
+	now := c.now().UTC()
+	cr.State, cr.FinishedAt = mesh.CrawlCompleted, &now
+	b, _ := json.Marshal(cr)
+	if _, err := c.crawls.Update(ctx, id, b, rev); err != nil {
+		return
+	}
+	// A crawl with dead letters keeps its seen-set: a re-queue of them
+	// reopens it and must not crawl the pages it had again.
+	dead, err := c.hasDeadLetters(ctx, id)
+	c.forgetKeeping(ctx, id, dead || err != nil)
+	c.log.Info("crawl completed", "crawl", id)
 }
 
 // forget drops what a finished crawl no longer needs: with no task of it
@@ -332,13 +358,18 @@ func (c *Control) check(ctx context.Context) {
 // state the mesh keeps (one key per URL); its counters keep their recent
 // increments only as de-duplication ids, and the last one holds the total.
 // A failure only leaves the data behind.
-func (c *Control) forget(ctx context.Context, id string) {
-	s, err := c.js.Stream(ctx, "KV_"+mesh.SeenBucket)
-	if err == nil {
-		err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+mesh.SeenBucket+"."+mesh.SeenKey(id, ">")))
-	}
-	if err != nil {
-		c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "err", err)
+func (c *Control) forget(ctx context.Context, id string) { c.forgetKeeping(ctx, id, false) }
+
+// forgetKeeping is forget, keeping the seen-set when keepSeen.
+func (c *Control) forgetKeeping(ctx context.Context, id string, keepSeen bool) {
+	if !keepSeen {
+		s, err := c.js.Stream(ctx, "KV_"+mesh.SeenBucket)
+		if err == nil {
+			err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+mesh.SeenBucket+"."+mesh.SeenKey(id, ">")))
+		}
+		if err != nil {
+			c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "err", err)
+		}
 	}
 	stats, err := c.js.Stream(ctx, mesh.StatsStream)
 	if err != nil {
@@ -354,8 +385,9 @@ func (c *Control) forget(ctx context.Context, id string) {
 
 // APIReply is the answer to a crawl start or cancel request.
 type APIReply struct {
-	ID    string `json:"id,omitempty"`
-	Error string `json:"error,omitempty"`
+	ID      string         `json:"id,omitempty"`
+	Error   string         `json:"error,omitempty"`
+	Requeue *RequeueResult `json:"requeue,omitempty"` // what a re-queue did
 }
 
 // APIRequest is the body of a crawl start, cancel or fail request
@@ -367,9 +399,12 @@ type APIRequest struct {
 	// one URL a line, instead of the spec's start_urls.
 	SeedsFile string `json:"seeds_file,omitempty"`
 	Reason    string `json:"reason,omitempty"` // fail: why the crawl cannot run
+	// Requeue: the dead letter's stream sequence, or All of the crawl's.
+	Seq uint64 `json:"seq,omitempty"`
+	All bool   `json:"all,omitempty"`
 }
 
-// Serve answers crawl start, cancel and fail requests until ctx is done.
+// Serve answers crawl start, cancel, fail and re-queue requests until ctx is done.
 // Only the leading master runs it (its ctx ends with the term), and masters
 // share the subjects through a queue group, so one master handles each.
 func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
@@ -392,6 +427,15 @@ func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
 					rep.ID, err = req.ID, c.Cancel(ctx, req.ID)
 				case mesh.APICrawlFail:
 					rep.ID, err = req.ID, c.Fail(ctx, req.ID, req.Reason)
+				case mesh.APICrawlRequeue:
+					rep.ID = req.ID
+					if req.Seq == 0 && !req.All {
+						err = errors.New("re-queue: give a dead letter's seq, or all")
+						break
+					}
+					var res RequeueResult
+					res, err = c.Requeue(ctx, req.ID, req.Seq)
+					rep.Requeue = &res
 				}
 				if err != nil {
 					rep.Error = err.Error()
@@ -401,7 +445,7 @@ func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
 			_ = m.Respond(b)
 		}
 	}
-	for _, subj := range []string{mesh.APICrawlStart, mesh.APICrawlCancel, mesh.APICrawlFail} {
+	for _, subj := range []string{mesh.APICrawlStart, mesh.APICrawlCancel, mesh.APICrawlFail, mesh.APICrawlRequeue} {
 		sub, err := nc.QueueSubscribe(subj, "masters", handle(subj))
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", subj, err)

@@ -13,6 +13,9 @@ import (
 
 // DeadLetter is one task of a crawl that went to the dead letters.
 type DeadLetter struct {
+	// Seq is the letter's sequence in stream DEADLETTER: what `crawl
+	// requeue --seq` and the API's re-queue take.
+	Seq      uint64    `json:"seq"`
 	URL      string    `json:"url"` // the task's URL, or the raw message if it was undecodable
 	Reason   string    `json:"reason"`
 	Attempts int       `json:"attempts"`
@@ -51,7 +54,7 @@ func ReadDeadLetters(ctx context.Context, js jetstream.JetStream, crawl string) 
 		d := DeadLetter{Reason: msg.Headers().Get("Crawlmesh-Reason"), Node: msg.Headers().Get("Crawlmesh-Node")}
 		d.Attempts, _ = strconv.Atoi(msg.Headers().Get("Crawlmesh-Attempts"))
 		if md, err := msg.Metadata(); err == nil {
-			d.Time = md.Timestamp
+			d.Time, d.Seq = md.Timestamp, md.Sequence.Stream
 		}
 		if t, err := mesh.DecodeTask(msg.Data()); err == nil {
 			d.URL = t.URL

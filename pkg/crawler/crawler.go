@@ -107,6 +107,14 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	if cr.State != mesh.CrawlRunning && t.Requeued > 0 {
+		// A re-queued task reopens a completed crawl: the record was
+		// updated just before it was published, so this worker's watch
+		// may not have delivered that yet.
+		if fresh, err := c.crawls.Fresh(ctx, t.Crawl); err == nil {
+			cr = fresh
+		}
+	}
 	if cr.State != mesh.CrawlRunning {
 		c.drop(ctx, msg, t, attempt, "crawl "+cr.State, t0)
 		return
@@ -165,7 +173,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	c.m.bytes.WithLabelValues(t.Spider).Add(float64(page.Bytes))
-	redelivered := attempt > 1
+	redelivered := attempt > 1 || t.Requeued > 0
 	if page.URL != t.URL {
 		mine, err := c.pub.Claim(ctx, t.Crawl, mesh.URLHash(page.URL), t.ID, redelivered)
 		if err != nil {

@@ -715,3 +715,46 @@ func TestHandleRedirectToKnownPage(t *testing.T) {
 		t.Errorf("counters ok=%d dropped=%d, want 1 and 1", ok, d)
 	}
 }
+
+// A task re-queued from the dead letters reopens its crawl: a worker whose
+// cache still says completed reads the record again instead of dropping
+// it, and runs it as a redelivered task, so a child it claimed before it
+// died (/a) is its own and published, not lost.
+func TestHandleRequeued(t *testing.T) {
+	e := newEnv(t)
+	s := shop(t)
+	sp := s.spec(t, shopRules)
+	e.putCrawl(t, mesh.CrawlCompleted, sp)
+	seeds := e.seed(t, 0, s.URL+"/")
+	w := e.worker(crawler.Config{})
+	// The worker learns the crawl as completed (its task is dropped).
+	w.Handle(t.Context(), e.next(t, seeds[0].ID))
+	e.pendingIs(t, 0)
+	// What the task did on the attempt that died: it claimed /a.
+	if _, err := e.pub.Admit(t.Context(), crawlID, 0, seeds[0].ID, false, urls(s.URL, "/a")); err != nil {
+		t.Fatal(err)
+	}
+	// The re-queue: the record back to running, the task published again.
+	e.putCrawl(t, mesh.CrawlRunning, sp)
+	rq := seeds[0]
+	rq.Requeued = 1
+	b, _ := json.Marshal(rq)
+	if _, err := e.js.Publish(t.Context(), mesh.TaskSubject(crawlID), b, jetstream.WithMsgID(crawlID+".requeue.1")); err != nil {
+		t.Fatal(err)
+	}
+	w.Handle(t.Context(), e.next(t, rq.ID))
+	if n := e.subjectCount(t, mesh.ResultsStream, mesh.ResultSubject(crawlID)); n != 2 {
+		t.Errorf("%d results of the re-queued page, want 2", n)
+	}
+	e.pendingIs(t, 2)
+	var got []string
+	for range 2 {
+		var tk mesh.Task
+		_ = json.Unmarshal(e.next(t, "").Data(), &tk)
+		got = append(got, strings.TrimPrefix(tk.URL, s.URL))
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"/a", "/b"}) {
+		t.Errorf("children %q, want /a (claimed before) and /b", got)
+	}
+}

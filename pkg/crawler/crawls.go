@@ -158,6 +158,19 @@ func (c *Crawls) Get(ctx context.Context, id string) (*CrawlInfo, error) {
 	return ci, nil
 }
 
+// Fresh reads a crawl from the bucket, not the cache (the watch brings
+// the cache up to date on its own).
+func (c *Crawls) Fresh(ctx context.Context, id string) (*CrawlInfo, error) {
+	e, err := c.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCrawl, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read crawl %s: %w", id, err)
+	}
+	return decodeCrawl(e.Value())
+}
+
 // ReadCrawl reads one crawl record with its revision.
 func ReadCrawl(ctx context.Context, kv jetstream.KeyValue, id string) (*mesh.Crawl, uint64, error) {
 	e, err := kv.Get(ctx, id)

@@ -83,7 +83,7 @@ func (c *Crawler) sitemap(ctx context.Context, msg jetstream.Msg, t mesh.Task, c
 		return
 	}
 	// A permanent error (a limit, a 404) keeps what was read before it.
-	redelivered := attempt > 1
+	redelivered := attempt > 1 || t.Requeued > 0
 	err = c.admitAll(ctx, t, 0, redelivered, maps)
 	if err == nil {
 		err = c.admitAll(ctx, t, s.MaxPages, redelivered, pages)

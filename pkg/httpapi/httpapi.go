@@ -29,6 +29,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/scheduler"
 )
 
 // Config is what the API needs.
@@ -40,7 +41,10 @@ type Config struct {
 	JS      jetstream.JetStream
 	Nodes   func() []clusterview.Node // the master's cluster view
 	Timeout time.Duration             // per NATS request; 0: 10s
-	Log     *slog.Logger
+	// Schedules lists the spiders' schedules at a time, as the master's
+	// scheduler fires them (nil: the route answers 404).
+	Schedules func(ctx context.Context, now time.Time) ([]scheduler.Schedule, error)
+	Log       *slog.Logger
 }
 
 // Prefix is the path every API route starts with.

@@ -34,6 +34,13 @@ func TestAuthorisation(t *testing.T) {
 		{locked, "DELETE", "/api/v1/nodes", "Bearer 0123456789abcdef", 404, "no route DELETE"},
 		{locked, "GET", "/api/v1/nope", "", 404, "no route"},
 		{locked, "POST", "/api/v1/crawls", "Bearer 0123456789abcdef", 400, "body"}, // empty body
+		{locked, "POST", "/api/v1/crawls/c1/deadletters/3/requeue", "", 401, "Bearer"},
+		{locked, "POST", "/api/v1/crawls/c1/deadletters/requeue", "", 401, "Bearer"},
+		{open, "POST", "/api/v1/crawls/c1/deadletters/requeue", "Bearer 0123456789abcdef", 403, "disabled"},
+		{locked, "POST", "/api/v1/crawls/c1/deadletters/x/requeue", "Bearer 0123456789abcdef", 400, "seq"},
+		{locked, "POST", "/api/v1/crawls/c1/deadletters/0/requeue", "Bearer 0123456789abcdef", 400, "seq"},
+		{locked, "POST", "/api/v1/crawls/c.1/deadletters/requeue", "Bearer 0123456789abcdef", 400, "crawl"},
+		{locked, "GET", "/api/v1/schedules", "", 404, "no scheduler"},
 	} {
 		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(""))
 		if tc.auth != "" {

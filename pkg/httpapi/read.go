@@ -41,6 +41,9 @@ func (a *api) routesRead(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+Prefix+"crawls/{id}/logs", a.page(mesh.LogsStream, mesh.LogSubject))
 	mux.HandleFunc("GET "+Prefix+"crawls/{id}/export", a.export)
 	mux.HandleFunc("GET "+Prefix+"crawls/{id}/deadletters", a.deadLetters)
+	mux.HandleFunc("POST "+Prefix+"crawls/{id}/deadletters/requeue", a.authorised(a.requeue))
+	mux.HandleFunc("POST "+Prefix+"crawls/{id}/deadletters/{seq}/requeue", a.authorised(a.requeue))
+	mux.HandleFunc("GET "+Prefix+"schedules", a.schedules)
 	mux.HandleFunc("GET "+Prefix+"throttle", a.throttleList)
 	mux.HandleFunc("PUT "+Prefix+"throttle/{host}", a.authorised(a.throttleSet))
 	mux.HandleFunc("DELETE "+Prefix+"throttle/{host}", a.authorised(a.throttleRemove))
@@ -339,6 +342,47 @@ func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
 		dl = []crawlctl.DeadLetter{}
 	}
 	writeJSON(w, http.StatusOK, dl)
+}
+
+// requeue puts one dead letter ({seq}) or every one of the crawl back on
+// the work queue, as `crawlmesh crawl requeue` does: both ask the leading
+// master, which runs crawlctl.Control.Requeue.
+func (a *api) requeue(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !crawlIDRe.MatchString(id) {
+		writeError(w, http.StatusBadRequest, "crawl: want an id of letters, digits, '-' and '_'")
+		return
+	}
+	var seq uint64
+	if s := r.PathValue("seq"); s != "" {
+		var err error
+		if seq, err = strconv.ParseUint(s, 10, 64); err != nil || seq == 0 {
+			writeError(w, http.StatusBadRequest, "seq: want a dead letter's sequence (the seq of GET crawls/"+id+"/deadletters)")
+			return
+		}
+	}
+	res, err := crawlctl.RequeueCall(r.Context(), a.cfg.NC, id, seq, a.cfg.Timeout)
+	if err != nil {
+		writeJSON(w, callStatus(err), map[string]any{"error": err.Error(), "requeue": res})
+		return
+	}
+	a.cfg.Log.Info("dead letters re-queued over HTTP", "crawl", id, "seq", seq, "tasks", res.Requeued, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (a *api) schedules(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Schedules == nil {
+		writeError(w, http.StatusNotFound, "this master runs no scheduler")
+		return
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	out, err := a.cfg.Schedules(ctx, time.Now())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *api) throttleList(w http.ResponseWriter, r *http.Request) {

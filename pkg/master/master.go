@@ -126,6 +126,9 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 	return m, nil
 }
 
+// Scheduler is the master's scheduler (nil without one).
+func (m *Master) Scheduler() *scheduler.Scheduler { return m.cfg.Scheduler }
+
 // View is the master's cluster view.
 func (m *Master) View() *clusterview.View { return m.view }
 

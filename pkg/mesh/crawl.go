@@ -60,6 +60,9 @@ const (
 	// APICrawlFail is sent by a worker that cannot run a crawl at all
 	// (login failed, a variable unset): the leading master fails it.
 	APICrawlFail = "crawlmesh.api.crawl.fail"
+	// APICrawlRequeue puts a crawl's dead letters back on the work queue
+	// (crawlmesh crawl requeue, the console's re-queue action).
+	APICrawlRequeue = "crawlmesh.api.crawl.requeue"
 )
 
 // Crawl states.
@@ -95,6 +98,10 @@ type Task struct {
 	// URL a robots.txt, the Sitemap: lines of that host's robots.txt),
 	// whose listed URLs become page tasks at depth 0.
 	Kind string `json:"kind,omitempty"`
+	// Requeued counts how often the task came back from the dead letters.
+	// A re-queued task runs as a redelivered one: claims it made before it
+	// died (children, a redirect's target) are recognised as its own.
+	Requeued int `json:"requeued,omitempty"`
 }
 
 // Task kinds.

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"time"
 
@@ -123,13 +124,23 @@ func (e *entry) due(now time.Time) time.Time {
 	return last
 }
 
-// refresh reads the spiders with a schedule (a handful of keys: cheap).
-func (s *Scheduler) refresh(ctx context.Context, entries map[string]*entry) {
+// scheduled is one spider's schedule as stored: its spec's `schedule`
+// and the time the spider was applied (the KV entry's server timestamp).
+type scheduled struct {
+	raw     string
+	applied time.Time
+}
+
+// read reads the spiders that have a schedule (a handful of keys: cheap).
+func (s *Scheduler) read(ctx context.Context) (map[string]scheduled, error) {
 	keys, err := s.spiders.Keys(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
-		return
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
 	}
-	seen := map[string]bool{}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]scheduled{}
 	for _, k := range keys {
 		en, err := s.spiders.Get(ctx, k)
 		if err != nil {
@@ -139,22 +150,77 @@ func (s *Scheduler) refresh(ctx context.Context, entries map[string]*entry) {
 		if err != nil || strings.TrimSpace(sp.Schedule) == "" {
 			continue
 		}
-		seen[k] = true
-		applied := en.Created().In(s.loc)
-		if e := entries[k]; e != nil && e.raw == sp.Schedule && e.applied.Equal(applied) {
+		out[k] = scheduled{raw: sp.Schedule, applied: en.Created().In(s.loc)}
+	}
+	return out, nil
+}
+
+// refresh brings entries up to date with the spiders' schedules.
+func (s *Scheduler) refresh(ctx context.Context, entries map[string]*entry) {
+	found, err := s.read(ctx)
+	if err != nil {
+		return
+	}
+	for k, sc := range found {
+		if e := entries[k]; e != nil && e.raw == sc.raw && e.applied.Equal(sc.applied) {
 			continue
 		}
-		sched, err := Parse(sp.Schedule)
+		sched, err := Parse(sc.raw)
 		if err != nil {
 			s.log.Warn("bad schedule ignored", "spider", k, "err", err)
 			continue
 		}
 		// Ticks count from the apply time: the same on every master.
-		entries[k] = &entry{sched: sched, raw: sp.Schedule, applied: applied, last: applied}
+		entries[k] = &entry{sched: sched, raw: sc.raw, applied: sc.applied, last: sc.applied}
 	}
 	for k := range entries {
-		if !seen[k] {
+		if _, ok := found[k]; !ok {
 			delete(entries, k)
 		}
 	}
+}
+
+// Schedule is one spider's schedule as the leader fires it: the
+// schedules view of the console.
+type Schedule struct {
+	Spider    string    `json:"spider"`
+	Schedule  string    `json:"schedule"`
+	TimeZone  string    `json:"time_zone"`
+	AppliedAt time.Time `json:"applied_at"` // ticks count from here
+	// NextRun is the next tick; zero when the schedule does not parse.
+	NextRun time.Time `json:"next_run,omitzero"`
+	// LastTick is the most recent tick, and LastCrawl the id of its crawl
+	// (crawls of ticks missed while no master led are skipped: see the
+	// package doc).
+	LastTick  *time.Time `json:"last_tick,omitempty"`
+	LastCrawl string     `json:"last_crawl,omitempty"`
+	Error     string     `json:"error,omitempty"` // why the schedule is ignored
+}
+
+// List returns every spider's schedule at now, by spider name, computed
+// as Run computes ticks.
+func (s *Scheduler) List(ctx context.Context, now time.Time) ([]Schedule, error) {
+	found, err := s.read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read spiders: %w", err)
+	}
+	out := make([]Schedule, 0, len(found))
+	now = now.In(s.loc)
+	for name, sc := range found {
+		e := Schedule{Spider: name, Schedule: sc.raw, TimeZone: s.loc.String(), AppliedAt: sc.applied}
+		sched, err := Parse(sc.raw)
+		if err != nil {
+			e.Error = err.Error()
+			out = append(out, e)
+			continue
+		}
+		en := &entry{sched: sched, last: sc.applied}
+		if last := en.due(now); !last.IsZero() {
+			e.LastTick, e.LastCrawl = &last, TickID(name, last)
+		}
+		e.NextRun = sched.Next(en.last) // the tick after the last, as Run goes
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Spider < out[j].Spider })
+	return out, nil
 }

@@ -3,6 +3,10 @@ package scheduler
 import (
 	"testing"
 	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
 )
 
 // TestDueFiresOnlyLatestMissedTick is the "fire once" policy: after a gap
@@ -49,5 +53,32 @@ func TestParseRejects(t *testing.T) {
 		if _, err := Parse(s); err == nil {
 			t.Errorf("Parse(%q) accepted", s)
 		}
+	}
+}
+
+// TestList: the schedules view lists spiders with a schedule only, with
+// the next run and the last tick's crawl id as Run computes them.
+func TestList(t *testing.T) {
+	_, js := streamstest.Start(t, streams.Options{})
+	kv := streamstest.Bucket(t, js, mesh.SpidersBucket)
+	for name, extra := range map[string]string{"hourly": "schedule: \"@every 1h\"\n", "manual": ""} {
+		y := "name: " + name + "\nstart_urls: [\"http://127.0.0.1:1/\"]\n" + extra
+		if _, err := kv.Put(t.Context(), name, []byte(y)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(kv, nil, nil, nil)
+	got, err := s.List(t.Context(), time.Now())
+	if err != nil || len(got) != 1 || got[0].Spider != "hourly" || got[0].TimeZone != "UTC" {
+		t.Fatalf("List = %+v, %v; want hourly alone, in UTC", got, err)
+	}
+	applied := got[0].AppliedAt.Truncate(time.Second) // @every ticks fall on whole seconds
+	if got[0].LastTick != nil || !got[0].NextRun.Equal(applied.Add(time.Hour)) {
+		t.Errorf("just applied: %+v; want no tick yet, next run an hour after %v", got[0], applied)
+	}
+	got, _ = s.List(t.Context(), applied.Add(150*time.Minute))
+	if e := got[0]; e.LastTick == nil || !e.LastTick.Equal(applied.Add(2*time.Hour)) ||
+		e.LastCrawl != TickID("hourly", applied.Add(2*time.Hour)) || !e.NextRun.Equal(applied.Add(3*time.Hour)) {
+		t.Errorf("150 min later: %+v; want last tick at 2h, next at 3h", e)
 	}
 }

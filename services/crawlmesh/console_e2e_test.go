@@ -50,7 +50,6 @@ func chromium(t *testing.T) string {
 // browser makes stays on loopback. Screenshots go to a temporary folder, or
 // to CRAWLMESH_SCREENSHOTS (docs/console refreshes the README's).
 func TestConsoleBrowser(t *testing.T) {
-	chrome := chromium(t)
 	token := "console-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
@@ -65,72 +64,8 @@ func TestConsoleBrowser(t *testing.T) {
 	goodSpec := strings.Replace(synthsite.Spec("console", site.URL, synthsite.Config{Pages: pages}), "delay: 0s", "delay: 120ms", 1)
 	base := "http://" + m.HTTP["m1"] + "/"
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.Headless,
-		chromedp.DisableGPU, chromedp.WindowSize(1100, 760), chromedp.Flag("no-proxy-server", true))
-	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancelA()
-	ctx, cancelC := chromedp.NewContext(actx)
-	defer cancelC()
-	ctx, cancelT := context.WithTimeout(ctx, 4*time.Minute)
-	defer cancelT()
-	var mu sync.Mutex
-	var requested []string
-	err := chromedp.Listen(ctx, func(ev any) {
-		var u string
-		switch e := ev.(type) {
-		case *network.EventRequestWillBeSent:
-			u = e.Request.URL
-		case network.EventRequestWillBeSent:
-			u = e.Request.URL
-		default:
-			return
-		}
-		mu.Lock()
-		requested = append(requested, u)
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatalf("start chromium %s: %v", chrome, err)
-	}
-	run := func(what string, acts ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, acts...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	// text is the text of the first element matching a CSS selector, "" if none.
-	text := func(sel string) string {
-		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q)||{}).textContent||""`, sel)))
-		return s
-	}
-	waitText := func(sel, want string, timeout time.Duration) string {
-		t.Helper()
-		var got string
-		harness.Eventually(t, timeout, fmt.Sprintf("%s shows %q", sel, want), func() bool {
-			got = text(sel)
-			return strings.Contains(got, want)
-		}, func() string { return "it shows " + strconv.Quote(got) + "; #msg: " + text("#msg") })
-		return got
-	}
-	// Screenshots go to a temporary folder; CRAWLMESH_SCREENSHOTS=docs/console
-	// (from the repository root) refreshes the README's.
-	shotDir := t.TempDir()
-	if d := os.Getenv("CRAWLMESH_SCREENSHOTS"); d != "" {
-		shotDir = filepath.Join("..", "..", d)
-	}
-	if err := os.MkdirAll(shotDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(shotDir, name), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	br := newConsoleBrowser(t)
+	ctx, run, text, waitText, shot := br.ctx, br.run, br.text, br.waitText, br.shot
 
 	// Nodes: both workers online, in words.
 	run("open the console", chromedp.Navigate(base+"#nodes"))
@@ -243,19 +178,111 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Error("m9 (no token) leaves the apply button enabled")
 	}
 
-	// No request left loopback.
-	mu.Lock()
-	defer mu.Unlock()
-	if len(requested) < 10 {
-		t.Fatalf("only %d requests seen: %v", len(requested), requested)
+	br.checkLoopback()
+}
+
+// consoleBrowser is headless chromium on a console, recording every
+// request it makes.
+type consoleBrowser struct {
+	t       *testing.T
+	ctx     context.Context
+	shotDir string
+
+	mu        sync.Mutex
+	requested []string
+}
+
+// newConsoleBrowser starts chromium for t; it stops with the test.
+// Screenshots go to a temporary folder; CRAWLMESH_SCREENSHOTS=docs/console
+// (from the repository root) refreshes the README's.
+func newConsoleBrowser(t *testing.T) *consoleBrowser {
+	t.Helper()
+	chrome := chromium(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.Headless,
+		chromedp.DisableGPU, chromedp.WindowSize(1100, 760), chromedp.Flag("no-proxy-server", true))
+	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
+	t.Cleanup(cancelA)
+	ctx, cancelC := chromedp.NewContext(actx)
+	t.Cleanup(cancelC)
+	ctx, cancelT := context.WithTimeout(ctx, 4*time.Minute)
+	t.Cleanup(cancelT)
+	b := &consoleBrowser{t: t, ctx: ctx, shotDir: t.TempDir()}
+	err := chromedp.Listen(ctx, func(ev any) {
+		var u string
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			u = e.Request.URL
+		case network.EventRequestWillBeSent:
+			u = e.Request.URL
+		default:
+			return
+		}
+		b.mu.Lock()
+		b.requested = append(b.requested, u)
+		b.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatalf("start chromium %s: %v", chrome, err)
 	}
-	for _, u := range requested {
+	if d := os.Getenv("CRAWLMESH_SCREENSHOTS"); d != "" {
+		b.shotDir = filepath.Join("..", "..", d)
+	}
+	if err := os.MkdirAll(b.shotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (b *consoleBrowser) run(what string, acts ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, acts...); err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// text is the text of the first element matching a CSS selector, "" if none.
+func (b *consoleBrowser) text(sel string) string {
+	s, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q)||{}).textContent||""`, sel)))
+	return s
+}
+
+func (b *consoleBrowser) waitText(sel, want string, timeout time.Duration) string {
+	b.t.Helper()
+	var got string
+	harness.Eventually(b.t, timeout, fmt.Sprintf("%s shows %q", sel, want), func() bool {
+		got = b.text(sel)
+		return strings.Contains(got, want)
+	}, func() string { return "it shows " + strconv.Quote(got) + "; #msg: " + b.text("#msg") })
+	return got
+}
+
+func (b *consoleBrowser) shot(name string) {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(b.shotDir, name), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// checkLoopback fails the test if the browser requested anything off
+// loopback (or too little to mean anything).
+func (b *consoleBrowser) checkLoopback() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.requested) < 10 {
+		b.t.Fatalf("only %d requests seen: %v", len(b.requested), b.requested)
+	}
+	for _, u := range b.requested {
 		pu, err := url.Parse(u)
 		if err != nil || (pu.Hostname() != "127.0.0.1" && pu.Hostname() != "localhost") {
-			t.Errorf("the browser requested %s, off loopback", u)
+			b.t.Errorf("the browser requested %s, off loopback", u)
 		}
 	}
-	t.Logf("%d browser requests, all to loopback; screenshots in %s", len(requested), shotDir)
+	b.t.Logf("%d browser requests, all to loopback; screenshots in %s", len(b.requested), b.shotDir)
 }
 
 func httpCode(t *testing.T, u string) int {

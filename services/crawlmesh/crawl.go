@@ -124,11 +124,43 @@ func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
 			})
 		},
 	}
-	for _, s := range []*cobra.Command{status, waitCmd, cancel, logs, dead} {
+	var requeueSeq uint64
+	var requeueAll bool
+	requeue := &cobra.Command{
+		Use:   "requeue ID",
+		Short: "put dead letters back on the work queue for another try (--seq N from crawl deadletters, or --all); a completed crawl runs again",
+		Args:  nArgs(1, 1, "crawl requeue ID --seq N|--all"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			if (requeueSeq == 0) == !requeueAll {
+				return usagef("crawl requeue %s: give --seq N (a dead letter's SEQ in crawlmesh crawl deadletters %s) or --all, not both", pos[0], pos[0])
+			}
+			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
+				res, err := crawlctl.RequeueCall(ctx, sess.nc, pos[0], requeueSeq, f.timeout)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(c.stdout, res)
+				}
+				fmt.Fprintf(c.stderr, "crawl %s: %d dead letter(s) re-queued", res.ID, res.Requeued)
+				if res.Reopened {
+					fmt.Fprint(c.stderr, "; the crawl had completed and runs again")
+				}
+				if res.Skipped > 0 {
+					fmt.Fprintf(c.stderr, "; %d undecodable letter(s) left to read", res.Skipped)
+				}
+				fmt.Fprintln(c.stderr)
+				return nil
+			})
+		},
+	}
+	requeue.Flags().Uint64Var(&requeueSeq, "seq", 0, "the dead letter to re-queue: its SEQ in crawlmesh crawl deadletters")
+	requeue.Flags().BoolVar(&requeueAll, "all", false, "re-queue every dead letter of the crawl")
+	for _, s := range []*cobra.Command{status, waitCmd, cancel, logs, dead, requeue} {
 		s.ValidArgsFunction = completeKeys(c, f, mesh.CrawlsBucket)
 	}
-	return group("crawl", "crawls: start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow] | deadletters ID",
-		start, status, waitCmd, cancel, ls, logs, dead)
+	return group("crawl", "crawls: start SPIDER [--wait] | status ID | wait ID | cancel ID | ls | logs ID [--follow] | deadletters ID | requeue ID --seq N|--all",
+		start, status, waitCmd, cancel, ls, logs, dead, requeue)
 }
 
 // deadLetters lists a crawl's dead letters: URL, reason, attempts, node,
@@ -145,9 +177,9 @@ func deadLetters(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetSt
 		return writeJSON(c.stdout, dl)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "URL\tATTEMPTS\tNODE\tTIME\tREASON")
+	fmt.Fprintln(tw, "SEQ\tURL\tATTEMPTS\tNODE\tTIME\tREASON")
 	for _, d := range dl {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", d.URL, d.Attempts, d.Node, d.Time.UTC().Format(time.RFC3339), d.Reason)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", d.Seq, d.URL, d.Attempts, d.Node, d.Time.UTC().Format(time.RFC3339), d.Reason)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(c.stderr, "%d dead letter(s)\n", len(dl))

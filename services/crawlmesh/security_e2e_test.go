@@ -155,9 +155,19 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		{"crawl", "logs", id}, {"results", "export", id, "--format", "csv"},
 		{"throttle", "set", site.host(), "--delay", "10ms"}, {"throttle", "ls"}, {"throttle", "rm", site.host()},
 		{"node", "pause", "w2"}, {"node", "resume", "w2"}, {"node", "ping", "all"}, {"doctor"},
+		{"crawl", "deadletters", id},
 	}
 	for _, args := range tour {
 		m.mustCLI(args...)
+	}
+	// A re-queue reaches the leader, which answers with its reason (the
+	// crawl completed without dead letters, so it kept no seen-set).
+	if _, errOut, code := m.run("crawl", "requeue", id, "--all"); code != 1 || !strings.Contains(errOut, "no longer keeps") {
+		t.Errorf("crawl requeue %s: exit %d, want 1 and the master's reason:\n%s", id, code, errOut)
+	}
+	// The console's dead letters, read by the master with its credentials.
+	if code, body := api("GET", "crawls/"+id+"/deadletters", "", ""); code != http.StatusOK || body != "[]\n" {
+		t.Errorf("GET /api/v1/crawls/%s/deadletters: %d %q", id, code, body)
 	}
 	t.Logf("%d CLI commands with the operator credentials (each a TLS handshake and a bcrypt check): %v",
 		len(tour), time.Since(t0).Round(time.Millisecond))

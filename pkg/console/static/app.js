@@ -73,8 +73,10 @@ function showAuth() {
   } else {
     st.textContent = 'Reading only: enter the API token to start, cancel and apply.';
   }
+  // data-off marks a button whose action does not apply now (cancel of a
+  // finished crawl, re-queue with no dead letters), token or not.
   for (const b of document.querySelectorAll('.action')) {
-    b.disabled = !state.actions;
+    b.disabled = !state.actions || b.dataset.off === '1';
     if (!state.actions) b.title = state.reason; else b.removeAttribute('title');
   }
 }
@@ -119,7 +121,26 @@ function progress(c) {
 
 function stateText(s) { return el('span', { class: 'state state-' + s, text: s }); }
 
-function fill(tbody, rows) { tbody.replaceChildren(...rows); }
+// fill replaces a table's rows; a control that had the keyboard focus in
+// a row keeps it in the new row of the same id, so live updates never
+// throw a keyboard user back to the top of the page.
+function fill(tbody, rows) {
+  const a = document.activeElement;
+  let key = null, label = '';
+  if (a && a !== tbody && tbody.contains(a)) {
+    const tr = a.closest('tr');
+    key = tr && (tr.dataset.id || tr.dataset.seq);
+    label = a.getAttribute('aria-label') || a.textContent;
+  }
+  tbody.replaceChildren(...rows);
+  if (key === null) return;
+  for (const tr of tbody.rows) {
+    if ((tr.dataset.id || tr.dataset.seq) !== key) continue;
+    for (const c of tr.querySelectorAll('button, a')) {
+      if ((c.getAttribute('aria-label') || c.textContent) === label) { c.focus(); return; }
+    }
+  }
+}
 
 // ---- views
 
@@ -145,11 +166,13 @@ async function spiders() {
   const list = await get('spiders');
   fill($('#spiders-table tbody'), list.map((s) => {
     const edit = el('button', { type: 'button', text: 'Edit' });
+    edit.setAttribute('aria-label', 'Edit spider ' + s.name);
     edit.addEventListener('click', () => {
       $('#spec-yaml').value = JSON.stringify(s.spec, null, 2);
       $('#spec-yaml').focus();
     });
     const del = el('button', { type: 'button', class: 'action', text: 'Delete' });
+    del.setAttribute('aria-label', 'Delete spider ' + s.name);
     del.addEventListener('click', async () => {
       if (!confirm('Delete spider ' + s.name + '?')) return;
       try { await act('DELETE', 'spiders/' + encodeURIComponent(s.name)); say('Spider ' + s.name + ' deleted.'); refresh(); } catch (e) { say(e.message, true); }
@@ -209,6 +232,7 @@ async function crawls() {
   const list = await get('crawls');
   fill($('#crawls-table tbody'), list.map((c) => {
     const cancel = el('button', { type: 'button', class: 'action', text: 'Cancel' });
+    cancel.dataset.off = c.state !== 'running' ? '1' : '0';
     cancel.disabled = c.state !== 'running' || !state.actions;
     cancel.addEventListener('click', () => cancelCrawl(c.id));
     const link = el('a', { href: '#crawl/' + encodeURIComponent(c.id), class: 'id', text: c.id });
@@ -242,6 +266,7 @@ async function crawl() {
   const err = $('#crawl-error');
   err.hidden = !c.error;
   err.textContent = c.error ? 'Error: ' + c.error : '';
+  $('#crawl-cancel').dataset.off = c.state !== 'running' ? '1' : '0';
   $('#crawl-cancel').disabled = c.state !== 'running' || !state.actions;
   const base = API + 'crawls/' + encodeURIComponent(id) + '/export?format=';
   $('#dl-jsonl').href = base + 'jsonl';
@@ -285,16 +310,69 @@ async function logs() {
 }
 
 async function dead() {
-  const list = await get('crawls/' + encodeURIComponent(state.crawl) + '/deadletters');
-  fill($('#dead-table tbody'), list.map((d) => el('tr', {},
-    el('td', { class: 'url', text: d.url }), el('td', { text: String(d.attempts) }), el('td', { text: d.node }),
-    el('td', { text: d.time }), el('td', { text: d.reason }))));
+  const id = state.crawl;
+  const list = await get('crawls/' + encodeURIComponent(id) + '/deadletters');
+  $('#dead-summary').textContent = list.length ? list.length + ' dead letter(s).' : 'No dead letters.';
+  $('#dead-requeue-all').dataset.off = list.length === 0 ? '1' : '0';
+  fill($('#dead-table tbody'), list.map((d) => {
+    const rq = el('button', { type: 'button', class: 'action', text: 'Re-queue' });
+    rq.setAttribute('aria-label', 'Re-queue ' + d.url);
+    rq.addEventListener('click', () => requeue(id, d.seq, d.url));
+    return el('tr', { 'data-seq': String(d.seq) },
+      el('td', { text: String(d.seq) }), el('td', { class: 'url', text: d.url }), el('td', { text: String(d.attempts) }),
+      el('td', { text: d.node }), el('td', { text: d.time }), el('td', { class: 'reason', text: d.reason }), el('td', {}, rq));
+  }));
+  showAuth();
+}
+
+// requeue puts one dead letter (seq) or all of them (seq 0) back on the
+// work queue; the API says how many and whether the crawl runs again.
+async function requeue(id, seq, url) {
+  const path = 'crawls/' + encodeURIComponent(id) + '/deadletters/' + (seq ? seq + '/' : '') + 'requeue';
+  try {
+    const r = await act('POST', path);
+    say((seq ? url + ' re-queued' : r.requeued + ' dead letter(s) re-queued') + ' in crawl ' + id +
+      (r.reopened ? '; the crawl had completed and runs again.' : '.') +
+      (r.skipped ? ' ' + r.skipped + ' undecodable letter(s) stay to be read.' : ''));
+    refresh();
+  } catch (e) { say(e.message, true); }
+}
+
+async function schedules() {
+  const list = await get('schedules');
+  $('#schedules-summary').textContent = list.length ? list.length + ' spider(s) with a schedule.' : 'No spider has a schedule.';
+  fill($('#schedules-table tbody'), list.map((s) => {
+    const edit = el('button', { type: 'button', text: 'Edit spec' });
+    edit.setAttribute('aria-label', 'Edit the spec of ' + s.spider);
+    edit.addEventListener('click', () => editSpider(s.spider));
+    const last = s.last_crawl ? el('a', { href: '#crawl/' + encodeURIComponent(s.last_crawl), class: 'id', text: s.last_crawl }) : 'none yet';
+    const next = s.error ? el('span', { class: 'error', text: 'ignored: ' + s.error }) : (s.next_run || '—');
+    return el('tr', { 'data-id': s.spider },
+      el('th', { scope: 'row', class: 'id', text: s.spider }),
+      el('td', { text: s.schedule + ' (' + s.time_zone + ')' }),
+      el('td', { class: 'next' }, next),
+      el('td', { text: s.last_tick || 'none yet' }),
+      el('td', {}, last),
+      el('td', { text: s.applied_at }),
+      el('td', {}, edit));
+  }));
+}
+
+// editSpider opens a stored spider's spec in the editor of the spiders page.
+async function editSpider(name) {
+  try {
+    const s = await get('spiders/' + encodeURIComponent(name));
+    location.hash = '#spiders';
+    $('#spec-yaml').value = JSON.stringify(s.spec, null, 2);
+    $('#spec-yaml').focus();
+  } catch (e) { say(e.message, true); }
 }
 
 async function throttle() {
   const list = await get('throttle');
   fill($('#throttle-table tbody'), list.map((o) => {
     const rm = el('button', { type: 'button', class: 'action', text: 'Remove' });
+    rm.setAttribute('aria-label', 'Remove the override for ' + o.host);
     rm.addEventListener('click', async () => {
       try { await act('DELETE', 'throttle/' + encodeURIComponent(o.host)); say('Override for ' + o.host + ' removed.'); refresh(); } catch (e) { say(e.message, true); }
     });
@@ -304,7 +382,7 @@ async function throttle() {
   showAuth();
 }
 
-const views = { nodes, spiders, crawls, crawl, throttle };
+const views = { nodes, spiders, crawls, crawl, schedules, throttle };
 
 // ---- routing and polling
 
@@ -314,6 +392,8 @@ function route() {
   if (h.startsWith('crawl/')) { view = 'crawl'; id = h.slice(6); }
   if (!views[view]) view = 'nodes';
   if (view === 'crawl' && id !== state.crawl) { state.itemsAfter = 0; state.itemsStack = []; }
+  // A message is about the view it was said on.
+  if (view !== state.view || id !== state.crawl) say('');
   state.view = view; state.crawl = id;
   for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== 'view-' + view;
   for (const a of document.querySelectorAll('nav a')) {
@@ -381,6 +461,7 @@ function init() {
     try { const r = await act('POST', 'crawls', { spider }); say('Crawl ' + r.id + ' started.'); refresh(); } catch (e) { say(e.message, true); }
   });
   $('#crawl-cancel').addEventListener('click', () => cancelCrawl(state.crawl));
+  $('#dead-requeue-all').addEventListener('click', () => requeue(state.crawl, 0, ''));
   $('#items-next').addEventListener('click', () => { state.itemsStack.push(state.itemsAfter); state.itemsAfter = state.itemsNext; items().catch((e) => say(e.message, true)); });
   $('#items-first').addEventListener('click', () => { state.itemsStack = []; state.itemsAfter = 0; items().catch((e) => say(e.message, true)); });
   $('#throttle-form').addEventListener('submit', async (ev) => {

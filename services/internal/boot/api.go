@@ -37,8 +37,12 @@ func APIToken(file string, getenv func(string) string) (string, error) {
 
 // APIHandler is master m's HTTP API on env's connection.
 func (e *Env) APIHandler(m *master.Master, token string) http.Handler {
-	return httpapi.Handler(httpapi.Config{Token: token, NC: e.NC, JS: e.JS, Nodes: m.View().Nodes,
-		Log: e.Log.With("component", "httpapi")})
+	cfg := httpapi.Config{Token: token, NC: e.NC, JS: e.JS, Nodes: m.View().Nodes,
+		Log: e.Log.With("component", "httpapi")}
+	if sc := m.Scheduler(); sc != nil {
+		cfg.Schedules = sc.List
+	}
+	return httpapi.Handler(cfg)
 }
 
 // ServeAPI makes env's HTTP listener serve master m's API beside /metrics.
