@@ -41,6 +41,8 @@ type Status struct {
 	Term        uint64
 	ActiveTasks int
 	Capacity    int
+	// Children are a host agent's worker processes.
+	Children []mesh.Child
 }
 
 // Beater owns one node's heartbeat key.
@@ -55,6 +57,7 @@ type Beater struct {
 	host     HostInfo
 	started  time.Time
 	instance string
+	agent    string
 	kick     chan struct{}
 
 	mu  sync.Mutex
@@ -76,6 +79,10 @@ func WithStatus(f func() Status) Option { return func(b *Beater) { b.status = f 
 
 // WithClock replaces time.Now for update_ts (tests inject clock offsets).
 func WithClock(now func() time.Time) Option { return func(b *Beater) { b.now = now } }
+
+// WithAgent names the host agent that started this node (a worker's
+// heartbeat then carries "agent": id).
+func WithAgent(id string) Option { return func(b *Beater) { b.agent = id } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(b *Beater) { b.log = l } }
@@ -105,9 +112,10 @@ func New(kv KV, id, role string, opts ...Option) (*Beater, error) {
 		return nil, err
 	}
 	// Readers drop heartbeats of other roles (mesh.DecodeHeartbeat).
-	if role != mesh.RoleMaster && role != mesh.RoleWorker {
-		return nil, fmt.Errorf("heartbeat: role %q: want %s or %s", role, mesh.RoleMaster, mesh.RoleWorker)
+	if role != mesh.RoleMaster && role != mesh.RoleWorker && role != mesh.RoleAgent {
+		return nil, fmt.Errorf("heartbeat: role %q: want %s, %s or %s", role, mesh.RoleMaster, mesh.RoleWorker, mesh.RoleAgent)
 	}
+
 	b := &Beater{
 		kv: kv, id: id, role: role,
 		interval: time.Second, ttl: 3 * time.Second,
@@ -153,7 +161,7 @@ func (b *Beater) value() []byte {
 		Master: b.role == mesh.RoleMaster, UpdateTS: now, UpdateTSUnix: now.Unix(),
 		Role: b.role, Version: mesh.Version, State: s.State, Leader: s.Leader, Term: s.Term,
 		StartedAt: b.started, ActiveTasks: s.ActiveTasks, Capacity: s.Capacity,
-		Instance: b.instance, PID: os.Getpid(),
+		Instance: b.instance, PID: os.Getpid(), Agent: b.agent, Children: s.Children,
 	}
 	v, _ := json.Marshal(hb) // cannot fail: plain fields
 	return v

@@ -91,6 +91,11 @@ func Join(ctx context.Context, n *nodeconfig.Node, role string, log *slog.Logger
 	r := prometheus.WrapRegistererWith(prometheus.Labels{"node": n.ID}, reg)
 	n.NATS.Name = "crawlmesh-" + role + "-" + n.ID
 	n.NATS.InboxPrefix = mesh.InboxPrefix(role)
+	if role == mesh.RoleAgent {
+		// A host agent runs with its workers' credentials (it hands them
+		// down), so it reads replies where workers do.
+		n.NATS.InboxPrefix = mesh.InboxPrefix(mesh.RoleWorker)
+	}
 	reconnects := prometheus.NewCounter(prometheus.CounterOpts{Name: "crawlmesh_nats_reconnects_total",
 		Help: "Times this node reconnected to NATS."})
 	if err := r.Register(reconnects); err != nil {

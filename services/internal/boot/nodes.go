@@ -77,6 +77,9 @@ type WorkerOptions struct {
 	MaxAttempts int
 	Backoff     time.Duration
 	GoSpiders   map[string]fetch.GoSpider // nil: gospiders.Builtin()
+	// Agent and Drain: see worker.Config.
+	Agent string
+	Drain <-chan struct{}
 }
 
 // NewWorker builds a worker node on env and returns its run function. It
@@ -151,7 +154,7 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 	var err error
 	w, err = worker.New(env.NC, env.Nodes, worker.Config{
 		ID: n.ID, Concurrency: o.Concurrency, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
-		Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Tasks: tasks,
+		Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Tasks: tasks, Agent: o.Agent, Drain: o.Drain,
 	})
 	if err != nil {
 		return nil, err
