@@ -76,7 +76,8 @@ func (a *agentKV) childrenRunning(agent string, ids ...string) bool {
 // during a crawl loses and doubles no item; SIGTERM removes every key and
 // exits 0.
 func TestAgent(t *testing.T) {
-	site := newTrapSite(t, 300, 50*time.Millisecond)
+	// Slow enough that the crawl outlives a scale-down and a scale-up.
+	site := newTrapSite(t, 300, 150*time.Millisecond)
 	m := startMesh(t, 0)
 	kv := openAgentKV(t, m.url)
 	ag := start(t, "crawlmesh", "agent", "--nats", m.url, "--id", "a1", "--workers", "3",
@@ -164,8 +165,8 @@ func TestAgent(t *testing.T) {
 	checkItems(t, m.export(id), site.expected())
 
 	// Refusals name what is wrong.
-	if _, errOut, code := m.cli("node", "scale", "a1", "-1"); code != 2 || !strings.Contains(errOut, "want 0..256") {
-		t.Errorf("node scale a1 -1: exit %d, %s", code, errOut)
+	if _, errOut, code := m.cli("node", "scale", "a1", "300"); code != 2 || !strings.Contains(errOut, "want 0..256") {
+		t.Errorf("node scale a1 300: exit %d, %s", code, errOut)
 	}
 	if _, errOut, code := m.cli("node", "scale", "a1-1", "2"); code != 1 || !strings.Contains(errOut, "host agent") {
 		t.Errorf("node scale of a worker: exit %d, %s", code, errOut)
