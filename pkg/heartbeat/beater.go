@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,6 +63,8 @@ type Beater struct {
 
 	mu  sync.Mutex
 	rev uint64
+	// lastOK is when a heartbeat was last stored (unix ns; 0: never).
+	lastOK atomic.Int64
 }
 
 // Option configures a Beater.
@@ -253,7 +256,26 @@ func (b *Beater) duplicate(ctx context.Context, other *mesh.Heartbeat) error {
 	return fmt.Errorf("%w: %q is held by %s; give this node another --id, or stop the other one", ErrDuplicateID, b.id, who)
 }
 
-func (b *Beater) setRev(r uint64) { b.mu.Lock(); b.rev = r; b.mu.Unlock() }
+func (b *Beater) setRev(r uint64) {
+	b.mu.Lock()
+	b.rev = r
+	b.mu.Unlock()
+	b.lastOK.Store(time.Now().UnixNano())
+}
+
+// Check says whether the node's heartbeat is current: nil when a beat was
+// stored within the bucket's TTL, so the mesh sees the node online; an
+// error saying why not otherwise (what /healthz reports).
+func (b *Beater) Check() error {
+	last := b.lastOK.Load()
+	if last == 0 {
+		return errors.New("heartbeat key not claimed yet")
+	}
+	if age := time.Since(time.Unix(0, last)); age > b.ttl {
+		return fmt.Errorf("last heartbeat stored %v ago, more than the bucket's TTL %v: the mesh sees this node offline", age.Round(time.Millisecond), b.ttl)
+	}
+	return nil
+}
 func (b *Beater) getRev() uint64  { b.mu.Lock(); defer b.mu.Unlock(); return b.rev }
 
 // Run beats every interval until ctx is done, then purges the key so the

@@ -126,6 +126,10 @@ func (w *Worker) status() heartbeat.Status {
 // only while it fetches.
 func (w *Worker) Slots() *Slots { return w.slots }
 
+// Healthy says whether the worker's heartbeat is current (see
+// [heartbeat.Beater.Check]).
+func (w *Worker) Healthy() error { return w.beater.Check() }
+
 // State returns the worker's state and concurrency.
 func (w *Worker) State() (state string, concurrency int) {
 	w.mu.Lock()

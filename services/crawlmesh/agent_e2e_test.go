@@ -85,6 +85,16 @@ func TestAgent(t *testing.T) {
 	all := []string{"a1-1", "a1-2", "a1-3"}
 	waitFor(t, 30*time.Second, "agent a1 with 3 workers online", func() bool { return kv.childrenRunning("a1", all...) })
 
+	// Each child serves /metrics and /healthz on its own loopback port.
+	first, _ := kv.get("a1")
+	for _, ch := range first.Children {
+		if !strings.HasPrefix(ch.HTTP, "127.0.0.1:") {
+			t.Errorf("child %s http %q; want a loopback port", ch.ID, ch.HTTP)
+			continue
+		}
+		waitFor(t, 10*time.Second, ch.ID+" /healthz 200", func() bool { code, _ := getHealthz(ch.HTTP); return code == 200 })
+	}
+
 	// nodes shows the agent and its children.
 	out := m.mustCLI("nodes")
 	for _, want := range []string{"a1 ", " agent ", "AGENT", "a1-3", "running"} {

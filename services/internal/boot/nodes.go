@@ -63,11 +63,16 @@ func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time
 		}
 		return err
 	}, tz, env.Log.With("node", n.ID))
-	return master.New(env.NC, env.Nodes, master.Config{
+	m, err := master.New(env.NC, env.Nodes, master.Config{
 		ID: n.ID, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
 		OfflineRetention: retention, Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Crawls: ctl, Elector: el,
 		Scheduler: sched,
 	})
+	if err != nil {
+		return nil, err
+	}
+	env.node = m.Healthy
+	return m, nil
 }
 
 // WorkerOptions are a worker's crawling settings.
@@ -159,6 +164,7 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 	if err != nil {
 		return nil, err
 	}
+	env.node = w.Healthy
 	return func(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
