@@ -146,7 +146,9 @@ type k8sContainer struct {
 	bin   string // master, worker, crawlmesh
 }
 
-func (k *k8sChecker) errorf(format string, a ...any) { k.errs = append(k.errs, fmt.Sprintf(format, a...)) }
+func (k *k8sChecker) errorf(format string, a ...any) {
+	k.errs = append(k.errs, fmt.Sprintf(format, a...))
+}
 
 func checkK8s(o *k8sObjects, compose *checker) []string {
 	k := &k8sChecker{o: o, compose: compose}
