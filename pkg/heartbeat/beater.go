@@ -276,6 +276,7 @@ func (b *Beater) Check() error {
 	}
 	return nil
 }
+
 func (b *Beater) getRev() uint64 { b.mu.Lock(); defer b.mu.Unlock(); return b.rev }
 
 // Run beats every interval until ctx is done, then purges the key so the
