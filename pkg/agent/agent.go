@@ -282,6 +282,9 @@ func (a *Agent) wanted(ctx context.Context, s *slot) bool {
 		return true
 	}
 	s.running, s.state, s.pid, s.http = false, "", 0, ""
+	if ctx.Err() != nil {
+		s.want = false // the agent stops: nothing is wanted any more
+	}
 	return false
 }
 
