@@ -205,3 +205,38 @@ func TestAgent(t *testing.T) {
 		t.Errorf("agent log lacks its clean stop:\n%s", ag.Output())
 	}
 }
+
+// TestAgentSecondSignal: SIGTERM starts a drain that waits for slow pages;
+// a second SIGTERM makes the agent exit at once (130), and its workers,
+// whose stdin closed, stop by themselves and remove their keys.
+func TestAgentSecondSignal(t *testing.T) {
+	site := newTrapSite(t, 20, 20*time.Second) // every page takes 20 s
+	m := startMesh(t, 0)
+	kv := openAgentKV(t, m.url)
+	ag := start(t, "crawlmesh", "agent", "--nats", m.url, "--id", "b1", "--workers", "2",
+		"--", "--concurrency", "2", "--request-timeout", "60s")
+	waitFor(t, 30*time.Second, "agent b1 with 2 workers online", func() bool { return kv.childrenRunning("b1", "b1-1", "b1-2") })
+	hb, _ := kv.get("b1")
+	m.apply(site.spec("slow"))
+	m.mustCLI("crawl", "start", "slow")
+	waitFor(t, 20*time.Second, "a worker busy with a slow page", func() bool {
+		w1, _ := kv.get("b1-1")
+		w2, _ := kv.get("b1-2")
+		return w1.ActiveTasks+w2.ActiveTasks > 0
+	})
+	ag.Signal(syscall.SIGTERM)
+	waitFor(t, 5*time.Second, "agent draining", func() bool { h, _ := kv.get("b1"); return h.State == mesh.StateDraining })
+	ag.Signal(syscall.SIGTERM)
+	code := exitCode(t, ag, 5*time.Second)
+	if code != 130 {
+		t.Errorf("agent exit %d after a second SIGTERM; want 130", code)
+	}
+	waitFor(t, 10*time.Second, "the workers stopped and their keys gone", func() bool {
+		for _, ch := range hb.Children {
+			if _, ok := kv.get(ch.ID); ok || syscall.Kill(ch.PID, 0) == nil {
+				return false
+			}
+		}
+		return true
+	})
+}
