@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -206,15 +207,17 @@ func TestAgent(t *testing.T) {
 	}
 }
 
-// TestAgentSecondSignal: SIGTERM starts a drain that waits for slow pages;
+// TestAgentSecondSignal: an agent running the worker binary (--worker-bin).
+// SIGTERM starts a drain that waits for slow pages;
 // a second SIGTERM makes the agent exit at once (130), and its workers,
 // whose stdin closed, stop by themselves and remove their keys.
 func TestAgentSecondSignal(t *testing.T) {
 	site := newTrapSite(t, 20, 20*time.Second) // every page takes 20 s
 	m := startMesh(t, 0)
 	kv := openAgentKV(t, m.url)
+	// The worker binary this time, rather than crawlmesh's worker mode.
 	ag := start(t, "crawlmesh", "agent", "--nats", m.url, "--id", "b1", "--workers", "2",
-		"--", "--concurrency", "2", "--request-timeout", "60s")
+		"--worker-bin", filepath.Join(bins(t), "worker"), "--", "--concurrency", "2", "--request-timeout", "60s")
 	waitFor(t, 30*time.Second, "agent b1 with 2 workers online", func() bool { return kv.childrenRunning("b1", "b1-1", "b1-2") })
 	hb, _ := kv.get("b1")
 	m.apply(site.spec("slow"))
