@@ -157,7 +157,9 @@ func (a *Agent) childrenLocked() []mesh.Child {
 func (a *Agent) status() heartbeat.Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return heartbeat.Status{State: a.state, Capacity: a.target, Children: a.childrenLocked()}
+	// No capacity: an agent runs no tasks, and crawlmesh_node_capacity
+	// sums the workers' (its children report their own).
+	return heartbeat.Status{State: a.state, Children: a.childrenLocked()}
 }
 
 // Run claims the agent's key, starts the workers and supervises them until
@@ -213,7 +215,9 @@ func (a *Agent) Scale(n int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ctx := a.runCtx
-	if ctx == nil || ctx.Err() != nil {
+	// Once Run has begun to stop (state draining, set before it cancels
+	// ctx and waits), no slot may start: wg.Go must not race wg.Wait.
+	if ctx == nil || ctx.Err() != nil || a.state != mesh.StateRunning {
 		return
 	}
 	old := a.target

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -94,6 +96,14 @@ func TestAgent(t *testing.T) {
 			continue
 		}
 		waitFor(t, 10*time.Second, ch.ID+" /healthz 200", func() bool { code, _ := getHealthz(ch.HTTP); return code == 200 })
+	}
+
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", ag.PID())); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				t.Logf("agent with 3 workers: %s", strings.Join(strings.Fields(l), " "))
+			}
+		}
 	}
 
 	// nodes shows the agent and its children.
