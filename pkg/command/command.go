@@ -42,12 +42,22 @@ type Handler func(ctx context.Context, c mesh.Command) mesh.Reply
 // Serve answers commands for node id until ctx is done. Commands are handled
 // one at a time, in arrival order.
 func Serve(ctx context.Context, nc *nats.Conn, id, role string, h Handler, log *slog.Logger) error {
+	return serve(ctx, nc, id, role, h, log, mesh.CommandSubject(id), mesh.CommandAllSubject)
+}
+
+// ServeOwn is [Serve] on the node's own subject only: a host agent is not
+// one of the nodes a broadcast (node pause all) is meant for.
+func ServeOwn(ctx context.Context, nc *nats.Conn, id, role string, h Handler, log *slog.Logger) error {
+	return serve(ctx, nc, id, role, h, log, mesh.CommandSubject(id))
+}
+
+func serve(ctx context.Context, nc *nats.Conn, id, role string, h Handler, log *slog.Logger, subjects ...string) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ch := make(chan *nats.Msg, 64)
 	var subs []*nats.Subscription
-	for _, subj := range []string{mesh.CommandSubject(id), mesh.CommandAllSubject} {
+	for _, subj := range subjects {
 		s, err := nc.ChanSubscribe(subj, ch)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", subj, err)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,6 +42,8 @@ type Status struct {
 	Term        uint64
 	ActiveTasks int
 	Capacity    int
+	// Children are a host agent's worker processes.
+	Children []mesh.Child
 }
 
 // Beater owns one node's heartbeat key.
@@ -55,10 +58,13 @@ type Beater struct {
 	host     HostInfo
 	started  time.Time
 	instance string
+	agent    string
 	kick     chan struct{}
 
 	mu  sync.Mutex
 	rev uint64
+	// lastOK is when a heartbeat was last stored (unix ns; 0: never).
+	lastOK atomic.Int64
 }
 
 // Option configures a Beater.
@@ -76,6 +82,10 @@ func WithStatus(f func() Status) Option { return func(b *Beater) { b.status = f 
 
 // WithClock replaces time.Now for update_ts (tests inject clock offsets).
 func WithClock(now func() time.Time) Option { return func(b *Beater) { b.now = now } }
+
+// WithAgent names the host agent that started this node (a worker's
+// heartbeat then carries "agent": id).
+func WithAgent(id string) Option { return func(b *Beater) { b.agent = id } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(b *Beater) { b.log = l } }
@@ -105,9 +115,10 @@ func New(kv KV, id, role string, opts ...Option) (*Beater, error) {
 		return nil, err
 	}
 	// Readers drop heartbeats of other roles (mesh.DecodeHeartbeat).
-	if role != mesh.RoleMaster && role != mesh.RoleWorker {
-		return nil, fmt.Errorf("heartbeat: role %q: want %s or %s", role, mesh.RoleMaster, mesh.RoleWorker)
+	if role != mesh.RoleMaster && role != mesh.RoleWorker && role != mesh.RoleAgent {
+		return nil, fmt.Errorf("heartbeat: role %q: want %s, %s or %s", role, mesh.RoleMaster, mesh.RoleWorker, mesh.RoleAgent)
 	}
+
 	b := &Beater{
 		kv: kv, id: id, role: role,
 		interval: time.Second, ttl: 3 * time.Second,
@@ -153,7 +164,7 @@ func (b *Beater) value() []byte {
 		Master: b.role == mesh.RoleMaster, UpdateTS: now, UpdateTSUnix: now.Unix(),
 		Role: b.role, Version: mesh.Version, State: s.State, Leader: s.Leader, Term: s.Term,
 		StartedAt: b.started, ActiveTasks: s.ActiveTasks, Capacity: s.Capacity,
-		Instance: b.instance, PID: os.Getpid(),
+		Instance: b.instance, PID: os.Getpid(), Agent: b.agent, Children: s.Children,
 	}
 	v, _ := json.Marshal(hb) // cannot fail: plain fields
 	return v
@@ -245,8 +256,28 @@ func (b *Beater) duplicate(ctx context.Context, other *mesh.Heartbeat) error {
 	return fmt.Errorf("%w: %q is held by %s; give this node another --id, or stop the other one", ErrDuplicateID, b.id, who)
 }
 
-func (b *Beater) setRev(r uint64) { b.mu.Lock(); b.rev = r; b.mu.Unlock() }
-func (b *Beater) getRev() uint64  { b.mu.Lock(); defer b.mu.Unlock(); return b.rev }
+func (b *Beater) setRev(r uint64) {
+	b.mu.Lock()
+	b.rev = r
+	b.mu.Unlock()
+	b.lastOK.Store(time.Now().UnixNano())
+}
+
+// Check says whether the node's heartbeat is current: nil when a beat was
+// stored within the bucket's TTL, so the mesh sees the node online; an
+// error saying why not otherwise (what /healthz reports).
+func (b *Beater) Check() error {
+	last := b.lastOK.Load()
+	if last == 0 {
+		return errors.New("heartbeat key not claimed yet")
+	}
+	if age := time.Since(time.Unix(0, last)); age > b.ttl {
+		return fmt.Errorf("last heartbeat stored %v ago, more than the bucket's TTL %v: the mesh sees this node offline", age.Round(time.Millisecond), b.ttl)
+	}
+	return nil
+}
+
+func (b *Beater) getRev() uint64 { b.mu.Lock(); defer b.mu.Unlock(); return b.rev }
 
 // Run beats every interval until ctx is done, then purges the key so the
 // node disappears at once. It returns an error wrapping [ErrDuplicateID] if

@@ -16,7 +16,7 @@ func TestNewRefusesUnknownRole(t *testing.T) {
 			t.Errorf("New(role %q) = %v, want an error about the role", role, err)
 		}
 	}
-	for _, role := range []string{mesh.RoleMaster, mesh.RoleWorker} {
+	for _, role := range []string{mesh.RoleMaster, mesh.RoleWorker, mesh.RoleAgent} {
 		if _, err := heartbeat.New(nil, "w1", role); err != nil {
 			t.Errorf("New(role %q) = %v", role, err)
 		}

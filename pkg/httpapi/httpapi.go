@@ -172,14 +172,23 @@ func (a *api) crawlCancel(w http.ResponseWriter, r *http.Request) {
 func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
 	target := r.PathValue("id")
 	cm := mesh.Command{Name: r.PathValue("command")}
-	if cm.Name == mesh.CmdSetConcurrency {
+	if cm.Name == mesh.CmdSetConcurrency || cm.Name == mesh.CmdScale {
 		var req struct {
-			N int `json:"n"`
+			N *int `json:"n"`
 		}
 		if !decode(w, r, &req) {
 			return
 		}
-		cm.N = req.N
+		// A missing n must not read as 0 (scale 0 stops every worker).
+		if req.N == nil {
+			writeError(w, http.StatusBadRequest, cm.Name+` needs {"n": N} in the body`)
+			return
+		}
+		cm.N = *req.N
+		if cm.Name == mesh.CmdScale && target == "all" {
+			writeError(w, http.StatusBadRequest, "scale takes one agent's id, not all")
+			return
+		}
 	}
 	if err := cm.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -56,3 +56,24 @@ func TestAuthorisation(t *testing.T) {
 		}
 	}
 }
+
+// scale and set-concurrency need their n: a missing one must not read as 0
+// (scale 0 would stop every worker of an agent). Refused before any NATS
+// call.
+func TestNodeCommandNeedsN(t *testing.T) {
+	h := Handler(Config{Token: "0123456789abcdef", Nodes: func() []clusterview.Node { return nil }})
+	for _, tc := range []struct{ path, body, want string }{
+		{"/api/v1/nodes/a1/scale", "{}", "N} in the body"},
+		{"/api/v1/nodes/w1/set-concurrency", "{}", "N} in the body"},
+		{"/api/v1/nodes/all/scale", `{"n":2}`, "not all"},
+		{"/api/v1/nodes/a1/scale", `{"n":999}`, "want 0..256"},
+	} {
+		req := httptest.NewRequest("POST", tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer 0123456789abcdef")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("POST %s %s: %d %s, want 400 containing %q", tc.path, tc.body, rec.Code, rec.Body, tc.want)
+		}
+	}
+}

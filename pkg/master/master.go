@@ -266,6 +266,10 @@ func (m *Master) answerView(msg *nats.Msg) {
 	_ = msg.Respond(b)
 }
 
+// Healthy says whether the master's heartbeat is current (see
+// [heartbeat.Beater.Check]).
+func (m *Master) Healthy() error { return m.beater.Check() }
+
 func (m *Master) handle(_ context.Context, c mesh.Command) mesh.Reply {
 	switch c.Name {
 	case mesh.CmdPing:

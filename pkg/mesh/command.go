@@ -14,12 +14,16 @@ const (
 	CmdShutdown       = "shutdown"
 	CmdSetConcurrency = "set-concurrency"
 	CmdStepDown       = "step-down" // a leading master hands leadership over
+	CmdScale          = "scale"     // a host agent runs N workers
 )
+
+// MaxAgentWorkers is the most worker processes one host agent runs.
+const MaxAgentWorkers = 256
 
 // Command is the JSON body of a command request.
 type Command struct {
 	Name string `json:"cmd"`
-	// N is the argument of set-concurrency.
+	// N is the argument of set-concurrency and scale.
 	N int `json:"n,omitempty"`
 	// Term is the sender's leadership term (fencing token); 0 from operators.
 	Term uint64 `json:"term,omitempty"`
@@ -35,6 +39,11 @@ func (c Command) Validate() error {
 			return fmt.Errorf("set-concurrency %d: want 1..100000", c.N)
 		}
 		return nil
+	case CmdScale:
+		if c.N < 0 || c.N > MaxAgentWorkers {
+			return fmt.Errorf("scale %d: want 0..%d workers", c.N, MaxAgentWorkers)
+		}
+		return nil
 	case "":
 		return fmt.Errorf("empty command")
 	default:
@@ -43,7 +52,7 @@ func (c Command) Validate() error {
 }
 
 func (c Command) String() string {
-	if c.Name == CmdSetConcurrency {
+	if c.Name == CmdSetConcurrency || c.Name == CmdScale {
 		return c.Name + " " + strconv.Itoa(c.N)
 	}
 	return c.Name
@@ -58,4 +67,6 @@ type Reply struct {
 	State string `json:"state,omitempty"`
 	// Concurrency is the node's task capacity after the command.
 	Concurrency int `json:"concurrency,omitempty"`
+	// Workers is a host agent's number of worker processes after the command.
+	Workers int `json:"workers,omitempty"`
 }

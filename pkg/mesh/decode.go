@@ -71,7 +71,7 @@ func subjectToken(s string) bool {
 
 // DecodeHeartbeat reads the value of a key in [NodesBucket] and checks what
 // the cluster view and the duplicate-id check rely on: a JSON object whose
-// key is a valid node id and whose role is master or worker. Other fields
+// key is a valid node id and whose role is master, worker or agent. Other fields
 // (state included) are not checked, so that a node of a newer version still
 // shows up.
 func DecodeHeartbeat(data []byte) (Heartbeat, error) {
@@ -82,8 +82,8 @@ func DecodeHeartbeat(data []byte) (Heartbeat, error) {
 	if err := ValidateNodeID(hb.Key); err != nil {
 		return Heartbeat{}, fmt.Errorf("%w: key: %v", ErrBadHeartbeat, err)
 	}
-	if hb.Role != RoleMaster && hb.Role != RoleWorker {
-		return Heartbeat{}, fmt.Errorf("%w: role %q: want %s or %s", ErrBadHeartbeat, hb.Role, RoleMaster, RoleWorker)
+	if hb.Role != RoleMaster && hb.Role != RoleWorker && hb.Role != RoleAgent {
+		return Heartbeat{}, fmt.Errorf("%w: role %q: want %s, %s or %s", ErrBadHeartbeat, hb.Role, RoleMaster, RoleWorker, RoleAgent)
 	}
 	return hb, nil
 }

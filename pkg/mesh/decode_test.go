@@ -81,13 +81,17 @@ func TestDecodeHeartbeat(t *testing.T) {
 	}{
 		{"worker", heartbeatJSON(nil), ""},
 		{"master", heartbeatJSON(func(h *mesh.Heartbeat) { h.Role, h.Master, h.Leader = mesh.RoleMaster, true, true }), ""},
+		{"agent with children", heartbeatJSON(func(h *mesh.Heartbeat) {
+			h.Role, h.Children = mesh.RoleAgent, []mesh.Child{{ID: "w1-1", PID: 9, State: mesh.ChildRunning}}
+		}), ""},
+		{"worker of an agent", heartbeatJSON(func(h *mesh.Heartbeat) { h.Agent = "w1" }), ""},
 		{"state of a newer version", heartbeatJSON(func(h *mesh.Heartbeat) { h.State = "hibernating" }), ""},
 		{"crawlab fields only", []byte(`{"key":"w1","role":"worker","ip":"1.2.3.4","update_ts_unix":1}`), ""},
 		{"not json", []byte("{broken"), "invalid character"},
 		{"null", []byte("null"), "key: bad node id"},
 		{"empty object", []byte("{}"), "key: bad node id"},
 		{"bad key", heartbeatJSON(func(h *mesh.Heartbeat) { h.Key = "a.b" }), `key: bad node id "a.b"`},
-		{"no role", heartbeatJSON(func(h *mesh.Heartbeat) { h.Role = "" }), `role "": want master or worker`},
+		{"no role", heartbeatJSON(func(h *mesh.Heartbeat) { h.Role = "" }), `role "": want master, worker or agent`},
 		{"other role", heartbeatJSON(func(h *mesh.Heartbeat) { h.Role = "Worker" }), `role "Worker"`},
 		{"bad time", []byte(`{"key":"w1","role":"worker","update_ts":"yesterday"}`), "cannot parse"},
 	} {

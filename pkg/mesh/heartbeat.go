@@ -33,4 +33,30 @@ type Heartbeat struct {
 	// same node id apart.
 	Instance string `json:"instance"`
 	PID      int    `json:"pid"`
+	// Agent is the id of the host agent that runs this worker ("" for a
+	// worker started by other means).
+	Agent string `json:"agent,omitempty"`
+	// Children are an agent's worker processes (role agent only).
+	Children []Child `json:"children,omitempty"`
+}
+
+// Child states in an agent's heartbeat.
+const (
+	ChildRunning  = "running"  // the process is up
+	ChildBackoff  = "backoff"  // it exited; the agent restarts it after a delay
+	ChildDraining = "draining" // asked to finish its tasks and exit
+	ChildStopping = "stopping" // being stopped (SIGTERM, then SIGKILL)
+)
+
+// Child is one worker process of a host agent.
+type Child struct {
+	ID       string `json:"id"`
+	PID      int    `json:"pid,omitempty"`
+	State    string `json:"state"`
+	Restarts int    `json:"restarts"`
+	// LastExit says how the process last ended unasked ("exit status 1",
+	// "signal: killed"); empty if it never did.
+	LastExit string `json:"last_exit,omitempty"`
+	// HTTP is the child's /metrics and /healthz address.
+	HTTP string `json:"http,omitempty"`
 }

@@ -18,6 +18,9 @@ const NodesBucket = "nodes"
 const (
 	RoleMaster = "master"
 	RoleWorker = "worker"
+	// RoleAgent is a host agent (crawlmesh agent): it supervises worker
+	// processes on its machine and crawls nothing itself.
+	RoleAgent = "agent"
 )
 
 // RoleOperator is the crawlmesh CLI's role: it has no heartbeat, but it

@@ -65,11 +65,21 @@ func Listen(flag, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Mux returns a mux with /metrics for reg and /healthz.
-func Mux(reg *prometheus.Registry) *http.ServeMux {
+// Mux returns a mux with /metrics for reg and /healthz: 200 "ok" while
+// health returns nil (nil health: always), else 503 with its error, for
+// container probes and `crawlmesh healthcheck`.
+func Mux(reg *prometheus.Registry, health func() error) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if health != nil {
+			if err := health(); err != nil {
+				http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	return mux
 }
 

@@ -34,6 +34,12 @@ type Config struct {
 	// runs an idle node. It is retried until it succeeds, so a worker joins
 	// the mesh (heartbeat, commands) before a master has created the stream.
 	Tasks TaskSource
+	// Agent is the id of the host agent that started this worker, carried
+	// in its heartbeat; "" when none did.
+	Agent string
+	// Drain, when closed, drains the worker as the drain command does: a
+	// host agent asks its children so without NATS permissions of its own.
+	Drain <-chan struct{}
 }
 
 // TaskSource opens the task consumer and the handler that runs one task
@@ -76,6 +82,9 @@ func New(nc *nats.Conn, nodes heartbeat.KV, cfg Config) (*Worker, error) {
 		stop: make(chan struct{}), changed: make(chan struct{}, 1), slots: newSlots(cfg.Concurrency),
 		log: cfg.Log.With("component", "worker", "node", cfg.ID)}
 	opts := append(heartbeat.Timing(cfg.HeartbeatInterval, cfg.HeartbeatTTL, cfg.Clock, cfg.Log), heartbeat.WithStatus(w.status))
+	if cfg.Agent != "" {
+		opts = append(opts, heartbeat.WithAgent(cfg.Agent))
+	}
 	b, err := heartbeat.New(nodes, cfg.ID, mesh.RoleWorker, opts...)
 	if err != nil {
 		return nil, err
@@ -117,6 +126,10 @@ func (w *Worker) status() heartbeat.Status {
 // only while it fetches.
 func (w *Worker) Slots() *Slots { return w.slots }
 
+// Healthy says whether the worker's heartbeat is current (see
+// [heartbeat.Beater.Check]).
+func (w *Worker) Healthy() error { return w.beater.Check() }
+
 // State returns the worker's state and concurrency.
 func (w *Worker) State() (state string, concurrency int) {
 	w.mu.Lock()
@@ -135,6 +148,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		var consumeWG sync.WaitGroup
 		if w.cfg.Tasks != nil {
 			consumeWG.Go(func() { w.consume(ctx) })
+		}
+		if w.cfg.Drain != nil {
+			consumeWG.Go(func() {
+				select {
+				case <-w.cfg.Drain:
+					w.log.Info("drain asked by the host agent", "agent", w.cfg.Agent)
+					w.handle(ctx, mesh.Command{Name: mesh.CmdDrain})
+				case <-ctx.Done():
+				}
+			})
 		}
 		defer func() {
 			cancel()
@@ -192,6 +215,8 @@ func (w *Worker) handle(_ context.Context, c mesh.Command) mesh.Reply {
 	case mesh.CmdShutdown:
 		w.state = mesh.StateStopping
 		w.stopLocked()
+	case mesh.CmdScale:
+		return refuse("scale is for a host agent (crawlmesh agent); this is a worker")
 	case mesh.CmdSetConcurrency:
 		w.concurrency = c.N
 		w.slots.setLimit(c.N)

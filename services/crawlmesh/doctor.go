@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
@@ -100,6 +101,8 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 		switch n.Role {
 		case mesh.RoleMaster:
 			masters++
+		case mesh.RoleAgent:
+			doctorAgent(n, add)
 		case mesh.RoleWorker:
 			workers++
 			if n.State == mesh.StatePaused || n.State == mesh.StateDraining {
@@ -278,5 +281,30 @@ func doctorDuplicates(ctx context.Context, js jetstream.JetStream, add func(leve
 				inst[e.Key()][hb.Instance] = true
 			}
 		}
+	}
+}
+
+// agentRestartsWarn is how many restarts of one worker make its agent's
+// report a warning: a worker that keeps dying crawls little and says why
+// in the agent's log.
+const agentRestartsWarn = 3
+
+// doctorAgent reports a host agent whose workers keep restarting.
+func doctorAgent(n clusterview.Node, add func(level, check, format string, a ...any)) {
+	bad := 0
+	for _, ch := range n.Heartbeat.Children {
+		if ch.Restarts < agentRestartsWarn {
+			continue
+		}
+		bad++
+		level := "warn"
+		if ch.State == mesh.ChildBackoff {
+			level = "fail" // down right now, waiting to be restarted again
+		}
+		add(level, "agents", "agent %s: worker %s restarted %d times (last: %s), now %s: its output is in the agent's log, marked child=%s",
+			n.ID, ch.ID, ch.Restarts, ch.LastExit, ch.State, ch.ID)
+	}
+	if bad == 0 {
+		add("ok", "agents", "agent %s: %d worker(s), none restarting", n.ID, len(n.Heartbeat.Children))
 	}
 }

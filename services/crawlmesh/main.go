@@ -104,6 +104,8 @@ func newRoot(c *cli) *cobra.Command {
 		newFilesCmd(c, f),
 		newDemoSiteCmd(c),
 		newHealthcheckCmd(c),
+		newAgentCmd(c, f),
+		newWorkerCmd(c),
 	)
 	// cobra's completion bash|zsh|fish|powershell, made now so that an
 	// unknown shell is a usage error like any unknown command.

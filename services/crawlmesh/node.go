@@ -16,10 +16,10 @@ import (
 
 func newNodeCmd(c *cli, f *clientFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:       "node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N",
-		Short:     "send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N",
-		Args:      nArgs(2, 3, "node pause|resume|drain|shutdown|ping NODE|all, or node set-concurrency NODE|all N"),
-		ValidArgs: []string{mesh.CmdPause, mesh.CmdResume, mesh.CmdDrain, mesh.CmdShutdown, mesh.CmdPing, mesh.CmdSetConcurrency},
+		Use:       "node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N, node scale AGENT N",
+		Short:     "send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N, node scale AGENT N",
+		Args:      nArgs(2, 3, "node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N, or node scale AGENT N"),
+		ValidArgs: []string{mesh.CmdPause, mesh.CmdResume, mesh.CmdDrain, mesh.CmdShutdown, mesh.CmdPing, mesh.CmdSetConcurrency, mesh.CmdScale},
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			return runNode(cmd.Context(), c, f, pos)
 		},
@@ -38,6 +38,18 @@ func runNode(ctx context.Context, c *cli, f *clientFlags, pos []string) error {
 		cm.N = n
 	case cm.Name == mesh.CmdSetConcurrency:
 		return usagef("want: node set-concurrency NODE|all N")
+	case cm.Name == mesh.CmdScale && len(pos) == 3:
+		// node scale AGENT N: a host agent runs N workers.
+		if target == "all" {
+			return usagef("node scale takes one agent's id, not all")
+		}
+		n, err := strconv.Atoi(pos[2])
+		if err != nil {
+			return usagef("scale %q: want a whole number of workers", pos[2])
+		}
+		cm.N = n
+	case cm.Name == mesh.CmdScale:
+		return usagef("want: node scale AGENT N")
 	case len(pos) != 2:
 		return usagef("unexpected argument %q", pos[2])
 	}
@@ -83,14 +95,22 @@ func printReplies(c *cli, output string, rs []mesh.Reply, cm mesh.Command) error
 		return writeJSON(c.stdout, rs)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tRESULT\tSTATE\tCONCURRENCY")
+	if cm.Name == mesh.CmdScale {
+		fmt.Fprintln(tw, "NODE\tROLE\tRESULT\tSTATE\tWORKERS")
+	} else {
+		fmt.Fprintln(tw, "NODE\tROLE\tRESULT\tSTATE\tCONCURRENCY")
+	}
 	refused := 0
 	for _, r := range rs {
 		res := "ok"
 		if !r.OK {
 			res, refused = "refused: "+r.Error, refused+1
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.Node, r.Role, res, r.State, r.Concurrency)
+		n := r.Concurrency
+		if cm.Name == mesh.CmdScale {
+			n = r.Workers
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.Node, r.Role, res, r.State, n)
 	}
 	_ = tw.Flush()
 	if len(rs) == 0 {

@@ -133,7 +133,37 @@ func printNodes(w io.Writer, out nodesOutput, wide bool) {
 		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
+	printAgents(w, out.Nodes)
 	if out.Source == "kv" {
 		fmt.Fprintln(w, "(no master answered: live heartbeat keys only)")
+	}
+}
+
+// printAgents lists the worker processes of each host agent, under the
+// nodes table (the workers are rows of the table too).
+func printAgents(w io.Writer, nodes []clusterview.Node) {
+	var tw *tabwriter.Writer
+	for _, n := range nodes {
+		if n.Role != mesh.RoleAgent || !n.Online {
+			continue
+		}
+		if tw == nil {
+			fmt.Fprintln(w)
+			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "AGENT\tCHILD\tPID\tSTATE\tRESTARTS\tLAST EXIT\tHTTP")
+		}
+		if len(n.Heartbeat.Children) == 0 {
+			fmt.Fprintf(tw, "%s\t(no workers)\t\t\t\t\t\n", n.ID)
+		}
+		for _, ch := range n.Heartbeat.Children {
+			pid := "-"
+			if ch.PID > 0 {
+				pid = fmt.Sprint(ch.PID)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.ID, ch.ID, pid, ch.State, ch.Restarts, ch.LastExit, ch.HTTP)
+		}
+	}
+	if tw != nil {
+		_ = tw.Flush()
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,6 +84,11 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	w1 := m.node("worker", "worker", "--id", "w1", "--concurrency", "4", "--request-timeout", "5s", "--log-level", "debug")
 	w2 := m.node("worker", "worker", "--id", "w2", "--http", "", "--concurrency", "4", "--request-timeout", "5s", "--log-level", "debug")
 	waitFor(t, 20*time.Second, "workers online", func() bool { v := view(t, op); return v["w1"] && v["w2"] })
+	// A host agent runs with the worker credentials and hands them to its
+	// workers (through their environment): it heartbeats, answers on its
+	// command subject and removes a dead worker's key, all within them.
+	m.node("worker", "crawlmesh", "agent", "--id", "ag", "--workers", "1", "--", "--concurrency", "4", "--request-timeout", "5s")
+	waitFor(t, 20*time.Second, "agent ag and its worker online", func() bool { v := view(t, op); return v["ag"] && v["ag-1"] })
 
 	// The crawl, and the operator's whole command set.
 	site := newTrapSite(t, 30, 0)
@@ -171,6 +177,20 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	}
 	t.Logf("%d CLI commands with the operator credentials (each a TLS handshake and a bcrypt check): %v",
 		len(tour), time.Since(t0).Round(time.Millisecond))
+	// The agent scales on the operator's command, and restarts a worker
+	// killed under it, removing the dead one's key with the worker
+	// credentials.
+	m.mustCLI("node", "scale", "ag", "2")
+	waitFor(t, 20*time.Second, "agent's second worker online", func() bool { return view(t, op)["ag-2"] })
+	agHB := m.heartbeat(op, "ag")
+	for _, ch := range agHB.Children {
+		if ch.ID == "ag-1" {
+			if err := syscall.Kill(ch.PID, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill ag-1: %v", err)
+			}
+			waitFor(t, 10*time.Second, "ag-1 restarted", func() bool { hb := m.heartbeat(op, "ag-1"); return hb.PID != 0 && hb.PID != ch.PID })
+		}
+	}
 	if v := violations(m.ns); len(v) > 0 {
 		t.Errorf("permission violations while the mesh did its job (the config lacks a grant):\n%s", strings.Join(v, "\n"))
 	}
@@ -460,6 +480,22 @@ func (m *secMesh) export(id string) map[string]int {
 // state is node id's state in its heartbeat.
 func (m *secMesh) state(nc *nats.Conn, id string) string {
 	m.t.Helper()
+	hb, err := m.readHeartbeat(nc, id)
+	if err != nil {
+		return "no heartbeat: " + err.Error()
+	}
+	return hb.State
+}
+
+// heartbeat is node id's heartbeat; zero if it has none.
+func (m *secMesh) heartbeat(nc *nats.Conn, id string) mesh.Heartbeat {
+	m.t.Helper()
+	hb, _ := m.readHeartbeat(nc, id)
+	return hb
+}
+
+func (m *secMesh) readHeartbeat(nc *nats.Conn, id string) (mesh.Heartbeat, error) {
+	m.t.Helper()
 	js, _ := jetstream.New(nc)
 	kv, err := js.KeyValue(m.t.Context(), mesh.NodesBucket)
 	if err != nil {
@@ -467,13 +503,13 @@ func (m *secMesh) state(nc *nats.Conn, id string) string {
 	}
 	e, err := kv.Get(m.t.Context(), id)
 	if err != nil {
-		return "no heartbeat: " + err.Error()
+		return mesh.Heartbeat{}, err
 	}
 	var hb mesh.Heartbeat
 	if err := json.Unmarshal(e.Value(), &hb); err != nil {
 		m.t.Fatalf("heartbeat of %s: %v", id, err)
 	}
-	return hb.State
+	return hb, nil
 }
 
 // violations are the server's log lines about permission violations.

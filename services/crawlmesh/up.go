@@ -118,7 +118,7 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 	if err != nil {
 		return err
 	}
-	mux := metrics.Mux(reg)
+	mux := metrics.Mux(reg, nil)
 	boot.MountMaster(mux, m.api(token)) // the HTTP API and the console at /
 	m.wg.Go(func() {
 		if err := metrics.Serve(ctx, ln, mux); err != nil {

@@ -58,6 +58,21 @@ type Env struct {
 	http  net.Listener
 	api   http.Handler // served under /api/ when set (masters)
 	pprof bool
+	// node says whether the node's heartbeat is current; with the NATS
+	// connection it is what /healthz reports.
+	node func() error
+}
+
+// health is /healthz: connected to NATS, and the node's heartbeat stored
+// within the bucket's TTL (so the mesh sees it online).
+func (e *Env) health() error {
+	if !e.NC.IsConnected() {
+		return fmt.Errorf("not connected to NATS (%s)", e.NC.Status())
+	}
+	if e.node != nil {
+		return e.node()
+	}
+	return nil
 }
 
 // Setup opens the HTTP listener, then joins the mesh (see [Join]).
@@ -91,6 +106,11 @@ func Join(ctx context.Context, n *nodeconfig.Node, role string, log *slog.Logger
 	r := prometheus.WrapRegistererWith(prometheus.Labels{"node": n.ID}, reg)
 	n.NATS.Name = "crawlmesh-" + role + "-" + n.ID
 	n.NATS.InboxPrefix = mesh.InboxPrefix(role)
+	if role == mesh.RoleAgent {
+		// A host agent runs with its workers' credentials (it hands them
+		// down), so it reads replies where workers do.
+		n.NATS.InboxPrefix = mesh.InboxPrefix(mesh.RoleWorker)
+	}
 	reconnects := prometheus.NewCounter(prometheus.CounterOpts{Name: "crawlmesh_nats_reconnects_total",
 		Help: "Times this node reconnected to NATS."})
 	if err := r.Register(reconnects); err != nil {
@@ -174,7 +194,7 @@ func (e *Env) Run(ctx context.Context, run func(context.Context) error) error {
 	if e.http != nil {
 		e.Log.Debug("http listening", "addr", e.http.Addr().String())
 		wg.Go(func() {
-			mux := metrics.Mux(e.Reg)
+			mux := metrics.Mux(e.Reg, e.health)
 			if e.api != nil {
 				MountMaster(mux, e.api)
 			}

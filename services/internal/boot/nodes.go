@@ -63,11 +63,16 @@ func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time
 		}
 		return err
 	}, tz, env.Log.With("node", n.ID))
-	return master.New(env.NC, env.Nodes, master.Config{
+	m, err := master.New(env.NC, env.Nodes, master.Config{
 		ID: n.ID, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
 		OfflineRetention: retention, Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Crawls: ctl, Elector: el,
 		Scheduler: sched,
 	})
+	if err != nil {
+		return nil, err
+	}
+	env.node = m.Healthy
+	return m, nil
 }
 
 // WorkerOptions are a worker's crawling settings.
@@ -77,6 +82,9 @@ type WorkerOptions struct {
 	MaxAttempts int
 	Backoff     time.Duration
 	GoSpiders   map[string]fetch.GoSpider // nil: gospiders.Builtin()
+	// Agent and Drain: see worker.Config.
+	Agent string
+	Drain <-chan struct{}
 }
 
 // NewWorker builds a worker node on env and returns its run function. It
@@ -151,11 +159,12 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 	var err error
 	w, err = worker.New(env.NC, env.Nodes, worker.Config{
 		ID: n.ID, Concurrency: o.Concurrency, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
-		Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Tasks: tasks,
+		Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Tasks: tasks, Agent: o.Agent, Drain: o.Drain,
 	})
 	if err != nil {
 		return nil, err
 	}
+	env.node = w.Healthy
 	return func(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
