@@ -47,7 +47,7 @@ type Key struct {
 	Default string `json:"default"`
 	Doc     string `json:"doc"`
 	// Roles are the node roles that apply the key.
-	Roles []string `json:"roles"`
+	Roles []string                     `json:"roles"`
 	parse func(string) (string, error) // canonical text, or an error without the key's name
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -141,4 +142,97 @@ func Stored(es []Entry) map[string]string {
 		}
 	}
 	return m
+}
+
+// SourceUnknown is the source of a value an offline node did not report:
+// its flag or the default; the value shown is the default.
+const SourceUnknown = "flag or default"
+
+// NodeView is a node's configuration as seen from outside the node: what
+// its heartbeat reports when it is online, else what it would resolve
+// from the stored values.
+type NodeView struct {
+	Node   string `json:"node"`
+	Role   string `json:"role"`
+	Online bool   `json:"online"`
+	// Rev is the config revision the node applied (online nodes).
+	Rev    uint64                      `json:"rev"`
+	Values map[string]mesh.ConfigValue `json:"values"`
+	Errors []string                    `json:"errors,omitempty"`
+}
+
+// View is node id's configuration: reported (its heartbeat's config, when
+// it is online and reports one) or else resolved from entries for role.
+func View(entries []Entry, id, role string, reported *mesh.NodeConfig) NodeView {
+	v := NodeView{Node: id, Role: role, Online: reported != nil}
+	if reported != nil {
+		v.Rev, v.Values, v.Errors = reported.Rev, reported.Values, reported.Errors
+		return v
+	}
+	eff, errs := Resolve(Stored(entries), id, role, nil)
+	for k, cv := range eff {
+		if cv.Source == SourceDefault {
+			cv.Source = SourceUnknown
+			eff[k] = cv
+		}
+	}
+	v.Values, v.Errors = eff, errs
+	return v
+}
+
+// ClusterView is the cluster-wide value of every key: stored at level
+// cluster, else the default (a node's flag may differ).
+func ClusterView(entries []Entry) map[string]mesh.ConfigValue {
+	out := map[string]mesh.ConfigValue{}
+	stored := Stored(entries)
+	for _, k := range keys {
+		if raw, ok := stored[Cluster().Key(k.Name)]; ok {
+			if v, err := Validate(k.Name, raw); err == nil {
+				out[k.Name] = mesh.ConfigValue{Value: v, Source: LevelCluster}
+				continue
+			}
+		}
+		out[k.Name] = mesh.ConfigValue{Value: k.Default, Source: SourceDefault}
+	}
+	return out
+}
+
+// Persists reports whether cm changes a key of the configuration (pause,
+// resume, set-concurrency).
+func Persists(cm mesh.Command) bool {
+	k, _ := commandKey(cm)
+	return k != ""
+}
+
+func commandKey(cm mesh.Command) (key, value string) {
+	switch cm.Name {
+	case mesh.CmdPause:
+		return Paused, "true"
+	case mesh.CmdResume:
+		return Paused, "false"
+	case mesh.CmdSetConcurrency:
+		return Concurrency, strconv.Itoa(cm.N)
+	}
+	return "", ""
+}
+
+// StoreCommand makes pause, resume and set-concurrency survive a restart:
+// each worker that obeyed cm (a reply OK) gets the value at its node level,
+// what `config set KEY VALUE --node ID` stores; it also applies it live,
+// to the same effect.
+func StoreCommand(ctx context.Context, kv jetstream.KeyValue, cm mesh.Command, rs []mesh.Reply) error {
+	key, value := commandKey(cm)
+	if key == "" {
+		return nil
+	}
+	for _, r := range rs {
+		if !r.OK || r.Role != mesh.RoleWorker {
+			continue
+		}
+		s := Scope{Level: LevelNode, Target: r.Node}
+		if _, err := Set(ctx, kv, s, key, value, 0); err != nil {
+			return fmt.Errorf("%s obeyed %s, but storing %s for a restart failed: %w", r.Node, cm.Name, key, err)
+		}
+	}
+	return nil
 }

@@ -58,9 +58,9 @@ type Env struct {
 	// Config is bucket config, the cluster configuration nodes apply live.
 	Config jetstream.KeyValue
 	Reg    *prometheus.Registry
-	http  net.Listener
-	api   http.Handler // served under /api/ when set (masters)
-	pprof bool
+	http   net.Listener
+	api    http.Handler // served under /api/ when set (masters)
+	pprof  bool
 }
 
 // Setup opens the HTTP listener, then joins the mesh (see [Join]).
