@@ -190,6 +190,34 @@ func TestConfigLive(t *testing.T) {
 	m.CLI.Must("config", "rm", "concurrency", "--node", "w3")
 	m.waitCapacity("w3", 7, clusterconfig.LevelRole)
 
+	// log_level applies live: w2 at warn does not log a ping it answers;
+	// back at info, it logs the next one (its output is in order, so the
+	// first ping's line would be there before the second's).
+	m.CLI.Must("config", "set", "log_level", "warn", "--node", "w2")
+	m.waitBeat("w2", "log_level warn", func(hb mesh.Heartbeat) bool { return value(hb, "log_level").Value == "warn" })
+	m.CLI.Must("node", "ping", "w2")
+	m.CLI.Must("config", "rm", "log_level", "--node", "w2")
+	m.waitBeat("w2", "log_level info", func(hb mesh.Heartbeat) bool { return value(hb, "log_level").Value == "info" })
+	m.CLI.Must("node", "ping", "w2")
+	harness.Eventually(t, 10*time.Second, "w2 logs the second ping", func() bool { return strings.Contains(m.Workers[1].Output(), "cmd=ping") })
+	if n := strings.Count(m.Workers[1].Output(), "cmd=ping"); n != 1 {
+		t.Errorf("w2 logged %d pings; want 1 (the one at log_level info)", n)
+	}
+	// Masters apply log_level and heartbeat_interval too; workers apply
+	// heartbeat_interval.
+	m.CLI.Must("config", "set", "log_level", "warn", "--role", "master")
+	m.CLI.Must("config", "set", "heartbeat_interval", "500ms")
+	m.waitBeat("m1", "log_level warn from role, heartbeat_interval from cluster", func(hb mesh.Heartbeat) bool {
+		return value(hb, "log_level") == mesh.ConfigValue{Value: "warn", Source: "role"} && value(hb, "heartbeat_interval").Source == "cluster" && len(hb.Config.Errors) == 0
+	})
+	for _, id := range workers {
+		m.waitBeat(id, "heartbeat_interval 500ms", func(hb mesh.Heartbeat) bool {
+			return value(hb, "heartbeat_interval") == mesh.ConfigValue{Value: "500ms", Source: "cluster"} && len(hb.Config.Errors) == 0
+		})
+	}
+	m.CLI.Must("config", "rm", "log_level", "--role", "master")
+	m.CLI.Must("config", "rm", "heartbeat_interval")
+
 	// nodes -o wide: every node's config version.
 	wide := m.CLI.Must("nodes", "-o", "wide")
 	if !strings.Contains(wide, "CONFIG") {
