@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -59,7 +60,24 @@ type Crawler struct {
 	log    *slog.Logger
 
 	failing sync.Map // crawl id -> reason: crawls this worker had the masters fail
+
+	maxAttempts atomic.Int64 // live (SetRetry); cfg.MaxAttempts is the start's
+	backoffD    atomic.Int64 // time.Duration
 }
+
+// SetRetry changes the attempts and first retry delay of a running
+// Crawler (the cluster configuration's max_attempts and retry_backoff);
+// zero keeps the value. A task's next failure uses the new values.
+func (c *Crawler) SetRetry(maxAttempts int, backoff time.Duration) {
+	if maxAttempts > 0 {
+		c.maxAttempts.Store(int64(maxAttempts))
+	}
+	if backoff > 0 {
+		c.backoffD.Store(int64(backoff))
+	}
+}
+
+func (c *Crawler) attempts() int { return int(c.maxAttempts.Load()) }
 
 // New returns a Crawler.
 func New(js jetstream.JetStream, seen jetstream.KeyValue, crawls *Crawls, f *fetch.Fetcher, cfg Config) *Crawler {
@@ -77,6 +95,7 @@ func New(js jetstream.JetStream, seen jetstream.KeyValue, crawls *Crawls, f *fet
 	}
 	c := &Crawler{cfg: cfg, js: js, pub: NewPublisher(js, seen), crawls: crawls, fetch: f,
 		filter: newFilter(200_000), m: newMetrics(cfg.Reg), log: cfg.Log.With("component", "crawler")}
+	c.SetRetry(cfg.MaxAttempts, cfg.Backoff)
 	crawls.OnEnd(c.ended)
 	return c
 }
@@ -119,7 +138,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		c.drop(ctx, msg, t, attempt, "crawl "+cr.State, t0)
 		return
 	}
-	if attempt > c.cfg.MaxAttempts+2 {
+	if attempt > c.attempts()+2 {
 		c.dead(ctx, msg, t.Crawl, fmt.Sprintf("delivered %d times without finishing (workers died or timed out on it)", attempt), attempt, t.Spider)
 		return
 	}
@@ -311,7 +330,7 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 		_ = msg.Nak()
 		return
 	}
-	if fe.Transient && attempt < c.cfg.MaxAttempts {
+	if fe.Transient && attempt < c.attempts() {
 		d := c.backoff(attempt, fe.RetryAfter)
 		entry.Outcome = "retry"
 		c.logEntry(t, entry, t0)
@@ -391,7 +410,7 @@ func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, crawl, reason str
 }
 
 func (c *Crawler) backoff(attempt int, retryAfter time.Duration) time.Duration {
-	d := c.cfg.Backoff << min(attempt-1, 6)
+	d := time.Duration(c.backoffD.Load()) << min(attempt-1, 6)
 	return max(d, retryAfter)
 }
 

@@ -67,6 +67,40 @@ type Config struct {
 	MaxSessions int
 }
 
+// Live are the settings of a running Fetcher that change without a
+// restart (the worker applies the cluster configuration with
+// [Fetcher.SetLive]). A request uses the values current when it starts.
+type Live struct {
+	UserAgent      string
+	RequestTimeout time.Duration
+	MaxBodySize    int
+	RobotsTTL      time.Duration
+	// Proxies are used round-robin by spiders that set no
+	// request.proxies; ${env:NAME} in them is expanded per request.
+	Proxies []string
+}
+
+// SetLive replaces the live settings; a zero field keeps the Config's.
+func (f *Fetcher) SetLive(l Live) {
+	c := f.cfg
+	if l.UserAgent == "" {
+		l.UserAgent = c.UserAgent
+	}
+	if l.RequestTimeout <= 0 {
+		l.RequestTimeout = c.RequestTimeout
+	}
+	if l.MaxBodySize <= 0 {
+		l.MaxBodySize = c.MaxBodySize
+	}
+	if l.RobotsTTL <= 0 {
+		l.RobotsTTL = c.RobotsTTL
+	}
+	f.live.Store(&l)
+}
+
+// Live returns the settings in effect.
+func (f *Fetcher) Live() Live { return *f.live.Load() }
+
 // Gate gives a permit to start one request to host (mesh-wide politeness,
 // pkg/politeness). nil: no gate.
 type Gate func(ctx context.Context, host string) (*politeness.Permit, error)
@@ -118,6 +152,9 @@ type Fetcher struct {
 
 	specMu sync.Mutex
 	specs  map[*spec.Spec]*specState
+
+	live    atomic.Pointer[Live] // the settings SetLive changes
+	proxyRR atomic.Uint64        // round-robin position in Live.Proxies
 
 	// onRelease, when set (tests), hears of every permit released.
 	onRelease func(host string, o politeness.Outcome)
@@ -195,6 +232,7 @@ func New(cfg Config, goSpiders map[string]GoSpider) *Fetcher {
 		f.go_ = map[string]GoSpider{}
 	}
 	f.tmpl = newReplayCollector(cfg)
+	f.SetLive(Live{})
 	return f
 }
 

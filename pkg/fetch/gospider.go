@@ -58,6 +58,8 @@ func (f *Fetcher) runGoSpider(ctx context.Context, spider GoSpider, final *url.U
 	}
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	c := f.tmpl.Clone()
+	live := f.live.Load()
+	c.UserAgent, c.MaxBodySize = live.UserAgent, live.MaxBodySize+1
 	c.Context = context.WithValue(ctx, replayKey{}, &replayed{header: hdr, body: body})
 	out := &Output{}
 	spider(c, out)

@@ -159,7 +159,7 @@ func (c *call) page(ctx context.Context, resp *response, final *url.URL, rules *
 		c.ch.endErr(e)
 		return nil, e
 	}
-	maxBody := c.f.cfg.MaxBodySize
+	maxBody := c.live.MaxBodySize
 	ct := resp.Header.Get("Content-Type")
 	if n, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64); err == nil && n > int64(maxBody) {
 		resp.close() // unread: the connection is dropped, the site stops sending

@@ -343,3 +343,33 @@ func TestSpecTimeoutAndNofollow(t *testing.T) {
 		}
 	}
 }
+
+// SetLive changes a running Fetcher: the next request carries the new
+// user agent, goes through the cluster's proxies (a spider's own
+// request.proxies still win) and is held to the new body limit.
+func TestSetLive(t *testing.T) {
+	s := newRecorder(t)
+	s.html("/", "<p>"+strings.Repeat("x", 3000)+"</p>")
+	live, hits := forwardProxy(t)
+	plain := specFor(t, s.URL, "\npoliteness: {robots_txt: false}\n")
+	f := fetch.New(fetch.Config{Getenv: env(map[string]string{"PROXY_HOST": strings.TrimPrefix(live.URL, "http://")})}, nil)
+	if _, err := f.FetchWith(t.Context(), plain, "c", s.URL+"/", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.SetLive(fetch.Live{UserAgent: "livebot/2", Proxies: []string{"http://${env:PROXY_HOST}"}})
+	if _, err := f.FetchWith(t.Context(), plain, "c", s.URL+"/", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.SetLive(fetch.Live{UserAgent: "livebot/3", MaxBodySize: 1024})
+	_, err := f.FetchWith(t.Context(), plain, "c", s.URL+"/", nil, nil)
+	if fe := fetchErr(t, err); fe.Reason != "too-large" {
+		t.Errorf("3000-byte page with max_body 1024: %+v; want too-large", fe)
+	}
+	rs := s.requests()
+	if len(rs) != 3 || rs[0].viaProxy || rs[0].ua == "livebot/2" || !rs[1].viaProxy || rs[1].ua != "livebot/2" || rs[2].viaProxy || rs[2].ua != "livebot/3" {
+		t.Errorf("requests %+v; want the default UA direct, then livebot/2 through the proxy, then livebot/3 direct", rs)
+	}
+	if *hits != 1 {
+		t.Errorf("%d requests through the proxy; want 1", *hits)
+	}
+}

@@ -237,7 +237,7 @@ func (c *call) fetchRobots(ctx context.Context, origin string) (RobotsFile, erro
 			return unreachable, nil
 		}
 		c.ch.end(transientStatus(status), retryAfter(resp.Header))
-		file := RobotsFile{Status: status, Body: capRobots(body), Expires: time.Now().Add(c.f.cfg.RobotsTTL)}
+		file := RobotsFile{Status: status, Body: capRobots(body), Expires: time.Now().Add(c.live.RobotsTTL)}
 		if rulesOf(file).Kind() == robots.KindUnreachable {
 			file.Body, file.Expires = nil, time.Now().Add(unreachableTTL)
 		}

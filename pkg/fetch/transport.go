@@ -10,9 +10,12 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/html/charset"
+
+	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
 
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 	"github.com/crawlmesh/crawlmesh/pkg/robots"
@@ -31,6 +34,8 @@ type call struct {
 	headers map[string]string
 	cookies map[string]string
 	proxies []*url.URL
+	rr      *atomic.Uint64 // round-robin position in proxies
+	live    *Live
 	login   *spec.Login // expanded; nil without a login
 	ua      string
 	token   string // robots.txt product token of ua
@@ -42,7 +47,9 @@ type call struct {
 // newCall prepares a call; permit (may be nil) is the caller's, for host.
 // On error the returned call is still usable for releasing permit.
 func (f *Fetcher) newCall(s *spec.Spec, crawl string, permit *politeness.Permit, host string, gate Gate) (*call, error) {
-	c := &call{f: f, s: s, st: f.state(s), ua: f.cfg.UserAgent, timeout: s.Request.TimeoutOr(f.cfg.RequestTimeout)}
+	live := f.live.Load()
+	c := &call{f: f, s: s, st: f.state(s), ua: live.UserAgent, timeout: s.Request.TimeoutOr(live.RequestTimeout), live: live}
+	c.rr = &c.st.proxy
 	c.ch = newChain(f, permit, host, gate)
 	c.sess = f.sessions.get(crawl)
 	req, err := s.Request.Expand(f.cfg.Getenv)
@@ -69,6 +76,21 @@ func (f *Fetcher) newCall(s *spec.Spec, crawl string, permit *politeness.Permit,
 			return c, &Error{Reason: "proxy", CrawlLevel: true, Err: errors.New("request.proxies: this worker's transport cannot use a proxy")}
 		}
 	}
+	if len(c.proxies) == 0 && len(live.Proxies) > 0 && f.proxied != nil {
+		// The cluster's proxies (config key proxies), for spiders that set none.
+		for i, p := range live.Proxies {
+			p, err := envsubst.Expand(p, f.cfg.Getenv)
+			if err != nil {
+				return c, &Error{Reason: "env", CrawlLevel: true, Err: fmt.Errorf("config proxies[%d]: %w", i, err)}
+			}
+			u, err := url.Parse(p)
+			if err != nil || u.Host == "" {
+				return c, &Error{Reason: "proxy", CrawlLevel: true, Err: fmt.Errorf("config proxies[%d]: not a proxy URL", i)}
+			}
+			c.proxies = append(c.proxies, u)
+		}
+		c.rr = &f.proxyRR
+	}
 	c.token = robots.ProductToken(c.ua)
 	return c, nil
 }
@@ -91,7 +113,7 @@ func (c *call) send(ctx context.Context, method string, u *url.URL, form string)
 		})
 	}
 	if n := len(c.proxies); n > 0 {
-		i := (c.st.proxy.Add(1) - 1) % uint64(n)
+		i := (c.rr.Add(1) - 1) % uint64(n)
 		rctx = context.WithValue(rctx, proxyKey{}, c.proxies[i])
 	}
 	var body io.Reader

@@ -44,6 +44,8 @@ type Status struct {
 	Capacity    int
 	// Children are a host agent's worker processes.
 	Children []mesh.Child
+	// Config is the node's effective cluster configuration (nil: none).
+	Config *mesh.NodeConfig
 }
 
 // Beater owns one node's heartbeat key.
@@ -61,7 +63,7 @@ type Beater struct {
 	agent    string
 	kick     chan struct{}
 
-	mu  sync.Mutex
+	mu  sync.Mutex // guards rev, and interval once running (SetInterval)
 	rev uint64
 	// lastOK is when a heartbeat was last stored (unix ns; 0: never).
 	lastOK atomic.Int64
@@ -164,7 +166,7 @@ func (b *Beater) value() []byte {
 		Master: b.role == mesh.RoleMaster, UpdateTS: now, UpdateTSUnix: now.Unix(),
 		Role: b.role, Version: mesh.Version, State: s.State, Leader: s.Leader, Term: s.Term,
 		StartedAt: b.started, ActiveTasks: s.ActiveTasks, Capacity: s.Capacity,
-		Instance: b.instance, PID: os.Getpid(), Agent: b.agent, Children: s.Children,
+		Instance: b.instance, PID: os.Getpid(), Agent: b.agent, Children: s.Children, Config: s.Config,
 	}
 	v, _ := json.Marshal(hb) // cannot fail: plain fields
 	return v
@@ -279,12 +281,32 @@ func (b *Beater) Check() error {
 
 func (b *Beater) getRev() uint64 { b.mu.Lock(); defer b.mu.Unlock(); return b.rev }
 
+// SetInterval changes the time between beats of a running Beater; it
+// refuses an interval over half the TTL, as [New] does.
+func (b *Beater) SetInterval(d time.Duration) error {
+	if d <= 0 || d > b.ttl/2 {
+		return fmt.Errorf("heartbeat interval %v: must be positive and at most half of bucket %s's TTL %v, or the node would flap offline", d, mesh.NodesBucket, b.ttl)
+	}
+	b.mu.Lock()
+	changed := b.interval != d
+	b.interval = d
+	b.mu.Unlock()
+	if changed {
+		b.Kick()
+	}
+	return nil
+}
+
+// Interval is the time between beats now.
+func (b *Beater) Interval() time.Duration { b.mu.Lock(); defer b.mu.Unlock(); return b.interval }
+
 // Run beats every interval until ctx is done, then purges the key so the
 // node disappears at once. It returns an error wrapping [ErrDuplicateID] if
 // another process took the key over; other write errors (NATS away) are
 // logged and retried at the next beat.
 func (b *Beater) Run(ctx context.Context) error {
-	t := time.NewTicker(b.interval)
+	cur := b.Interval()
+	t := time.NewTicker(cur)
 	defer t.Stop()
 	for {
 		select {
@@ -292,6 +314,10 @@ func (b *Beater) Run(ctx context.Context) error {
 			return b.leave()
 		case <-t.C:
 		case <-b.kick:
+		}
+		if d := b.Interval(); d != cur {
+			cur = d
+			t.Reset(d)
 		}
 		if err := b.beat(ctx); err != nil {
 			if errors.Is(err, ErrDuplicateID) {
@@ -306,7 +332,7 @@ func (b *Beater) Run(ctx context.Context) error {
 
 // Beat writes one heartbeat now.
 func (b *Beater) beat(ctx context.Context) error {
-	bctx, cancel := context.WithTimeout(ctx, max(b.interval, time.Second))
+	bctx, cancel := context.WithTimeout(ctx, max(b.Interval(), time.Second))
 	defer cancel()
 	rev, err := b.kv.Update(bctx, b.id, b.value(), b.getRev())
 	if err == nil {

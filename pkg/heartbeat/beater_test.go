@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -452,4 +453,27 @@ func TestCancelDuringInFlightBeatStillPurgesKey(t *testing.T) {
 		t.Errorf("key w1 still there (rev %d) after Run returned: the purge used a stale revision, "+
 			"so the node stays online until the TTL expires it", e.Revision())
 	}
+}
+
+// SetInterval changes a running Beater's interval within the TTL's rule,
+// and beats at once when it changes.
+func TestSetInterval(t *testing.T) {
+	kv := nodesKV(t, 2*time.Second)
+	b := newBeater(t, kv, "w1", 2*time.Second)
+	if err := b.SetInterval(1500 * time.Millisecond); err == nil || !strings.Contains(err.Error(), "half") {
+		t.Errorf("SetInterval(1.5s) with TTL 2s: %v; want refused", err)
+	}
+	claim(t, b)
+	_, e := getHB(t, kv, "w1")
+	startRun(t, b)
+	if err := b.SetInterval(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if b.Interval() != time.Second {
+		t.Errorf("Interval() = %v after SetInterval(1s)", b.Interval())
+	}
+	natstest.Eventually(t, 2*time.Second, "a beat on the change", func() bool {
+		got, err := kv.Get(t.Context(), "w1")
+		return err == nil && got.Revision() > e.Revision()
+	})
 }

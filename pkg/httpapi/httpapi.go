@@ -18,12 +18,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/command"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
@@ -69,6 +71,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("POST "+Prefix+"crawls/{id}/cancel", a.authorised(a.crawlCancel))
 	mux.HandleFunc("POST "+Prefix+"nodes/{id}/{command}", a.authorised(a.nodeCommand))
 	a.routesRead(mux)
+	a.routesConfig(mux)
 	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s (see the README's HTTP API section)", r.Method, r.URL.Path))
 	})
@@ -194,6 +197,12 @@ func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if cm.Name == mesh.CmdSetConcurrency {
+		if _, err := clusterconfig.Validate(clusterconfig.Concurrency, strconv.Itoa(cm.N)); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
 	defer cancel()
 	if target == "all" {
@@ -203,6 +212,9 @@ func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		a.cfg.Log.Info("command sent over HTTP", "command", cm.Name, "node", target, "replies", len(replies), "remote", r.RemoteAddr)
+		if !a.storeCommand(ctx, w, cm, replies) {
+			return
+		}
 		writeJSON(w, http.StatusOK, replies)
 		return
 	}
@@ -216,7 +228,27 @@ func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cfg.Log.Info("command sent over HTTP", "command", cm.Name, "node", target, "remote", r.RemoteAddr)
+	if !a.storeCommand(ctx, w, cm, []mesh.Reply{rep}) {
+		return
+	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// storeCommand keeps what pause, resume and set-concurrency changed in
+// bucket config, so a restarted worker keeps it (as the CLI does).
+func (a *api) storeCommand(ctx context.Context, w http.ResponseWriter, cm mesh.Command, rs []mesh.Reply) bool {
+	if !clusterconfig.Persists(cm) {
+		return true
+	}
+	kv := a.kv(ctx, w, mesh.ConfigBucket)
+	if kv == nil {
+		return false
+	}
+	if err := clusterconfig.StoreCommand(ctx, kv, cm, rs); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return false
+	}
+	return true
 }
 
 func callStatus(err error) int {

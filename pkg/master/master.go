@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/command"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
@@ -43,6 +44,11 @@ type Config struct {
 	Elector *election.Elector
 	// Scheduler, when set, fires spiders' schedules while this master leads.
 	Scheduler *scheduler.Scheduler
+	// Config, when set, is watched while the master runs: it applies
+	// heartbeat_interval here, then Apply (the log level), and its
+	// heartbeat carries the result.
+	Config *clusterconfig.Watcher
+	Apply  clusterconfig.ApplyFunc
 }
 
 // Master is one control-plane node.
@@ -83,7 +89,11 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 	m.view = clusterview.New(nodes, vopts...)
 	opts := append(heartbeat.Timing(cfg.HeartbeatInterval, cfg.HeartbeatTTL, cfg.Clock, cfg.Log),
 		heartbeat.WithStatus(func() heartbeat.Status {
-			return heartbeat.Status{State: mesh.StateRunning, Leader: m.isLeading(), Term: m.term.Load()}
+			st := heartbeat.Status{State: mesh.StateRunning, Leader: m.isLeading(), Term: m.term.Load()}
+			if cfg.Config != nil {
+				st.Config = cfg.Config.Status()
+			}
+			return st
 		}))
 	b, err := heartbeat.New(nodes, cfg.ID, mesh.RoleMaster, opts...)
 	if err != nil {
@@ -147,6 +157,9 @@ func (m *Master) Run(ctx context.Context) error {
 		wg.Go(func() { errs <- m.view.Run(ctx) })
 		wg.Go(func() { errs <- command.Serve(ctx, m.nc, m.cfg.ID, mesh.RoleMaster, m.handle, m.log) })
 		wg.Go(func() { errs <- m.leadLoop(ctx) })
+		if m.cfg.Config != nil {
+			wg.Go(func() { _ = m.cfg.Config.Run(ctx, clusterconfig.Applier{Apply: m.applyConfig, Applied: m.beater.Kick}) })
+		}
 		m.log.Info("master running")
 		select {
 		case <-ctx.Done():
@@ -158,6 +171,20 @@ func (m *Master) Run(ctx context.Context) error {
 		m.log.Info("master stopped")
 		return err
 	})
+}
+
+// applyConfig applies the master's keys of the cluster configuration.
+func (m *Master) applyConfig(e clusterconfig.Effective) []error {
+	var errs []error
+	if d := e.Duration(clusterconfig.HeartbeatInterval); d > 0 {
+		if err := m.beater.SetInterval(d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", clusterconfig.HeartbeatInterval, err))
+		}
+	}
+	if m.cfg.Apply != nil {
+		errs = append(errs, m.cfg.Apply(e)...)
+	}
+	return errs
 }
 
 // leadLoop campaigns and runs the leader's work for each term won. The

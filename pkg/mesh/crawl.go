@@ -19,6 +19,7 @@ const (
 	ThrottleBucket = "throttle" // host key -> live override of delay and parallelism
 	ElectionBucket = "election" // key master: the leading master (pkg/election)
 	RobotsBucket   = "robots"   // robots.txt shared mesh-wide (pkg/robotstore)
+	ConfigBucket   = "config"   // cluster configuration applied live (pkg/clusterconfig)
 	TasksStream    = "TASKS"    // work queue, one message per URL of a crawl
 	TasksConsumer  = "workers"  // the one durable pull consumer all workers share
 	ResultsStream  = "RESULTS"  // items

@@ -38,6 +38,29 @@ type Heartbeat struct {
 	Agent string `json:"agent,omitempty"`
 	// Children are an agent's worker processes (role agent only).
 	Children []Child `json:"children,omitempty"`
+	// Config is the node's effective cluster configuration (bucket
+	// config): nil from a node of a version before it.
+	Config *NodeConfig `json:"config,omitempty"`
+}
+
+// NodeConfig is what a node applies of the cluster configuration.
+type NodeConfig struct {
+	// Rev is the highest revision of bucket config the node has applied
+	// (0: nothing stored for it yet): its effective config version.
+	Rev uint64 `json:"rev"`
+	// Values maps every key to the value in effect and where it came from.
+	Values map[string]ConfigValue `json:"values"`
+	// Errors are stored values the node could not apply (it kept the next
+	// level's value), each naming the key and level.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// ConfigValue is one effective setting.
+type ConfigValue struct {
+	Value string `json:"value"`
+	// Source is node, role, cluster, flag (a flag or CRAWLMESH_* variable)
+	// or default.
+	Source string `json:"source"`
 }
 
 // Child states in an agent's heartbeat.

@@ -82,6 +82,13 @@ type Node struct {
 	// a slow node spends its time; off by default because it exposes the
 	// process's internals.
 	Pprof bool
+	// Level is the logger's level, set by [Node.Logger] from LogLevel and
+	// changed live by the cluster configuration's log_level.
+	Level *slog.LevelVar
+	// Set names the flags given on the command line or by CRAWLMESH_*
+	// variables (filled by the binaries after parsing): the cluster
+	// configuration reports their values with source "flag".
+	Set map[string]bool
 }
 
 // Register adds the node flags to fs with defaults; httpDefault is the
@@ -135,6 +142,13 @@ func (n *Node) Validate() error {
 	return nil
 }
 
+// Given records which flags of fs were set (on the command line or, after
+// [ApplyEnv], by their variables) in n.Set.
+func (n *Node) Given(fs *flag.FlagSet) {
+	n.Set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { n.Set[f.Name] = true })
+}
+
 // ParseLevel parses --log-level.
 func ParseLevel(s string) (slog.Level, error) {
 	var l slog.Level
@@ -144,10 +158,14 @@ func ParseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// Logger builds the process logger writing to w.
+// Logger builds the process logger writing to w; its level is n.Level.
 func (n *Node) Logger(w io.Writer) *slog.Logger {
 	lvl, _ := ParseLevel(n.LogLevel)
-	o := &slog.HandlerOptions{Level: lvl}
+	if n.Level == nil {
+		n.Level = new(slog.LevelVar)
+	}
+	n.Level.Set(lvl)
+	o := &slog.HandlerOptions{Level: n.Level}
 	if n.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, o))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/command"
 	"github.com/crawlmesh/crawlmesh/pkg/heartbeat"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -40,6 +41,14 @@ type Config struct {
 	// Drain, when closed, drains the worker as the drain command does: a
 	// host agent asks its children so without NATS permissions of its own.
 	Drain <-chan struct{}
+	// Paused starts the worker paused (its stored config says so).
+	Paused bool
+	// Config, when set, is watched while the worker runs: concurrency,
+	// paused and heartbeat_interval are applied here, then Apply (the
+	// crawling settings the worker does not own) is called, and the
+	// heartbeat carries the result.
+	Config *clusterconfig.Watcher
+	Apply  clusterconfig.ApplyFunc
 }
 
 // TaskSource opens the task consumer and the handler that runs one task
@@ -63,6 +72,10 @@ type Worker struct {
 	tasks       sync.WaitGroup
 	slots       *Slots
 	term        uint64 // highest master term seen in a command (fencing)
+	// The config values last applied: a change of config is applied, an
+	// unchanged one leaves what a command set alone.
+	cfgConcurrency int
+	cfgPaused      bool
 }
 
 // overcommit is how many tasks a worker holds per fetch slot: tasks
@@ -80,7 +93,10 @@ func New(nc *nats.Conn, nodes heartbeat.KV, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{nc: nc, cfg: cfg, state: mesh.StateRunning, concurrency: cfg.Concurrency,
 		stop: make(chan struct{}), changed: make(chan struct{}, 1), slots: newSlots(cfg.Concurrency),
-		log: cfg.Log.With("component", "worker", "node", cfg.ID)}
+		log: cfg.Log.With("component", "worker", "node", cfg.ID), cfgConcurrency: cfg.Concurrency, cfgPaused: cfg.Paused}
+	if cfg.Paused {
+		w.state = mesh.StatePaused
+	}
 	opts := append(heartbeat.Timing(cfg.HeartbeatInterval, cfg.HeartbeatTTL, cfg.Clock, cfg.Log), heartbeat.WithStatus(w.status))
 	if cfg.Agent != "" {
 		opts = append(opts, heartbeat.WithAgent(cfg.Agent))
@@ -119,7 +135,48 @@ func (w *Worker) registerMetrics(r prometheus.Registerer) {
 func (w *Worker) status() heartbeat.Status {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return heartbeat.Status{State: w.state, ActiveTasks: w.active, Capacity: w.concurrency}
+	st := heartbeat.Status{State: w.state, ActiveTasks: w.active, Capacity: w.concurrency}
+	if w.cfg.Config != nil {
+		st.Config = w.cfg.Config.Status()
+	}
+	return st
+}
+
+// applyConfig applies the worker's own keys of the cluster configuration,
+// then cfg.Apply, and beats at once so the change shows.
+func (w *Worker) applyConfig(e clusterconfig.Effective) []error {
+	var errs []error
+	w.mu.Lock()
+	if n := e.Int(clusterconfig.Concurrency); n >= 1 && n != w.cfgConcurrency {
+		w.cfgConcurrency = n
+		if w.concurrency != n {
+			w.concurrency = n
+			w.slots.setLimit(n)
+			w.notify()
+		}
+	}
+	if p := e.Bool(clusterconfig.Paused); p != w.cfgPaused {
+		w.cfgPaused = p
+		switch {
+		case w.state == mesh.StateDraining || w.state == mesh.StateStopping:
+		case p && w.state != mesh.StatePaused:
+			w.state = mesh.StatePaused
+			w.notify()
+		case !p && w.state == mesh.StatePaused:
+			w.state = mesh.StateRunning
+			w.notify()
+		}
+	}
+	w.mu.Unlock()
+	if d := e.Duration(clusterconfig.HeartbeatInterval); d > 0 {
+		if err := w.beater.SetInterval(d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", clusterconfig.HeartbeatInterval, err))
+		}
+	}
+	if w.cfg.Apply != nil {
+		errs = append(errs, w.cfg.Apply(e)...)
+	}
+	return errs
 }
 
 // Slots are the worker's fetch slots (its concurrency): a task holds one
@@ -159,12 +216,17 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 			})
 		}
+		if w.cfg.Config != nil {
+			consumeWG.Go(func() {
+				_ = w.cfg.Config.Run(ctx, clusterconfig.Applier{Apply: w.applyConfig, Applied: w.beater.Kick})
+			})
+		}
 		defer func() {
 			cancel()
 			consumeWG.Wait()
 			w.tasks.Wait()
 		}()
-		w.log.Info("worker running", "concurrency", w.cfg.Concurrency)
+		w.log.Info("worker running", "concurrency", w.cfg.Concurrency, "paused", w.cfg.Paused)
 		var err error
 		select {
 		case <-ctx.Done():

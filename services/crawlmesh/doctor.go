@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -128,6 +129,10 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 	}
 	doctorLeader(ctx, js, view, add)
 	doctorDuplicates(ctx, js, add)
+	doctorConfig(ctx, js, view, add)
+	// Checks of what nodes report in their heartbeats go here, each with
+	// the view and add: the host agent's (children that keep restarting)
+	// belongs beside doctorConfig.
 	if s, err := js.Stream(ctx, mesh.DeadStream); err == nil {
 		if n := s.CachedInfo().State.Msgs; n > 0 {
 			add("warn", "deadletter", "%d task(s) in the dead-letter stream %s: see their Crawlmesh-Reason header (nats stream view %s)", n, mesh.DeadStream, mesh.DeadStream)
@@ -136,6 +141,64 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 		}
 	}
 	return report()
+}
+
+// doctorConfig checks the cluster configuration: stored values no node
+// would apply, node overrides of nodes that no longer exist, and values
+// online nodes report they could not apply.
+func doctorConfig(ctx context.Context, js jetstream.JetStream, view nodesOutput, add func(level, check, format string, a ...any)) {
+	kv, err := js.KeyValue(ctx, mesh.ConfigBucket)
+	if err != nil {
+		add("fail", "config", "no bucket %s: %v", mesh.ConfigBucket, err)
+		return
+	}
+	es, err := clusterconfig.List(ctx, kv)
+	if err != nil {
+		add("fail", "config", "%v", err)
+		return
+	}
+	known := map[string]bool{}
+	for _, n := range view.Nodes {
+		known[n.ID] = true
+	}
+	problems := 0
+	for _, e := range es {
+		if e.Error != "" {
+			problems++
+			add("fail", "config", "stored value %s = %q at %s is refused by every node: %s (crawlmesh config rm %s%s)", e.Key, e.Value, e.Scope, e.Error, e.Key, scopeFlag(e.Scope))
+			continue
+		}
+		// Only a master's view knows offline nodes; from the live keys
+		// alone an offline node would look gone.
+		if e.Scope.Level == clusterconfig.LevelNode && !known[e.Scope.Target] && view.Source != "kv" {
+			problems++
+			add("warn", "config", "%s = %s is set for node %s, which no longer exists (no heartbeat, not in the masters' view): crawlmesh config rm %s --node %s",
+				e.Key, e.Value, e.Scope.Target, e.Key, e.Scope.Target)
+		}
+	}
+	for _, n := range view.Nodes {
+		c := n.Heartbeat.Config
+		if !n.Online || c == nil {
+			continue
+		}
+		for _, msg := range c.Errors {
+			problems++
+			add("fail", "config", "%s %s could not apply a value: %s", n.Role, n.ID, msg)
+		}
+	}
+	if problems == 0 {
+		add("ok", "config", "%d stored value(s); every online node applied its configuration", len(es))
+	}
+}
+
+func scopeFlag(s clusterconfig.Scope) string {
+	switch s.Level {
+	case clusterconfig.LevelRole:
+		return " --role " + s.Target
+	case clusterconfig.LevelNode:
+		return " --node " + s.Target
+	}
+	return ""
 }
 
 // doctorAssets checks every asset of streams/ exists with its settings. It

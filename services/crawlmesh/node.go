@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/command"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
@@ -56,6 +57,11 @@ func runNode(ctx context.Context, c *cli, f *clientFlags, pos []string) error {
 	if err := cm.Validate(); err != nil {
 		return usageError{err}
 	}
+	if cm.Name == mesh.CmdSetConcurrency {
+		if _, err := clusterconfig.Validate(clusterconfig.Concurrency, strconv.Itoa(cm.N)); err != nil {
+			return usageError{err}
+		}
+	}
 	if target != "all" {
 		if err := mesh.ValidateNodeID(target); err != nil {
 			return usageError{err}
@@ -73,6 +79,9 @@ func runNode(ctx context.Context, c *cli, f *clientFlags, pos []string) error {
 		if err != nil {
 			return err
 		}
+		if err := storeNodeConfig(cctx, js, cm, replies); err != nil {
+			return err
+		}
 		return printReplies(c, f.output, replies, cm)
 	}
 	r, err := command.Send(cctx, nc, target, cm)
@@ -87,9 +96,24 @@ func runNode(ctx context.Context, c *cli, f *clientFlags, pos []string) error {
 	if err != nil {
 		return err
 	}
+	if err := storeNodeConfig(cctx, js, cm, []mesh.Reply{r}); err != nil {
+		return err
+	}
 	return printReplies(c, f.output, []mesh.Reply{r}, cm)
 }
 
+// storeNodeConfig stores what pause, resume and set-concurrency changed
+// (clusterconfig.StoreCommand), so a restart keeps it.
+func storeNodeConfig(ctx context.Context, js jetstream.JetStream, cm mesh.Command, rs []mesh.Reply) error {
+	if !clusterconfig.Persists(cm) {
+		return nil
+	}
+	kv, err := js.KeyValue(ctx, mesh.ConfigBucket)
+	if err != nil {
+		return fmt.Errorf("open bucket %s (the command was obeyed, but a restart would forget it): %w", mesh.ConfigBucket, err)
+	}
+	return clusterconfig.StoreCommand(ctx, kv, cm, rs)
+}
 func printReplies(c *cli, output string, rs []mesh.Reply, cm mesh.Command) error {
 	if output == "json" {
 		return writeJSON(c.stdout, rs)

@@ -109,12 +109,14 @@ func readNodes(ctx context.Context, kv jetstream.KeyValue) ([]clusterview.Node, 
 }
 
 // printNodes prints the nodes as a table; wide adds the heartbeat's
-// revision in bucket nodes.
+// revision in bucket nodes and the node's effective config version (the
+// revision of bucket config it applied; "!" marks values it could not
+// apply, which doctor and config get --node list).
 func printNodes(w io.Writer, out nodesOutput, wide bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := "ID\tROLE\tONLINE\tLEADER\tSTATE\tACTIVE\tCAPACITY\tAGE\tSKEW\tVERSION\tHOST"
 	if wide {
-		head += "\tREVISION"
+		head += "\tREVISION\tCONFIG"
 	}
 	fmt.Fprintln(tw, head)
 	for _, n := range out.Nodes {
@@ -128,7 +130,14 @@ func printNodes(w io.Writer, out nodesOutput, wide bool) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fs\t%+.2fs\t%s\t%s", n.ID, n.Role, online, leader, state,
 			n.ActiveTasks, n.Capacity, n.AgeSeconds, n.SkewSeconds, n.Heartbeat.Version, n.Heartbeat.Hostname)
 		if wide {
-			fmt.Fprintf(tw, "\t%d", n.Revision)
+			cfg := "-"
+			if c := n.Heartbeat.Config; c != nil && n.Online {
+				cfg = fmt.Sprintf("rev %d", c.Rev)
+				if len(c.Errors) > 0 {
+					cfg += fmt.Sprintf(" (%d not applied!)", len(c.Errors))
+				}
+			}
+			fmt.Fprintf(tw, "\t%d\t%s", n.Revision, cfg)
 		}
 		fmt.Fprintln(tw)
 	}

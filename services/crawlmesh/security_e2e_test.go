@@ -155,12 +155,26 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		t.Fatalf("crawl wait %s (started over HTTP): exit %d\n%s", started.ID, code, errOut)
 	}
 
+	// The cluster configuration over HTTP: the master writes bucket config
+	// with its own credentials for a request with the token.
+	if code, body := api("PUT", "config/role/worker/user_agent", token, `{"value":"secbot/1"}`); code != http.StatusOK {
+		t.Errorf("PUT /api/v1/config/role/worker/user_agent: %d %s", code, body)
+	}
+	if code, body := api("GET", "config", "", ""); code != http.StatusOK || !strings.Contains(body, "secbot/1") {
+		t.Errorf("GET /api/v1/config: %d %s", code, body)
+	}
+	if code, body := api("DELETE", "config/role/worker/user_agent", token, ""); code != http.StatusOK {
+		t.Errorf("DELETE /api/v1/config/role/worker/user_agent: %d %s", code, body)
+	}
+
 	t0 = time.Now()
 	tour := [][]string{
 		{"nodes"}, {"spider", "ls"}, {"spider", "get", "secure"}, {"crawl", "ls"}, {"crawl", "status", id},
 		{"crawl", "logs", id}, {"results", "export", id, "--format", "csv"},
 		{"throttle", "set", site.host(), "--delay", "10ms"}, {"throttle", "ls"}, {"throttle", "rm", site.host()},
-		{"node", "pause", "w2"}, {"node", "resume", "w2"}, {"node", "ping", "all"}, {"doctor"},
+		{"node", "pause", "w2"}, {"node", "resume", "w2"}, {"node", "ping", "all"},
+		{"config", "set", "concurrency", "5", "--role", "worker"}, {"config", "get", "--node", "w1"}, {"config", "ls"},
+		{"config", "rm", "concurrency", "--role", "worker"}, {"nodes", "-o", "wide"}, {"doctor"},
 		{"crawl", "deadletters", id},
 	}
 	for _, args := range tour {
@@ -238,6 +252,12 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	_, err = wjs.Publish(cctx, key, fake, jetstream.WithExpectLastSequencePerSubject(before.Revision()))
 	cancel()
 	denied("update of the election key", key, err)
+	// Nodes read the cluster configuration; a worker cannot write it.
+	cfgKey := "$KV." + mesh.ConfigBucket + ".cluster.paused"
+	cctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+	_, err = wjs.Publish(cctx, cfgKey, []byte("true"))
+	cancel()
+	denied("put of a config key", cfgKey, err)
 	cctx, cancel = context.WithTimeout(ctx, 3*time.Second)
 	err = wjs.DeleteStream(cctx, mesh.TasksStream)
 	cancel()

@@ -24,11 +24,12 @@ type trapSite struct {
 
 	mu    sync.Mutex
 	hits  map[string]int
+	uas   map[string]int // requests by User-Agent
 	flaky int
 }
 
 func newTrapSite(t testing.TB, products int, latency time.Duration) *trapSite {
-	s := &trapSite{products: products, latency: latency, hits: map[string]int{}}
+	s := &trapSite{products: products, latency: latency, hits: map[string]int{}, uas: map[string]int{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
 	return s
@@ -40,6 +41,13 @@ func (s *trapSite) hitCount(path string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.hits[path]
+}
+
+// userAgents returns how many requests each User-Agent made.
+func (s *trapSite) userAgents() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.uas)
 }
 
 // fetched returns every path requested and how often.
@@ -61,6 +69,7 @@ func (s *trapSite) serve(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	s.mu.Lock()
 	s.hits[p]++
+	s.uas[r.UserAgent()]++
 	s.mu.Unlock()
 	html := func(body string) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

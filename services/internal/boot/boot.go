@@ -45,6 +45,7 @@ func Parse(fs *flag.FlagSet, n *nodeconfig.Node, args []string, getenv func(stri
 	if err := nodeconfig.ApplyEnv(fs, getenv); err != nil {
 		return err
 	}
+	n.Given(fs)
 	return n.Validate()
 }
 
@@ -54,10 +55,12 @@ type Env struct {
 	NC    *nats.Conn
 	JS    jetstream.JetStream
 	Nodes jetstream.KeyValue
-	Reg   *prometheus.Registry
-	http  net.Listener
-	api   http.Handler // served under /api/ when set (masters)
-	pprof bool
+	// Config is bucket config, the cluster configuration nodes apply live.
+	Config jetstream.KeyValue
+	Reg    *prometheus.Registry
+	http   net.Listener
+	api    http.Handler // served under /api/ when set (masters)
+	pprof  bool
 	// node says whether the node's heartbeat is current; with the NATS
 	// connection it is what /healthz reports.
 	node func() error
@@ -159,6 +162,17 @@ func Join(ctx context.Context, n *nodeconfig.Node, role string, log *slog.Logger
 		return nil, err
 	}
 	e.Nodes = kv
+	err = natsconn.UntilReady(ctx, log, "open bucket "+mesh.ConfigBucket, func(ctx context.Context) error {
+		e.Config, err = streams.WaitKV(ctx, js, mesh.ConfigBucket)
+		if _, missing := errors.AsType[*streams.MissingError](err); missing {
+			return natsconn.Waiting(err)
+		}
+		return err
+	})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
 	if err := checkTTL(ctx, kv, n); err != nil {
 		nc.Close()
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/election"
@@ -63,10 +64,15 @@ func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time
 		}
 		return err
 	}, tz, env.Log.With("node", n.ID))
+	cw, _, err := loadConfig(ctx, env, n, mesh.RoleMaster, nodeBase(n))
+	if err != nil {
+		return nil, err
+	}
 	m, err := master.New(env.NC, env.Nodes, master.Config{
 		ID: n.ID, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
 		OfflineRetention: retention, Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Crawls: ctl, Elector: el,
-		Scheduler: sched,
+		Scheduler: sched, Config: cw,
+		Apply: func(e clusterconfig.Effective) []error { setLevel(n, e); return nil },
 	})
 	if err != nil {
 		return nil, err
@@ -101,6 +107,14 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 	var w *worker.Worker // the task side needs its fetch slots
 	var programs *progspider.Runner
 	var fileCache *files.Cache
+	// The stored configuration, read before anything is built from it.
+	cw, eff, err := loadConfig(ctx, env, n, mesh.RoleWorker, workerBase(n, o))
+	if err != nil {
+		return nil, err
+	}
+	var liveMu sync.Mutex // guards f and cr, which the config watcher updates
+	var f *fetch.Fetcher
+	var cr *crawler.Crawler
 
 	ready := make(chan struct{})
 	// The task side opens once a master has created the stream and buckets.
@@ -134,13 +148,13 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		fileCache = cache
 		fc := o.Fetch
 		fc.Robots = robotstore.New(robotsKV, robotstore.Options{Owner: n.ID, Log: log})
-		f := fetch.New(fc, goSpiders)
+		fc.RequestTimeout = eff.Duration(clusterconfig.RequestTimeout)
 		crawls = crawler.NewCrawls(kvs[1], log)
 		crawls.OnEnd(programs.EndCrawl)
-		timeout := o.Fetch.RequestTimeout
-		if timeout <= 0 {
-			timeout = 15 * time.Second
-		}
+		// A permit's lease is the request timeout at start plus a margin:
+		// request_timeout raised live past it may let a slow request's slot
+		// go early (politeness only; see the README's config section).
+		timeout := fc.RequestTimeout
 		gate = politeness.New(kvs[2], kvs[3], n.ID, timeout+5*time.Second, log)
 		gate.Broadcast(env.NC)
 		waits := promauto.With(reg).NewHistogram(prometheus.HistogramOpts{Name: "crawlmesh_host_wait_seconds",
@@ -150,16 +164,27 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		close(ready)
 		// Tell the server a long task is alive well before its AckWait.
 		keepAlive := cons.CachedInfo().Config.AckWait / 3
-		cr := crawler.New(env.JS, kvs[0], crawls, f, crawler.Config{
-			Node: n.ID, MaxAttempts: o.MaxAttempts, Backoff: o.Backoff, KeepAlive: keepAlive, Log: log, Reg: reg,
+		liveMu.Lock()
+		defer liveMu.Unlock()
+		f = fetch.New(fc, goSpiders)
+		cr = crawler.New(env.JS, kvs[0], crawls, f, crawler.Config{
+			Node: n.ID, KeepAlive: keepAlive, Log: log, Reg: reg,
 			Gate: gate, Slots: w.Slots(), Programs: programs,
 		})
+		applyCrawling(cw.Effective(), f, cr)
 		return cons, cr.Handle, nil
 	}
-	var err error
 	w, err = worker.New(env.NC, env.Nodes, worker.Config{
-		ID: n.ID, Concurrency: o.Concurrency, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
+		ID: n.ID, Concurrency: eff.Int(clusterconfig.Concurrency), HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
 		Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Tasks: tasks, Agent: o.Agent, Drain: o.Drain,
+		Paused: eff.Bool(clusterconfig.Paused), Config: cw,
+		Apply: func(e clusterconfig.Effective) []error {
+			setLevel(n, e)
+			liveMu.Lock()
+			defer liveMu.Unlock()
+			applyCrawling(e, f, cr)
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, err
