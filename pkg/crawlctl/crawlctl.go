@@ -92,7 +92,14 @@ func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (stri
 	if id == "" {
 		id = mesh.NewCrawlID(s.Name, c.now())
 	}
+	parts, err := crawler.Partitions(ctx, c.js)
+	if err != nil {
+		return "", err
+	}
 	cr := mesh.Crawl{ID: id, Spider: s.Name, State: mesh.CrawlRunning, Spec: raw, CreatedAt: c.now().UTC()}
+	if parts > 1 {
+		cr.Partitions = parts // a record of one partition reads as before
+	}
 	b, _ := json.Marshal(record{Crawl: cr, SeedsFile: seedsFile})
 	rev, err := c.crawls.Create(ctx, cr.ID, b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
@@ -128,18 +135,19 @@ func (c *Control) seed(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, rev ui
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", cr.ID, err)
 	}
-	adm, err := c.pub.Admit(ctx, cr.ID, s.MaxPages, "", true, cands)
+	pub := c.pub.With(layoutOf(cr, s))
+	adm, err := pub.Admit(ctx, cr.ID, s.MaxPages, "", true, cands)
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", cr.ID, err)
 	}
 	// Sitemap tasks never count toward max_pages: the pages they list do.
-	admMaps, err := c.pub.Admit(ctx, cr.ID, 0, "", true, maps)
+	admMaps, err := pub.Admit(ctx, cr.ID, 0, "", true, maps)
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", cr.ID, err)
 	}
 	var futs []jetstream.PubAckFuture
 	for _, t := range append(adm.Tasks, admMaps.Tasks...) {
-		f, err := c.pub.PublishTask(t)
+		f, err := pub.PublishTask(t)
 		if err != nil {
 			return fmt.Errorf("seed %s: %w", cr.ID, err)
 		}
@@ -246,14 +254,16 @@ func (c *Control) stop(ctx context.Context, id, state, reason string) (ended str
 		} else if err != nil {
 			return "", fmt.Errorf("%s %s: %w", verb(state), id, err)
 		}
-		s, err := c.js.Stream(ctx, mesh.TasksStream)
-		if err != nil {
-			return "", fmt.Errorf("%s %s: %w", verb(state), id, err)
+		for p := range max(cr.Partitions, 1) {
+			s, err := c.js.Stream(ctx, mesh.TasksStreamOf(p))
+			if err != nil {
+				return "", fmt.Errorf("%s %s: %w", verb(state), id, err)
+			}
+			if err := s.Purge(ctx, jetstream.WithPurgeSubject(mesh.TaskSubjectOf(p, id))); err != nil {
+				return "", fmt.Errorf("purge tasks of %s: %w", id, err)
+			}
 		}
-		if err := s.Purge(ctx, jetstream.WithPurgeSubject(mesh.TaskSubject(id))); err != nil {
-			return "", fmt.Errorf("purge tasks of %s: %w", id, err)
-		}
-		c.forget(ctx, id)
+		c.forget(ctx, id, cr.Partitions)
 		return "", nil
 	}
 	return "", fmt.Errorf("%s %s: the record kept changing", verb(state), id)
@@ -264,6 +274,26 @@ func verb(state string) string {
 		return "fail"
 	}
 	return "cancel"
+}
+
+// queued is the number of tasks in every partition's work queue.
+func (c *Control) queued(ctx context.Context) uint64 {
+	parts, err := crawler.Partitions(ctx, c.js)
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for p := range parts {
+		if s, err := c.js.Stream(ctx, mesh.TasksStreamOf(p)); err == nil {
+			n += s.CachedInfo().State.Msgs
+		}
+	}
+	return n
+}
+
+// layoutOf is the partition layout of a crawl.
+func layoutOf(cr *mesh.Crawl, s *spec.Spec) mesh.Layout {
+	return mesh.NewLayout(cr.Partitions, s.PartitionBy)
 }
 
 // Run checks running crawls every interval until ctx is done.
@@ -282,9 +312,7 @@ func (c *Control) Run(ctx context.Context, interval time.Duration) error {
 }
 
 func (c *Control) check(ctx context.Context) {
-	if s, err := c.js.Stream(ctx, mesh.TasksStream); err == nil {
-		c.pending.Store(int64(s.CachedInfo().State.Msgs))
-	}
+	c.pending.Store(int64(c.queued(ctx)))
 	lister, err := c.crawls.ListKeys(ctx)
 	if err != nil {
 		return
@@ -313,7 +341,7 @@ func (c *Control) check(ctx context.Context) {
 			}
 			continue
 		}
-		n, err := crawler.Pending(ctx, c.js, id)
+		n, err := crawler.Pending(ctx, c.js, id, cr.Partitions)
 		if err != nil || n > 0 {
 			continue
 		}
@@ -321,7 +349,7 @@ func (c *Control) check(ctx context.Context) {
 		cr.State, cr.FinishedAt = mesh.CrawlCompleted, &now
 		b, _ := json.Marshal(cr)
 		if _, err := c.crawls.Update(ctx, id, b, rev); err == nil {
-			c.forget(ctx, id)
+			c.forget(ctx, id, cr.Partitions)
 			c.log.Info("crawl completed", "crawl", id)
 		}
 	}
@@ -332,13 +360,16 @@ func (c *Control) check(ctx context.Context) {
 // state the mesh keeps (one key per URL); its counters keep their recent
 // increments only as de-duplication ids, and the last one holds the total.
 // A failure only leaves the data behind.
-func (c *Control) forget(ctx context.Context, id string) {
-	s, err := c.js.Stream(ctx, "KV_"+mesh.SeenBucket)
-	if err == nil {
-		err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+mesh.SeenBucket+"."+mesh.SeenKey(id, ">")))
-	}
-	if err != nil {
-		c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "err", err)
+func (c *Control) forget(ctx context.Context, id string, parts int) {
+	for p := range max(parts, 1) {
+		b := mesh.SeenBucketOf(p)
+		s, err := c.js.Stream(ctx, "KV_"+b)
+		if err == nil {
+			err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+b+"."+mesh.SeenKey(id, ">")))
+		}
+		if err != nil {
+			c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "bucket", b, "err", err)
+		}
 	}
 	stats, err := c.js.Stream(ctx, mesh.StatsStream)
 	if err != nil {
@@ -452,7 +483,7 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.Ke
 		}
 	}
 	if cr.State == mesh.CrawlRunning {
-		if st.Queued, err = crawler.Pending(ctx, js, id); err != nil {
+		if st.Queued, err = crawler.Pending(ctx, js, id, cr.Partitions); err != nil {
 			return Status{}, err
 		}
 	}

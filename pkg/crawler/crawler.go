@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -167,7 +166,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	c.m.bytes.WithLabelValues(t.Spider).Add(float64(page.Bytes))
 	redelivered := attempt > 1
 	if page.URL != t.URL {
-		mine, err := c.pub.Claim(ctx, t.Crawl, mesh.URLHash(page.URL), t.ID, redelivered)
+		mine, err := c.pub.With(layoutOf(cr)).Claim(ctx, t.Crawl, page.URL, t.ID, redelivered)
 		if err != nil {
 			log.Warn("claim of redirect target failed, task retried", "err", err)
 			_ = msg.NakWithDelay(time.Second)
@@ -248,7 +247,8 @@ func (c *Crawler) publishPage(ctx context.Context, t mesh.Task, cr *CrawlInfo, p
 			}
 			cands = append(cands, mesh.Task{ID: id, Crawl: t.Crawl, Spider: t.Spider, URL: link, Depth: t.Depth + 1, Referrer: page.URL})
 		}
-		adm, err := c.pub.Admit(ctx, t.Crawl, s.MaxPages, t.ID, redelivered, cands)
+		pub := c.pub.With(layoutOf(cr))
+		adm, err := pub.Admit(ctx, t.Crawl, s.MaxPages, t.ID, redelivered, cands)
 		if err != nil {
 			return err
 		}
@@ -256,7 +256,7 @@ func (c *Crawler) publishPage(ctx context.Context, t mesh.Task, cr *CrawlInfo, p
 			c.filter.add(t.Crawl, ct.ID)
 		}
 		for _, ct := range adm.Tasks {
-			f, err := c.pub.PublishTask(ct)
+			f, err := pub.PublishTask(ct)
 			if err != nil {
 				return err
 			}
@@ -413,13 +413,12 @@ func (c *Crawler) logEntry(t mesh.Task, e mesh.LogEntry, t0 time.Time) {
 	_, _ = c.js.PublishAsync(mesh.LogSubject(t.Crawl), b)
 }
 
-func crawlOfSubject(subj string) string {
-	c := strings.TrimPrefix(subj, "crawlmesh.task.")
-	if c == subj || strings.Contains(c, ".") {
-		return ""
-	}
-	return c
+// layoutOf is the partition layout of a crawl.
+func layoutOf(cr *CrawlInfo) mesh.Layout {
+	return mesh.NewLayout(cr.Partitions, cr.Parsed.PartitionBy)
 }
+
+func crawlOfSubject(subj string) string { return mesh.CrawlOfTaskSubject(subj) }
 
 func statusClass(code int) string {
 	if code < 100 || code > 599 {

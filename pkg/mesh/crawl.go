@@ -81,6 +81,9 @@ type Crawl struct {
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
 	// Error is why a failed crawl failed (never a secret).
 	Error string `json:"error,omitempty"`
+	// Partitions of the frontier and seen-set when the crawl started
+	// (0: one); the crawl keeps them if the mesh grows (see [Layout]).
+	Partitions int `json:"partitions,omitempty"`
 }
 
 // Task is one URL of one crawl on the work queue.

@@ -66,7 +66,7 @@ func runBenchNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
 		return nil
 	}
 	n := nodeconfig.Node{ID: o.id, HTTP: o.http, Pprof: o.http != "", HeartbeatInterval: time.Second,
-		HeartbeatTTL: 3 * time.Second, LogLevel: "error", LogFormat: "text"}
+		HeartbeatTTL: 3 * time.Second, LogLevel: "error", LogFormat: "text", Partitions: o.partitions}
 	n.NATS.URL = o.nats
 	if err := n.Validate(); err != nil {
 		return usageError{err}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -145,6 +147,11 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 		return false
 	}
 	holder, _ := streams.SetupHolder(ctx, js)
+	parts, perr := streams.RecordedPartitions(ctx, js)
+	if perr != nil {
+		add("fail", "partitions", "%v", perr)
+	}
+	defs = defs.Partitioned(parts)
 	missing, drift := 0, 0
 	check := func(dd []streams.Drift, err error, name string) {
 		switch {
@@ -179,6 +186,7 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 		dd, err := streams.CheckObjectStore(ctx, js, c)
 		check(dd, err, "objectstore "+c.Bucket)
 	}
+	doctorPartitions(ctx, js, parts, add)
 	switch {
 	case missing > 0 && holder != "":
 		add("fail", "assets", "master %s is creating the mesh's streams and buckets (%d of %d still missing): masters and workers wait for them and go on by themselves",
@@ -189,6 +197,32 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 		add("ok", "assets", "all %d streams, buckets and consumers present as defined in streams/", len(defs.Names()))
 	}
 	return missing == 0
+}
+
+// doctorPartitions reports the recorded partition count and any
+// partition stream or bucket beyond it (left by a master started with a
+// higher --partitions whose record was then lowered by hand or by an
+// older master: crawls may have tasks there that nobody consumes).
+func doctorPartitions(ctx context.Context, js jetstream.JetStream, parts int, add func(level, check, format string, a ...any)) {
+	if parts == 0 {
+		return // no TASKS yet: the assets check says so
+	}
+	var stray []string
+	top := parts
+	for name := range js.StreamNames(ctx).Name() {
+		for _, pre := range []string{mesh.TasksStream + "_", "KV_" + mesh.SeenBucket + "_"} {
+			if p, err := strconv.Atoi(strings.TrimPrefix(name, pre)); err == nil && strings.HasPrefix(name, pre) && p >= parts {
+				stray = append(stray, name)
+				top = max(top, p+1)
+			}
+		}
+	}
+	if len(stray) > 0 {
+		add("fail", "partitions", "stream %s records %d partition(s) but %s exist: start the master with --partitions %d or more (tasks there are not consumed)",
+			mesh.TasksStream, parts, strings.Join(stray, ", "), top)
+		return
+	}
+	add("ok", "partitions", "%d partition(s) of the frontier and seen-set (recorded in stream %s)", parts, mesh.TasksStream)
 }
 
 // doctorLeader checks the election key against the masters' heartbeats.
