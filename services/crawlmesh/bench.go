@@ -54,6 +54,7 @@ type benchOpts struct {
 	latency    time.Duration
 	workers    string
 	inProcess  bool
+	noColly    bool
 	partitions int
 	profPort   int
 }
@@ -73,7 +74,8 @@ func newBenchCmd(c *cli, f *clientFlags) *cobra.Command {
 	fl.IntVar(&o.par, "parallelism", 32, "requests in flight: colly's LimitRule parallelism, and the mesh's total concurrency split over its workers")
 	fl.StringVar(&o.workers, "workers", "1,"+strconv.Itoa(runtime.NumCPU()), "mesh sizes to run, comma-separated")
 	fl.BoolVar(&o.inProcess, "in-process", false, "also run each mesh size in this process on an embedded server (no sockets between the parts; an extra row, not a deployment)")
-	fl.IntVar(&o.partitions, "partitions", 1, "partitions of the frontier and the seen-set (the master's --partitions)")
+	fl.IntVar(&o.partitions, "partitions", 1, "partitions of the frontier and the seen-set (the master's --partitions); the synthetic site is one host, so with more than one its spec says partition_by: url")
+	fl.BoolVar(&o.noColly, "no-colly", false, "skip plain colly (for mesh-only scale runs)")
 	fl.IntVar(&o.profPort, "nats-prof-port", 0, "serve the nats-server process's pprof on this loopback port (0: off)")
 	return cmd
 }
@@ -107,12 +109,14 @@ func runBench(ctx context.Context, c *cli, f *clientFlags, o *benchOpts) error {
 	fmt.Fprintf(c.stderr, "bench: synthetic site of %d pages at %s, latency %v, parallelism %d\n", *pages, base, *latency, *par)
 
 	var rows []benchResult
-	row, err := benchColly(ctx, base, *par)
-	if err != nil {
-		return err
+	row := benchResult{Name: "colly (skipped)"}
+	if !o.noColly {
+		if row, err = benchColly(ctx, base, *par); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "bench: plain colly done: %.0f pages/s\n", row.PagesPS)
 	}
 	rows = append(rows, row)
-	fmt.Fprintf(c.stderr, "bench: plain colly done: %.0f pages/s\n", row.PagesPS)
 	add := func(row benchResult, err error) error {
 		if err != nil {
 			return err
@@ -134,7 +138,9 @@ func runBench(ctx context.Context, c *cli, f *clientFlags, o *benchOpts) error {
 			}
 		}
 	}
-	rows[0].RatioVsC = 1
+	if !o.noColly {
+		rows[0].RatioVsC = 1
+	}
 	if *output == "json" {
 		return writeJSON(c.stdout, rows)
 	}
@@ -244,7 +250,7 @@ func benchMesh(ctx context.Context, c *cli, base string, cfg synthsite.Config, n
 		}
 		procs = append(procs, p)
 	}
-	st, el, err := benchCrawl(ctx, url, base, cfg, n, procs)
+	st, el, err := benchCrawl(ctx, url, base, cfg, n, procs, o.partitions > 1)
 	if err != nil {
 		return benchResult{}, err
 	}
@@ -281,7 +287,7 @@ func benchInProcess(ctx context.Context, base string, cfg synthsite.Config, n, p
 		return benchResult{}, err
 	}
 	defer func() { cancel(); _ = m.wait() }()
-	st, el, err := benchCrawl(ctx, m.url, base, cfg, 0, nil) // launchMesh returned with its workers joined
+	st, el, err := benchCrawl(ctx, m.url, base, cfg, 0, nil, false) // launchMesh returned with its workers joined
 	if err != nil {
 		return benchResult{}, err
 	}
@@ -293,14 +299,18 @@ func benchInProcess(ctx context.Context, base string, cfg synthsite.Config, n, p
 // waits for n workers to be online, runs one crawl to its end and returns
 // its status and how long it took from start to the last page. It fails
 // early if one of procs exits.
-func benchCrawl(ctx context.Context, url, base string, cfg synthsite.Config, n int, procs []*benchProc) (crawlctl.Status, float64, error) {
+func benchCrawl(ctx context.Context, url, base string, cfg synthsite.Config, n int, procs []*benchProc, spread bool) (crawlctl.Status, float64, error) {
 	var st crawlctl.Status
 	nc, js, err := natsconn.Dial(ctx, natsconn.Config{URL: url, Name: "crawlmesh-bench"}, nil, natsconn.Hooks{})
 	if err != nil {
 		return st, 0, err
 	}
 	defer nc.Close()
-	s, err := spec.Parse([]byte(synthsite.Spec("synth", base, cfg)))
+	y := synthsite.Spec("synth", base, cfg)
+	if spread {
+		y = strings.TrimRight(y, "\n") + "\npartition_by: url\n"
+	}
+	s, err := spec.Parse([]byte(y))
 	if err != nil {
 		return st, 0, err
 	}
