@@ -148,6 +148,10 @@ type LogEntry struct {
 	Incomplete int     `json:"incomplete,omitempty"`
 	Sitemaps   int     `json:"sitemaps,omitempty"` // child sitemaps a sitemap task listed
 	Duration   float64 `json:"duration_seconds"`
+	// Sampled, on an "ok" line, is the number of successful pages the line
+	// stands for: past its first 1,000 successes in a crawl a worker logs
+	// one success in 10. Other outcomes are never sampled.
+	Sampled int `json:"sampled,omitempty"`
 }
 
 // URLHash is the key of a canonical URL: 16 bytes of SHA-256, base64url.
