@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -47,6 +48,9 @@ type benchResult struct {
 	ServerRSS          int64   `json:"server_peak_rss_bytes,omitempty"`
 	ServerBytesPerPage float64 `json:"server_peak_rss_bytes_per_page,omitempty"`
 	ServerCPUPerPage   float64 `json:"server_cpu_ms_per_page,omitempty"`
+	// ServerRSSEach is every nats-server's peak (with --servers > 1,
+	// ServerRSS is the largest and ServerCPUPerPage their sum).
+	ServerRSSEach []int64 `json:"server_peak_rss_bytes_each,omitempty"`
 }
 
 type benchOpts struct {
@@ -57,6 +61,9 @@ type benchOpts struct {
 	noColly    bool
 	partitions int
 	profPort   int
+	natsGOGC   int
+	servers    int
+	replicas   int
 }
 
 func newBenchCmd(c *cli, f *clientFlags) *cobra.Command {
@@ -75,6 +82,9 @@ func newBenchCmd(c *cli, f *clientFlags) *cobra.Command {
 	fl.StringVar(&o.workers, "workers", "1,"+strconv.Itoa(runtime.NumCPU()), "mesh sizes to run, comma-separated")
 	fl.BoolVar(&o.inProcess, "in-process", false, "also run each mesh size in this process on an embedded server (no sockets between the parts; an extra row, not a deployment)")
 	fl.IntVar(&o.partitions, "partitions", 1, "partitions of the frontier and the seen-set (the master's --partitions); the synthetic site is one host, so with more than one its spec says partition_by: url")
+	fl.IntVar(&o.natsGOGC, "nats-gogc", 0, "GOGC of the nats-server process (0: Go's default, 100); lower trades server CPU for memory")
+	fl.IntVar(&o.servers, "servers", 1, "nats-server processes: more than 1 form a cluster on loopback")
+	fl.IntVar(&o.replicas, "replicas", 0, "replicas of every stream and bucket (the master's --replicas; 0: 3 on a cluster of 3 or more)")
 	fl.BoolVar(&o.noColly, "no-colly", false, "skip plain colly (for mesh-only scale runs)")
 	fl.IntVar(&o.profPort, "nats-prof-port", 0, "serve the nats-server process's pprof on this loopback port (0: off)")
 	return cmd
@@ -83,6 +93,9 @@ func newBenchCmd(c *cli, f *clientFlags) *cobra.Command {
 func runBench(ctx context.Context, c *cli, f *clientFlags, o *benchOpts) error {
 	pages, latency, par, workerList := &o.pages, &o.latency, &o.par, &o.workers
 	output := &f.output
+	if o.servers < 1 || o.servers > 5 || o.replicas < 0 || o.replicas > o.servers {
+		return usagef("want --servers 1-5 and --replicas 0-%d (at most --servers)", o.servers)
+	}
 	if o.partitions < 1 || o.partitions > 64 {
 		return usagef("--partitions %d: want 1-64", o.partitions)
 	}
@@ -200,39 +213,59 @@ func benchMesh(ctx context.Context, c *cli, base string, cfg synthsite.Config, n
 		return benchResult{}, err
 	}
 	defer os.RemoveAll(dir)
-	port, err := freeLoopbackPort()
-	if err != nil {
-		return benchResult{}, err
-	}
-	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 	var procs []*benchProc
 	defer func() {
-		// Workers and master first, the server last, each with SIGTERM.
+		// Workers and master first, the servers last, each with SIGTERM.
 		for i := len(procs) - 1; i >= 0; i-- {
 			procs[i].stop()
 		}
 	}()
-	natsArgs := []string{"--role", "nats", "--port", strconv.Itoa(port), "--store", dir}
-	if o.profPort > 0 {
-		natsArgs = append(natsArgs, "--prof-port", strconv.Itoa(o.profPort))
+	servers := max(o.servers, 1)
+	var urls, routes []string
+	ports := make([][2]int, servers)
+	for i := range servers {
+		for j := range 2 {
+			if ports[i][j], err = freeLoopbackPort(); err != nil {
+				return benchResult{}, err
+			}
+		}
+		urls = append(urls, "nats://127.0.0.1:"+strconv.Itoa(ports[i][0]))
+		routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(ports[i][1]))
 	}
-	ns, err := startBenchNode(c, "nats-server", natsArgs...)
-	if err != nil {
-		return benchResult{}, err
+	var nss []*benchProc
+	for i := range servers {
+		args := []string{"--role", "nats", "--port", strconv.Itoa(ports[i][0]), "--store", filepath.Join(dir, "n"+strconv.Itoa(i+1))}
+		if servers > 1 {
+			args = append(args, "--name", "n"+strconv.Itoa(i+1), "--route-port", strconv.Itoa(ports[i][1]), "--routes", strings.Join(routes, ","))
+		}
+		if o.profPort > 0 && i == 0 {
+			args = append(args, "--prof-port", strconv.Itoa(o.profPort))
+		}
+		ns, err := startBenchNode(c, "nats-server", args...)
+		if err != nil {
+			return benchResult{}, err
+		}
+		ns.cmd.Stdout = io.Discard
+		if o.natsGOGC > 0 {
+			ns.cmd.Env = append(ns.cmd.Env, "GOGC="+strconv.Itoa(o.natsGOGC))
+		}
+		if err := ns.start(); err != nil {
+			return benchResult{}, err
+		}
+		procs = append(procs, ns)
+		nss = append(nss, ns)
 	}
-	ns.cmd.Stdout = io.Discard
-	if err := ns.start(); err != nil {
-		return benchResult{}, err
+	for i, ns := range nss {
+		if err := waitNATS(ctx, ns, urls[i], 30*time.Second); err != nil {
+			return benchResult{}, err
+		}
 	}
-	procs = append(procs, ns)
-	if err := waitNATS(ctx, ns, url, 30*time.Second); err != nil {
-		return benchResult{}, err
-	}
+	url := strings.Join(urls, ",")
 	parts := []struct {
 		name string
 		args []string
 	}{{"master", []string{"--role", "master", "--id", "bench-master", "--url", url,
-		"--partitions", strconv.Itoa(o.partitions)}}}
+		"--partitions", strconv.Itoa(o.partitions), "--replicas", strconv.Itoa(o.replicas)}}}
 	for i := 1; i <= n; i++ {
 		parts = append(parts, struct {
 			name string
@@ -259,10 +292,16 @@ func benchMesh(ctx context.Context, c *cli, base string, cfg synthsite.Config, n
 	for _, p := range procs {
 		r.PeakRSS += procHWM(p.pid())
 	}
-	r.ServerRSS = procHWM(ns.pid())
+	// With several servers: the largest server's peak, and the CPU of all.
+	cpu := 0.0
+	for _, ns := range nss {
+		r.ServerRSS = max(r.ServerRSS, procHWM(ns.pid()))
+		r.ServerRSSEach = append(r.ServerRSSEach, procHWM(ns.pid()))
+		cpu += procCPU(ns.pid())
+	}
 	if st.PagesOK > 0 {
 		r.ServerBytesPerPage = float64(r.ServerRSS) / float64(st.PagesOK)
-		r.ServerCPUPerPage = procCPU(ns.pid()) / float64(st.PagesOK) * 1000
+		r.ServerCPUPerPage = cpu / float64(st.PagesOK) * 1000
 	}
 	return r, nil
 }

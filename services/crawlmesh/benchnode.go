@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
@@ -27,7 +28,11 @@ import (
 type benchNodeOpts struct {
 	role, id, nats, store, http string
 	port, profPort, concurrency int
-	partitions                  int
+	partitions, replicas        int
+	// nats role in a cluster: its name, route port and every route URL.
+	name      string
+	routePort int
+	routes    string
 }
 
 func newBenchNodeCmd(c *cli) *cobra.Command {
@@ -50,10 +55,17 @@ func newBenchNodeCmd(c *cli) *cobra.Command {
 	fl.StringVar(&o.http, "http", "", "metrics and pprof address (master, worker); empty: none")
 	fl.IntVar(&o.concurrency, "concurrency", 32, "fetch slots (worker)")
 	fl.IntVar(&o.partitions, "partitions", 1, "partitions of the frontier and seen-set (master)")
+	fl.IntVar(&o.replicas, "replicas", 0, "replicas of every asset (master); 0 chooses")
+	fl.StringVar(&o.name, "name", "bench", "server name (nats)")
+	fl.IntVar(&o.routePort, "route-port", 0, "cluster route port (nats in a cluster)")
+	fl.StringVar(&o.routes, "routes", "", "comma-separated route URLs of every server (nats in a cluster)")
 	return cmd
 }
 
 func runBenchNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
+	if o.role == "nats" && o.routes != "" {
+		return runBenchClusterNode(ctx, c, o)
+	}
 	if o.role == "nats" {
 		ns, err := embedded.Start(embedded.Config{Port: o.port, StoreDir: o.store, ProfPort: o.profPort})
 		if err != nil {
@@ -66,7 +78,7 @@ func runBenchNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
 		return nil
 	}
 	n := nodeconfig.Node{ID: o.id, HTTP: o.http, Pprof: o.http != "", HeartbeatInterval: time.Second,
-		HeartbeatTTL: 3 * time.Second, LogLevel: "error", LogFormat: "text", Partitions: o.partitions}
+		HeartbeatTTL: 3 * time.Second, LogLevel: "error", LogFormat: "text", Partitions: o.partitions, Replicas: o.replicas}
 	n.NATS.URL = o.nats
 	if err := n.Validate(); err != nil {
 		return usageError{err}
@@ -93,6 +105,28 @@ func runBenchNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
 	}
 	env.Drain()
 	return usagef("--role %q: want nats, master or worker", o.role)
+}
+
+// runBenchClusterNode runs one server of a loopback cluster.
+func runBenchClusterNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
+	opts := &server.Options{ServerName: o.name, Host: "127.0.0.1", Port: o.port, JetStream: true, StoreDir: o.store,
+		NoSigs: true, NoLog: true, ProfPort: o.profPort,
+		Cluster: server.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: o.routePort},
+		Routes:  server.RoutesFromStr(o.routes)}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("nats-server %s: %w", o.name, err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return fmt.Errorf("nats-server %s did not start within 30s", o.name)
+	}
+	fmt.Fprintln(c.stdout, ns.ClientURL())
+	<-ctx.Done()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil
 }
 
 // benchProc is a child process of `crawlmesh bench`.
