@@ -109,7 +109,12 @@ func runBenchNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
 
 // runBenchClusterNode runs one server of a loopback cluster.
 func runBenchClusterNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
+	// Equal JetStream limits on every server: JetStream places a new R1
+	// stream on the server with the most storage available, and only on a
+	// tie on the one with the fewest streams; limits taken from each
+	// server's free disk differ by a few bytes and put every stream on one.
 	opts := &server.Options{ServerName: o.name, Host: "127.0.0.1", Port: o.port, JetStream: true, StoreDir: o.store,
+		JetStreamMaxStore: 64 << 30, JetStreamMaxMemory: 1 << 30,
 		NoSigs: true, NoLog: true, ProfPort: o.profPort,
 		Cluster: server.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: o.routePort},
 		Routes:  server.RoutesFromStr(o.routes)}
