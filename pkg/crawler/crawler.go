@@ -62,7 +62,7 @@ type Crawler struct {
 
 	maxAttempts atomic.Int64 // live (SetRetry); cfg.MaxAttempts is the start's
 	backoffD    atomic.Int64 // time.Duration
-	oks     sync.Map // crawl id -> *atomic.Int64: pages this worker finished ok (log sampling)
+	oks         sync.Map     // crawl id -> *atomic.Int64: pages this worker finished ok (log sampling)
 }
 
 // Success lines are sampled: the first logAllOK pages a worker finishes
