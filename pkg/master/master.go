@@ -43,6 +43,9 @@ type Config struct {
 	Elector *election.Elector
 	// Scheduler, when set, fires spiders' schedules while this master leads.
 	Scheduler *scheduler.Scheduler
+	// Sinks, when set, delivers items to the sinks while this master leads
+	// (pkg/sink.Manager).
+	Sinks interface{ Run(context.Context) error }
 }
 
 // Master is one control-plane node.
@@ -236,6 +239,9 @@ func (m *Master) runLeader(ctx context.Context) {
 	defer wg.Wait()
 	if l := m.lead.Load(); l != nil {
 		wg.Go(func() { m.announce(l) })
+	}
+	if sk := m.cfg.Sinks; sk != nil {
+		wg.Go(func() { _ = sk.Run(ctx) })
 	}
 	ctl := m.cfg.Crawls
 	if ctl == nil {
