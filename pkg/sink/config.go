@@ -170,14 +170,14 @@ func checkPostgresURL(raw string) error {
 		return fmt.Errorf("%w: --postgres: %v", ErrInvalid, err)
 	}
 	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
-		u, err := url.Parse(raw)
+		u, err := url.Parse(placeholders(raw))
 		if err != nil {
 			return fmt.Errorf("%w: --postgres: not a URL (want postgres://user:${env:PGPASS}@host:5432/db)", ErrInvalid)
 		}
-		if p, ok := u.User.Password(); ok && !isRef(p) {
+		if p, ok := u.User.Password(); ok && !isPlaceholder(p) {
 			return fmt.Errorf("%w: --postgres: the URL holds a password: %s", ErrInvalid, errSecret)
 		}
-		if p := u.Query().Get("password"); p != "" && !isRef(p) {
+		if p := u.Query().Get("password"); p != "" && !isPlaceholder(p) {
 			return fmt.Errorf("%w: --postgres: the URL holds a password parameter: %s", ErrInvalid, errSecret)
 		}
 		if u.Host == "" && u.Query().Get("host") == "" {
@@ -200,15 +200,26 @@ func checkWebhookURL(raw string) error {
 	if err := envsubst.Check(raw); err != nil {
 		return fmt.Errorf("%w: --webhook: %v", ErrInvalid, err)
 	}
-	u, err := url.Parse(raw)
+	u, err := url.Parse(placeholders(raw))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: --webhook: want an http:// or https:// URL with a host", ErrInvalid)
 	}
-	if p, ok := u.User.Password(); ok && !isRef(p) {
+	if p, ok := u.User.Password(); ok && !isPlaceholder(p) {
 		return fmt.Errorf("%w: --webhook: the URL holds a password: %s", ErrInvalid, errSecret)
 	}
 	return nil
 }
+
+// placeholders replaces each reference with a plain token ("envREF0"),
+// so a URL holding references parses.
+func placeholders(s string) string {
+	for _, n := range envsubst.Refs(s) {
+		s = strings.ReplaceAll(s, "${env:"+n+"}", "envREF"+n)
+	}
+	return s
+}
+
+func isPlaceholder(s string) bool { return strings.HasPrefix(s, "envREF") }
 
 // isRef is true when s is made only of ${env:NAME} references.
 func isRef(s string) bool {
@@ -248,23 +259,30 @@ func (s *Sink) Target() string {
 }
 
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" {
-		// keyword/value: drop password=
+	if !strings.Contains(raw, "://") {
+		// keyword/value: drop a literal password=
 		var out []string
 		for _, f := range strings.Fields(raw) {
-			if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") {
+			if k, v, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") && !isRef(strings.Trim(v, "'")) {
 				f = k + "=***"
 			}
 			out = append(out, f)
 		}
 		return strings.Join(out, " ")
 	}
-	if _, ok := u.User.Password(); ok {
+	u, err := url.Parse(placeholders(raw))
+	if err != nil {
+		return "(URL does not parse)"
+	}
+	if p, ok := u.User.Password(); ok && !isPlaceholder(p) {
 		u.User = url.UserPassword(u.User.Username(), "***")
 	}
-	s := u.String()
-	return strings.ReplaceAll(s, "%2A%2A%2A", "***")
+	s := strings.ReplaceAll(u.String(), "%2A%2A%2A", "***")
+	// references back as written
+	for _, n := range envsubst.Refs(raw) {
+		s = strings.ReplaceAll(s, "envREF"+n, "${env:"+n+"}")
+	}
+	return s
 }
 
 // Status is a sink's delivery status, written by the delivering master

@@ -50,6 +50,7 @@ func newRunner(mg *Manager, s Sink) *runner {
 func (r *runner) run(ctx context.Context) {
 	defer r.mg.m.lag.DeleteLabelValues(r.s.Name)
 	r.loadStatus(ctx)
+	defer r.putStatus(ctx, true) // the counts of the last second
 	r.st.State = StateStarting
 	if err := r.open(); err != nil {
 		// An unset variable or a URL that does not parse will not change
