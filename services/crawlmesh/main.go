@@ -100,6 +100,7 @@ func newRoot(c *cli) *cobra.Command {
 		newDoctorCmd(c, f),
 		newMasterCmd(c, f),
 		newThrottleCmd(c, f),
+		newSinkCmd(c, f),
 		newResultsCmd(c, f),
 		newFilesCmd(c, f),
 		newDemoSiteCmd(c),
