@@ -228,4 +228,3 @@ func ReadAll(ctx context.Context, kv jetstream.KeyValue) ([]Sink, map[string]Sta
 	}
 	return sinks, sts, nil
 }
-
