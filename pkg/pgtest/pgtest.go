@@ -229,7 +229,12 @@ func (s *Server) signal(sig syscall.Signal) {
 	}
 }
 
-// Conn opens a connection for the test's own queries.
+// Connect opens a connection for the test's own queries; the caller
+// closes it.
+func (s *Server) Connect(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, s.URL(Password)) }
+
+// Conn opens a connection for the test's own queries, closed when the
+// test ends (so not for polling loops: use Connect).
 func (s *Server) Conn(t testing.TB) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

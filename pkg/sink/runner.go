@@ -41,6 +41,7 @@ type runner struct {
 	crawlSeen []string // order the crawls of st.Crawls were first seen
 	lastPut   time.Time
 	lastLag   time.Time
+	dirty     bool // st changed since the last put
 }
 
 func newRunner(mg *Manager, s Sink) *runner {
@@ -238,7 +239,8 @@ func (r *runner) cycle(ctx context.Context, cons jetstream.Consumer) error {
 		}
 	}
 	r.lag(ctx, cons)
-	r.putStatus(ctx, false)
+	// idle: write what the last second's batches changed
+	r.putStatus(ctx, len(batch) == 0 && r.dirty)
 	return nil
 }
 
@@ -410,6 +412,7 @@ func (r *runner) ok(ctx context.Context, b Batch, t0 time.Time) {
 		r.crawlSeen = r.crawlSeen[1:]
 	}
 	r.st.LastOKAt = &now
+	r.dirty = true
 	changed := r.st.State != StateOK
 	r.st.State, r.st.FailingSince = StateOK, nil
 	if changed {
@@ -433,9 +436,9 @@ func (r *runner) fail(ctx context.Context, err error) {
 	r.putStatus(ctx, changed)
 }
 
-// lag exports how far the sink is behind, at most every 2 s.
+// lag exports how far the sink is behind, at most twice a second.
 func (r *runner) lag(ctx context.Context, cons jetstream.Consumer) {
-	if time.Since(r.lastLag) < 2*time.Second {
+	if time.Since(r.lastLag) < 500*time.Millisecond {
 		return
 	}
 	r.lastLag = time.Now()
@@ -465,7 +468,7 @@ func (r *runner) putStatus(ctx context.Context, now bool) {
 	if !now && time.Since(r.lastPut) < time.Second {
 		return
 	}
-	r.lastPut = time.Now()
+	r.lastPut, r.dirty = time.Now(), false
 	r.st.Node = r.mg.cfg.Node
 	r.st.UpdatedAt = time.Now().UTC()
 	b, _ := json.Marshal(r.st)

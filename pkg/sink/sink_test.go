@@ -156,7 +156,11 @@ func rows(t *testing.T, pg *pgtest.Server, table string) (map[string]int, int) {
 }
 
 func count(t *testing.T, pg *pgtest.Server, table string) int {
-	c := pg.Conn(t)
+	c, err := pg.Connect(t.Context())
+	if err != nil {
+		return -1
+	}
+	defer c.Close(context.Background())
 	var n int
 	if err := c.QueryRow(t.Context(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
 		return -1
