@@ -231,7 +231,9 @@ func (s *Server) signal(sig syscall.Signal) {
 
 // Connect opens a connection for the test's own queries; the caller
 // closes it.
-func (s *Server) Connect(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, s.URL(Password)) }
+func (s *Server) Connect(ctx context.Context) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, s.URL(Password))
+}
 
 // Conn opens a connection for the test's own queries, closed when the
 // test ends (so not for polling loops: use Connect).
