@@ -50,6 +50,11 @@ func newRunner(mg *Manager, s Sink) *runner {
 
 func (r *runner) run(ctx context.Context) {
 	defer r.mg.m.lag.DeleteLabelValues(r.s.Name)
+	// Every series of the sink exists from its start, at 0.
+	r.mg.m.delivered.WithLabelValues(r.s.Name)
+	r.mg.m.failures.WithLabelValues(r.s.Name)
+	r.mg.m.dead.WithLabelValues(r.s.Name)
+	r.mg.m.lag.WithLabelValues(r.s.Name)
 	r.loadStatus(ctx)
 	defer r.putStatus(ctx, true) // the counts of the last second
 	r.st.State = StateStarting
