@@ -223,17 +223,18 @@ func (r *runner) takes(ctx context.Context, crawl string) bool {
 
 // cycle fetches one batch and delivers it.
 func (r *runner) cycle(ctx context.Context, cons jetstream.Consumer) error {
-	fctx, cancel := context.WithTimeout(ctx, time.Duration(r.s.BatchWait))
-	msgs, err := cons.Fetch(r.s.BatchSize, jetstream.FetchContext(fctx))
+	// The server ends the pull at BatchWait and the client reads until it
+	// says so. (A client-side deadline instead — FetchContext — could stop
+	// reading while messages were still on their way: those would sit
+	// unacked until AckWait, measured as a 10 s stall per large batch.)
+	msgs, err := cons.Fetch(r.s.BatchSize, jetstream.FetchMaxWait(time.Duration(r.s.BatchWait)))
 	if err != nil {
-		cancel()
 		return err
 	}
 	var batch []jetstream.Msg
 	for m := range msgs.Messages() {
 		batch = append(batch, m)
 	}
-	cancel()
 	if err := msgs.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) &&
 		!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.Canceled) && len(batch) == 0 {
 		return err
