@@ -127,10 +127,22 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 	doctorLeader(ctx, js, view, add)
 	doctorDuplicates(ctx, js, add)
 	if s, err := js.Stream(ctx, mesh.DeadStream); err == nil {
-		if n := s.CachedInfo().State.Msgs; n > 0 {
+		// Sinks' given-up items (crawlmesh.dlq.sink.NAME) are counted apart
+		// from tasks.
+		var sinkDead uint64
+		if si, err := s.Info(ctx, jetstream.WithSubjectFilter(mesh.SinkDeadSubject(">"))); err == nil {
+			for _, n := range si.State.Subjects {
+				sinkDead += n
+			}
+		}
+		n := s.CachedInfo().State.Msgs - min(sinkDead, s.CachedInfo().State.Msgs)
+		if n > 0 {
 			add("warn", "deadletter", "%d task(s) in the dead-letter stream %s: see their Crawlmesh-Reason header (nats stream view %s)", n, mesh.DeadStream, mesh.DeadStream)
 		} else {
 			add("ok", "deadletter", "no dead letters")
+		}
+		if sinkDead > 0 {
+			add("warn", "deadletter", "%d sink item(s) given up into %s (subjects %s): see their Crawlmesh-Reason header", sinkDead, mesh.DeadStream, mesh.SinkDeadSubject("NAME"))
 		}
 	}
 	doctorSinks(ctx, js, add)
