@@ -283,18 +283,25 @@ func (h *hookReceiver) got() (map[string]int, int, []string) {
 	return out, h.posts, append([]string(nil), h.problems...)
 }
 
-// TestSinkWebhook: a receiver that fails the first two posts gets every
-// item of the trap-site crawl; repeats only as repeats of a batch id.
+// TestSinkWebhook: a sink added while the trap-site crawl runs, to a
+// receiver that fails the first two posts, gets every item of the crawl
+// (from its first one); repeats only as repeats of a batch id.
 func TestSinkWebhook(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
 	}
 	m := harness.StartMesh(t, harness.MeshConfig{Workers: 2})
-	site := newTrapSite(t, 40, 0)
+	site := newTrapSite(t, 60, 40*time.Millisecond)
 	m.CLI.Apply(site.spec("books"))
 	hook := newHookReceiver(t, 2)
-	m.CLI.Must("sink", "add", "hook", "--webhook", hook.srv.URL+"/items", "--spider", "books", "--batch-size", "10", "--batch-wait", "100ms")
+	// The sink is added while the crawl runs, after its first items: it
+	// delivers the crawl from its first item.
 	id := m.CLI.Start("books")
+	waitFor(t, time.Minute, "the crawl's first items", func() bool { return m.CLI.Status(id).Items > 0 })
+	if crawlDone(t, m.CLI, id) {
+		t.Fatal("the crawl ended before the sink was added: make the site slower")
+	}
+	m.CLI.Must("sink", "add", "hook", "--webhook", hook.srv.URL+"/items", "--spider", "books", "--batch-size", "10", "--batch-wait", "100ms")
 	if err := m.CLI.Wait(id, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
