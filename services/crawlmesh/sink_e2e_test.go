@@ -405,3 +405,56 @@ func BenchmarkCrawlDeadSink(b *testing.B) {
 	b.ReportMetric(withDead/float64(b.N), "pages/s-dead-sinks")
 	b.ReportMetric(100*(withDead-none)/none, "%change")
 }
+
+// BenchmarkCrawlPostgresSink crawls a 2,000-page site (one item a page)
+// with a PostgreSQL sink and reports the delivery lag sampled every
+// 100 ms from the master's crawlmesh_sink_lag_items (max and mean), how
+// long after the crawl's end the last row arrived, and pages/s.
+//
+//	go test -run '^$' -bench CrawlPostgresSink -benchtime 2x ./services/crawlmesh
+func BenchmarkCrawlPostgresSink(b *testing.B) {
+	pg := pgtest.Start(b)
+	m := harness.StartMesh(b, harness.MeshConfig{Workers: 2, Concurrency: 8, HTTP: true, MasterEnv: []string{"PGPASS=" + pgtest.Password}})
+	site := harness.NewSite(b, harness.SiteConfig{Pages: 2000, Links: 4, Latency: 5 * time.Millisecond})
+	m.CLI.Apply(site.Spec("synth"))
+	m.CLI.Must("sink", "add", "db", "--postgres", pg.URL("${env:PGPASS}"))
+	count := func(id string) int {
+		c, err := pg.Connect(context.Background())
+		if err != nil {
+			return -1
+		}
+		defer c.Close(context.Background())
+		var n int
+		if err := c.QueryRow(context.Background(), `SELECT count(*) FROM crawlmesh_items WHERE crawl = $1`, id).Scan(&n); err != nil {
+			return -1
+		}
+		return n
+	}
+	var maxLag, sumLag, samples, after, rate float64
+	for range b.N {
+		id := m.CLI.Start("synth")
+		var end time.Time
+		for end.IsZero() {
+			if v, ok := metricValue(scrape(b, m.HTTP["m1"]), `crawlmesh_sink_lag_items{node="m1",sink="db"}`); ok {
+				maxLag, sumLag, samples = max(maxLag, v), sumLag+v, samples+1
+			}
+			if st := m.CLI.Status(id); st.State != "running" {
+				end = time.Now()
+				rate += st.Rate
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for count(id) < 2000 {
+			if time.Now().After(deadline) {
+				b.Fatalf("rows of %s: %d of 2000 a minute after the crawl", id, count(id))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		after += time.Since(end).Seconds()
+	}
+	b.ReportMetric(maxLag, "max-lag-items")
+	b.ReportMetric(sumLag/max(samples, 1), "mean-lag-items")
+	b.ReportMetric(after/float64(b.N), "s-last-row-after-end")
+	b.ReportMetric(rate/float64(b.N), "pages/s")
+}
