@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -64,16 +65,16 @@ func IsPermanent(err error) bool {
 // redactor replaces expanded secret values in text.
 type redactor struct{ pairs []string }
 
-// newRedactor replaces each value with its reference, longest first.
+// newRedactor replaces each value (as is, and URL-escaped as it would
+// appear in a URL quoted by an error) with its reference.
 func newRedactor(vals map[string]string) *redactor {
 	r := &redactor{}
 	for name, v := range vals {
-		if len(v) >= 3 {
-			r.pairs = append(r.pairs, v, "${env:"+name+"}")
-			// the URL-escaped form too: a password in a URL error
-			if e := escapeAll(v); e != v {
-				r.pairs = append(r.pairs, e, "${env:"+name+"}")
-			}
+		if len(v) < 3 {
+			continue // too short to replace without mangling other text
+		}
+		for _, f := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {
+			r.pairs = append(r.pairs, f, "${env:"+name+"}")
 		}
 	}
 	return r
@@ -84,21 +85,4 @@ func (r *redactor) String(s string) string {
 		return s
 	}
 	return strings.NewReplacer(r.pairs...).Replace(s)
-}
-
-func escapeAll(s string) string {
-	var b strings.Builder
-	for _, c := range []byte(s) {
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
-			b.WriteByte(c)
-		} else {
-			b.WriteString("%" + strings.ToUpper(hex2(c)))
-		}
-	}
-	return b.String()
-}
-
-func hex2(c byte) string {
-	const d = "0123456789abcdef"
-	return string([]byte{d[c>>4], d[c&15]})
 }
