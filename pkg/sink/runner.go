@@ -22,6 +22,10 @@ import (
 // removed and added again under its name gets a new consumer.
 const metaCreated = "crawlmesh-sink-created"
 
+// attemptTimeout bounds one delivery attempt (a webhook's POST has its
+// own, shorter, timeout).
+const attemptTimeout = time.Minute
+
 // maxCrawlsKept bounds the per-crawl counts in a status.
 const maxCrawlsKept = 50
 
@@ -333,7 +337,14 @@ func (r *runner) attempts(ctx context.Context, b Batch) error {
 	t0 := time.Now()
 	backoff := r.mg.cfg.MinBackoff
 	for {
-		err := r.d.Deliver(ctx, b)
+		// A database that accepts the connection and then never answers
+		// must not hold the sink silently: one attempt has a deadline.
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := r.d.Deliver(actx, b)
+		if err != nil && actx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %v: %w", attemptTimeout, err)
+		}
+		cancel()
 		if err == nil {
 			r.ok(ctx, b, t0)
 			return nil
