@@ -200,7 +200,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// ReadStatus reads the status of every sink in bucket sinks, by name.
+// ReadAll reads every sink in bucket sinks and the status of each, by
+// name (a sink not started yet has none).
 func ReadAll(ctx context.Context, kv jetstream.KeyValue) ([]Sink, map[string]Status, error) {
 	keys, err := kv.Keys(ctx)
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {

@@ -31,12 +31,11 @@ const maxCrawlsKept = 50
 
 // runner delivers one sink.
 type runner struct {
-	mg   *Manager
-	s    Sink
-	log  *slog.Logger
-	d    Deliverer
-	red  *redactor
-	kind string
+	mg  *Manager
+	s   Sink
+	log *slog.Logger
+	d   Deliverer
+	red *redactor
 
 	// include caches per crawl whether the sink takes its items.
 	include map[string]bool
