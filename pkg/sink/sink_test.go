@@ -170,7 +170,8 @@ func count(t *testing.T, pg *pgtest.Server, table string) int {
 
 // TestPostgresExactlyOnce: items published before and while the sink runs
 // land once each, with data as jsonb, across a stop and restart of the
-// delivering master between batches and a database restart mid-stream.
+// delivering master between batches, a database restart and a database
+// crash (SIGKILL) mid-stream.
 func TestPostgresExactlyOnce(t *testing.T) {
 	pg := pgtest.Start(t)
 	e := newEnv(t)
@@ -192,13 +193,21 @@ func TestPostgresExactlyOnce(t *testing.T) {
 	eventually(t, 20*time.Second, "the sink to report the outage", func() bool { return e.status("pg").State == sink.StateFailing })
 	pg.Start()
 	eventually(t, 30*time.Second, "300 rows after the restart", func() bool { return count(t, pg, "crawlmesh_items") == 300 })
+
+	// The database is killed (SIGKILL: crash recovery at the next start)
+	// while items come.
+	pg.Kill()
+	e.publish("books-1", "books", 300, 400)
+	eventually(t, 20*time.Second, "the sink to report the crash", func() bool { return e.status("pg").State == sink.StateFailing })
+	pg.Start()
+	eventually(t, 30*time.Second, "400 rows after the crash", func() bool { return count(t, pg, "crawlmesh_items") == 400 })
 	stop()
 	got, n := rows(t, pg, "crawlmesh_items")
-	if n != 300 || len(got) != 300 {
-		t.Fatalf("%d rows, %d ids; want 300 once each", n, len(got))
+	if n != 400 || len(got) != 400 {
+		t.Fatalf("%d rows, %d ids; want 400 once each", n, len(got))
 	}
 	st := e.status("pg")
-	if st.State != sink.StateOK || st.Delivered < 300 || st.Failures == 0 || st.Crawls["books-1"] < 300 {
+	if st.State != sink.StateOK || st.Delivered < 400 || st.Failures == 0 || st.Crawls["books-1"] < 400 {
 		t.Fatalf("status %+v", st)
 	}
 	for _, text := range []string{e.logs.String(), fmt.Sprint(st)} {
