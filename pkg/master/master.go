@@ -49,6 +49,9 @@ type Config struct {
 	// heartbeat carries the result.
 	Config *clusterconfig.Watcher
 	Apply  clusterconfig.ApplyFunc
+	// Sinks, when set, delivers items to the sinks while this master leads
+	// (pkg/sink.Manager).
+	Sinks interface{ Run(context.Context) error }
 }
 
 // Master is one control-plane node.
@@ -266,6 +269,9 @@ func (m *Master) runLeader(ctx context.Context) {
 	defer wg.Wait()
 	if l := m.lead.Load(); l != nil {
 		wg.Go(func() { m.announce(l) })
+	}
+	if sk := m.cfg.Sinks; sk != nil {
+		wg.Go(func() { _ = sk.Run(ctx) })
 	}
 	ctl := m.cfg.Crawls
 	if ctl == nil {

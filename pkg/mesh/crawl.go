@@ -20,6 +20,7 @@ const (
 	ElectionBucket = "election" // key master: the leading master (pkg/election)
 	RobotsBucket   = "robots"   // robots.txt shared mesh-wide (pkg/robotstore)
 	ConfigBucket   = "config"   // cluster configuration applied live (pkg/clusterconfig)
+	SinksBucket    = "sinks"    // sink name -> sink; status.<name> -> its delivery status (pkg/sink)
 	TasksStream    = "TASKS"    // work queue, one message per URL of a crawl
 	TasksConsumer  = "workers"  // the one durable pull consumer all workers share
 	ResultsStream  = "RESULTS"  // items
@@ -33,6 +34,13 @@ func TaskSubject(crawl string) string   { return "crawlmesh.task." + crawl }
 func ResultSubject(crawl string) string { return "crawlmesh.result." + crawl }
 func DeadSubject(crawl string) string   { return "crawlmesh.dlq." + crawl }
 func LogSubject(crawl string) string    { return "crawlmesh.log." + crawl }
+
+// SinkDeadSubject is where a sink's given-up items go in DEADLETTER (a
+// crawl id always holds a '-', so it never equals the token "sink").
+func SinkDeadSubject(sink string) string { return "crawlmesh.dlq.sink." + sink }
+
+// SinkConsumer is the durable consumer of RESULTS that sink delivers from.
+func SinkConsumer(sink string) string { return "sink-" + sink }
 
 // StatSubject is the counter subject of one statistic of a crawl.
 func StatSubject(crawl, name string) string { return "crawlmesh.stat." + crawl + "." + name }

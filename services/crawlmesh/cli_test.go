@@ -221,7 +221,7 @@ func TestOutputFlagOnEveryListing(t *testing.T) {
 	url := deadNATS(t, 1)[0]
 	for _, args := range [][]string{
 		{"nodes"}, {"crawl", "ls"}, {"crawl", "status", "x"}, {"crawl", "deadletters", "x"}, {"crawl", "logs", "x"},
-		{"spider", "ls"}, {"files", "ls"}, {"throttle", "ls"}, {"doctor"}, {"node", "ping", "all"},
+		{"spider", "ls"}, {"files", "ls"}, {"throttle", "ls"}, {"sink", "ls"}, {"doctor"}, {"node", "ping", "all"},
 	} {
 		for _, o := range []string{"table", "wide", "json"} {
 			_, errOut, code := runCLI(t, nil, append(args, "-o", o, "--nats", url, "--timeout", "1s")...)

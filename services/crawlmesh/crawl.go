@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/sink"
 )
 
 func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
@@ -82,10 +84,21 @@ func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				prog := sinkProgress(ctx, sess.js, st)
 				if f.output == "json" {
-					return writeJSON(c.stdout, st)
+					return writeJSON(c.stdout, struct {
+						crawlctl.Status
+						Sinks []crawlSink `json:"sinks,omitempty"`
+					}{st, prog})
 				}
 				printStatus(c.stdout, []crawlctl.Status{st}, f.output == "wide")
+				for _, p := range prog {
+					fmt.Fprintf(c.stdout, "sink %s: %d of %d items delivered (%s)", p.Sink, p.Delivered, st.Items, p.State)
+					if p.Error != "" {
+						fmt.Fprintf(c.stdout, ": %s", p.Error)
+					}
+					fmt.Fprintln(c.stdout)
+				}
 				return nil
 			})
 		},
@@ -421,4 +434,43 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream, subject str
 			return nil
 		}
 	}
+}
+
+// crawlSink is a sink's delivery progress for one crawl.
+type crawlSink struct {
+	Sink      string `json:"sink"`
+	State     string `json:"state"`
+	Delivered uint64 `json:"delivered"`
+	Error     string `json:"error,omitempty"`
+}
+
+// sinkProgress is the delivery progress of every sink that takes the
+// crawl's spider; none when there are no sinks (or they cannot be read).
+func sinkProgress(ctx context.Context, js jetstream.JetStream, st crawlctl.Status) []crawlSink {
+	kv, err := js.KeyValue(ctx, mesh.SinksBucket)
+	if err != nil {
+		return nil
+	}
+	sinks, sts, err := sink.ReadAll(ctx, kv)
+	if err != nil {
+		return nil
+	}
+	var out []crawlSink
+	for _, s := range sinks {
+		if !s.Takes(st.Spider) || (st.FinishedAt != nil && st.FinishedAt.Before(s.CreatedAt)) {
+			continue
+		}
+		p := crawlSink{Sink: s.Name, State: "waiting"}
+		if ss, ok := sts[s.Name]; ok {
+			// a batch repeated after a crash counts twice: never show more
+			// than the crawl has
+			p.State, p.Delivered = ss.State, min(ss.Crawls[st.ID], uint64(max(st.Items, 0)))
+			if ss.State == sink.StateFailing {
+				p.Error = oneLine(ss.LastError)
+			}
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Sink < out[j].Sink })
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -466,6 +467,11 @@ scrape_configs:
 	m := &testMesh{t: t, url: "nats://127.0.0.1:" + strconv.Itoa(natsPort)}
 	site := newPoliteSite(t, "", 400, 30*time.Millisecond)
 	m.apply(politeSpec("slow", []*politeSite{site}, 2, "20ms"))
+	// A sink so the sink panels have series: a webhook receiver on
+	// loopback that takes every batch.
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
+	t.Cleanup(hook.Close)
+	m.mustCLI("sink", "add", "dash", "--webhook", hook.URL, "--batch-wait", "100ms")
 	m.mustCLI("crawl", "start", "slow")
 
 	d := loadDashboard(t)

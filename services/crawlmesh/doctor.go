@@ -17,6 +17,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/election"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
+	"github.com/crawlmesh/crawlmesh/pkg/sink"
 	"github.com/crawlmesh/crawlmesh/streams"
 )
 
@@ -135,12 +136,25 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 	// the view and add: the host agent's (children that keep restarting)
 	// belongs beside doctorConfig.
 	if s, err := js.Stream(ctx, mesh.DeadStream); err == nil {
-		if n := s.CachedInfo().State.Msgs; n > 0 {
+		// Sinks' given-up items (crawlmesh.dlq.sink.NAME) are counted apart
+		// from tasks.
+		var sinkDead uint64
+		if si, err := s.Info(ctx, jetstream.WithSubjectFilter(mesh.SinkDeadSubject(">"))); err == nil {
+			for _, n := range si.State.Subjects {
+				sinkDead += n
+			}
+		}
+		n := s.CachedInfo().State.Msgs - min(sinkDead, s.CachedInfo().State.Msgs)
+		if n > 0 {
 			add("warn", "deadletter", "%d task(s) in the dead-letter stream %s: see their Crawlmesh-Reason header (nats stream view %s)", n, mesh.DeadStream, mesh.DeadStream)
 		} else {
 			add("ok", "deadletter", "no dead letters")
 		}
+		if sinkDead > 0 {
+			add("warn", "deadletter", "%d sink item(s) given up into %s (subjects %s): see their Crawlmesh-Reason header", sinkDead, mesh.DeadStream, mesh.SinkDeadSubject("NAME"))
+		}
 	}
+	doctorSinks(ctx, js, add)
 	return report()
 }
 
@@ -200,6 +214,45 @@ func scopeFlag(s clusterconfig.Scope) string {
 		return " --node " + s.Target
 	}
 	return ""
+}
+
+// doctorSinks reports each sink: delivering, failing (with its redacted
+// error), or not picked up by any master.
+func doctorSinks(ctx context.Context, js jetstream.JetStream, add func(level, check, format string, a ...any)) {
+	kv, err := js.KeyValue(ctx, mesh.SinksBucket)
+	if err != nil {
+		return
+	}
+	rows, err := readSinks(ctx, js, kv)
+	if err != nil {
+		add("warn", "sinks", "cannot read the sinks: %v", err)
+		return
+	}
+	for _, r := range rows {
+		lag := "unknown"
+		if r.Lag != nil {
+			lag = fmt.Sprint(*r.Lag)
+		}
+		st := r.Status
+		switch {
+		case st == nil && time.Since(r.CreatedAt) > 30*time.Second:
+			add("fail", "sinks", "sink %s: no master has started delivering it (%s items waiting): is a master of this version leading?", r.Name, lag)
+		case st == nil:
+			add("ok", "sinks", "sink %s: just added, the leading master starts it", r.Name)
+		case st.State == sink.StateFailing:
+			since := ""
+			if st.FailingSince != nil {
+				since = " for " + time.Since(*st.FailingSince).Round(time.Second).String()
+			}
+			fix := "retried with back-off"
+			if st.Permanent {
+				fix = "it will not heal by itself: fix the target or the sink (retried slowly until then)"
+			}
+			add("fail", "sinks", "sink %s (%s) is failing%s, %s items waiting: %s — %s", r.Name, r.Type, since, lag, oneLine(st.LastError), fix)
+		default:
+			add("ok", "sinks", "sink %s (%s): %d items delivered, %s waiting", r.Name, r.Type, st.Delivered, lag)
+		}
+	}
 }
 
 // doctorAssets checks every asset of streams/ exists with its settings. It

@@ -102,6 +102,7 @@ func newRoot(c *cli) *cobra.Command {
 		newMasterCmd(c, f),
 		newThrottleCmd(c, f),
 		newConfigCmd(c, f),
+		newSinkCmd(c, f),
 		newResultsCmd(c, f),
 		newFilesCmd(c, f),
 		newDemoSiteCmd(c),

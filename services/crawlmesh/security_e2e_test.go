@@ -93,6 +93,10 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	// The crawl, and the operator's whole command set.
 	site := newTrapSite(t, 30, 0)
 	m.apply(site.spec("secure"))
+	// A sink: the master delivers it with its own credentials (its
+	// consumer of RESULTS, bucket sinks, the status key).
+	hook := newHookReceiver(t, 1)
+	m.mustCLI("sink", "add", "hook", "--webhook", hook.srv.URL, "--spider", "secure", "--batch-wait", "100ms")
 	t0 := time.Now()
 	id := strings.TrimSpace(m.mustCLI("crawl", "start", "secure"))
 	if _, errOut, code := m.run("crawl", "wait", id, "--timeout", "5s"); code != 0 {
@@ -100,6 +104,12 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	}
 	t.Logf("trap-site crawl with the worker credentials over mutual TLS: %v", time.Since(t0).Round(time.Millisecond))
 	checkItems(t, m.export(id), site.expected())
+	waitFor(t, 30*time.Second, "the sink's items at the receiver", func() bool { got, _, _ := hook.got(); return len(got) >= len(site.expected()) })
+	got, _, problems := hook.got()
+	checkItems(t, got, site.expected())
+	if len(problems) > 0 {
+		t.Errorf("webhook repeats outside their batch: %v", problems)
+	}
 
 	// A 429 with Retry-After makes a worker broadcast a host pause.
 	polite := newPoliteSite(t, "", 6, 0)
@@ -176,6 +186,7 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		{"config", "set", "concurrency", "5", "--role", "worker"}, {"config", "get", "--node", "w1"}, {"config", "ls"},
 		{"config", "rm", "concurrency", "--role", "worker"}, {"nodes", "-o", "wide"}, {"doctor"},
 		{"crawl", "deadletters", id},
+		{"sink", "ls", "-o", "wide"}, {"crawl", "status", id}, {"sink", "rm", "hook"},
 	}
 	for _, args := range tour {
 		m.mustCLI(args...)

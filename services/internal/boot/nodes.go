@@ -29,6 +29,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/progspider"
 	"github.com/crawlmesh/crawlmesh/pkg/robotstore"
 	"github.com/crawlmesh/crawlmesh/pkg/scheduler"
+	"github.com/crawlmesh/crawlmesh/pkg/sink"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/pkg/worker"
 	"github.com/crawlmesh/crawlmesh/streams"
@@ -42,7 +43,7 @@ func init() {
 }
 
 func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time.Duration, tz *time.Location) (*master.Master, error) {
-	kvs, err := openKVs(ctx, env.JS, mesh.SpidersBucket, mesh.CrawlsBucket, mesh.SeenBucket, mesh.ElectionBucket)
+	kvs, err := openKVs(ctx, env.JS, mesh.SpidersBucket, mesh.CrawlsBucket, mesh.SeenBucket, mesh.ElectionBucket, mesh.SinksBucket)
 	if err != nil {
 		return nil, err
 	}
@@ -68,10 +69,16 @@ func NewMaster(ctx context.Context, env *Env, n *nodeconfig.Node, retention time
 	if err != nil {
 		return nil, err
 	}
+	// Sinks deliver from the leader; their metrics carry the node's id.
+	sinks, err := sink.New(sink.Config{JS: env.JS, Sinks: kvs[4], Crawls: kvs[1], Node: n.ID, Log: env.Log,
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"node": n.ID}, env.Reg)})
+	if err != nil {
+		return nil, err
+	}
 	m, err := master.New(env.NC, env.Nodes, master.Config{
 		ID: n.ID, HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
 		OfflineRetention: retention, Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Crawls: ctl, Elector: el,
-		Scheduler: sched, Config: cw,
+		Scheduler: sched, Config: cw, Sinks: sinks,
 		Apply: func(e clusterconfig.Effective) []error { setLevel(n, e); return nil },
 	})
 	if err != nil {

@@ -38,8 +38,9 @@ type MeshConfig struct {
 	// MasterArgs and WorkerArgs are appended to each process's flags.
 	MasterArgs, WorkerArgs []string
 	// WorkerEnv ("NAME=value") is added to each worker's environment:
-	// the secrets a spec reads with ${env:NAME}, say.
-	WorkerEnv []string
+	// the secrets a spec reads with ${env:NAME}, say. MasterEnv is the
+	// same for masters (a sink's password).
+	WorkerEnv, MasterEnv []string
 	// HTTP gives every master and worker --http on a free loopback port
 	// (Mesh.HTTP has the addresses) instead of none.
 	HTTP bool
@@ -152,7 +153,7 @@ func (m *Mesh) StartMaster(id string) *Proc {
 	if m.Cfg.Lease > 0 {
 		args = append(args, "--lease", m.Cfg.Lease.String())
 	}
-	return StartProc(m.T, "master "+id, "master", append(args, m.Cfg.MasterArgs...)...)
+	return StartProcEnv(m.T, m.Cfg.MasterEnv, "master "+id, "master", append(args, m.Cfg.MasterArgs...)...)
 }
 
 // StartWorker starts a worker process with id.

@@ -1,0 +1,78 @@
+package sink_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/sink"
+)
+
+func TestValidate(t *testing.T) {
+	pg := func(url, table string) sink.Sink {
+		return sink.Sink{Name: "db", Type: sink.TypePostgres, Postgres: &sink.Postgres{URL: url, Table: table}}
+	}
+	hook := func(url string) sink.Sink {
+		return sink.Sink{Name: "hook", Type: sink.TypeWebhook, Webhook: &sink.Webhook{URL: url}}
+	}
+	for _, tc := range []struct {
+		s    sink.Sink
+		want string // "" valid, else a part of the error
+	}{
+		{pg("postgres://app:${env:PGPASS}@db:5432/items", ""), ""},
+		{pg("postgres://app@db/items?sslmode=disable", "public.items"), ""},
+		{pg("host=db dbname=items user=app password=${env:PGPASS}", ""), ""},
+		{pg("postgres://app:hunter2@db/items", ""), "the URL holds a password: give the password as ${env:NAME}"},
+		{pg("postgres://app@db/items?password=hunter2", ""), "password parameter"},
+		{pg("host=db password=hunter2", ""), "password= holds a password"},
+		{pg("postgres://app:${env:PGPASS@db/items", ""), "--postgres"},
+		{pg("postgres://db/items", "items; drop table x"), "--table"},
+		{pg("", ""), "empty URL"},
+		{hook("https://example.com/hook?token=${env:TOKEN}"), ""},
+		{hook("ftp://example.com/"), "want an http:// or https:// URL"},
+		{hook("https://u:pw@example.com/"), "holds a password"},
+		{sink.Sink{Name: "Bad_Name", Type: sink.TypeWebhook, Webhook: &sink.Webhook{URL: "http://x/"}}, "name"},
+		{sink.Sink{Name: "x", Type: "kafka"}, `type "kafka"`},
+		{sink.Sink{Name: "x", Type: sink.TypeWebhook, Spiders: []string{"Books!"}, Webhook: &sink.Webhook{URL: "http://x/"}}, "--spider"},
+		{sink.Sink{Name: "x", Type: sink.TypeWebhook, BatchSize: 20000, Webhook: &sink.Webhook{URL: "http://x/"}}, "--batch-size"},
+		{sink.Sink{Name: "x", Type: sink.TypeWebhook, Webhook: &sink.Webhook{URL: "http://x/", GiveUp: sink.Duration(time.Millisecond)}}, "--give-up"},
+	} {
+		s := tc.s
+		s.Normalize()
+		err := s.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%+v: %v", s, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%+v: got %v, want an error with %q", s, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "hunter2"):
+			t.Errorf("the error repeats the password: %v", err)
+		}
+	}
+}
+
+func TestTargetRedacts(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://app:${env:PGPASS}@db:5432/items": "postgres://app:${env:PGPASS}@db:5432/items table crawlmesh_items",
+		"postgres://app:hunter2@db/items":            "postgres://app:***@db/items table crawlmesh_items",
+		"host=db password=hunter2":                   "host=db password=*** table crawlmesh_items",
+	} {
+		s := sink.Sink{Type: sink.TypePostgres, Postgres: &sink.Postgres{URL: in}}
+		s.Normalize()
+		if got := s.Target(); got != want {
+			t.Errorf("Target(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestUnsetVariable: a master without the variable reports the sink as
+// failing, naming the variable.
+func TestUnsetVariable(t *testing.T) {
+	e := newEnv(t)
+	e.add(sink.Sink{Name: "db", Type: sink.TypePostgres, Postgres: &sink.Postgres{URL: "postgres://app:${env:NOPE}@127.0.0.1:1/x"}})
+	e.run(func(string) (string, bool) { return "", false })
+	eventually(t, 10*time.Second, "the sink failing", func() bool { return e.status("db").State == sink.StateFailing })
+	if st := e.status("db"); !st.Permanent || !strings.Contains(st.LastError, "environment variable NOPE is not set") {
+		t.Fatalf("status %+v", st)
+	}
+}
