@@ -158,6 +158,9 @@ func ScaleUp(ctx context.Context, js jetstream.JetStream, d Definitions, o Optio
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if parts, err := RecordedPartitions(ctx, js); err == nil {
+		d = d.Partitioned(parts)
+	}
 	var names []string
 	for _, c := range d.KV {
 		names = append(names, kvStream(c.Bucket))

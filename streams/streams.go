@@ -48,6 +48,10 @@ type Options struct {
 	TaskAckWait time.Duration
 	// Lease is the TTL of bucket election; 0 keeps the file's.
 	Lease time.Duration
+	// Partitions of the frontier and seen-set (see [Definitions.Partitioned]);
+	// 0 keeps the count the mesh recorded (1 for a new mesh). A count
+	// above the recorded one adds partitions; one below is refused.
+	Partitions int
 	// Log receives the replica decisions and scale-ups; nil discards them.
 	Log *slog.Logger
 }
@@ -202,6 +206,11 @@ func (e *DriftError) Error() string {
 // work-queue consumer (whose replicas must equal its stream's) finds room
 // for the same count as its stream.
 func Ensure(ctx context.Context, js jetstream.JetStream, d Definitions, o Options) error {
+	parts, err := partitionsFor(ctx, js, o.Partitions)
+	if err != nil {
+		return err
+	}
+	d = d.Partitioned(parts)
 	p := newPlanner(js, o)
 	var first, rest []func() ([]Drift, error)
 	for i, c := range d.KV {

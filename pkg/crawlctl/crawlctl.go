@@ -98,7 +98,14 @@ func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (stri
 	if id == "" {
 		id = mesh.NewCrawlID(s.Name, c.now())
 	}
+	parts, err := crawler.Partitions(ctx, c.js)
+	if err != nil {
+		return "", err
+	}
 	cr := mesh.Crawl{ID: id, Spider: s.Name, State: mesh.CrawlRunning, Spec: raw, CreatedAt: c.now().UTC()}
+	if parts > 1 {
+		cr.Partitions = parts // a record of one partition reads as before
+	}
 	b, _ := json.Marshal(record{Crawl: cr, SeedsFile: seedsFile})
 	rev, err := c.crawls.Create(ctx, cr.ID, b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
@@ -134,18 +141,19 @@ func (c *Control) seed(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, rev ui
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", cr.ID, err)
 	}
-	adm, err := c.pub.Admit(ctx, cr.ID, s.MaxPages, "", true, cands)
+	pub := c.pub.With(layoutOf(cr, s))
+	adm, err := pub.Admit(ctx, cr.ID, s.MaxPages, "", true, cands)
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", cr.ID, err)
 	}
 	// Sitemap tasks never count toward max_pages: the pages they list do.
-	admMaps, err := c.pub.Admit(ctx, cr.ID, 0, "", true, maps)
+	admMaps, err := pub.Admit(ctx, cr.ID, 0, "", true, maps)
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", cr.ID, err)
 	}
 	var futs []jetstream.PubAckFuture
 	for _, t := range append(adm.Tasks, admMaps.Tasks...) {
-		f, err := c.pub.PublishTask(t)
+		f, err := pub.PublishTask(t)
 		if err != nil {
 			return fmt.Errorf("seed %s: %w", cr.ID, err)
 		}
@@ -252,14 +260,16 @@ func (c *Control) stop(ctx context.Context, id, state, reason string) (ended str
 		} else if err != nil {
 			return "", fmt.Errorf("%s %s: %w", verb(state), id, err)
 		}
-		s, err := c.js.Stream(ctx, mesh.TasksStream)
-		if err != nil {
-			return "", fmt.Errorf("%s %s: %w", verb(state), id, err)
+		for p := range max(cr.Partitions, 1) {
+			s, err := c.js.Stream(ctx, mesh.TasksStreamOf(p))
+			if err != nil {
+				return "", fmt.Errorf("%s %s: %w", verb(state), id, err)
+			}
+			if err := s.Purge(ctx, jetstream.WithPurgeSubject(mesh.TaskSubjectOf(p, id))); err != nil {
+				return "", fmt.Errorf("purge tasks of %s: %w", id, err)
+			}
 		}
-		if err := s.Purge(ctx, jetstream.WithPurgeSubject(mesh.TaskSubject(id))); err != nil {
-			return "", fmt.Errorf("purge tasks of %s: %w", id, err)
-		}
-		c.forget(ctx, id)
+		c.forget(ctx, id, cr.Partitions)
 		return "", nil
 	}
 	return "", fmt.Errorf("%s %s: the record kept changing", verb(state), id)
@@ -270,6 +280,26 @@ func verb(state string) string {
 		return "fail"
 	}
 	return "cancel"
+}
+
+// queued is the number of tasks in every partition's work queue.
+func (c *Control) queued(ctx context.Context) uint64 {
+	parts, err := crawler.Partitions(ctx, c.js)
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for p := range parts {
+		if s, err := c.js.Stream(ctx, mesh.TasksStreamOf(p)); err == nil {
+			n += s.CachedInfo().State.Msgs
+		}
+	}
+	return n
+}
+
+// layoutOf is the partition layout of a crawl.
+func layoutOf(cr *mesh.Crawl, s *spec.Spec) mesh.Layout {
+	return mesh.NewLayout(cr.Partitions, s.PartitionBy)
 }
 
 // Run checks running crawls every interval until ctx is done.
@@ -288,9 +318,7 @@ func (c *Control) Run(ctx context.Context, interval time.Duration) error {
 }
 
 func (c *Control) check(ctx context.Context) {
-	if s, err := c.js.Stream(ctx, mesh.TasksStream); err == nil {
-		c.pending.Store(int64(s.CachedInfo().State.Msgs))
-	}
+	c.pending.Store(int64(c.queued(ctx)))
 	lister, err := c.crawls.ListKeys(ctx)
 	if err != nil {
 		return
@@ -319,7 +347,7 @@ func (c *Control) check(ctx context.Context) {
 			}
 			continue
 		}
-		if n, err := crawler.Pending(ctx, c.js, id); err != nil || n > 0 {
+		if n, err := crawler.Pending(ctx, c.js, id, cr.Partitions); err != nil || n > 0 {
 			continue
 		}
 		c.complete(ctx, id)
@@ -336,7 +364,7 @@ func (c *Control) complete(ctx context.Context, id string) {
 	if err != nil || cr.State != mesh.CrawlRunning || cr.SeededAt == nil {
 		return
 	}
-	n, err := crawler.Pending(ctx, c.js, id)
+	n, err := crawler.Pending(ctx, c.js, id, cr.Partitions)
 	if err != nil || n > 0 {
 		return
 	}
@@ -349,7 +377,7 @@ func (c *Control) complete(ctx context.Context, id string) {
 	// A crawl with dead letters keeps its seen-set: a re-queue of them
 	// reopens it and must not crawl the pages it had again.
 	dead, err := c.hasDeadLetters(ctx, id)
-	c.forgetKeeping(ctx, id, dead || err != nil)
+	c.forgetKeeping(ctx, id, cr.Partitions, dead || err != nil)
 	c.log.Info("crawl completed", "crawl", id)
 }
 
@@ -358,17 +386,23 @@ func (c *Control) complete(ctx context.Context, id string) {
 // state the mesh keeps (one key per URL); its counters keep their recent
 // increments only as de-duplication ids, and the last one holds the total.
 // A failure only leaves the data behind.
-func (c *Control) forget(ctx context.Context, id string) { c.forgetKeeping(ctx, id, false) }
+func (c *Control) forget(ctx context.Context, id string, parts int) {
+	c.forgetKeeping(ctx, id, parts, false)
+}
 
 // forgetKeeping is forget, keeping the seen-set when keepSeen.
-func (c *Control) forgetKeeping(ctx context.Context, id string, keepSeen bool) {
-	if !keepSeen {
-		s, err := c.js.Stream(ctx, "KV_"+mesh.SeenBucket)
+func (c *Control) forgetKeeping(ctx context.Context, id string, parts int, keepSeen bool) {
+	for p := range max(parts, 1) {
+		if keepSeen {
+			break // a re-queue of its dead letters must not crawl its pages again
+		}
+		b := mesh.SeenBucketOf(p)
+		s, err := c.js.Stream(ctx, "KV_"+b)
 		if err == nil {
-			err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+mesh.SeenBucket+"."+mesh.SeenKey(id, ">")))
+			err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+b+"."+mesh.SeenKey(id, ">")))
 		}
 		if err != nil {
-			c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "err", err)
+			c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "bucket", b, "err", err)
 		}
 	}
 	stats, err := c.js.Stream(ctx, mesh.StatsStream)
@@ -496,7 +530,7 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.Ke
 		}
 	}
 	if cr.State == mesh.CrawlRunning {
-		if st.Queued, err = crawler.Pending(ctx, js, id); err != nil {
+		if st.Queued, err = crawler.Pending(ctx, js, id, cr.Partitions); err != nil {
 			return Status{}, err
 		}
 	}

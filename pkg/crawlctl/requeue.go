@@ -73,7 +73,7 @@ func (c *Control) Requeue(ctx context.Context, id string, seq uint64) (RequeueRe
 	switch cr.State {
 	case mesh.CrawlRunning:
 	case mesh.CrawlCompleted:
-		kept, err := c.seenKept(ctx, id)
+		kept, err := c.seenKept(ctx, id, cr.Partitions)
 		if err != nil {
 			return res, err
 		}
@@ -106,11 +106,13 @@ func (c *Control) Requeue(ctx context.Context, id string, seq uint64) (RequeueRe
 		}
 		res.Reopened = true
 	}
+	lay := mesh.NewLayout(cr.Partitions, partitionBy(cr.Spec))
 	var futs []jetstream.PubAckFuture
 	for _, d := range todo {
 		d.task.Requeued++
 		b, _ := json.Marshal(d.task)
-		f, err := c.js.PublishAsync(mesh.TaskSubject(id), b, jetstream.WithMsgID(requeueID(id, d.seq)))
+		subj := mesh.TaskSubjectOf(lay.Of(d.task.URL), id) // the partition it came from
+		f, err := c.js.PublishAsync(subj, b, jetstream.WithMsgID(requeueID(id, d.seq)))
 		if err != nil {
 			return res, fmt.Errorf("re-queue %s: %w", d.task.URL, err)
 		}
@@ -192,20 +194,35 @@ func deadTasks(ctx context.Context, dlq jetstream.Stream, crawl string, seq uint
 }
 
 // seenKept reports whether crawl still has its seen-set (a key of it in
-// bucket seen), reading at most one message.
-func (c *Control) seenKept(ctx context.Context, crawl string) (bool, error) {
-	s, err := c.js.Stream(ctx, "KV_"+mesh.SeenBucket)
-	if err != nil {
-		return false, fmt.Errorf("bucket %s: %w", mesh.SeenBucket, err)
+// bucket seen, or in any of its partitions' buckets), reading at most one
+// message a bucket.
+func (c *Control) seenKept(ctx context.Context, crawl string, parts int) (bool, error) {
+	for p := range max(parts, 1) {
+		b := mesh.SeenBucketOf(p)
+		s, err := c.js.Stream(ctx, "KV_"+b)
+		if err != nil {
+			return false, fmt.Errorf("bucket %s: %w", b, err)
+		}
+		_, err = s.GetMsg(ctx, 1, jetstream.WithGetMsgSubject("$KV."+b+"."+mesh.SeenKey(crawl, ">")))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("bucket %s: %w", b, err)
+		}
+		return true, nil
 	}
-	_, err = s.GetMsg(ctx, 1, jetstream.WithGetMsgSubject("$KV."+mesh.SeenBucket+"."+mesh.SeenKey(crawl, ">")))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
+	return false, nil
+}
+
+// partitionBy is the spec's partition_by, read from the crawl record's
+// copy of the spec ("" when it has none).
+func partitionBy(spec json.RawMessage) string {
+	var s struct {
+		PartitionBy string `json:"partition_by"`
 	}
-	if err != nil {
-		return false, fmt.Errorf("bucket %s: %w", mesh.SeenBucket, err)
-	}
-	return true, nil
+	_ = json.Unmarshal(spec, &s)
+	return s.PartitionBy
 }
 
 // hasDeadLetters reports whether DEADLETTER holds a letter of crawl.

@@ -143,7 +143,7 @@ func (c *Control) seedFile(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, re
 	if err != nil {
 		return rep, err
 	}
-	if err := c.admit(ctx, cr.ID, 0, true, maps); err != nil {
+	if err := c.admit(ctx, layoutOf(cr, s), cr.ID, 0, true, maps); err != nil {
 		return rep, err
 	}
 	st, err := files.Open(ctx, c.js)
@@ -162,7 +162,7 @@ func (c *Control) seedFile(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, re
 		if len(batch) == 0 {
 			return nil
 		}
-		n, err := c.admitCount(ctx, cr.ID, s.MaxPages, redelivered, batch)
+		n, err := c.admitCount(ctx, layoutOf(cr, s), cr.ID, s.MaxPages, redelivered, batch)
 		rep.Admitted += n
 		batch = batch[:0]
 		clear(inBatch)
@@ -279,22 +279,23 @@ func readLine(br *bufio.Reader) (string, bool, error) {
 }
 
 // admit admits candidates and publishes the admitted tasks.
-func (c *Control) admit(ctx context.Context, crawl string, maxPages int, redelivered bool, cands []mesh.Task) error {
-	_, err := c.admitCount(ctx, crawl, maxPages, redelivered, cands)
+func (c *Control) admit(ctx context.Context, lay mesh.Layout, crawl string, maxPages int, redelivered bool, cands []mesh.Task) error {
+	_, err := c.admitCount(ctx, lay, crawl, maxPages, redelivered, cands)
 	return err
 }
 
-func (c *Control) admitCount(ctx context.Context, crawl string, maxPages int, redelivered bool, cands []mesh.Task) (int, error) {
+func (c *Control) admitCount(ctx context.Context, lay mesh.Layout, crawl string, maxPages int, redelivered bool, cands []mesh.Task) (int, error) {
 	if len(cands) == 0 {
 		return 0, nil
 	}
-	adm, err := c.pub.Admit(ctx, crawl, maxPages, "", redelivered, cands)
+	pub := c.pub.With(lay)
+	adm, err := pub.Admit(ctx, crawl, maxPages, "", redelivered, cands)
 	if err != nil {
 		return 0, fmt.Errorf("seed %s: %w", crawl, err)
 	}
 	futs := make([]jetstream.PubAckFuture, 0, len(adm.Tasks))
 	for _, t := range adm.Tasks {
-		f, err := c.pub.PublishTask(t)
+		f, err := pub.PublishTask(t)
 		if err != nil {
 			return 0, fmt.Errorf("seed %s: %w", crawl, err)
 		}

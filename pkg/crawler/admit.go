@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,15 +14,46 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
-// Publisher publishes tasks, counters and claims for crawls.
+// Publisher publishes tasks, counters and claims for crawls. A crawl
+// whose frontier and seen-set are partitioned is published through
+// [Publisher.With] its layout; the zero layout is one partition.
 type Publisher struct {
-	js   jetstream.JetStream
-	seen jetstream.KeyValue
+	js    jetstream.JetStream
+	lay   mesh.Layout
+	seens *sync.Map // bucket name -> jetstream.KeyValue, shared by every With
 }
 
-// NewPublisher returns a Publisher over js and the seen bucket.
+// NewPublisher returns a Publisher over js and the seen bucket (partition 0).
 func NewPublisher(js jetstream.JetStream, seen jetstream.KeyValue) *Publisher {
-	return &Publisher{js: js, seen: seen}
+	p := &Publisher{js: js, seens: &sync.Map{}}
+	p.seens.Store(mesh.SeenBucket, seen)
+	return p
+}
+
+// With returns a Publisher for a crawl of layout l.
+func (p *Publisher) With(l mesh.Layout) *Publisher {
+	q := *p
+	q.lay = l
+	return &q
+}
+
+// seen opens the seen bucket of partition part once.
+func (p *Publisher) seen(ctx context.Context, part int) (jetstream.KeyValue, error) {
+	name := mesh.SeenBucketOf(part)
+	if kv, ok := p.seens.Load(name); ok {
+		return kv.(jetstream.KeyValue), nil
+	}
+	kv, err := p.js.KeyValue(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", name, err)
+	}
+	p.seens.Store(name, kv)
+	return kv, nil
+}
+
+// seenSubject is the KV subject of a URL's seen key.
+func (p *Publisher) seenSubject(part int, crawl, id string) string {
+	return "$KV." + mesh.SeenBucketOf(part) + "." + mesh.SeenKey(crawl, id)
 }
 
 // Admission is the outcome of offering URLs to a crawl.
@@ -38,7 +70,7 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 	var adm Admission
 	futs := make([]jetstream.PubAckFuture, len(cands))
 	for i, t := range cands {
-		subj := "$KV." + mesh.SeenBucket + "." + mesh.SeenKey(crawl, t.ID)
+		subj := p.seenSubject(p.lay.Of(t.URL), crawl, t.ID)
 		f, err := p.js.PublishAsync(subj, []byte(parentID), jetstream.WithExpectLastSequencePerSubject(0))
 		if err != nil {
 			return adm, fmt.Errorf("claim %s: %w", t.URL, err)
@@ -65,7 +97,7 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 			adm.Skipped++
 			continue
 		}
-		st, err := p.claimedBy(ctx, crawl, t.ID, parentID)
+		st, err := p.claimedBy(ctx, p.lay.Of(t.URL), crawl, t.ID, parentID)
 		if err != nil {
 			return adm, err
 		}
@@ -118,7 +150,7 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 			return adm, fmt.Errorf("page budget of %s: counter value %q", crawl, ack.Value)
 		}
 		if !ack.Duplicate && n <= int64(maxPages) {
-			m, err := p.mark(crawl, t.ID, admittedPrefix+parentID, revs[i])
+			m, err := p.mark(p.lay.Of(t.URL), crawl, t.ID, admittedPrefix+parentID, revs[i])
 			if err != nil {
 				return adm, err
 			}
@@ -126,7 +158,7 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 			adm.Tasks = append(adm.Tasks, t)
 			continue
 		}
-		if err := p.refuse(ctx, crawl, t.ID, parentID, revs[i]); err != nil {
+		if err := p.refuse(ctx, p.lay.Of(t.URL), crawl, t.ID, parentID, revs[i]); err != nil {
 			return adm, err
 		}
 		adm.Skipped++
@@ -140,12 +172,12 @@ func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, paren
 // mark writes a decision into a claimed seen key: with the claim's
 // revision as a compare-and-swap, else (claimed on an earlier delivery)
 // as a plain put.
-func (p *Publisher) mark(crawl, id, value string, rev uint64) (jetstream.PubAckFuture, error) {
+func (p *Publisher) mark(part int, crawl, id, value string, rev uint64) (jetstream.PubAckFuture, error) {
 	var opts []jetstream.PublishOpt
 	if rev > 0 {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
 	}
-	f, err := p.js.PublishAsync("$KV."+mesh.SeenBucket+"."+mesh.SeenKey(crawl, id), []byte(value), opts...)
+	f, err := p.js.PublishAsync(p.seenSubject(part, crawl, id), []byte(value), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("mark %s: %w", id, err)
 	}
@@ -155,13 +187,16 @@ func (p *Publisher) mark(crawl, id, value string, rev uint64) (jetstream.PubAckF
 // refuse marks a claimed URL as over the page budget and returns its
 // increment. The mark comes first: should the refund then fail, the crawl
 // stops short of max_pages rather than running past it.
-func (p *Publisher) refuse(ctx context.Context, crawl, id, parentID string, rev uint64) error {
+func (p *Publisher) refuse(ctx context.Context, part int, crawl, id, parentID string, rev uint64) error {
 	key := mesh.SeenKey(crawl, id)
-	var err error
+	seen, err := p.seen(ctx, part)
+	if err != nil {
+		return err
+	}
 	if rev > 0 {
-		_, err = p.seen.Update(ctx, key, []byte(refusedPrefix+parentID), rev)
+		_, err = seen.Update(ctx, key, []byte(refusedPrefix+parentID), rev)
 	} else {
-		_, err = p.seen.Put(ctx, key, []byte(refusedPrefix+parentID))
+		_, err = seen.Put(ctx, key, []byte(refusedPrefix+parentID))
 	}
 	if err != nil {
 		return fmt.Errorf("mark %s over max_pages: %w", id, err)
@@ -188,8 +223,12 @@ const (
 	claimAdmitted                   // this task's, admitted within the budget
 )
 
-func (p *Publisher) claimedBy(ctx context.Context, crawl, id, parentID string) (claimState, error) {
-	e, err := p.seen.Get(ctx, mesh.SeenKey(crawl, id))
+func (p *Publisher) claimedBy(ctx context.Context, part int, crawl, id, parentID string) (claimState, error) {
+	seen, err := p.seen(ctx, part)
+	if err != nil {
+		return claimNotMine, err
+	}
+	e, err := seen.Get(ctx, mesh.SeenKey(crawl, id))
 	if err != nil {
 		return claimNotMine, fmt.Errorf("read claim %s: %w", id, err)
 	}
@@ -202,10 +241,15 @@ func (p *Publisher) claimedBy(ctx context.Context, crawl, id, parentID string) (
 	return claimNotMine, nil
 }
 
-// Claim claims one URL hash for a task (used for the final URL of a
+// Claim claims one canonical URL for a task (used for the final URL of a
 // redirect). It reports whether the URL is this task's to process.
-func (p *Publisher) Claim(ctx context.Context, crawl, id, taskID string, redelivered bool) (bool, error) {
-	_, err := p.seen.Create(ctx, mesh.SeenKey(crawl, id), []byte(taskID))
+func (p *Publisher) Claim(ctx context.Context, crawl, canonicalURL, taskID string, redelivered bool) (bool, error) {
+	id, part := mesh.URLHash(canonicalURL), p.lay.Of(canonicalURL)
+	seen, err := p.seen(ctx, part)
+	if err != nil {
+		return false, err
+	}
+	_, err = seen.Create(ctx, mesh.SeenKey(crawl, id), []byte(taskID))
 	if err == nil {
 		return true, nil
 	}
@@ -215,14 +259,14 @@ func (p *Publisher) Claim(ctx context.Context, crawl, id, taskID string, redeliv
 	if !redelivered {
 		return false, nil
 	}
-	st, err := p.claimedBy(ctx, crawl, id, taskID)
+	st, err := p.claimedBy(ctx, part, crawl, id, taskID)
 	return st != claimNotMine, err
 }
 
 // PublishTask publishes a task asynchronously with its de-duplication id.
 func (p *Publisher) PublishTask(t mesh.Task) (jetstream.PubAckFuture, error) {
 	b, _ := json.Marshal(t)
-	return p.js.PublishAsync(mesh.TaskSubject(t.Crawl), b, jetstream.WithMsgID(t.Crawl+"."+t.ID))
+	return p.js.PublishAsync(mesh.TaskSubjectOf(p.lay.Of(t.URL), t.Crawl), b, jetstream.WithMsgID(t.Crawl+"."+t.ID))
 }
 
 // Incr adds n to a crawl counter asynchronously; id makes it idempotent.

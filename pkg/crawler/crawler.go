@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +62,32 @@ type Crawler struct {
 
 	maxAttempts atomic.Int64 // live (SetRetry); cfg.MaxAttempts is the start's
 	backoffD    atomic.Int64 // time.Duration
+	oks         sync.Map     // crawl id -> *atomic.Int64: pages this worker finished ok (log sampling)
+}
+
+// Success lines are sampled: the first logAllOK pages a worker finishes
+// in a crawl are logged one by one, then one in logEveryOK, carrying
+// Sampled = logEveryOK (the pages it stands for). Every other outcome
+// (retry, failed, dead, dropped) is always logged. A log line is a stored
+// message on the server per page; on a big crawl the success lines were a
+// sixth of the server's writes and said nothing the counters do not.
+const (
+	logAllOK   = 1000
+	logEveryOK = 10
+)
+
+// sampleOK says whether this success of crawl is logged, and how many
+// pages its line stands for.
+func (c *Crawler) sampleOK(crawl string) (bool, int) {
+	v, _ := c.oks.LoadOrStore(crawl, new(atomic.Int64))
+	n := v.(*atomic.Int64).Add(1)
+	switch {
+	case n <= logAllOK:
+		return true, 0
+	case (n-logAllOK)%logEveryOK == 0:
+		return true, logEveryOK
+	}
+	return false, 0
 }
 
 // SetRetry changes the attempts and first retry delay of a running
@@ -194,7 +219,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	c.m.bytes.WithLabelValues(t.Spider).Add(float64(page.Bytes))
 	redelivered := attempt > 1 || t.Requeued > 0
 	if page.URL != t.URL {
-		mine, err := c.pub.Claim(ctx, t.Crawl, mesh.URLHash(page.URL), t.ID, redelivered)
+		mine, err := c.pub.With(layoutOf(cr)).Claim(ctx, t.Crawl, page.URL, t.ID, redelivered)
 		if err != nil {
 			log.Warn("claim of redirect target failed, task retried", "err", err)
 			_ = msg.NakWithDelay(time.Second)
@@ -214,8 +239,10 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	c.m.pages.WithLabelValues(t.Spider, statusClass(page.Status)).Inc()
 	c.m.items.WithLabelValues(t.Spider).Add(float64(len(page.Items)))
-	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: page.Status, Outcome: "ok",
-		Items: len(page.Items), Links: len(page.Links), Incomplete: page.Incomplete}, t0)
+	if keep, n := c.sampleOK(t.Crawl); keep {
+		c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: page.Status, Outcome: "ok",
+			Items: len(page.Items), Links: len(page.Links), Incomplete: page.Incomplete, Sampled: n}, t0)
+	}
 	c.m.outcome(t.Spider, outcomeOK)
 	_ = msg.Ack()
 }
@@ -275,7 +302,8 @@ func (c *Crawler) publishPage(ctx context.Context, t mesh.Task, cr *CrawlInfo, p
 			}
 			cands = append(cands, mesh.Task{ID: id, Crawl: t.Crawl, Spider: t.Spider, URL: link, Depth: t.Depth + 1, Referrer: page.URL})
 		}
-		adm, err := c.pub.Admit(ctx, t.Crawl, s.MaxPages, t.ID, redelivered, cands)
+		pub := c.pub.With(layoutOf(cr))
+		adm, err := pub.Admit(ctx, t.Crawl, s.MaxPages, t.ID, redelivered, cands)
 		if err != nil {
 			return err
 		}
@@ -283,7 +311,7 @@ func (c *Crawler) publishPage(ctx context.Context, t mesh.Task, cr *CrawlInfo, p
 			c.filter.add(t.Crawl, ct.ID)
 		}
 		for _, ct := range adm.Tasks {
-			f, err := c.pub.PublishTask(ct)
+			f, err := pub.PublishTask(ct)
 			if err != nil {
 				return err
 			}
@@ -440,13 +468,12 @@ func (c *Crawler) logEntry(t mesh.Task, e mesh.LogEntry, t0 time.Time) {
 	_, _ = c.js.PublishAsync(mesh.LogSubject(t.Crawl), b)
 }
 
-func crawlOfSubject(subj string) string {
-	c := strings.TrimPrefix(subj, "crawlmesh.task.")
-	if c == subj || strings.Contains(c, ".") {
-		return ""
-	}
-	return c
+// layoutOf is the partition layout of a crawl.
+func layoutOf(cr *CrawlInfo) mesh.Layout {
+	return mesh.NewLayout(cr.Partitions, cr.Parsed.PartitionBy)
 }
+
+func crawlOfSubject(subj string) string { return mesh.CrawlOfTaskSubject(subj) }
 
 func statusClass(code int) string {
 	if code < 100 || code > 599 {

@@ -121,7 +121,7 @@ func (e *env) next(t *testing.T, id string) jetstream.Msg {
 func (e *env) pendingIs(t *testing.T, want uint64) {
 	t.Helper()
 	natstest.Eventually(t, 5*time.Second, fmt.Sprintf("%d tasks pending", want), func() bool {
-		n, err := crawler.Pending(t.Context(), e.js, crawlID)
+		n, err := crawler.Pending(t.Context(), e.js, crawlID, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -603,7 +603,7 @@ func TestHandleUnknownCrawl(t *testing.T) {
 		t.Errorf("reason %q, want unknown crawl", r)
 	}
 	natstest.Eventually(t, 5*time.Second, "ghost task gone", func() bool {
-		n, err := crawler.Pending(t.Context(), e.js, "ghost")
+		n, err := crawler.Pending(t.Context(), e.js, "ghost", 1)
 		return err == nil && n == 0
 	})
 }

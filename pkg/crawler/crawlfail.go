@@ -73,4 +73,5 @@ func (c *Crawler) requestFail(ctx context.Context, crawl, reason string) error {
 func (c *Crawler) ended(crawl string) {
 	c.fetch.EndCrawl(crawl)
 	c.failing.Delete(crawl)
+	c.oks.Delete(crawl)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -187,18 +188,48 @@ func ReadCrawl(ctx context.Context, kv jetstream.KeyValue, id string) (*mesh.Cra
 	return &cr, e.Revision(), nil
 }
 
-// Pending is the number of tasks of a crawl still in the work queue:
-// queued, in flight, or waiting for a retry. A task leaves only when its
-// children are stored, so 0 after seeding means the crawl is done.
-func Pending(ctx context.Context, js jetstream.JetStream, crawl string) (uint64, error) {
+// Pending is the number of tasks of a crawl still in the work queue (all
+// of its parts partitions): queued, in flight, or waiting for a retry. A
+// task leaves only when its children are stored, so 0 after seeding means
+// the crawl is done.
+func Pending(ctx context.Context, js jetstream.JetStream, crawl string, parts int) (uint64, error) {
+	var n uint64
+	for p := range max(parts, 1) {
+		name := mesh.TasksStreamOf(p)
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return 0, fmt.Errorf("open stream %s: %w", name, err)
+		}
+		subj := mesh.TaskSubjectOf(p, crawl)
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			return 0, fmt.Errorf("stream %s info: %w", name, err)
+		}
+		n += info.State.Subjects[subj]
+	}
+	return n, nil
+}
+
+// Partitions is the number of partitions of the mesh's frontier and
+// seen-set, as the master that created them recorded it in stream TASKS
+// (1 when none is recorded).
+func Partitions(ctx context.Context, js jetstream.JetStream) (int, error) {
 	s, err := js.Stream(ctx, mesh.TasksStream)
 	if err != nil {
 		return 0, fmt.Errorf("open stream %s: %w", mesh.TasksStream, err)
 	}
-	subj := mesh.TaskSubject(crawl)
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
-	if err != nil {
-		return 0, fmt.Errorf("stream %s info: %w", mesh.TasksStream, err)
+	return PartitionsOf(s.CachedInfo().Config)
+}
+
+// PartitionsOf reads the partition count recorded in TASKS's config.
+func PartitionsOf(c jetstream.StreamConfig) (int, error) {
+	v, ok := c.Metadata[mesh.PartitionsMeta]
+	if !ok {
+		return 1, nil
 	}
-	return info.State.Subjects[subj], nil
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > mesh.MaxPartitions {
+		return 0, fmt.Errorf("stream %s: metadata %s=%q is not a partition count 1-%d", mesh.TasksStream, mesh.PartitionsMeta, v, mesh.MaxPartitions)
+	}
+	return n, nil
 }

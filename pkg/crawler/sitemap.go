@@ -84,9 +84,9 @@ func (c *Crawler) sitemap(ctx context.Context, msg jetstream.Msg, t mesh.Task, c
 	}
 	// A permanent error (a limit, a 404) keeps what was read before it.
 	redelivered := attempt > 1 || t.Requeued > 0
-	err = c.admitAll(ctx, t, 0, redelivered, maps)
+	err = c.admitAll(ctx, layoutOf(cr), t, 0, redelivered, maps)
 	if err == nil {
-		err = c.admitAll(ctx, t, s.MaxPages, redelivered, pages)
+		err = c.admitAll(ctx, layoutOf(cr), t, s.MaxPages, redelivered, pages)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -113,7 +113,7 @@ func (c *Crawler) sitemap(ctx context.Context, msg jetstream.Msg, t mesh.Task, c
 }
 
 // admitAll admits and publishes cands in batches, waiting for every ack.
-func (c *Crawler) admitAll(ctx context.Context, t mesh.Task, maxPages int, redelivered bool, cands []mesh.Task) error {
+func (c *Crawler) admitAll(ctx context.Context, lay mesh.Layout, t mesh.Task, maxPages int, redelivered bool, cands []mesh.Task) error {
 	for len(cands) > 0 {
 		n := min(len(cands), admitBatch)
 		batch := cands[:n]
@@ -125,7 +125,8 @@ func (c *Crawler) admitAll(ctx context.Context, t mesh.Task, maxPages int, redel
 			}
 			offer = append(offer, ct)
 		}
-		adm, err := c.pub.Admit(ctx, t.Crawl, maxPages, t.ID, redelivered, offer)
+		pub := c.pub.With(lay)
+		adm, err := pub.Admit(ctx, t.Crawl, maxPages, t.ID, redelivered, offer)
 		if err != nil {
 			return err
 		}
@@ -134,7 +135,7 @@ func (c *Crawler) admitAll(ctx context.Context, t mesh.Task, maxPages int, redel
 		}
 		var futs []jetstream.PubAckFuture
 		for _, ct := range adm.Tasks {
-			f, err := c.pub.PublishTask(ct)
+			f, err := pub.PublishTask(ct)
 			if err != nil {
 				return err
 			}

@@ -22,6 +22,8 @@ type Config struct {
 	StoreDir string // JetStream store
 	// MaxStore bounds JetStream's disk use (0: the server's default).
 	MaxStore int64
+	// ProfPort, when set, serves the server's pprof on 127.0.0.1:ProfPort.
+	ProfPort int
 	// Log, when set, sends the server's own log lines there.
 	Log server.Logger
 }
@@ -53,7 +55,7 @@ func Start(c Config) (*server.Server, error) {
 	o := &server.Options{
 		ServerName: "crawlmesh-up", Host: c.Host, Port: c.Port,
 		JetStream: true, StoreDir: c.StoreDir, JetStreamMaxStore: c.MaxStore,
-		NoSigs: true, NoLog: c.Log == nil,
+		NoSigs: true, NoLog: c.Log == nil, ProfPort: c.ProfPort,
 	}
 	s, err := server.NewServer(o)
 	if err != nil {

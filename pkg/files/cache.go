@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,19 +29,45 @@ const DefaultLookupTTL = time.Second
 // Which digest a name has now is read from the store at most once per
 // lookup TTL; while [Cache.Run] watches the store, a change invalidates the
 // name at once and lookups are served from memory until then.
+//
+// Old versions do not pile up: the current version of every name asked
+// for is kept, and of the others (versions since replaced, files since
+// deleted) only the most recently used, within [WithRetention]'s bounds;
+// the rest are deleted from disk after each download and each release. A
+// version handed out by [Cache.Acquire] is never deleted before its
+// release, so a caller can copy or read it by path; one already opened
+// stays readable after deletion (the disk keeps an open file's data).
 type Cache struct {
-	store *Store
-	dir   string
-	ttl   time.Duration
+	store     *Store
+	dir       string
+	ttl       time.Duration
+	keepFiles int
+	keepBytes int64
 
 	mu       sync.Mutex
 	names    map[string]lookup
-	gen      uint64 // bumped by every change the watch sees
+	curFile  map[string]string // name -> file of its digest as last read from the store
+	entries  map[string]*entry // by file (digestFile) in dir
+	gen      uint64            // bumped by every change the watch sees
 	flights  map[string]*flight
 	watching atomic.Bool
 
 	downloads atomic.Int64
+	evictions atomic.Int64
 }
+
+// entry is one version on disk.
+type entry struct {
+	size int64
+	used time.Time // last handed out (the file's mtime after a restart)
+	pins int       // Acquires not yet released
+}
+
+// Default bounds of the versions kept beyond the current ones.
+const (
+	DefaultKeepFiles       = 16
+	DefaultKeepBytes int64 = 256 << 20
+)
 
 type lookup struct {
 	info Info
@@ -59,14 +86,49 @@ type CacheOption func(*Cache)
 // (0: read it on every call).
 func WithLookupTTL(d time.Duration) CacheOption { return func(c *Cache) { c.ttl = max(d, 0) } }
 
-// NewCache keeps the files of store under dir (created if missing).
+// WithRetention bounds the versions kept on disk beyond the current ones
+// (and those in use): at most files of them, together at most bytes, the
+// most recently used first. Zero keeps none; a negative value is the
+// default (DefaultKeepFiles, DefaultKeepBytes).
+func WithRetention(files int, bytes int64) CacheOption {
+	return func(c *Cache) {
+		c.keepFiles, c.keepBytes = files, bytes
+		if files < 0 {
+			c.keepFiles = DefaultKeepFiles
+		}
+		if bytes < 0 {
+			c.keepBytes = DefaultKeepBytes
+		}
+	}
+}
+
+// NewCache keeps the files of store under dir (created if missing). The
+// versions a previous cache left in dir are reused, and bounded like new
+// ones from the first download on.
 func NewCache(store *Store, dir string, opts ...CacheOption) (*Cache, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("file cache %s: %w", dir, err)
 	}
-	c := &Cache{store: store, dir: dir, ttl: DefaultLookupTTL, names: map[string]lookup{}, flights: map[string]*flight{}}
+	c := &Cache{store: store, dir: dir, ttl: DefaultLookupTTL, keepFiles: DefaultKeepFiles, keepBytes: DefaultKeepBytes,
+		names: map[string]lookup{}, curFile: map[string]string{}, entries: map[string]*entry{}, flights: map[string]*flight{}}
 	for _, o := range opts {
 		o(c)
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file cache %s: %w", dir, err)
+	}
+	for _, de := range des {
+		name := de.Name()
+		switch {
+		case strings.HasPrefix(name, ".part-"):
+			// A download cut short by a crash: the dir is this cache's alone.
+			_ = os.Remove(filepath.Join(dir, name))
+		case de.Type().IsRegular() && (strings.HasPrefix(name, "sha256-") || strings.HasPrefix(name, "digest-")):
+			if fi, err := de.Info(); err == nil {
+				c.entries[name] = &entry{size: fi.Size(), used: fi.ModTime()}
+			}
+		}
 	}
 	return c, nil
 }
@@ -76,6 +138,9 @@ func (c *Cache) Dir() string { return c.dir }
 
 // Downloads counts the files fetched from the store so far.
 func (c *Cache) Downloads() int64 { return c.downloads.Load() }
+
+// Evictions counts the versions deleted from disk so far.
+func (c *Cache) Evictions() int64 { return c.evictions.Load() }
 
 // Run watches the store until ctx is done, so a changed or deleted file is
 // noticed at once and unchanged names cost no request. Without it (or
@@ -135,48 +200,127 @@ func (c *Cache) watchOnce(ctx context.Context) error {
 
 // Path returns a local file holding the current version of the named
 // file, downloading it only when no earlier call fetched that digest. The
-// file is shared: read it, never write it.
+// file is shared: read it, never write it. It stays while current and
+// then while among the recent versions kept; to be sure it is there until
+// done with it, use [Cache.Acquire].
 func (c *Cache) Path(ctx context.Context, name string) (string, Info, error) {
-	info, err := c.current(ctx, name)
+	p, info, release, err := c.Acquire(ctx, name)
 	if err != nil {
 		return "", Info{}, err
 	}
-	p := filepath.Join(c.dir, digestFile(info.Digest))
-	if _, err := os.Stat(p); err == nil {
-		return p, info, nil
-	}
-	c.mu.Lock()
-	if f, ok := c.flights[info.Digest]; ok {
-		c.mu.Unlock()
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return "", Info{}, ctx.Err()
-		}
-		if f.err != nil {
-			return "", Info{}, f.err
-		}
-		return p, info, nil
-	}
-	// Re-check under the lock: a flight may have ended between the stat
-	// and here.
-	if _, err := os.Stat(p); err == nil {
-		c.mu.Unlock()
-		return p, info, nil
-	}
-	f := &flight{done: make(chan struct{})}
-	c.flights[info.Digest] = f
-	c.mu.Unlock()
-
-	f.err = c.download(ctx, name, info, p)
-	c.mu.Lock()
-	delete(c.flights, info.Digest)
-	c.mu.Unlock()
-	close(f.done)
-	if f.err != nil {
-		return "", Info{}, f.err
-	}
+	release()
 	return p, info, nil
+}
+
+// Acquire is [Cache.Path] with the version held: the cache does not delete
+// it before release is called (once; later calls do nothing).
+func (c *Cache) Acquire(ctx context.Context, name string) (path string, info Info, release func(), err error) {
+	// Bounded: each round either hands out the file or waits for/does a
+	// download; only a version deleted between a download and the pin
+	// (replaced and evicted at once) costs another round.
+	for range 5 {
+		info, err = c.current(ctx, name)
+		if err != nil {
+			return "", Info{}, nil, err
+		}
+		df := digestFile(info.Digest)
+		p := filepath.Join(c.dir, df)
+		c.mu.Lock()
+		if e := c.entries[df]; e != nil {
+			if _, err := os.Stat(p); err == nil {
+				e.pins++
+				e.used = time.Now()
+				c.mu.Unlock()
+				return p, info, c.releaser(df), nil
+			}
+			delete(c.entries, df) // removed behind the cache's back
+		}
+		if f, ok := c.flights[info.Digest]; ok {
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return "", Info{}, nil, ctx.Err()
+			}
+			if f.err != nil {
+				return "", Info{}, nil, f.err
+			}
+			continue
+		}
+		f := &flight{done: make(chan struct{})}
+		c.flights[info.Digest] = f
+		c.mu.Unlock()
+
+		f.err = c.download(ctx, name, info, p)
+		c.mu.Lock()
+		delete(c.flights, info.Digest)
+		c.mu.Unlock()
+		close(f.done)
+		if f.err != nil {
+			return "", Info{}, nil, f.err
+		}
+	}
+	return "", Info{}, nil, fmt.Errorf("file %s: its version kept changing while it was fetched: try again", name)
+}
+
+// releaser is the release of one pin on the version in file df.
+func (c *Cache) releaser(df string) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if e := c.entries[df]; e != nil {
+				e.pins--
+				if e.pins == 0 {
+					c.evictLocked()
+				}
+			}
+		})
+	}
+}
+
+// added records a version just renamed into the cache, then bounds the
+// cache.
+func (c *Cache) added(df string, size int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries[df] = &entry{size: size, used: time.Now()}
+	c.evictLocked()
+}
+
+// evictLocked deletes the versions that are neither current, nor held,
+// nor among the most recently used within the retention bounds. c.mu is
+// held.
+func (c *Cache) evictLocked() {
+	keep := map[string]bool{}
+	for _, df := range c.curFile {
+		keep[df] = true
+	}
+	type old struct {
+		df string
+		e  *entry
+	}
+	var others []old
+	for df, e := range c.entries {
+		if e.pins == 0 && !keep[df] {
+			others = append(others, old{df, e})
+		}
+	}
+	slices.SortFunc(others, func(a, b old) int { return b.e.used.Compare(a.e.used) })
+	n, bytes := 0, int64(0)
+	for _, o := range others {
+		if n < c.keepFiles && bytes+o.e.size <= c.keepBytes {
+			n++
+			bytes += o.e.size
+			continue
+		}
+		if err := os.Remove(filepath.Join(c.dir, o.df)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			continue // try again at the next eviction
+		}
+		delete(c.entries, o.df)
+		c.evictions.Add(1)
+	}
 }
 
 // current is the name's Info as of at most the TTL ago (or the watch).
@@ -191,12 +335,18 @@ func (c *Cache) current(ctx context.Context, name string) (Info, error) {
 	}
 	info, err := c.store.Stat(ctx, name)
 	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			c.mu.Lock()
+			delete(c.curFile, name) // its last version is kept only as a recent one
+			c.mu.Unlock()
+		}
 		return Info{}, err
 	}
 	c.mu.Lock()
 	if c.gen == gen { // no change seen meanwhile: the answer may be kept
 		c.names[name] = lookup{info: info, at: time.Now()}
 	}
+	c.curFile[name] = digestFile(info.Digest)
 	c.mu.Unlock()
 	return info, nil
 }
@@ -223,7 +373,9 @@ func (c *Cache) download(ctx context.Context, name string, want Info, p string) 
 	if got.Digest != want.Digest {
 		// Changed between the lookup and the download: keep what was
 		// fetched under its own digest, and let the caller try again.
-		_ = os.Rename(tmp.Name(), filepath.Join(c.dir, digestFile(got.Digest)))
+		if os.Chmod(tmp.Name(), 0o444) == nil && os.Rename(tmp.Name(), filepath.Join(c.dir, digestFile(got.Digest))) == nil {
+			c.added(digestFile(got.Digest), got.Size)
+		}
 		c.mu.Lock()
 		delete(c.names, name)
 		c.mu.Unlock()
@@ -235,6 +387,7 @@ func (c *Cache) download(ctx context.Context, name string, want Info, p string) 
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return fmt.Errorf("file cache: %w", err)
 	}
+	c.added(filepath.Base(p), got.Size)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -233,4 +234,110 @@ func TestCacheTTLAndWatch(t *testing.T) {
 func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
+}
+
+// cached lists the versions in a cache's directory.
+func cached(t *testing.T, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, de := range des {
+		out = append(out, de.Name())
+	}
+	return out
+}
+
+// TestCacheEviction: five versions of a file leave the current one, the
+// held one and the two most recent others on disk; a version held by
+// Acquire survives until released, one already opened stays readable
+// after its deletion, and the bytes bound holds too.
+func TestCacheEviction(t *testing.T) {
+	st := open(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	c, err := files.NewCache(st, dir, files.WithLookupTTL(0), files.WithRetention(2, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(v string) {
+		t.Helper()
+		if _, err := st.Put(ctx, "s.js", strings.NewReader(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("v1")
+	p1, _, release1, err := c.Acquire(ctx, "s.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened *os.File
+	for i := 2; i <= 5; i++ {
+		v := "v" + string(rune('0'+i))
+		put(v)
+		p, _, release, err := c.Acquire(ctx, "s.js")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(p); got != v {
+			t.Fatalf("after put %s the cache serves %q", v, got)
+		}
+		if i == 2 {
+			// A reader with the file open, as a process reading it would.
+			if opened, err = os.Open(p); err != nil {
+				t.Fatal(err)
+			}
+			defer opened.Close()
+		}
+		release()
+		if got := readFile(p1); got != "v1" {
+			t.Fatalf("the held v1 reads %q after put %s", got, v)
+		}
+	}
+	// v5 current, v1 held, v4 and v3 the recent others; v2 deleted.
+	if got := cached(t, dir); len(got) != 4 || c.Evictions() != 1 {
+		t.Errorf("after 5 versions with v1 held: %v, %d evictions; want 4 files, 1 eviction", got, c.Evictions())
+	}
+	if b, err := io.ReadAll(opened); err != nil || string(b) != "v2" {
+		t.Errorf("v2, opened before its deletion, reads %q, %v", b, err)
+	}
+	release1()
+	release1() // a second release does nothing
+	if got := cached(t, dir); len(got) != 3 {
+		t.Errorf("after v1's release: %v, want v5, v4, v3", got)
+	}
+	if _, err := os.Stat(p1); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("v1, released and the oldest, is still there: %v", err)
+	}
+	if p, _, err := c.Path(ctx, "s.js"); err != nil || readFile(p) != "v5" || c.Downloads() != 5 {
+		t.Errorf("current: %q, %v, %d downloads; want v5 without a download", readFile(p), err, c.Downloads())
+	}
+
+	// A restarted worker's cache bounds what the last one left, keeping
+	// the current version without fetching it again.
+	c2, err := files.NewCache(st, dir, files.WithLookupTTL(0), files.WithRetention(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _, err := c2.Path(ctx, "s.js"); err != nil || readFile(p) != "v5" || c2.Downloads() != 0 {
+		t.Errorf("restarted: %q, %v, %d downloads", readFile(p), err, c2.Downloads())
+	}
+	if got := cached(t, dir); len(got) != 1 {
+		t.Errorf("restarted with no retention: %v, want only the current version", got)
+	}
+
+	// The bytes bound: versions of 100 bytes, at most 250 bytes of others.
+	dir3 := t.TempDir()
+	c3, _ := files.NewCache(st, dir3, files.WithLookupTTL(0), files.WithRetention(10, 250))
+	for i := range 5 {
+		put(strings.Repeat(string(rune('a'+i)), 100))
+		if _, _, err := c3.Path(ctx, "s.js"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cached(t, dir3); len(got) != 3 {
+		t.Errorf("with 250 bytes for others: %v, want the current and 2 others", got)
+	}
 }

@@ -85,6 +85,9 @@ type Crawl struct {
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
 	// Error is why a failed crawl failed (never a secret).
 	Error string `json:"error,omitempty"`
+	// Partitions of the frontier and seen-set when the crawl started
+	// (0: one); the crawl keeps them if the mesh grows (see [Layout]).
+	Partitions int `json:"partitions,omitempty"`
 }
 
 // Task is one URL of one crawl on the work queue.
@@ -153,6 +156,10 @@ type LogEntry struct {
 	Incomplete int     `json:"incomplete,omitempty"`
 	Sitemaps   int     `json:"sitemaps,omitempty"` // child sitemaps a sitemap task listed
 	Duration   float64 `json:"duration_seconds"`
+	// Sampled, on an "ok" line, is the number of successful pages the line
+	// stands for: past its first 1,000 successes in a crawl a worker logs
+	// one success in 10. Other outcomes are never sampled.
+	Sampled int `json:"sampled,omitempty"`
 }
 
 // URLHash is the key of a canonical URL: 16 bytes of SHA-256, base64url.

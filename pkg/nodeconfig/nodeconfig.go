@@ -78,6 +78,10 @@ type Node struct {
 	// Replicas of every JetStream asset (masters apply it): 0 chooses, 3
 	// when the NATS cluster can place three copies, else 1.
 	Replicas int
+	// Partitions of the frontier and seen-set (masters apply it when they
+	// create the assets): 0 keeps the mesh's recorded count (1 for a new
+	// mesh); more than recorded adds partitions for new crawls.
+	Partitions int
 	// Pprof serves Go's profiler on the --http address, for finding where
 	// a slow node spends its time; off by default because it exposes the
 	// process's internals.
@@ -129,6 +133,9 @@ func (n *Node) Validate() error {
 	}
 	if n.Replicas < 0 || n.Replicas > 5 {
 		return fmt.Errorf("--replicas %d: want 0 (3 on a cluster of 3 or more JetStream servers, else 1) or 1-5", n.Replicas)
+	}
+	if n.Partitions < 0 || n.Partitions > 64 {
+		return fmt.Errorf("--partitions %d: want 0 (keep the mesh's; 1 for a new one) or 1-64", n.Partitions)
 	}
 	if n.Priority < 0 || n.Priority > 100 {
 		return fmt.Errorf("--priority %d: want 0-100", n.Priority)

@@ -108,7 +108,9 @@ func (r *Runner) Parse(ctx context.Context, s *spec.Spec, page spiderproto.Page)
 		if r.cfg.Files == nil {
 			return spiderproto.Answer{}, crawlLevel(fmt.Errorf("spider %s: script_file %s: this worker has no access to Object Store files", s.Name, s.ScriptFile))
 		}
-		path, info, err := r.cfg.Files.Path(ctx, s.ScriptFile)
+		// Held until compiled (or found compiled), so the cache cannot
+		// delete this version between the lookup and the read.
+		path, info, release, err := r.cfg.Files.Acquire(ctx, s.ScriptFile)
 		if err != nil {
 			return spiderproto.Answer{}, fileError(s, s.ScriptFile, err)
 		}
@@ -116,6 +118,7 @@ func (r *Runner) Parse(ctx context.Context, s *spec.Spec, page spiderproto.Page)
 			b, err := os.ReadFile(path)
 			return string(b), err
 		})
+		release()
 		if err != nil {
 			return spiderproto.Answer{}, err
 		}
@@ -189,10 +192,13 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 		if r.cfg.Files == nil {
 			return nil, crawlLevel(fmt.Errorf("spider %s: files %s: this worker has no access to Object Store files", s.Name, name))
 		}
-		p, info, err := r.cfg.Files.Path(ctx, name)
+		// Held until copied into the working directory: the processes
+		// use the copy, so the cache may delete its version afterwards.
+		p, info, release, err := r.cfg.Files.Acquire(ctx, name)
 		if err != nil {
 			return nil, fileError(s, name, err)
 		}
+		defer release()
 		digests = append(digests, name+"="+info.Digest)
 		paths[name] = p
 	}
@@ -267,7 +273,9 @@ func (r *Runner) Close() {
 }
 
 // populate makes dir hold a copy of each file (the cache's copies are
-// shared and must never be written by user code).
+// shared and must never be written by user code, and are deleted once old:
+// a copy, not a link, keeps a running command's files whatever the cache
+// does).
 func populate(dir string, paths map[string]string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil // made by an earlier pool of this crawl and version

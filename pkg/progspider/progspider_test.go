@@ -3,8 +3,12 @@ package progspider
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -110,5 +114,92 @@ func TestScriptFileVersions(t *testing.T) {
 	}
 	if len(r.scripts) != 2 {
 		t.Errorf("%d compiled versions, want 2", len(r.scripts))
+	}
+}
+
+// TestCommandFilesOutliveEviction: a command spider whose page is still
+// running on version 1 of its data file while versions 2 to 5 are put and
+// used by other crawls: the worker's cache stays bounded (the old
+// versions are deleted), each crawl gets the current version, and the
+// running command still reads version 1 from its working directory.
+func TestCommandFilesOutliveEviction(t *testing.T) {
+	s := natstest.RunServer(t)
+	_, js := natstest.Connect(t, s)
+	obs, err := js.CreateObjectStore(t.Context(), jetstream.ObjectStoreConfig{Bucket: files.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := files.New(obs)
+	cacheDir := t.TempDir()
+	cache, err := files.NewCache(store, cacheDir, files.WithLookupTTL(0), files.WithRetention(1, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	put := func(name, body string) {
+		t.Helper()
+		if _, err := store.Put(ctx, name, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// On version 1 the page says it started, then waits (at most 20 s)
+	// for the test's signal before it reads data.txt.
+	sig := t.TempDir()
+	put("spider.sh", "#!/bin/sh\nwhile read line; do\n"+
+		"  if [ \"$(cat data.txt)\" = v1 ]; then\n"+
+		"    touch '"+sig+"/started'; i=0\n"+
+		"    while [ ! -e '"+sig+"/go' ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n"+
+		"  fi\n"+
+		"  printf '{\"items\":[{\"v\":\"%s\"}],\"links\":[]}\\n' \"$(cat data.txt)\"\n"+
+		"done\n")
+	put("data.txt", "v1")
+	r := New(Config{Files: cache, WorkDir: t.TempDir()})
+	defer r.Close()
+	sp := &spec.Spec{Name: "cmd", Command: []string{"./spider.sh"}, Files: []string{"spider.sh", "data.txt"}}
+	parseIn := func(crawl string) (spiderproto.Answer, error) {
+		return r.Parse(ctx, sp, spiderproto.Page{URL: "http://127.0.0.1/p/1", Status: 200, Body: page, Crawl: crawl, Spider: sp.Name})
+	}
+	type result struct {
+		ans spiderproto.Answer
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		ans, err := parseIn("c1")
+		first <- result{ans, err}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(sig, "started")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the command's first page did not start within 20 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 2; i <= 5; i++ {
+		v := "v" + strconv.Itoa(i)
+		put("data.txt", v)
+		ans, err := parseIn("c" + strconv.Itoa(i))
+		if err != nil || len(ans.Items) != 1 || ans.Items[0]["v"] != v {
+			t.Fatalf("crawl c%d after the put of %s: %+v, %v", i, v, ans, err)
+		}
+	}
+	// spider.sh and data.txt v5 current, one recent other (v4).
+	des, _ := os.ReadDir(cacheDir)
+	if len(des) != 3 || cache.Evictions() != 3 {
+		var names []string
+		for _, de := range des {
+			names = append(names, de.Name())
+		}
+		t.Errorf("cache after 5 versions: %v, %d evictions; want 3 files, 3 evictions", names, cache.Evictions())
+	}
+	if err := os.WriteFile(filepath.Join(sig, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := <-first
+	if res.err != nil || len(res.ans.Items) != 1 || res.ans.Items[0]["v"] != "v1" {
+		t.Errorf("the page running on v1 answered %+v, %v; want v1", res.ans, res.err)
 	}
 }

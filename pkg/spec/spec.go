@@ -56,6 +56,11 @@ type Spec struct {
 	ScriptFile string   `json:"script_file,omitempty" yaml:"script_file"` // a script kept in Object Store files
 	Command    []string `json:"command,omitempty" yaml:"command"`         // argv of a long-lived line-JSON process
 	Files      []string `json:"files,omitempty" yaml:"files"`             // from Object Store files into the command's directory
+
+	// PartitionBy chooses a URL's partition of the frontier and seen-set
+	// on a mesh with several: "host" (the default; a host's tasks stay
+	// together) or "url" (one huge host spreads over every partition).
+	PartitionBy string `json:"partition_by,omitempty" yaml:"partition_by"`
 }
 
 // Programmable reports whether a script or a command reads the pages.
@@ -216,6 +221,9 @@ func (s *Spec) validate() Errors {
 	}
 	if s.MaxPages < 0 {
 		add("max_pages %d: must be 0 (unlimited) or more", s.MaxPages)
+	}
+	if s.PartitionBy != "" && s.PartitionBy != "host" && s.PartitionBy != "url" {
+		add("partition_by %q: want host (the default) or url", s.PartitionBy)
 	}
 	c.goSpider(s)
 	c.programmable(s)

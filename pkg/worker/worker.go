@@ -51,9 +51,10 @@ type Config struct {
 	Apply  clusterconfig.ApplyFunc
 }
 
-// TaskSource opens the task consumer and the handler that runs one task
-// message to its acknowledgement.
-type TaskSource func(ctx context.Context) (jetstream.Consumer, func(context.Context, jetstream.Msg), error)
+// TaskSource opens the task consumers (one per partition of the work
+// queue) and the handler that runs one task message to its
+// acknowledgement.
+type TaskSource func(ctx context.Context) ([]jetstream.Consumer, func(context.Context, jetstream.Msg), error)
 
 // Worker is one crawler node.
 type Worker struct {
@@ -329,7 +330,11 @@ func (w *Worker) consume(ctx context.Context) {
 			}
 		}
 		held := n * overcommit
-		it, err := cons.Messages(jetstream.PullMaxMessages(held), jetstream.PullExpiry(5*time.Second))
+		if len(cons) > 1 {
+			w.consumeParts(ctx, cons, handle, held)
+			continue
+		}
+		it, err := cons[0].Messages(jetstream.PullMaxMessages(held), jetstream.PullExpiry(5*time.Second))
 		if err != nil {
 			w.log.Warn("task pull not started, retrying", "err", err)
 			select {
@@ -363,6 +368,98 @@ func (w *Worker) consume(ctx context.Context) {
 			it.Drain()
 		}
 	}
+}
+
+// consumeParts pulls from several partitions' consumers until ctx is done
+// or the state or concurrency changes. The worker's held tasks are tokens
+// the partitions compete for: each partition's puller takes what is free,
+// fetches that many without waiting, and returns what it did not get; a
+// partition with nothing pending waits for work holding one token only, so
+// an empty partition never holds the capacity a busy one could use.
+func (w *Worker) consumeParts(ctx context.Context, cons []jetstream.Consumer, handle func(context.Context, jetstream.Msg), held int) {
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	tokens := make(chan struct{}, held)
+	for range held {
+		tokens <- struct{}{}
+	}
+	var pullers sync.WaitGroup
+	for _, c := range cons {
+		pullers.Go(func() { w.pullPart(rctx, ctx, c, handle, tokens, held) })
+	}
+	select {
+	case <-ctx.Done():
+	case <-w.changed:
+	}
+	stop()
+	pullers.Wait() // tasks already taken run on under ctx (w.tasks)
+}
+
+// pullPart is one partition's puller of consumeParts: it stops pulling
+// when rctx ends; the tasks it took run until ctx ends.
+func (w *Worker) pullPart(rctx, ctx context.Context, c jetstream.Consumer, handle func(context.Context, jetstream.Msg),
+	tokens chan struct{}, held int) {
+	for rctx.Err() == nil {
+		select {
+		case <-rctx.Done():
+			return
+		case <-tokens:
+		}
+		k := 1
+	more:
+		for k < held {
+			select {
+			case <-tokens:
+				k++
+			default:
+				break more
+			}
+		}
+		batch, err := c.FetchNoWait(k)
+		got := 0
+		if err == nil {
+			got = w.run(ctx, batch.Messages(), handle, tokens)
+			err = batch.Error()
+		}
+		if got == 0 && err == nil && rctx.Err() == nil {
+			// Nothing pending: wait for one task, holding one token.
+			for range k - 1 {
+				tokens <- struct{}{}
+			}
+			k = 1
+			batch, err = c.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+			if err == nil {
+				got = w.run(ctx, batch.Messages(), handle, tokens)
+				err = batch.Error()
+			}
+		}
+		for range k - got {
+			tokens <- struct{}{}
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) && rctx.Err() == nil {
+			w.log.Warn("task pull failed, retrying", "err", err)
+			select {
+			case <-rctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// run starts a task for every message of msgs; each returns its token
+// when done. It returns how many it started.
+func (w *Worker) run(ctx context.Context, msgs <-chan jetstream.Msg, handle func(context.Context, jetstream.Msg), tokens chan struct{}) int {
+	n := 0
+	for msg := range msgs {
+		n++
+		w.begin()
+		w.tasks.Go(func() {
+			handle(ctx, msg)
+			w.end()
+			tokens <- struct{}{}
+		})
+	}
+	return n
 }
 
 func (w *Worker) begin() {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
+	cdpage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,7 +51,9 @@ func chromium(t *testing.T) string {
 // started from the page whose progress moves to completion with every
 // item, an item and the crawl's logs on its page, and a master without a
 // token showing actions disabled with the reason. Every request the
-// browser makes stays on loopback. Screenshots go to a temporary folder, or
+// browser makes stays on loopback: the page is served through a counting
+// front, and checkLoopback proves with negative controls that a request
+// off loopback would be caught. Screenshots go to a temporary folder, or
 // to CRAWLMESH_SCREENSHOTS (docs/console refreshes the README's).
 func TestConsoleBrowser(t *testing.T) {
 	token := "console-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -62,9 +68,8 @@ func TestConsoleBrowser(t *testing.T) {
 	// A delay between requests to the host keeps the crawl running for
 	// several seconds, so the page shows it moving.
 	goodSpec := strings.Replace(synthsite.Spec("console", site.URL, synthsite.Config{Pages: pages}), "delay: 0s", "delay: 120ms", 1)
-	base := "http://" + m.HTTP["m1"] + "/"
-
 	br := newConsoleBrowser(t)
+	base := br.front(m.HTTP["m1"])
 	ctx, run, text, waitText, shot := br.ctx, br.run, br.text, br.waitText, br.shot
 
 	// Nodes: both workers online, in words.
@@ -170,7 +175,7 @@ func TestConsoleBrowser(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	harness.StartProc(t, "master m9", "master", "--nats", m.Cluster.URL(), "--id", "m9", "--http", addr)
 	harness.Eventually(t, 30*time.Second, "m9 serves the console", func() bool { return httpCode(t, "http://"+addr+"/") == 200 })
-	run("open m9's console", chromedp.Navigate("http://"+addr+"/#spiders"))
+	run("open m9's console", chromedp.Navigate(br.front(addr)+"#spiders"))
 	waitText("#auth-status", "Actions disabled", 10*time.Second)
 	waitText("#auth-status", "--api-token-file", 1*time.Second)
 	disabled, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#spec-apply").disabled`))
@@ -182,14 +187,21 @@ func TestConsoleBrowser(t *testing.T) {
 }
 
 // consoleBrowser is headless chromium on a console, recording every
-// request it makes.
+// request it makes twice over: the tab's network events (every frame) and a
+// fetch gate (Fetch domain interception, enabled before the first
+// navigation) that holds each request until it is let through, and fails
+// any request off loopback so it never leaves the machine.
 type consoleBrowser struct {
 	t       *testing.T
 	ctx     context.Context
 	shotDir string
 
 	mu        sync.Mutex
-	requested []string
+	requested []string // network.EventRequestWillBeSent
+	gated     []string // fetch.EventRequestPaused
+	blocked   []string // off loopback, failed by the gate
+	gateErrs  []string // requests the gate could not answer
+	served    []string // requests from the browser that the fronts received
 }
 
 // newConsoleBrowser starts chromium for t; it stops with the test.
@@ -207,22 +219,52 @@ func newConsoleBrowser(t *testing.T) *consoleBrowser {
 	ctx, cancelT := context.WithTimeout(ctx, 4*time.Minute)
 	t.Cleanup(cancelT)
 	b := &consoleBrowser{t: t, ctx: ctx, shotDir: t.TempDir()}
+	// Listen opens the tab (chromedp enables its network domain then);
+	// nothing has been requested yet: it shows about:blank.
 	err := chromedp.Listen(ctx, func(ev any) {
-		var u string
-		switch e := ev.(type) {
-		case *network.EventRequestWillBeSent:
-			u = e.Request.URL
-		case network.EventRequestWillBeSent:
-			u = e.Request.URL
-		default:
-			return
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			b.mu.Lock()
+			b.requested = append(b.requested, e.Request.URL)
+			b.mu.Unlock()
 		}
-		b.mu.Lock()
-		b.requested = append(b.requested, u)
-		b.mu.Unlock()
 	})
 	if err != nil {
 		t.Fatalf("start chromium %s: %v", chrome, err)
+	}
+	// The gate: subscribed before Fetch.enable so no paused request is
+	// missed; its goroutine stops with the test, before the browser does.
+	gctx, stopGate := context.WithCancel(ctx)
+	paused := chromedp.Events(gctx, fetch.RequestPaused)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { stopGate(); wg.Wait() })
+	wg.Go(func() {
+		for ev, err := range paused {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.gated = append(b.gated, ev.Request.URL)
+			off := !loopback(ev.Request.URL)
+			if off {
+				b.blocked = append(b.blocked, ev.Request.URL)
+			}
+			b.mu.Unlock()
+			if off {
+				_, err = chromedp.Call(gctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient})
+			} else {
+				_, err = chromedp.Call(gctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+			}
+			if err != nil && gctx.Err() == nil {
+				// Most often a request the page gave up meanwhile (a
+				// navigation cancels a pending favicon.ico): logged only.
+				b.mu.Lock()
+				b.gateErrs = append(b.gateErrs, ev.Request.URL+": "+err.Error())
+				b.mu.Unlock()
+			}
+		}
+	})
+	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*"}}}); err != nil {
+		t.Fatalf("chromium: enable the fetch gate: %v", err)
 	}
 	if d := os.Getenv("CRAWLMESH_SCREENSHOTS"); d != "" {
 		b.shotDir = filepath.Join("..", "..", d)
@@ -231,6 +273,37 @@ func newConsoleBrowser(t *testing.T) *consoleBrowser {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// loopback says whether u's host is this machine.
+func loopback(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := pu.Hostname()
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.IsLoopback()
+	}
+	return h == "localhost"
+}
+
+// front serves addr (a console) through a loopback reverse proxy that
+// records every request the browser sends, so checkLoopback can prove the
+// browser's records miss none; it returns the front's base URL.
+func (b *consoleBrowser) front(addr string) string {
+	target, _ := url.Parse("http://" + addr)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.UserAgent(), "Chrome") { // not the test's own http.Get
+			b.mu.Lock()
+			b.served = append(b.served, "http://"+r.Host+r.URL.RequestURI())
+			b.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	b.t.Cleanup(srv.Close)
+	return srv.URL + "/"
 }
 
 func (b *consoleBrowser) run(what string, acts ...chromedp.Action[chromedp.Void]) {
@@ -267,22 +340,109 @@ func (b *consoleBrowser) shot(name string) {
 	}
 }
 
+// The negative controls checkLoopback adds to the page: images on
+// TEST-NET-1 (RFC 5737), never routed, and blocked by the gate anyway. The
+// console's Content-Security-Policy (img-src 'self') stops the first in
+// the page itself, before the network (the network events show it, the
+// gate never sees it); the second is added with the policy bypassed, so
+// only the gate stands between it and the network.
+const (
+	controlUnderCSP = "http://192.0.2.1/crawlmesh-negative-control.png?under-csp"
+	controlNoCSP    = "http://192.0.2.1/crawlmesh-negative-control.png?csp-bypassed"
+)
+
+// addImage adds an image of src to the page and says whether it loaded
+// or failed.
+func (b *consoleBrowser) addImage(src string) string {
+	b.t.Helper()
+	got, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(`new Promise((resolve) => {
+		const img = new Image();
+		img.onload = () => resolve("loaded");
+		img.onerror = () => resolve("failed");
+		img.src = %q;
+		document.body.append(img);
+	})`, src), chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("add an image of %s: %v", src, err)
+	}
+	return got
+}
+
 // checkLoopback fails the test if the browser requested anything off
-// loopback (or too little to mean anything).
+// loopback, if the gate missed a request the console received, or
+// (negative controls) if images off loopback that the test adds to the
+// page are not recorded, and blocked by the gate.
 func (b *consoleBrowser) checkLoopback() {
 	b.t.Helper()
+	if got := b.addImage(controlUnderCSP); got != "failed" {
+		b.t.Errorf("negative control: the image %s %s, want failed", controlUnderCSP, got)
+	}
+	if _, err := chromedp.Call(b.ctx, cdpage.SetBypassCSP, cdpage.SetBypassCSPParams{Enabled: true}); err != nil {
+		b.t.Fatalf("bypass the page's CSP: %v", err)
+	}
+	b.run("reload without the page's CSP", chromedp.Reload())
+	if got := b.addImage(controlNoCSP); got != "failed" {
+		b.t.Errorf("negative control: the image %s %s, want failed", controlNoCSP, got)
+	}
+	// The gate fails a request before the page's onerror runs, and the
+	// network events come before the answer to the evaluation: both
+	// records are complete by now.
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.requested) < 10 {
 		b.t.Fatalf("only %d requests seen: %v", len(b.requested), b.requested)
 	}
-	for _, u := range b.requested {
-		pu, err := url.Parse(u)
-		if err != nil || (pu.Hostname() != "127.0.0.1" && pu.Hostname() != "localhost") {
-			b.t.Errorf("the browser requested %s, off loopback", u)
+	count := func(urls []string, u string) (n int) {
+		for _, v := range urls {
+			if v == u {
+				n++
+			}
+		}
+		return n
+	}
+	for what, urls := range map[string][]string{"network events": b.requested, "fetch gate": b.gated} {
+		for _, u := range urls {
+			if !loopback(u) && u != controlUnderCSP && u != controlNoCSP {
+				b.t.Errorf("the browser requested %s, off loopback (%s)", u, what)
+			}
 		}
 	}
-	b.t.Logf("%d browser requests, all to loopback; screenshots in %s", len(b.requested), b.shotDir)
+	if n := count(b.requested, controlUnderCSP); n != 1 {
+		b.t.Errorf("negative control: the network events recorded %s %d times, want once: the detector is blind", controlUnderCSP, n)
+	}
+	if n := count(b.requested, controlNoCSP); n != 1 {
+		b.t.Errorf("negative control: the network events recorded %s %d times, want once: the detector is blind", controlNoCSP, n)
+	}
+	if n := count(b.gated, controlNoCSP); n != 1 {
+		b.t.Errorf("negative control: the fetch gate recorded %s %d times, want once: the detector is blind", controlNoCSP, n)
+	}
+	if len(b.blocked) != 1 || b.blocked[0] != controlNoCSP {
+		b.t.Errorf("the gate blocked %q, want only %s", b.blocked, controlNoCSP)
+	}
+	// Every request the fronts received went through the gate (as many
+	// times). The network events miss some (chromium's own favicon.ico
+	// requests, for one), so they are only counted.
+	left := map[string]int{}
+	for _, u := range b.gated {
+		left[u]++
+	}
+	missed := 0
+	for _, u := range b.served {
+		if left[u] <= 0 {
+			if missed++; missed <= 5 {
+				b.t.Errorf("the console received %s from the browser, but the gate did not see it", u)
+			}
+		}
+		left[u]--
+	}
+	if missed > 0 {
+		b.t.Errorf("the gate missed %d of the %d requests the console received", missed, len(b.served))
+	}
+	if len(b.gateErrs) > 0 {
+		b.t.Logf("the gate could not answer %d requests (gone meanwhile): %q", len(b.gateErrs), b.gateErrs)
+	}
+	b.t.Logf("%d requests through the gate (%d network events, with the 2 controls), %d received by the console; screenshots in %s",
+		len(b.gated), len(b.requested), len(b.served), b.shotDir)
 }
 
 func httpCode(t *testing.T, u string) int {

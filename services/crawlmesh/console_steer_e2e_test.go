@@ -45,10 +45,10 @@ func TestConsoleBrowserSteer(t *testing.T) {
 	m.CLI.Apply(synthsite.Spec("fixme", site.URL, cfg))
 	m.CLI.Apply(synthsite.Spec("nightly", site.URL, cfg) + "schedule: \"0 3 * * *\"\n")
 	m.CLI.Apply(synthsite.Spec("doomed", site.URL, cfg))
-	base := "http://" + m.HTTP["m1"] + "/"
-	api := base + "api/v1/"
+	api := "http://" + m.HTTP["m1"] + "/api/v1/"
 
 	br := newConsoleBrowser(t)
+	base := br.front(m.HTTP["m1"])
 	// Delete asks for confirmation in a dialog, which blocks the click
 	// until it is answered: a goroutine owned by the test accepts it.
 	dctx, stopDialogs := context.WithCancel(br.ctx)

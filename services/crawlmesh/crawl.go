@@ -353,6 +353,9 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 		if e.Error != "" {
 			line += " (" + e.Error + ")"
 		}
+		if e.Sampled > 1 {
+			line += fmt.Sprintf(" (one line for %d successes)", e.Sampled)
+		}
 		_, err := fmt.Fprintln(c.stdout, line)
 		return err
 	})

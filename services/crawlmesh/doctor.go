@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -211,6 +212,11 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 		return false
 	}
 	holder, _ := streams.SetupHolder(ctx, js)
+	parts, perr := streams.RecordedPartitions(ctx, js)
+	if perr != nil {
+		add("fail", "partitions", "%v", perr)
+	}
+	defs = defs.Partitioned(parts)
 	missing, drift := 0, 0
 	check := func(dd []streams.Drift, err error, name string) {
 		switch {
@@ -245,6 +251,7 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 		dd, err := streams.CheckObjectStore(ctx, js, c)
 		check(dd, err, "objectstore "+c.Bucket)
 	}
+	doctorPartitions(ctx, js, parts, add)
 	switch {
 	case missing > 0 && holder != "":
 		add("fail", "assets", "master %s is creating the mesh's streams and buckets (%d of %d still missing): masters and workers wait for them and go on by themselves",
@@ -255,6 +262,30 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 		add("ok", "assets", "all %d streams, buckets and consumers present as defined in streams/", len(defs.Names()))
 	}
 	return missing == 0
+}
+
+// doctorPartitions reports the recorded partition count and any
+// partition stream or bucket beyond it (left by a master started with a
+// higher --partitions whose record was then lowered by hand or by an
+// older master: crawls may have tasks there that nobody consumes).
+func doctorPartitions(ctx context.Context, js jetstream.JetStream, parts int, add func(level, check, format string, a ...any)) {
+	if parts == 0 {
+		return // no TASKS yet: the assets check says so
+	}
+	// Partitions are created in order, so a partition beyond the record
+	// shows as the next one's stream or bucket.
+	var stray []string
+	for _, name := range []string{mesh.TasksStreamOf(parts), "KV_" + mesh.SeenBucketOf(parts)} {
+		if _, err := js.Stream(ctx, name); err == nil {
+			stray = append(stray, name)
+		}
+	}
+	if len(stray) > 0 {
+		add("fail", "partitions", "stream %s records %d partition(s) but %s exist: start a master with --partitions set to the mesh's count (tasks there are not consumed)",
+			mesh.TasksStream, parts, strings.Join(stray, ", "))
+		return
+	}
+	add("ok", "partitions", "%d partition(s) of the frontier and seen-set (recorded in stream %s)", parts, mesh.TasksStream)
 }
 
 // doctorLeader checks the election key against the masters' heartbeats.

@@ -97,6 +97,7 @@ func newRoot(c *cli) *cobra.Command {
 		newSpiderCmd(c, f),
 		newCrawlCmd(c, f),
 		newBenchCmd(c, f),
+		newBenchNodeCmd(c),
 		newDoctorCmd(c, f),
 		newMasterCmd(c, f),
 		newThrottleCmd(c, f),

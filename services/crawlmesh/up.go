@@ -62,6 +62,7 @@ func newUpCmd(c *cli) *cobra.Command {
 	fs.StringVar(&u.data, "data", defaultDataDir(), "JetStream store directory (and, in a terminal, the nodes' log file)")
 	fs.StringVar(&u.http, "http", "127.0.0.1:8080", "listen address for the console, /metrics, /healthz and the HTTP API")
 	fs.IntVar(&u.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1")
+	fs.IntVar(&u.node.Partitions, "partitions", 0, "partitions of the frontier and seen-set: 0 keeps the store's count (1 for a new one); see deploy/OPERATIONS.md")
 	fs.StringVar(&u.tokenFile, "api-token-file", "", "file holding the bearer token that state-changing HTTP API requests must carry (or env "+boot.APITokenEnv+"); none: the API is read-only")
 	fs.DurationVar(&u.node.HeartbeatInterval, "heartbeat-interval", time.Second, "time between heartbeats")
 	fs.DurationVar(&u.node.HeartbeatTTL, "heartbeat-ttl", 3*time.Second, "TTL of bucket nodes")

@@ -118,11 +118,20 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 
 	ready := make(chan struct{})
 	// The task side opens once a master has created the stream and buckets.
-	tasks := func(ctx context.Context) (jetstream.Consumer, func(context.Context, jetstream.Msg), error) {
-		cons, err := env.JS.Consumer(ctx, mesh.TasksStream, mesh.TasksConsumer)
+	tasks := func(ctx context.Context) ([]jetstream.Consumer, func(context.Context, jetstream.Msg), error) {
+		parts, err := crawler.Partitions(ctx, env.JS)
 		if err != nil {
-			return nil, nil, fmt.Errorf("open consumer %s/%s (a master creates it): %w", mesh.TasksStream, mesh.TasksConsumer, err)
+			return nil, nil, fmt.Errorf("%w (a master creates it)", err)
 		}
+		var conss []jetstream.Consumer
+		for p := range parts {
+			cons, err := env.JS.Consumer(ctx, mesh.TasksStreamOf(p), mesh.TasksConsumer)
+			if err != nil {
+				return nil, nil, fmt.Errorf("open consumer %s/%s (a master creates it): %w", mesh.TasksStreamOf(p), mesh.TasksConsumer, err)
+			}
+			conss = append(conss, cons)
+		}
+		cons := conss[0]
 		kvs, err := openKVs(ctx, env.JS, mesh.SeenBucket, mesh.CrawlsBucket, mesh.HostsBucket, mesh.ThrottleBucket)
 		if err != nil {
 			return nil, nil, err
@@ -172,7 +181,7 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 			Gate: gate, Slots: w.Slots(), Programs: programs,
 		})
 		applyCrawling(cw.Effective(), f, cr)
-		return cons, cr.Handle, nil
+		return conss, cr.Handle, nil
 	}
 	w, err = worker.New(env.NC, env.Nodes, worker.Config{
 		ID: n.ID, Concurrency: eff.Int(clusterconfig.Concurrency), HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,

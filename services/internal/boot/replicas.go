@@ -16,7 +16,7 @@ import (
 // place three copies and 1 otherwise (a single server, `crawlmesh up`).
 func StreamOptions(n *nodeconfig.Node, log *slog.Logger) streams.Options {
 	o := streams.Options{NodesTTL: n.HeartbeatTTL, TaskAckWait: n.TaskAckWait, Lease: n.Lease,
-		Replicas: n.Replicas, Log: log}
+		Replicas: n.Replicas, Partitions: n.Partitions, Log: log}
 	if o.Replicas == 0 {
 		o.Replicas = streams.ReplicasAuto
 	}

@@ -50,7 +50,12 @@ type crawl struct {
 
 func startCrawl(t *testing.T, m *harness.Mesh, site *harness.Site, spider string) *crawl {
 	t.Helper()
-	m.CLI.Apply(site.Spec(spider))
+	spec := site.Spec(spider)
+	if m.Cfg.Partitions > 1 {
+		// The site is one host: spread it over every partition by URL.
+		spec = strings.TrimRight(spec, "\n") + "\npartition_by: url\n"
+	}
+	m.CLI.Apply(spec)
 	c := &crawl{t: t, m: m, site: site, truth: site.Truth(m.Cfg.MaxAttempts)}
 	c.pages = int64(len(c.truth.Items) + len(c.truth.Dead))
 	c.id = m.CLI.Start(spider)
@@ -138,10 +143,75 @@ func refetched(site *harness.Site, skip map[string]bool) []string {
 // bucket R3, chosen automatically), the server leading the task stream is
 // SIGKILLed mid-crawl and later restarted; the crawl completes with the
 // exact item set.
-func TestKillOneNATSNodeOfThree(t *testing.T) {
-	o := harness.Outcome{Fault: "kill -9 one NATS node of 3 (the TASKS leader), restart it"}
+func TestKillOneNATSNodeOfThree(t *testing.T) { killOneNATSNode(t, 0) }
+
+// TestKillOneNATSNodeOfThreePartitioned is the same with the frontier and
+// seen-set in 3 partitions.
+func TestKillOneNATSNodeOfThreePartitioned(t *testing.T) { killOneNATSNode(t, 3) }
+
+// withParts labels a fault with its partitions.
+func withParts(fault string, parts int) string {
+	if parts > 1 {
+		return fault + fmt.Sprintf(", %d partitions", parts)
+	}
+	return fault
+}
+
+// partitionArgs are the masters' flags for parts partitions.
+func partitionArgs(parts int) []string {
+	if parts > 1 {
+		return []string{"--partitions", strconv.Itoa(parts)}
+	}
+	return nil
+}
+
+// checkPartitions checks that every partition's stream and bucket exist
+// with R3 on the cluster, and that crawl c used more than one partition.
+func checkPartitions(t *testing.T, m *harness.Mesh, parts int) {
+	t.Helper()
+	if parts <= 1 {
+		return
+	}
+	for p := range parts {
+		for _, s := range []string{mesh.TasksStreamOf(p), "KV_" + mesh.SeenBucketOf(p)} {
+			st, err := m.JS.Stream(t.Context(), s)
+			if err != nil {
+				t.Fatalf("partition %d: %v", p, err)
+			}
+			if r := st.CachedInfo().Config.Replicas; m.Cluster.Size() >= 3 && r != 3 {
+				t.Errorf("%s has %d replicas on a 3-node cluster, want 3", s, r)
+			}
+		}
+	}
+	if out, errOut, _ := m.CLI.Run("doctor"); !strings.Contains(out, fmt.Sprintf("%d partition(s)", parts)) {
+		t.Errorf("crawlmesh doctor does not report %d partitions:\n%s%s", parts, out, errOut)
+	}
+}
+
+// checkSpread checks that the crawl's seen-set spread over every
+// partition (its keys are purged when it completes, so look mid-crawl).
+func checkSpread(t *testing.T, m *harness.Mesh, parts int) {
+	t.Helper()
+	for p := range parts {
+		if parts <= 1 {
+			return
+		}
+		st, err := m.JS.Stream(t.Context(), "KV_"+mesh.SeenBucketOf(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := st.CachedInfo().State.Msgs; n == 0 {
+			t.Errorf("partition %d's seen-set is empty mid-crawl: the crawl did not spread", p)
+		}
+	}
+}
+
+func killOneNATSNode(t *testing.T, parts int) {
+	o := harness.Outcome{Fault: withParts("kill -9 one NATS node of 3 (the TASKS leader), restart it", parts)}
 	defer func() { o.Survived = !t.Failed(); record(o) }()
-	m := harness.StartMesh(t, harness.MeshConfig{NATS: 3, Mode: harness.Processes, Workers: 2, Lease: 10 * time.Second})
+	m := harness.StartMesh(t, harness.MeshConfig{NATS: 3, Mode: harness.Processes, Workers: 2, Lease: 10 * time.Second,
+		MasterArgs: partitionArgs(parts), Partitions: parts})
+	checkPartitions(t, m, parts)
 	for _, s := range []string{mesh.TasksStream, "KV_" + mesh.SeenBucket, "KV_" + mesh.ElectionBucket} {
 		st, err := m.JS.Stream(t.Context(), s)
 		if err != nil {
@@ -158,6 +228,7 @@ func TestKillOneNATSNodeOfThree(t *testing.T) {
 	site := harness.NewSite(t, harness.SiteConfig{Pages: 300, Latency: 60 * time.Millisecond})
 	c := startCrawl(t, m, site, "nats-kill")
 	before := done(c.midCrawl(60))
+	checkSpread(t, m, parts)
 
 	victim := m.Cluster.StreamLeader(m.JS, mesh.TasksStream)
 	if victim < 0 {
@@ -179,12 +250,25 @@ func TestKillOneNATSNodeOfThree(t *testing.T) {
 // workers take the dead one's tasks after AckWait, and the crawl completes
 // with the exact item set.
 func TestKillLeaderMasterAndWorker(t *testing.T) {
-	o := harness.Outcome{Fault: "kill -9 the leader master and a worker together"}
+	killLeaderMasterAndWorker(t, harness.MeshConfig{NATS: 1, Mode: harness.Processes, Masters: 2, Workers: 3})
+}
+
+// TestKillLeaderMasterAndWorkerPartitioned is the same on the 3-node
+// cluster with 3 partitions.
+func TestKillLeaderMasterAndWorkerPartitioned(t *testing.T) {
+	killLeaderMasterAndWorker(t, harness.MeshConfig{NATS: 3, Mode: harness.Processes, Masters: 2, Workers: 3,
+		Lease: 10 * time.Second, MasterArgs: partitionArgs(3), Partitions: 3})
+}
+
+func killLeaderMasterAndWorker(t *testing.T, cfg harness.MeshConfig) {
+	o := harness.Outcome{Fault: withParts("kill -9 the leader master and a worker together", cfg.Partitions)}
 	defer func() { o.Survived = !t.Failed(); record(o) }()
-	m := harness.StartMesh(t, harness.MeshConfig{NATS: 1, Mode: harness.Processes, Masters: 2, Workers: 3})
+	m := harness.StartMesh(t, cfg)
+	checkPartitions(t, m, cfg.Partitions)
 	site := harness.NewSite(t, harness.SiteConfig{Pages: 300, Latency: 80 * time.Millisecond})
 	c := startCrawl(t, m, site, "leader-kill")
 	before := done(c.midCrawl(60))
+	checkSpread(t, m, cfg.Partitions)
 
 	leader := m.WaitLeader(10*time.Second, "")
 	t0 := time.Now()
@@ -209,13 +293,21 @@ func TestKillLeaderMasterAndWorker(t *testing.T) {
 // at once; the crawl resumes within 15 s where it was (pages done before
 // are not fetched again, beyond what workers held unacked) and completes
 // with the exact item set.
-func TestRestartEverything(t *testing.T) {
-	o := harness.Outcome{Fault: "kill -9 and restart every process (3 NATS, 2 masters, 2 workers)"}
+func TestRestartEverything(t *testing.T) { restartEverything(t, 0) }
+
+// TestRestartEverythingPartitioned is the same with 3 partitions.
+func TestRestartEverythingPartitioned(t *testing.T) { restartEverything(t, 3) }
+
+func restartEverything(t *testing.T, parts int) {
+	o := harness.Outcome{Fault: withParts("kill -9 and restart every process (3 NATS, 2 masters, 2 workers)", parts)}
 	defer func() { o.Survived = !t.Failed(); record(o) }()
-	m := harness.StartMesh(t, harness.MeshConfig{NATS: 3, Mode: harness.Processes, Masters: 2, Workers: 2, Lease: 10 * time.Second})
+	m := harness.StartMesh(t, harness.MeshConfig{NATS: 3, Mode: harness.Processes, Masters: 2, Workers: 2, Lease: 10 * time.Second,
+		MasterArgs: partitionArgs(parts), Partitions: parts})
+	checkPartitions(t, m, parts)
 	site := harness.NewSite(t, harness.SiteConfig{Pages: 300, Latency: 60 * time.Millisecond})
 	c := startCrawl(t, m, site, "restart-all")
 	c.midCrawl(80)
+	checkSpread(t, m, parts)
 
 	procs := append(append([]*harness.Proc{}, m.Workers...), m.Masters...)
 	var wg sync.WaitGroup

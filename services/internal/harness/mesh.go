@@ -32,6 +32,9 @@ type MeshConfig struct {
 	Concurrency    int
 	RequestTimeout time.Duration
 	MaxAttempts    int
+	// Partitions is informational: the partitions the masters were asked
+	// for in MasterArgs (tests use it to shape their specs).
+	Partitions int
 	// MasterArgs and WorkerArgs are appended to each process's flags.
 	MasterArgs, WorkerArgs []string
 	// WorkerEnv ("NAME=value") is added to each worker's environment:

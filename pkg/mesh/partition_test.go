@@ -1,0 +1,53 @@
+package mesh
+
+import "testing"
+
+func TestLayoutOf(t *testing.T) {
+	one := Layout{}
+	if p := one.Of("http://a.example/x"); p != 0 {
+		t.Fatalf("one partition: got %d", p)
+	}
+	byHost := NewLayout(4, "")
+	seen := map[int]bool{}
+	for _, u := range []string{"http://a.example/1", "http://a.example/2?q=1", "http://A.example/3#f", "http://user@a.example/4"} {
+		seen[byHost.Of(u)] = true
+	}
+	if len(seen) != 1 {
+		t.Errorf("one host's URLs went to %d partitions, want 1: %v", len(seen), seen)
+	}
+	byURL := NewLayout(4, PartitionByURL)
+	counts := make([]int, 4)
+	for i := range 400 {
+		counts[byURL.Of("http://a.example/p/"+string(rune('a'+i%26))+string(rune('a'+i/26))+".html")]++
+	}
+	for p, n := range counts {
+		if n < 50 {
+			t.Errorf("by url: partition %d has %d of 400 URLs of one host: %v", p, n, counts)
+		}
+	}
+	hosts := make([]int, 4)
+	for i := range 400 {
+		hosts[byHost.Of("http://h"+string(rune('a'+i%26))+string(rune('a'+i/26))+".example/")]++
+	}
+	for p, n := range hosts {
+		if n < 50 {
+			t.Errorf("by host: partition %d has %d of 400 hosts: %v", p, n, hosts)
+		}
+	}
+}
+
+func TestPartitionNames(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{TasksStreamOf(0), "TASKS"}, {TasksStreamOf(2), "TASKS_2"},
+		{SeenBucketOf(0), "seen"}, {SeenBucketOf(1), "seen_1"},
+		{TaskSubjectOf(0, "c1"), "crawlmesh.task.c1"}, {TaskSubjectOf(3, "c1"), "crawlmesh.task_3.c1"},
+		{TaskSubjectsOf(3), "crawlmesh.task_3.>"},
+		{CrawlOfTaskSubject("crawlmesh.task.c1"), "c1"}, {CrawlOfTaskSubject("crawlmesh.task_3.c1"), "c1"},
+		{CrawlOfTaskSubject("crawlmesh.task_3"), ""}, {CrawlOfTaskSubject("crawlmesh.tasks.c1"), ""},
+		{CrawlOfTaskSubject("crawlmesh.task.a.b"), ""},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}

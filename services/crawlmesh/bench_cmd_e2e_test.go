@@ -1,0 +1,42 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestBenchProcesses runs `crawlmesh bench` as a user would and checks
+// that its mesh row is a mesh of separate processes (a nats-server
+// process whose resident set it measured) beside plain colly, with the
+// in-process row labelled as such.
+func TestBenchProcesses(t *testing.T) {
+	out, errOut, code := runBin(t, "crawlmesh", "bench", "--pages", "300", "--workers", "1", "--parallelism", "8",
+		"--in-process", "-o", "json")
+	if code != 0 {
+		t.Fatalf("bench exited %d:\n%s\n%s", code, out, errOut)
+	}
+	var rows []benchResult
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("bench -o json: %v\n%s", err, out)
+	}
+	names := map[string]benchResult{}
+	for _, r := range rows {
+		names[r.Name] = r
+	}
+	colly, ok1 := names["colly"]
+	mesh, ok2 := names["mesh 1 worker(s)"]
+	inproc, ok3 := names["in-process mesh 1 worker(s)"]
+	if !ok1 || !ok2 || !ok3 {
+		t.Fatalf("want rows colly, mesh 1 worker(s), in-process mesh 1 worker(s); got %s", out)
+	}
+	if colly.Pages < 300 || mesh.Pages != 300 || mesh.Items != 300 || inproc.Pages != 300 {
+		t.Errorf("pages: colly %d, mesh %d (items %d), in-process %d; want 300 each", colly.Pages, mesh.Pages, mesh.Items, inproc.Pages)
+	}
+	if mesh.ServerRSS <= 0 || mesh.PeakRSS <= mesh.ServerRSS || mesh.ServerCPUPerPage <= 0 {
+		t.Errorf("mesh row measures no separate nats-server process: %+v", mesh)
+	}
+	if strings.Contains(errOut, "panic") {
+		t.Errorf("stderr: %s", errOut)
+	}
+}
