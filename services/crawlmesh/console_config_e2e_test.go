@@ -42,9 +42,9 @@ func TestConsoleBrowserConfig(t *testing.T) {
 	// What each worker applies before anything is stored: the harness
 	// gives w1 and w2 --concurrency 4; the agent's children take the default.
 	before := map[string]string{"w1": "4 (flag)", "w2": "4 (flag)", "a1-1": "32 (default)", "a1-2": "32 (default)"}
-	base := "http://" + m.HTTP["m1"] + "/"
-	api := base + "api/v1/"
+	api := "http://" + m.HTTP["m1"] + "/api/v1/"
 	br := newConsoleBrowser(t)
+	base := br.front(m.HTTP["m1"])
 	cell := func(node, key string) string {
 		return fmt.Sprintf(`#config-effective td[data-node=%q][data-key=%q]`, node, key)
 	}
