@@ -194,8 +194,10 @@ function childrenRow(agent, kids) {
 function agentsForScale(ids) {
   const sel = $('#scale-agent');
   const cur = sel.value;
-  const have = [...sel.options].map((o) => o.value).join(' ');
-  if (have !== ids.join(' ')) {
+  // Rebuilt only when the agents change, so an open choice is kept.
+  const want = ids.length ? ids.join(' ') : '(none)';
+  if (sel.dataset.ids !== want) {
+    sel.dataset.ids = want;
     sel.replaceChildren(...(ids.length ? ids.map((id) => el('option', { value: id, text: id })) : [el('option', { value: '', text: 'no host agent online' })]));
     if (ids.includes(cur)) sel.value = cur;
   }
