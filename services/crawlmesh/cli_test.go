@@ -259,3 +259,43 @@ func TestCrawlProgress(t *testing.T) {
 		t.Errorf("cancelled: %d of %d, want 14 of 14", d, n)
 	}
 }
+
+// A node command's N such as -1 is read as the value and refused for its
+// range (exit 2), not taken for an unknown flag; flags still go anywhere
+// around it, and a good N goes on to NATS.
+func TestNodeNegativeN(t *testing.T) {
+	url := deadNATS(t, 1)[0]
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"node", "scale", "a1", "-1"}, 2, "scale -1: want 0..256 workers"},
+		{[]string{"node", "scale", "a1", "-1", "-o", "json"}, 2, "scale -1: want 0..256 workers"},
+		{[]string{"node", "--nats", url, "scale", "a1", "-1"}, 2, "scale -1: want 0..256 workers"},
+		{[]string{"node", "set-concurrency", "w1", "-1"}, 2, "set-concurrency -1: want 1..100000"},
+		{[]string{"node", "set-concurrency", "all", "-1", "--nats=" + url}, 2, "set-concurrency -1: want 1..100000"},
+		{[]string{"node", "set-concurrency", "w1", "0"}, 2, "set-concurrency 0: want 1..100000"},
+		{[]string{"node", "set-concurrency", "w1", "20000"}, 2, `concurrency "20000": out of range: want 1-10000`},
+		{[]string{"node", "scale", "a1", "-x"}, 2, `scale "-x": want a whole number of workers`},
+		{[]string{"node", "scale", "all", "2"}, 2, "one agent's id, not all"},
+		{[]string{"node", "pause", "w1", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"node", "pause", "w1", "-o", "yaml"}, 2, `-o "yaml"`},
+		{[]string{"node", "pause"}, 2, "got 1 argument(s)"},
+		{[]string{"node", "pause", "w1", "w2"}, 2, `unexpected argument "w2"`},
+		// Good values go on: NATS is then what fails.
+		{[]string{"node", "scale", "a1", "2", "--nats", url}, 1, "cannot reach NATS at " + url},
+		{[]string{"node", "-o", "json", "set-concurrency", "w1", "8", "--nats", url}, 1, "cannot reach NATS at " + url},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			args := tt.args
+			if !strings.Contains(strings.Join(args, " "), "--nats") {
+				args = append(args, "--nats", url)
+			}
+			_, errOut, code := runCLI(t, nil, args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Fatalf("crawlmesh %s: exit %d, want %d and %q:\n%s", strings.Join(args, " "), code, tt.code, tt.want, errOut)
+			}
+		})
+	}
+}

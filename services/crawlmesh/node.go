@@ -19,9 +19,22 @@ func newNodeCmd(c *cli, f *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:       "node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N, node scale AGENT N",
 		Short:     "send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N, node scale AGENT N",
-		Args:      nArgs(2, 3, "node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N, or node scale AGENT N"),
 		ValidArgs: []string{mesh.CmdPause, mesh.CmdResume, mesh.CmdDrain, mesh.CmdShutdown, mesh.CmdPing, mesh.CmdSetConcurrency, mesh.CmdScale},
-		RunE: func(cmd *cobra.Command, pos []string) error {
+		// An N such as -1 must stay a value, refused for its range, not
+		// read as an unknown flag: flags are parsed by hand, as config set
+		// does (parseAroundValue).
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pos, err := parseAroundValue(cmd, args, c.getenv)
+			if err != nil || pos == nil {
+				return err
+			}
+			if err := f.check(); err != nil {
+				return err
+			}
+			if len(pos) < 2 || len(pos) > 3 {
+				return usagef("want: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N, or node scale AGENT N (got %d argument(s))", len(pos))
+			}
 			return runNode(cmd.Context(), c, f, pos)
 		},
 	}

@@ -54,6 +54,7 @@ async function act(method, path, body, contentType) {
   if (!r.ok) {
     const err = new Error((r.status === 401 ? 'Refused (401): ' : r.status === 403 ? 'Refused (403): ' : 'Failed (' + r.status + '): ') + (out.error || r.statusText));
     err.body = out;
+    err.status = r.status;
     throw err;
   }
   return out;
@@ -149,17 +150,218 @@ async function nodes() {
   list.sort((a, b) => (a.role + a.id).localeCompare(b.role + b.id));
   const on = list.filter((n) => n.online).length;
   $('#nodes-summary').textContent = on + ' of ' + list.length + ' nodes online.';
-  fill($('#nodes-table tbody'), list.map((n) => el('tr', { 'data-id': n.id },
-    el('th', { scope: 'row', class: 'id', text: n.id }),
+  const rows = [];
+  for (const n of list) {
+    const hb = n.heartbeat || {};
+    const agent = n.role === 'agent';
+    const kids = hb.children || [];
+    rows.push(el('tr', { 'data-id': n.id },
+      el('th', { scope: 'row', class: 'id', text: n.id }),
+      el('td', { class: 'role', text: n.role }),
+      el('td', { class: 'online' }, stateText(n.online ? 'online' : 'offline')),
+      el('td', { text: n.leader ? 'leader' : (n.role === 'master' ? 'standby' : '—') }),
+      el('td', { text: n.state || '—' }),
+      el('td', { text: agent ? 'runs ' + kids.length + ' worker process(es)' : n.active_tasks + ' of ' + n.capacity }),
+      el('td', { text: secs(n.heartbeat_age_seconds) }),
+      el('td', { text: secs(n.clock_skew_seconds) }),
+      el('td', { text: hb.hostname || '' }),
+      el('td', { class: 'agent id', text: hb.agent ? 'agent ' + hb.agent : '—' }),
+    ));
+    if (agent && n.online) rows.push(childrenRow(n.id, kids));
+  }
+  fill($('#nodes-table tbody'), rows);
+  agentsForScale(list.filter((n) => n.role === 'agent' && n.online).map((n) => n.id));
+}
+
+// childrenRow lists an agent's worker processes under its row, with what
+// only the agent knows: restarts and how each last exited.
+function childrenRow(agent, kids) {
+  const cap = el('caption', { text: 'Worker processes of agent ' + agent });
+  const head = el('thead', {}, el('tr', {}, ...['Process', 'PID', 'State', 'Restarts', 'Last exit', 'HTTP'].map((h) => el('th', { scope: 'col', text: h }))));
+  const body = el('tbody', {}, ...kids.map((c) => el('tr', { 'data-child': c.id },
+    el('th', { scope: 'row', class: 'id', text: c.id }),
+    el('td', { text: c.pid ? String(c.pid) : '—' }),
+    el('td', { class: 'child-state' }, stateText(c.state)),
+    el('td', { class: 'restarts', text: String(c.restarts) }),
+    el('td', { class: 'last-exit', text: c.last_exit || 'none' }),
+    el('td', { class: 'id', text: c.http || '—' }))));
+  const inner = kids.length ? el('table', { class: 'children' }, cap, head, body) : el('p', { text: 'Agent ' + agent + ' runs no worker process (scaled to 0).' });
+  const td = el('td', {}, inner);
+  td.colSpan = 10;
+  return el('tr', { 'data-id': agent + ' children', 'data-agent': agent, class: 'children-row' }, td);
+}
+
+function agentsForScale(ids) {
+  const sel = $('#scale-agent');
+  const cur = sel.value;
+  // Rebuilt only when the agents change, so an open choice is kept.
+  const want = ids.length ? ids.join(' ') : '(none)';
+  if (sel.dataset.ids !== want) {
+    sel.dataset.ids = want;
+    sel.replaceChildren(...(ids.length ? ids.map((id) => el('option', { value: id, text: id })) : [el('option', { value: '', text: 'no host agent online' })]));
+    if (ids.includes(cur)) sel.value = cur;
+  }
+  $('#scale-submit').dataset.off = ids.length ? '0' : '1';
+  showAuth();
+}
+
+async function scaleAgent() {
+  const agent = $('#scale-agent').value;
+  const raw = $('#scale-n').value.trim();
+  const st = $('#scale-status');
+  st.textContent = '';
+  if (!agent) { say('No host agent is online to scale.', true); return; }
+  if (!/^-?\d+$/.test(raw)) { st.textContent = 'Workers: give a whole number.'; say('Workers: give a whole number.', true); $('#scale-n').focus(); return; }
+  try {
+    const r = await act('POST', 'nodes/' + encodeURIComponent(agent) + '/scale', { n: +raw });
+    say('Agent ' + agent + ' now runs ' + (r.workers ?? raw) + ' worker process(es); those it stops are drained first.');
+    refresh();
+  } catch (e) { st.textContent = e.message; say(e.message, true); }
+}
+
+// ---- cluster config
+
+const ROLE_ORDER = { master: 0, worker: 1 };
+let cfgKeys = [];
+
+function shown(v) { return v === '' ? '(none)' : v; }
+
+function keyHelp() {
+  const k = cfgKeys.find((x) => x.name === $('#cfg-key').value);
+  $('#cfg-key-help').textContent = k ? k.doc + '. Type ' + k.type + ', range ' + k.range + ', default ' + shown(k.default) + '; applied by ' + k.roles.join(' and ') + ' nodes.' : '';
+}
+
+function levelFields() {
+  const lvl = $('#cfg-level').value;
+  $('#cfg-role-field').hidden = lvl !== 'role';
+  $('#cfg-node-field').hidden = lvl !== 'node';
+}
+
+const CFG_FIELDS = { level: '#cfg-level', role: '#cfg-role', node: '#cfg-node', value: '#cfg-value' };
+
+function clearCfgErrors() {
+  for (const [f, sel] of Object.entries(CFG_FIELDS)) {
+    const p = $('#cfg-' + f + '-error');
+    p.hidden = true; p.textContent = '';
+    $(sel).removeAttribute('aria-invalid');
+  }
+}
+
+// cfgError shows an error next to its field and moves the keyboard there.
+function cfgError(field, text) {
+  const p = $('#cfg-' + field + '-error');
+  p.textContent = text;
+  p.hidden = false;
+  $(CFG_FIELDS[field]).setAttribute('aria-invalid', 'true');
+  $(CFG_FIELDS[field]).focus();
+  say('Nothing changed: ' + text, true);
+}
+
+// fieldOf picks the field an API refusal is about.
+function fieldOf(msg, status) {
+  if (status === 404) return 'level';
+  if (/^--node|^node:/.test(msg)) return 'node';
+  if (/not to role|^--role/.test(msg)) return 'role';
+  return 'value';
+}
+
+async function configWrite(remove) {
+  clearCfgErrors();
+  const key = $('#cfg-key').value;
+  const lvl = $('#cfg-level').value;
+  let path, where;
+  if (lvl === 'cluster') { path = 'config/cluster/'; where = 'the cluster'; }
+  else if (lvl === 'role') { const r = $('#cfg-role').value; path = 'config/role/' + encodeURIComponent(r) + '/'; where = 'role ' + r; }
+  else {
+    const n = $('#cfg-node').value.trim();
+    if (!n) { cfgError('node', 'Give the id of the node.'); return; }
+    path = 'config/node/' + encodeURIComponent(n) + '/'; where = 'node ' + n;
+  }
+  path += encodeURIComponent(key);
+  try {
+    if (remove) {
+      await act('DELETE', path);
+      say(key + ' removed at ' + where + ': the next level applies again.');
+    } else {
+      const e = await act('PUT', path, { value: $('#cfg-value').value });
+      say(key + ' = ' + shown(e.value) + ' stored for ' + where + ' (revision ' + e.revision + '); nodes apply it within a second.');
+    }
+    refresh();
+  } catch (e) {
+    if ((e.status === 400 || e.status === 404) && e.body && e.body.error) cfgError(fieldOf(e.body.error, e.status), e.body.error);
+    else say(e.message, true);
+  }
+}
+
+async function removeStored(en) {
+  const where = en.scope.level === 'cluster' ? 'the cluster' : en.scope.level + ' ' + en.scope.target;
+  const path = 'config/' + en.scope.level + '/' + (en.scope.target ? encodeURIComponent(en.scope.target) + '/' : '') + encodeURIComponent(en.key);
+  try { await act('DELETE', path); say(en.key + ' removed at ' + where + ': the next level applies again.'); refresh(); } catch (e) { say(e.message, true); }
+}
+
+async function config() {
+  const c = await get('config');
+  cfgKeys = c.keys;
+  const sel = $('#cfg-key');
+  if (sel.options.length !== c.keys.length) {
+    const cur = sel.value;
+    sel.replaceChildren(...c.keys.map((k) => el('option', { value: k.name, text: k.name })));
+    if (cur) sel.value = cur;
+    keyHelp();
+  }
+  // The nodes that apply keys (an agent applies none), masters first.
+  const ns = c.nodes.filter((n) => Object.keys(n.values || {}).length)
+    .sort((a, b) => ((ROLE_ORDER[a.role] ?? 9) - (ROLE_ORDER[b.role] ?? 9)) || a.node.localeCompare(b.node));
+  $('#cfg-nodes').replaceChildren(...c.nodes.map((n) => el('option', { value: n.node })));
+  fill($('#config-nodes tbody'), ns.map((n) => el('tr', { 'data-id': n.node },
+    el('th', { scope: 'row', class: 'id', text: n.node }),
     el('td', { text: n.role }),
     el('td', { class: 'online' }, stateText(n.online ? 'online' : 'offline')),
-    el('td', { text: n.leader ? 'leader' : (n.role === 'master' ? 'standby' : '—') }),
-    el('td', { text: n.state || '—' }),
-    el('td', { text: n.active_tasks + ' of ' + n.capacity }),
-    el('td', { text: secs(n.heartbeat_age_seconds) }),
-    el('td', { text: secs(n.clock_skew_seconds) }),
-    el('td', { text: (n.heartbeat && n.heartbeat.hostname) || '' }),
-  )));
+    el('td', { class: 'rev', text: n.online ? String(n.rev) : 'unknown (offline)' }),
+    el('td', { class: 'errors' + ((n.errors || []).length ? ' error' : ''), text: (n.errors || []).length ? n.errors.join('; ') : 'none' }))));
+  $('#config-effective thead').replaceChildren(el('tr', {}, el('th', { scope: 'col', text: 'Key' }),
+    ...ns.map((n) => el('th', { scope: 'col', class: 'id', text: n.node + (n.online ? ' (rev ' + n.rev + ')' : ' (offline)') }))));
+  $('#config-effective tbody').replaceChildren(...c.keys.map((k) => el('tr', { 'data-id': k.name },
+    el('th', { scope: 'row', class: 'id', text: k.name }),
+    ...ns.map((n) => {
+      const v = n.values[k.name];
+      if (!v) return el('td', { 'data-node': n.node, 'data-key': k.name, class: 'na', text: 'does not apply' });
+      return el('td', { 'data-node': n.node, 'data-key': k.name },
+        el('span', { class: 'val', text: shown(v.value) }), ' ', el('span', { class: 'src src-' + v.source.replace(/\W/g, ''), text: '(' + v.source + ')' }));
+    }))));
+  $('#config-stored-summary').textContent = c.entries.length ? c.entries.length + ' value(s) stored.' : 'Nothing stored: every node uses its flags or the defaults.';
+  const order = { cluster: 0, role: 1, node: 2 };
+  const es = [...c.entries].sort((a, b) => (order[a.scope.level] - order[b.scope.level]) || (a.scope.target || '').localeCompare(b.scope.target || '') || a.key.localeCompare(b.key));
+  fill($('#config-stored tbody'), es.map((en) => {
+    const where = en.scope.level === 'cluster' ? 'cluster' : en.scope.level + ' ' + en.scope.target;
+    const rm = el('button', { type: 'button', class: 'action', text: 'Remove' });
+    rm.setAttribute('aria-label', 'Remove ' + en.key + ' at ' + where);
+    rm.addEventListener('click', () => removeStored(en));
+    return el('tr', { 'data-id': where + ' ' + en.key },
+      el('td', { class: 'scope', text: where }),
+      el('th', { scope: 'row', class: 'id', text: en.key }),
+      el('td', { class: 'val', text: shown(en.value) }),
+      el('td', { text: String(en.revision) }),
+      el('td', { text: en.updated || '' }),
+      el('td', { class: en.error ? 'error' : '', text: en.error ? 'not applied: ' + en.error : 'valid' }),
+      el('td', {}, rm));
+  }));
+  fill($('#config-keys tbody'), c.keys.map((k) => {
+    const edit = el('button', { type: 'button', text: 'Change' });
+    edit.setAttribute('aria-label', 'Change ' + k.name);
+    edit.addEventListener('click', () => { sel.value = k.name; keyHelp(); clearCfgErrors(); $('#cfg-value').focus(); });
+    const cv = c.cluster[k.name] || { value: k.default, source: 'default' };
+    return el('tr', { 'data-id': k.name },
+      el('th', { scope: 'row', class: 'id', text: k.name }),
+      el('td', { text: k.type }),
+      el('td', { class: 'range', text: k.range }),
+      el('td', { class: 'default', text: shown(k.default) }),
+      el('td', { text: k.roles.join(', ') }),
+      el('td', { class: 'cluster' }, el('span', { class: 'val', text: shown(cv.value) }), ' ', el('span', { class: 'src', text: '(' + cv.source + ')' })),
+      el('td', { class: 'doc', text: k.doc }),
+      el('td', {}, edit));
+  }));
+  showAuth();
 }
 
 async function spiders() {
@@ -382,7 +584,7 @@ async function throttle() {
   showAuth();
 }
 
-const views = { nodes, spiders, crawls, crawl, schedules, throttle };
+const views = { nodes, spiders, crawls, crawl, schedules, throttle, config };
 
 // ---- routing and polling
 
@@ -471,6 +673,12 @@ function init() {
     if ($('#th-par').value) body.parallelism = +$('#th-par').value;
     try { await act('PUT', 'throttle/' + encodeURIComponent(host), body); say('Override for ' + host + ' set.'); refresh(); } catch (e) { say(e.message, true); }
   });
+  $('#scale-form').addEventListener('submit', (ev) => { ev.preventDefault(); scaleAgent(); });
+  $('#config-form').addEventListener('submit', (ev) => { ev.preventDefault(); configWrite(false); });
+  $('#cfg-remove').addEventListener('click', () => configWrite(true));
+  $('#cfg-key').addEventListener('change', () => { keyHelp(); clearCfgErrors(); });
+  $('#cfg-level').addEventListener('change', () => { levelFields(); clearCfgErrors(); });
+  levelFields();
   window.addEventListener('hashchange', route);
   loadInfo().then(route);
   setInterval(poll, POLL_MS);
