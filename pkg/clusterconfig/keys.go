@@ -61,7 +61,7 @@ var (
 
 // keys is the table, in the order DESIGN.md lists them.
 var keys = []Key{
-	{Name: Concurrency, Type: "int", Range: "1-10000", Default: "32", Roles: workers, parse: intIn(1, 10000),
+	{Name: Concurrency, Type: "int", Range: "1-" + strconv.Itoa(mesh.MaxConcurrency), Default: "32", Roles: workers, parse: intIn(1, mesh.MaxConcurrency),
 		Doc: "fetch slots of a worker (tasks fetching at once); its heartbeat's capacity"},
 	{Name: UserAgent, Type: "string", Range: "1-512 characters, no line break", Default: DefaultUserAgent, Roles: workers, parse: userAgent,
 		Doc: "User-Agent of a spider that sets no request.user_agent; its product token picks the robots.txt group"},

@@ -29,14 +29,18 @@ type Command struct {
 	Term uint64 `json:"term,omitempty"`
 }
 
+// MaxConcurrency is the most tasks a worker may hold in flight, by
+// set-concurrency and by the cluster configuration's concurrency alike.
+const MaxConcurrency = 10000
+
 // Validate checks the command name and its argument.
 func (c Command) Validate() error {
 	switch c.Name {
 	case CmdPing, CmdPause, CmdResume, CmdDrain, CmdShutdown, CmdStepDown:
 		return nil
 	case CmdSetConcurrency:
-		if c.N < 1 || c.N > 100000 {
-			return fmt.Errorf("set-concurrency %d: want 1..100000", c.N)
+		if c.N < 1 || c.N > MaxConcurrency {
+			return fmt.Errorf("set-concurrency %d: want 1..%d", c.N, MaxConcurrency)
 		}
 		return nil
 	case CmdScale:
