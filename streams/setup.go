@@ -193,3 +193,29 @@ func waitGone(ctx context.Context, kv jetstream.KeyValue, key string) error {
 		}
 	}
 }
+
+// SetupEnded reports whether the last setup lease has ended (its key
+// deleted, or expired) and how long ago, by the server's stamp of the
+// marker: a master that has just created the assets is still joining the
+// mesh, and doctor says so rather than that no master runs.
+func SetupEnded(ctx context.Context, js jetstream.JetStream) (ago time.Duration, ended bool, err error) {
+	s, err := js.Stream(ctx, "KV_"+electionBucket)
+	if err != nil {
+		return 0, false, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, "$KV."+electionBucket+"."+SetupKey)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, false, nil
+		}
+		return 0, false, err
+	}
+	switch m.Header.Get("KV-Operation") {
+	case "DEL", "PURGE":
+		return time.Since(m.Time), true, nil
+	}
+	if m.Header.Get("Nats-Marker-Reason") != "" { // the lease's TTL ran out
+		return time.Since(m.Time), true, nil
+	}
+	return 0, false, nil
+}

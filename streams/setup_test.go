@@ -95,3 +95,21 @@ func TestSetupLeaseOfADeadMaster(t *testing.T) {
 	}
 	var _ jetstream.KeyValue = kv
 }
+
+// TestSetupEnded: once a master has applied streams/ and given the lease
+// back, SetupEnded says so, with the time since; before any setup it says
+// nothing ended.
+func TestSetupEnded(t *testing.T) {
+	s := natstest.RunServer(t)
+	_, js := natstest.Connect(t, s)
+	if _, ended, _ := streams.SetupEnded(t.Context(), js); ended {
+		t.Fatal("SetupEnded before any setup says it ended")
+	}
+	if err := streams.Setup(t.Context(), js, load(t), streams.Options{}, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	ago, ended, err := streams.SetupEnded(t.Context(), js)
+	if err != nil || !ended || ago < 0 || ago > 10*time.Second {
+		t.Fatalf("SetupEnded after a setup = %v, %v, %v; want ended moments ago", ago, ended, err)
+	}
+}

@@ -120,6 +120,10 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 	}
 	switch {
 	case masters == 0:
+		if why, ok := mastersJoining(ctx, js); ok {
+			add("fail", "masters", "none online yet: %s; masters and workers go on by themselves", why)
+			break
+		}
 		add("fail", "masters", "no master is online: crawls cannot start or complete (run master, or crawlmesh up)")
 	default:
 		add("ok", "masters", "%d master(s) online", masters)
@@ -156,6 +160,34 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 	}
 	doctorSinks(ctx, js, add)
 	return report()
+}
+
+// masterJoining is how long after a master created the mesh's assets
+// doctor takes a missing master heartbeat for one still joining.
+const masterJoining = 30 * time.Second
+
+// mastersJoining says why a mesh without an online master is one coming
+// up, if it is: a master holds the setup lease (it is creating or checking
+// the assets; the others wait for it), or one finished creating them
+// moments ago (its first heartbeat follows) and no master has ever led.
+// A mesh whose masters have led and are gone leaves the election key or
+// its marker.
+func mastersJoining(ctx context.Context, js jetstream.JetStream) (string, bool) {
+	if h, err := streams.SetupHolder(ctx, js); err == nil && h != "" {
+		return fmt.Sprintf("master %s is setting up the mesh's streams and buckets and joins next", h), true
+	}
+	ago, ended, err := streams.SetupEnded(ctx, js)
+	if err != nil || !ended || ago > masterJoining {
+		return "", false
+	}
+	s, err := js.Stream(ctx, "KV_"+mesh.ElectionBucket)
+	if err != nil {
+		return "", false
+	}
+	if _, err = s.GetLastMsgForSubject(ctx, "$KV."+mesh.ElectionBucket+"."+election.Key); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", false
+	}
+	return fmt.Sprintf("a master finished creating the mesh's streams and buckets %v ago and is joining", ago.Round(time.Millisecond)), true
 }
 
 // doctorConfig checks the cluster configuration: stored values no node

@@ -118,6 +118,8 @@ var waitingSays = []string{
 	"JetStream does not answer yet",
 	"a starting master creates them",
 	"is creating the mesh's streams and buckets",
+	"finished creating the mesh's streams and buckets",
+	"is setting up the mesh's streams and buckets",
 	"elect one within a lease",
 	"no worker is online yet",
 }
