@@ -101,6 +101,8 @@ func TestConsoleBrowserSinks(t *testing.T) {
 	if strings.Contains(br.text("#sink-url-error"), "hunter2") {
 		t.Error("the refusal repeats the password")
 	}
+	br.scrollTop("#h-sink-add")
+	br.shot("sinks-error.png")
 	if _, ok := listed()["db"]; ok {
 		t.Fatal("the sink with a literal password was stored")
 	}
