@@ -603,7 +603,7 @@ function sinkState(r) {
 function urlHelp() {
   $('#sink-url-help').textContent = $('#sink-type').value === 'postgres'
     ? 'e.g. postgres://app:${env:PGPASS}@db:5432/items — the table is created if missing.'
-    : 'e.g. https://example.com/hook?token=${env:HOOK_TOKEN} — gets each batch as a POSTed JSON array.';
+    : 'An http or https URL, a token in it only as ${env:NAME} (…/hook?token=${env:HOOK_TOKEN}); it gets each batch as a POSTed JSON array.';
   $('#sink-table-field').hidden = $('#sink-type').value !== 'postgres';
 }
 
