@@ -72,6 +72,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("POST "+Prefix+"nodes/{id}/{command}", a.authorised(a.nodeCommand))
 	a.routesRead(mux)
 	a.routesConfig(mux)
+	a.routesSinks(mux)
 	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s (see the README's HTTP API section)", r.Method, r.URL.Path))
 	})

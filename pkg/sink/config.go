@@ -151,7 +151,7 @@ func (s *Sink) Validate() error {
 			return bad("--give-up %v: want at least 1s", g)
 		}
 		if t := time.Duration(s.Webhook.Timeout); t < 100*time.Millisecond || t > 5*time.Minute {
-			return bad("--timeout %v: want 100ms-5m", t)
+			return bad("--request-timeout %v: want 100ms-5m", t)
 		}
 		return checkWebhookURL(s.Webhook.URL)
 	default:

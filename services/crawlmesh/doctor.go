@@ -255,7 +255,7 @@ func doctorSinks(ctx context.Context, js jetstream.JetStream, add func(level, ch
 	if err != nil {
 		return
 	}
-	rows, err := readSinks(ctx, js, kv)
+	rows, err := sink.List(ctx, js, kv)
 	if err != nil {
 		add("warn", "sinks", "cannot read the sinks: %v", err)
 		return

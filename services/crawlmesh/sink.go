@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -36,26 +32,9 @@ func newSinkCmd(c *cli, f *clientFlags) *cobra.Command {
 			"  crawlmesh sink add hook --webhook 'https://example.com/hook?token=${env:HOOK_TOKEN}' --spider books",
 		Args: nArgs(1, 1, "sink add NAME (--postgres URL [--table T] | --webhook URL) [--spider S]"),
 		RunE: func(cmd *cobra.Command, pos []string) error {
-			s := sink.Sink{Name: pos[0], Spiders: o.spiders, BatchSize: o.batchSize, BatchWait: sink.Duration(o.batchWait),
-				CreatedAt: time.Now().UTC()}
-			switch {
-			case o.postgres != "" && o.webhook != "":
-				return usagef("give --postgres or --webhook, not both")
-			case o.postgres != "":
-				s.Type, s.Postgres = sink.TypePostgres, &sink.Postgres{URL: o.postgres, Table: o.table}
-				if cmd.Flags().Changed("give-up") || cmd.Flags().Changed("request-timeout") {
-					return usagef("--give-up and --request-timeout are webhook settings")
-				}
-			case o.webhook != "":
-				if o.table != "" {
-					return usagef("--table is a --postgres setting")
-				}
-				s.Type, s.Webhook = sink.TypeWebhook, &sink.Webhook{URL: o.webhook, GiveUp: sink.Duration(o.giveUp), Timeout: sink.Duration(o.tmo)}
-			default:
-				return usagef("give --postgres URL or --webhook URL")
-			}
-			s.Normalize()
-			if err := s.Validate(); err != nil {
+			s, err := sink.Build(sink.Spec{Name: pos[0], Postgres: o.postgres, Table: o.table, Webhook: o.webhook,
+				Spiders: o.spiders, BatchSize: o.batchSize, BatchWait: o.batchWait, GiveUp: o.giveUp, Timeout: o.tmo}, time.Now())
+			if err != nil {
 				return usageError{err}
 			}
 			return sinkAdd(cmd.Context(), c, f, s)
@@ -104,12 +83,8 @@ func sinkAdd(ctx context.Context, c *cli, f *clientFlags, s sink.Sink) error {
 		return err
 	}
 	defer sess.Close()
-	b, _ := json.Marshal(s)
-	if _, err := sess.kv.Create(ctx, s.Name, b); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("sink %s exists (crawlmesh sink rm %s first)", s.Name, s.Name)
-		}
-		return fmt.Errorf("store sink %s: %w", s.Name, err)
+	if err := sink.Add(ctx, sess.kv, s); err != nil {
+		return err
 	}
 	which := "every spider"
 	if len(s.Spiders) > 0 {
@@ -126,51 +101,11 @@ func sinkRemove(ctx context.Context, c *cli, f *clientFlags, name string) error 
 		return err
 	}
 	defer sess.Close()
-	if strings.HasPrefix(name, sink.StatusPrefix) {
-		return usagef("no sink %s", name)
-	}
-	if _, err := sess.kv.Get(ctx, name); errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("no sink %s (crawlmesh sink ls lists them)", name)
-	} else if err != nil {
+	if err := sink.Remove(ctx, sess.kv, name); err != nil {
 		return err
-	}
-	if err := sess.kv.Purge(ctx, name); err != nil {
-		return fmt.Errorf("remove sink %s: %w", name, err)
 	}
 	fmt.Fprintf(c.stderr, "sink %s removed; the leading master stops delivering it and drops its consumer\n", name)
 	return nil
-}
-
-// sinkRow is one sink of `sink ls -o json`.
-type sinkRow struct {
-	sink.Sink
-	Target string       `json:"target"`
-	State  string       `json:"state"`
-	Lag    *uint64      `json:"lag"` // nil: the consumer does not exist yet
-	Status *sink.Status `json:"status,omitempty"`
-}
-
-// readSinks reads every sink with its status and its consumer's lag.
-func readSinks(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) ([]sinkRow, error) {
-	sinks, sts, err := sink.ReadAll(ctx, kv)
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(sinks, func(i, j int) bool { return sinks[i].Name < sinks[j].Name })
-	var rows []sinkRow
-	for _, s := range sinks {
-		r := sinkRow{Sink: s, Target: s.Target(), State: "waiting"}
-		if st, ok := sts[s.Name]; ok {
-			r.Status, r.State = &st, st.State
-		}
-		if ci, err := js.Consumer(ctx, mesh.ResultsStream, mesh.SinkConsumer(s.Name)); err == nil {
-			info := ci.CachedInfo()
-			lag := info.NumPending + uint64(info.NumAckPending)
-			r.Lag = &lag
-		}
-		rows = append(rows, r)
-	}
-	return rows, nil
 }
 
 func sinkList(ctx context.Context, c *cli, f *clientFlags) error {
@@ -179,21 +114,18 @@ func sinkList(ctx context.Context, c *cli, f *clientFlags) error {
 		return err
 	}
 	defer sess.Close()
-	rows, err := readSinks(ctx, sess.js, sess.kv)
+	rows, err := sink.List(ctx, sess.js, sess.kv)
 	if err != nil {
 		return err
 	}
 	if f.output == "json" {
-		if rows == nil {
-			rows = []sinkRow{}
-		}
 		return writeJSON(c.stdout, rows)
 	}
 	printSinks(c.stdout, rows, f.output == "wide")
 	return nil
 }
 
-func printSinks(w io.Writer, rows []sinkRow, wide bool) {
+func printSinks(w io.Writer, rows []sink.Row, wide bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := "NAME\tTYPE\tSPIDERS\tSTATE\tDELIVERED\tFAILURES\tLAG\tLAST ERROR"
 	if wide {
@@ -210,11 +142,8 @@ func printSinks(w io.Writer, rows []sinkRow, wide bool) {
 		if st := r.Status; st != nil {
 			delivered, failures, dead, node = st.Delivered, st.Failures, st.Dead, st.Node
 			updated = st.UpdatedAt.Format(time.RFC3339)
-			if st.LastError != "" && st.State == sink.StateFailing {
-				lastErr = st.LastError
-				if st.Permanent {
-					lastErr = "needs a fix: " + lastErr
-				}
+			if r.Error != "" {
+				lastErr = r.Error
 			} else if st.LastError != "" && wide {
 				lastErr = "(earlier) " + st.LastError
 			}

@@ -75,14 +75,14 @@ func pgCount(t *testing.T, pg *pgtest.Server, table, crawl string) int {
 }
 
 // sinkRows reads `sink ls -o json`.
-func sinkRows(t *testing.T, cli *harness.CLI) (map[string]sinkRow, string) {
+func sinkRows(t *testing.T, cli *harness.CLI) (map[string]sink.Row, string) {
 	t.Helper()
 	out := cli.Must("sink", "ls", "-o", "json")
-	var rows []sinkRow
+	var rows []sink.Row
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("sink ls -o json: %v\n%s", err, out)
 	}
-	m := map[string]sinkRow{}
+	m := map[string]sink.Row{}
 	for _, r := range rows {
 		m[r.Name] = r
 	}

@@ -584,7 +584,117 @@ async function throttle() {
   showAuth();
 }
 
-const views = { nodes, spiders, crawls, crawl, schedules, throttle, config };
+// ---- sinks
+
+const SINK_FIELDS = ['name', 'type', 'url', 'table', 'spiders'];
+
+// sinkState says a sink's state in words, as a person reads it.
+function sinkState(r) {
+  const st = r.status || {};
+  switch (r.state) {
+    case 'ok': return ['delivering', 'delivering: every batch accepted'];
+    case 'failing': return ['failing', st.permanent ? 'failing: needs a fix, retried slowly' : 'failing: retried with back-off'];
+    case 'starting': return ['starting', 'starting: the leading master is opening it'];
+    case 'waiting': return ['waiting', 'waiting for the leading master to start it'];
+  }
+  return [r.state, r.state];
+}
+
+function urlHelp() {
+  $('#sink-url-help').textContent = $('#sink-type').value === 'postgres'
+    ? 'e.g. postgres://app:${env:PGPASS}@db:5432/items — the table is created if missing.'
+    : 'An http or https URL, a token in it only as ${env:NAME} (…/hook?token=${env:HOOK_TOKEN}); it gets each batch as a POSTed JSON array.';
+  $('#sink-table-field').hidden = $('#sink-type').value !== 'postgres';
+}
+
+function clearSinkErrors() {
+  for (const f of SINK_FIELDS) {
+    const p = $('#sink-' + f + '-error');
+    p.hidden = true; p.textContent = '';
+    $('#sink-' + f).removeAttribute('aria-invalid');
+  }
+}
+
+function sinkError(field, text) {
+  const p = $('#sink-' + field + '-error');
+  p.textContent = text;
+  p.hidden = false;
+  $('#sink-' + field).setAttribute('aria-invalid', 'true');
+  $('#sink-' + field).focus();
+  say('Sink not added: ' + text, true);
+}
+
+// sinkFieldOf picks the form field an API refusal is about.
+function sinkFieldOf(msg, status) {
+  if (status === 409 || /: name "/.test(msg)) return 'name';
+  if (/--spider/.test(msg)) return 'spiders';
+  if (/--table/.test(msg) && !/--table is a/.test(msg)) return 'table';
+  return 'url';
+}
+
+async function sinkAdd() {
+  clearSinkErrors();
+  const name = $('#sink-name').value.trim();
+  const type = $('#sink-type').value;
+  const url = $('#sink-url').value.trim();
+  if (!name) { sinkError('name', 'Give the sink a name.'); return; }
+  if (!url) { sinkError('url', 'Give the ' + type + ' URL.'); return; }
+  const body = { [type]: url };
+  const table = $('#sink-table').value.trim();
+  if (type === 'postgres' && table) body.table = table;
+  const spiders = $('#sink-spiders').value.split(/[\s,]+/).filter((x) => x);
+  if (spiders.length) body.spiders = spiders;
+  try {
+    const r = await act('PUT', 'sinks/' + encodeURIComponent(name), body);
+    say('Sink ' + r.name + ' added (' + r.type + ', ' + r.target + '): the leading master delivers the items of ' +
+      (spiders.length ? 'spider(s) ' + spiders.join(', ') : 'every spider') + ', from the first item of each crawl still running.');
+    $('#sink-name').value = ''; $('#sink-url').value = ''; $('#sink-table').value = ''; $('#sink-spiders').value = '';
+    refresh();
+  } catch (e) {
+    if ((e.status === 400 || e.status === 409) && e.body && e.body.error) sinkError(sinkFieldOf(e.body.error, e.status), e.body.error);
+    else say(e.message, true);
+  }
+}
+
+async function sinkRemove(name) {
+  try {
+    await act('DELETE', 'sinks/' + encodeURIComponent(name));
+    say('Sink ' + name + ' removed; the leading master stops delivering it and drops its consumer.');
+    refresh();
+  } catch (e) { say(e.message, true); }
+}
+
+async function sinks() {
+  const list = await get('sinks');
+  const failing = list.filter((r) => r.state === 'failing').length;
+  $('#sinks-summary').textContent = list.length
+    ? list.length + ' sink(s)' + (failing ? ', ' + failing + ' failing.' : ', none failing.')
+    : 'No sink: items stay in the results until exported.';
+  fill($('#sinks-table tbody'), list.map((r) => {
+    const st = r.status || {};
+    const [word, words] = sinkState(r);
+    const rm = el('button', { type: 'button', class: 'action', text: 'Remove' });
+    rm.setAttribute('aria-label', 'Remove sink ' + r.name);
+    rm.addEventListener('click', () => sinkRemove(r.name));
+    let lastErr = 'none', errClass = 'last-error';
+    if (r.error) { lastErr = r.error; errClass += ' error'; }
+    else if (st.last_error) { lastErr = 'recovered from: ' + st.last_error; errClass += ' na'; }
+    return el('tr', { 'data-id': r.name },
+      el('th', { scope: 'row', class: 'id', text: r.name }),
+      el('td', { class: 'type', text: r.type }),
+      el('td', { class: 'target url', text: r.target }),
+      el('td', { class: 'spiders', text: (r.spiders || []).length ? r.spiders.join(', ') : 'every spider' }),
+      el('td', { class: 'state' }, el('span', { class: 'state state-' + word, text: words })),
+      el('td', { class: 'delivered', text: String(st.delivered || 0) }),
+      el('td', { class: 'failures', text: String(st.failures || 0) + (st.dead_letters ? ' (' + st.dead_letters + ' items to dead letters)' : '') }),
+      el('td', { class: 'lag', text: r.lag === null || r.lag === undefined ? '—' : String(r.lag) }),
+      el('td', { class: errClass, text: lastErr }),
+      el('td', {}, rm));
+  }));
+  showAuth();
+}
+
+const views = { nodes, spiders, crawls, crawl, schedules, throttle, config, sinks };
 
 // ---- routing and polling
 
@@ -679,6 +789,9 @@ function init() {
   $('#cfg-key').addEventListener('change', () => { keyHelp(); clearCfgErrors(); });
   $('#cfg-level').addEventListener('change', () => { levelFields(); clearCfgErrors(); });
   levelFields();
+  $('#sink-form').addEventListener('submit', (ev) => { ev.preventDefault(); sinkAdd(); });
+  $('#sink-type').addEventListener('change', () => { urlHelp(); clearSinkErrors(); });
+  urlHelp();
   window.addEventListener('hashchange', route);
   loadInfo().then(route);
   setInterval(poll, POLL_MS);
