@@ -157,7 +157,7 @@ func TestConsoleBrowserConfig(t *testing.T) {
 	}
 
 	// Remove from the stored values: each worker's own value is back.
-	br.run("remove the role's value", chromedp.Click(chromedp.CSS(`#config-stored tr[data-id="role worker concurrency"] button.action`)))
+	br.clickRow("remove the role's value", `#config-stored tr[data-id="role worker concurrency"] button.action`)
 	br.waitText("#msg", "concurrency removed at role worker", 10*time.Second)
 	for id, want := range before {
 		br.waitText(cell(id, clusterconfig.Concurrency), want, 10*time.Second)

@@ -313,6 +313,24 @@ func (b *consoleBrowser) run(what string, acts ...chromedp.Action[chromedp.Void]
 	}
 }
 
+// clickRow clicks a button in a table the console re-renders on every
+// refresh: when the row is replaced between finding the button and
+// clicking it, Chromium answers "Could not find node with given id" (no
+// click happened) and the button is found again, a few times at most.
+func (b *consoleBrowser) clickRow(what, sel string) {
+	b.t.Helper()
+	var err error
+	for range 5 {
+		if err = chromedp.Do(b.ctx, chromedp.Click(chromedp.CSS(sel))); err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "Could not find node") {
+			break
+		}
+	}
+	b.t.Fatalf("%s: %v", what, err)
+}
+
 // text is the text of the first element matching a CSS selector, "" if none.
 func (b *consoleBrowser) text(sel string) string {
 	s, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q)||{}).textContent||""`, sel)))

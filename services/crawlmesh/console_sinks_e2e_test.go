@@ -137,7 +137,7 @@ func TestConsoleBrowserSinks(t *testing.T) {
 
 	// Remove both from their rows.
 	for _, name := range []string{"hook", "nohook"} {
-		br.run("remove "+name, chromedp.Click(chromedp.CSS(row(name)+" button.action")))
+		br.clickRow("remove "+name, row(name)+" button.action")
 		br.waitText("#msg", "Sink "+name+" removed", 10*time.Second)
 	}
 	br.waitText("#sinks-summary", "No sink", 10*time.Second)

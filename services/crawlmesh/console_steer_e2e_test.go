@@ -78,7 +78,7 @@ func TestConsoleBrowserSteer(t *testing.T) {
 	br.waitText("#auth-status", "Token entered", 5*time.Second)
 
 	// Spider delete: confirmed in the dialog, gone from the page and the API.
-	br.run("delete spider doomed", chromedp.Click(chromedp.CSS(`#spiders-table tr[data-id="doomed"] button.action`)))
+	br.clickRow("delete spider doomed", `#spiders-table tr[data-id="doomed"] button.action`)
 	br.waitText("#msg", "Spider doomed deleted", 10*time.Second)
 	harness.Eventually(t, 10*time.Second, "the row of doomed goes", func() bool {
 		return br.text(`#spiders-table tr[data-id="doomed"]`) == ""
@@ -120,7 +120,7 @@ func TestConsoleBrowserSteer(t *testing.T) {
 	br.waitText("#schedules-summary", "1 spider(s) with a schedule", 5*time.Second)
 	br.shot("schedules.png")
 	// Changing a schedule is editing the spider's spec: the button opens it.
-	br.run("edit nightly's spec", chromedp.Click(chromedp.CSS(`#schedules-table tr[data-id="nightly"] button`)))
+	br.clickRow("edit nightly's spec", `#schedules-table tr[data-id="nightly"] button`)
 	harness.Eventually(t, 10*time.Second, "nightly's spec in the editor", func() bool {
 		v, _ := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.querySelector("#spec-yaml").value`))
 		return strings.Contains(v, `"schedule": "0 3 * * *"`) && !br.isHidden("#view-spiders")
@@ -142,7 +142,7 @@ func TestConsoleBrowserSteer(t *testing.T) {
 	br.run("scroll to the dead letters", chromedp.ScrollIntoView(chromedp.CSS("#h-dead")))
 	br.shot("deadletters.png")
 	site.fixed.Store(true)
-	br.run("re-queue the dead letter", chromedp.Click(chromedp.CSS("#dead-table tbody tr button.action")))
+	br.clickRow("re-queue the dead letter", "#dead-table tbody tr button.action")
 	br.waitText("#msg", brokenURL+" re-queued in crawl "+id+"; the crawl had completed and runs again", 10*time.Second)
 	br.waitText(`#crawl-status dd[data-key="state"]`, "completed", 60*time.Second)
 	br.waitText(`#crawl-status dd[data-key="items"]`, strconv.Itoa(pages), 10*time.Second)

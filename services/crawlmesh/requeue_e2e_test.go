@@ -118,9 +118,13 @@ func TestCrawlRequeue(t *testing.T) {
 		t.Errorf("second re-queue: exit %d, want 1 and the reason:\n%s", code, errOut)
 	}
 
-	// A cancelled crawl's dead letters are not re-queued.
-	site.fixed.Store(false)
-	m.CLI.Apply(strings.Replace(synthsite.Spec("slow", site.URL, cfg), "delay: 0s", "delay: 500ms", 1))
+	// A cancelled crawl's dead letters are not re-queued. Its site is big
+	// enough (400 pages at 2 a second) that the crawl still runs when its
+	// dead letter comes: on the small site that letter could be the last
+	// task, and the crawl complete before the cancel.
+	slowCfg := synthsite.Config{Pages: 400}
+	slowSite := newBrokenSite(t, slowCfg, broken)
+	m.CLI.Apply(strings.Replace(synthsite.Spec("slow", slowSite.URL, slowCfg), "delay: 0s", "delay: 500ms", 1))
 	id2 := m.CLI.Start("slow")
 	harness.Eventually(t, 60*time.Second, "a dead letter in crawl "+id2, func() bool { return len(m.DeadLetters(id2)) > 0 })
 	m.CLI.Must("crawl", "cancel", id2)
