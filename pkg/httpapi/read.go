@@ -32,11 +32,11 @@ const maxPage = 500
 
 func (a *api) routesRead(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+Prefix+"info", a.info)
-	mux.HandleFunc("GET "+Prefix+"spiders", a.spiderList)
+	mux.HandleFunc("GET "+Prefix+"spiders", readBucket(a, mesh.SpidersBucket, spiderList))
 	mux.HandleFunc("GET "+Prefix+"spiders/{name}", a.spiderGet)
 	mux.HandleFunc("POST "+Prefix+"spiders", a.authorised(a.spiderApply))
 	mux.HandleFunc("DELETE "+Prefix+"spiders/{name}", a.authorised(a.spiderDelete))
-	mux.HandleFunc("GET "+Prefix+"crawls", a.crawlList)
+	mux.HandleFunc("GET "+Prefix+"crawls", readBucket(a, mesh.CrawlsBucket, a.crawlList))
 	mux.HandleFunc("GET "+Prefix+"crawls/{id}/items", a.page(mesh.ResultsStream, mesh.ResultSubject))
 	mux.HandleFunc("GET "+Prefix+"crawls/{id}/logs", a.page(mesh.LogsStream, mesh.LogSubject))
 	mux.HandleFunc("GET "+Prefix+"crawls/{id}/export", a.export)
@@ -44,7 +44,7 @@ func (a *api) routesRead(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+Prefix+"crawls/{id}/deadletters/requeue", a.authorised(a.requeue))
 	mux.HandleFunc("POST "+Prefix+"crawls/{id}/deadletters/{seq}/requeue", a.authorised(a.requeue))
 	mux.HandleFunc("GET "+Prefix+"schedules", a.schedules)
-	mux.HandleFunc("GET "+Prefix+"throttle", a.throttleList)
+	mux.HandleFunc("GET "+Prefix+"throttle", readBucket(a, mesh.ThrottleBucket, throttleList))
 	mux.HandleFunc("PUT "+Prefix+"throttle/{host}", a.authorised(a.throttleSet))
 	mux.HandleFunc("DELETE "+Prefix+"throttle/{host}", a.authorised(a.throttleRemove))
 }
@@ -72,6 +72,45 @@ func (a *api) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), a.cfg.Timeout)
 }
 
+// readBucket serves a GET whose answer is what read makes of one bucket:
+// 503 with the reason when the bucket cannot be opened or read.
+func readBucket[T any](a *api, bucket string, read func(context.Context, jetstream.KeyValue) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := a.ctx(r)
+		defer cancel()
+		kv := a.kv(ctx, w, bucket)
+		if kv == nil {
+			return
+		}
+		out, err := read(ctx, kv)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// entries is every value of kv that decode takes, in key order; keys
+// deleted meanwhile and values decode refuses are left out.
+func entries[T any](ctx context.Context, kv jetstream.KeyValue, decode func(jetstream.KeyValueEntry) (T, bool)) ([]T, error) {
+	ks, err := keys(ctx, kv)
+	if err != nil {
+		return nil, err
+	}
+	out := []T{}
+	for _, k := range ks {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		if v, ok := decode(e); ok {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
 func keys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
 	ks, err := kv.Keys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
@@ -89,29 +128,15 @@ type spiderView struct {
 	Spec     *spec.Spec `json:"spec"`
 }
 
-func (a *api) spiderList(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	kv := a.kv(ctx, w, mesh.SpidersBucket)
-	if kv == nil {
-		return
-	}
-	ks, err := keys(ctx, kv)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	out := []spiderView{}
-	for _, k := range ks {
-		e, err := kv.Get(ctx, k)
+// spiderList is every stored spider whose spec parses.
+func spiderList(ctx context.Context, kv jetstream.KeyValue) ([]spiderView, error) {
+	return entries(ctx, kv, func(e jetstream.KeyValueEntry) (spiderView, bool) {
+		s, err := spec.Parse(e.Value())
 		if err != nil {
-			continue
+			return spiderView{}, false
 		}
-		if s, err := spec.Parse(e.Value()); err == nil {
-			out = append(out, spiderView{Name: s.Name, Revision: e.Revision(), Spec: s})
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
+		return spiderView{Name: s.Name, Revision: e.Revision(), Spec: s}, true
+	})
 }
 
 func (a *api) spiderGet(w http.ResponseWriter, r *http.Request) {
@@ -194,23 +219,16 @@ func (a *api) spiderDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 // crawlList is every crawl's status, newest first.
-func (a *api) crawlList(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	kv := a.kv(ctx, w, mesh.CrawlsBucket)
-	if kv == nil {
-		return
-	}
+func (a *api) crawlList(ctx context.Context, kv jetstream.KeyValue) ([]crawlctl.Status, error) {
 	out, err := crawlctl.ListStatus(ctx, a.cfg.JS, kv)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
+		return nil, err
 	}
 	if out == nil {
 		out = []crawlctl.Status{}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // pageOut is one page of a crawl's stream: messages as JSON, and the
@@ -385,31 +403,14 @@ func (a *api) schedules(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (a *api) throttleList(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	kv := a.kv(ctx, w, mesh.ThrottleBucket)
-	if kv == nil {
-		return
-	}
-	ks, err := keys(ctx, kv)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	out := []politeness.Override{}
-	for _, k := range ks {
-		e, err := kv.Get(ctx, k)
-		if err != nil {
-			continue
-		}
+// throttleList is every throttle override, by host.
+func throttleList(ctx context.Context, kv jetstream.KeyValue) ([]politeness.Override, error) {
+	out, err := entries(ctx, kv, func(e jetstream.KeyValueEntry) (politeness.Override, bool) {
 		var o politeness.Override
-		if json.Unmarshal(e.Value(), &o) == nil {
-			out = append(out, o)
-		}
-	}
+		return o, json.Unmarshal(e.Value(), &o) == nil
+	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
-	writeJSON(w, http.StatusOK, out)
+	return out, err
 }
 
 // throttleSet stores {"delay": "2s", "parallelism": 2} for the host, as

@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/sink"
@@ -21,24 +24,13 @@ import (
 // and the CLI's message; a ${env:NAME} reference is stored and shown as
 // written, never resolved (only the delivering master reads it).
 func (a *api) routesSinks(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+Prefix+"sinks", a.sinkList)
+	mux.HandleFunc("GET "+Prefix+"sinks", readBucket(a, mesh.SinksBucket, a.sinkList))
 	mux.HandleFunc("PUT "+Prefix+"sinks/{name}", a.authorised(a.sinkAdd))
 	mux.HandleFunc("DELETE "+Prefix+"sinks/{name}", a.authorised(a.sinkRemove))
 }
 
-func (a *api) sinkList(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	kv := a.kv(ctx, w, mesh.SinksBucket)
-	if kv == nil {
-		return
-	}
-	rows, err := sink.List(ctx, a.cfg.JS, kv)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, rows)
+func (a *api) sinkList(ctx context.Context, kv jetstream.KeyValue) ([]sink.Row, error) {
+	return sink.List(ctx, a.cfg.JS, kv)
 }
 
 // sinkBody is the body of PUT /api/v1/sinks/{name}: the CLI's flags.
