@@ -392,18 +392,8 @@ func (c *Control) forget(ctx context.Context, id string, parts int) {
 
 // forgetKeeping is forget, keeping the seen-set when keepSeen.
 func (c *Control) forgetKeeping(ctx context.Context, id string, parts int, keepSeen bool) {
-	for p := range max(parts, 1) {
-		if keepSeen {
-			break // a re-queue of its dead letters must not crawl its pages again
-		}
-		b := mesh.SeenBucketOf(p)
-		s, err := c.js.Stream(ctx, "KV_"+b)
-		if err == nil {
-			err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+b+"."+mesh.SeenKey(id, ">")))
-		}
-		if err != nil {
-			c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "bucket", b, "err", err)
-		}
+	if !keepSeen { // kept, a re-queue of its dead letters does not crawl its pages again
+		c.purgeSeen(ctx, id, parts)
 	}
 	stats, err := c.js.Stream(ctx, mesh.StatsStream)
 	if err != nil {
@@ -413,6 +403,20 @@ func (c *Control) forgetKeeping(ctx context.Context, id string, parts int, keepS
 	for _, name := range mesh.Stats {
 		if err := stats.Purge(ctx, jetstream.WithPurgeSubject(mesh.StatSubject(id, name)), jetstream.WithPurgeKeep(1)); err != nil {
 			c.log.Warn("counter of a finished crawl not trimmed", "crawl", id, "counter", name, "err", err)
+		}
+	}
+}
+
+// purgeSeen drops crawl id's keys from every partition's seen bucket.
+func (c *Control) purgeSeen(ctx context.Context, id string, parts int) {
+	for p := range max(parts, 1) {
+		b := mesh.SeenBucketOf(p)
+		s, err := c.js.Stream(ctx, "KV_"+b)
+		if err == nil {
+			err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+b+"."+mesh.SeenKey(id, ">")))
+		}
+		if err != nil {
+			c.log.Warn("seen-set of a finished crawl not purged", "crawl", id, "bucket", b, "err", err)
 		}
 	}
 }

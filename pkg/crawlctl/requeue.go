@@ -13,6 +13,7 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
 )
 
 // Re-queueing dead letters, and why the crawl's accounting stays right:
@@ -98,6 +99,11 @@ func (c *Control) Requeue(ctx context.Context, id string, seq uint64) (RequeueRe
 		}
 		return res, fmt.Errorf("crawl %s has no dead letters to re-queue", id)
 	}
+	s, err := spec.Parse(cr.Spec)
+	if err != nil {
+		return res, fmt.Errorf("crawl %s: its spec: %w", id, err)
+	}
+	lay := layoutOf(cr, s) // before reopening: a crawl reopened must get its tasks
 	if cr.State == mesh.CrawlCompleted {
 		cr.State, cr.FinishedAt = mesh.CrawlRunning, nil
 		b, _ := json.Marshal(cr)
@@ -106,7 +112,6 @@ func (c *Control) Requeue(ctx context.Context, id string, seq uint64) (RequeueRe
 		}
 		res.Reopened = true
 	}
-	lay := mesh.NewLayout(cr.Partitions, partitionBy(cr.Spec))
 	var futs []jetstream.PubAckFuture
 	for _, d := range todo {
 		d.task.Requeued++
@@ -213,16 +218,6 @@ func (c *Control) seenKept(ctx context.Context, crawl string, parts int) (bool, 
 		return true, nil
 	}
 	return false, nil
-}
-
-// partitionBy is the spec's partition_by, read from the crawl record's
-// copy of the spec ("" when it has none).
-func partitionBy(spec json.RawMessage) string {
-	var s struct {
-		PartitionBy string `json:"partition_by"`
-	}
-	_ = json.Unmarshal(spec, &s)
-	return s.PartitionBy
 }
 
 // hasDeadLetters reports whether DEADLETTER holds a letter of crawl.

@@ -155,14 +155,15 @@ func rows(t *testing.T, pg *pgtest.Server, table string) (map[string]int, int) {
 	return out, n
 }
 
-func count(t *testing.T, pg *pgtest.Server, table string) int {
-	c, err := pg.Connect(t.Context())
+// count is the rows of table, -1 when it cannot be read (yet).
+func count(tb testing.TB, pg *pgtest.Server, table string) int {
+	c, err := pg.Connect(tb.Context())
 	if err != nil {
 		return -1
 	}
 	defer c.Close(context.Background())
 	var n int
-	if err := c.QueryRow(t.Context(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+	if err := c.QueryRow(tb.Context(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
 		return -1
 	}
 	return n

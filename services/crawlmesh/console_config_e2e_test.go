@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,11 +28,7 @@ import (
 // flag back; scaling the agent to 1 leaves one child. Every request the
 // browser makes stays on loopback.
 func TestConsoleBrowserConfig(t *testing.T) {
-	token := "console-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	token, tokenFile := consoleToken(t)
 	m := harness.StartMesh(t, harness.MeshConfig{Workers: 2, HTTP: true, MasterArgs: []string{"--api-token-file", tokenFile}})
 	harness.StartProc(t, "agent a1", "crawlmesh", "agent", "--nats", m.Cluster.URL(), "--id", "a1", "--workers", "2")
 	m.WaitOnline(60*time.Second, "a1", "a1-1", "a1-2")

@@ -56,11 +56,7 @@ func chromium(t *testing.T) string {
 // off loopback would be caught. Screenshots go to a temporary folder, or
 // to CRAWLMESH_SCREENSHOTS (docs/console refreshes the README's).
 func TestConsoleBrowser(t *testing.T) {
-	token := "console-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	token, tokenFile := consoleToken(t)
 	m := harness.StartMesh(t, harness.MeshConfig{Workers: 2, HTTP: true, MasterArgs: []string{"--api-token-file", tokenFile}})
 	const pages = 80
 	site := httptest.NewServer(synthsite.New(synthsite.Config{Pages: pages}))
@@ -304,6 +300,18 @@ func (b *consoleBrowser) front(addr string) string {
 	}))
 	b.t.Cleanup(srv.Close)
 	return srv.URL + "/"
+}
+
+// consoleToken makes an API token and the file a master reads it from
+// (--api-token-file), as an operator keeps it.
+func consoleToken(t *testing.T) (token, file string) {
+	t.Helper()
+	token = "console-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	file = filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return token, file
 }
 
 func (b *consoleBrowser) run(what string, acts ...chromedp.Action[chromedp.Void]) {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,11 +24,7 @@ import (
 // message next to the URL field; both sinks are removed from their rows.
 // Every request the browser makes stays on loopback.
 func TestConsoleBrowserSinks(t *testing.T) {
-	token := "console-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	token, tokenFile := consoleToken(t)
 	m := harness.StartMesh(t, harness.MeshConfig{Workers: 2, HTTP: true, MasterArgs: []string{"--api-token-file", tokenFile}})
 	site := newTrapSite(t, 40, 0)
 	m.CLI.Apply(site.spec("books"))

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,11 +29,7 @@ import (
 // completes again from the crawl's page with the page's item and the right
 // count. Every request the browser makes stays on loopback.
 func TestConsoleBrowserSteer(t *testing.T) {
-	token := "console-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	token, tokenFile := consoleToken(t)
 	const pages, broken = 30, 3
 	cfg := synthsite.Config{Pages: pages}
 	site := newBrokenSite(t, cfg, broken)
