@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
@@ -118,13 +119,18 @@ func TestCrawlRequeue(t *testing.T) {
 		t.Errorf("second re-queue: exit %d, want 1 and the reason:\n%s", code, errOut)
 	}
 
-	// A cancelled crawl's dead letters are not re-queued. Its site is big
-	// enough (400 pages at 2 a second) that the crawl still runs when its
-	// dead letter comes: on the small site that letter could be the last
-	// task, and the crawl complete before the cancel.
-	slowCfg := synthsite.Config{Pages: 400}
-	slowSite := newBrokenSite(t, slowCfg, broken)
-	m.CLI.Apply(strings.Replace(synthsite.Spec("slow", slowSite.URL, slowCfg), "delay: 0s", "delay: 500ms", 1))
+	// A cancelled crawl's dead letters are not re-queued. With one attempt
+	// (cluster config, applied live) the broken page is dead-lettered on
+	// its first try, early in a crawl of 40 pages at 2 a second, so the
+	// crawl still runs when the cancel comes; a retried page is tried
+	// again only at the crawl's end, where the crawl could complete first.
+	site.fixed.Store(false)
+	m.CLI.Must("config", "set", "max_attempts", "1", "--role", "worker")
+	cm := configMesh{m, t}
+	for _, w := range []string{"w1", "w2"} {
+		cm.waitBeat(w, "max_attempts 1", func(hb mesh.Heartbeat) bool { return value(hb, clusterconfig.MaxAttempts).Value == "1" })
+	}
+	m.CLI.Apply(strings.Replace(synthsite.Spec("slow", site.URL, cfg), "delay: 0s", "delay: 500ms", 1))
 	id2 := m.CLI.Start("slow")
 	harness.Eventually(t, 60*time.Second, "a dead letter in crawl "+id2, func() bool { return len(m.DeadLetters(id2)) > 0 })
 	m.CLI.Must("crawl", "cancel", id2)
