@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,17 @@ type benchResult struct {
 	// ServerRSSEach is every nats-server's peak (with --servers > 1,
 	// ServerRSS is the largest and ServerCPUPerPage their sum).
 	ServerRSSEach []int64 `json:"server_peak_rss_bytes_each,omitempty"`
+	// Streams says where each stream of a mesh row stood at the crawl's
+	// end and what was written to it: what explains a server's memory.
+	Streams []benchStream `json:"streams,omitempty"`
+}
+
+// benchStream is one stream (or bucket) of a mesh row at the crawl's end.
+type benchStream struct {
+	Name    string `json:"name"`
+	Server  string `json:"server"`
+	Written uint64 `json:"messages_written"`
+	Bytes   uint64 `json:"bytes_stored"`
 }
 
 type benchOpts struct {
@@ -173,6 +185,16 @@ func runBench(ctx context.Context, c *cli, f *clientFlags, o *benchOpts) error {
 		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
+	if wide {
+		for _, r := range rows {
+			if len(r.Streams) > 0 {
+				fmt.Fprintf(c.stdout, "%s, streams at the end (server: name messages-written MiB-stored):\n", r.Name)
+			}
+			for _, s := range r.Streams {
+				fmt.Fprintf(c.stdout, "  %s: %s %d %.1f\n", s.Server, s.Name, s.Written, float64(s.Bytes)/(1<<20))
+			}
+		}
+	}
 	fmt.Fprintln(c.stdout, "(mesh rows: nats-server, master and workers are separate processes over loopback TCP, PEAK RSS their sum;\n"+
 		" in-process rows run all of it in this process; pages are unique pages fetched)")
 	return nil
@@ -299,6 +321,7 @@ func benchMesh(ctx context.Context, c *cli, base string, cfg synthsite.Config, n
 		r.ServerRSSEach = append(r.ServerRSSEach, procHWM(ns.pid()))
 		cpu += procCPU(ns.pid())
 	}
+	r.Streams = benchStreams(ctx, url)
 	if st.PagesOK > 0 {
 		r.ServerBytesPerPage = float64(r.ServerRSS) / float64(st.PagesOK)
 		r.ServerCPUPerPage = cpu / float64(st.PagesOK) * 1000
@@ -413,6 +436,36 @@ func benchCrawl(ctx context.Context, url, base string, cfg synthsite.Config, n i
 		time.Sleep(100 * time.Millisecond)
 	}
 	return st, time.Since(t0).Seconds(), nil
+}
+
+// benchStreams lists every stream of the mesh at url with the server
+// that leads it, sorted by server and then by messages written; nil when
+// the listing fails (it is a diagnostic, not a result).
+func benchStreams(ctx context.Context, url string) []benchStream {
+	nc, js, err := natsconn.Dial(ctx, natsconn.Config{URL: url, Name: "crawlmesh-bench"}, nil, natsconn.Hooks{})
+	if err != nil {
+		return nil
+	}
+	defer nc.Close()
+	var out []benchStream
+	l := js.ListStreams(ctx)
+	for si := range l.Info() {
+		srv := ""
+		if si.Cluster != nil {
+			srv = si.Cluster.Leader
+		}
+		out = append(out, benchStream{Name: si.Config.Name, Server: srv, Written: si.State.LastSeq, Bytes: si.State.Bytes})
+	}
+	if l.Err() != nil {
+		return nil
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Server != out[j].Server {
+			return out[i].Server < out[j].Server
+		}
+		return out[i].Written > out[j].Written
+	})
+	return out
 }
 
 func countPrefix(keys []string, prefix string) int {
