@@ -14,8 +14,9 @@ import (
 // Partitioned returns d with the frontier and seen-set split into n
 // partitions (see mesh.PartitionsMeta): TASKS records n in its metadata,
 // and partitions 1..n-1 get stream TASKS_<p> (subjects
-// crawlmesh.task_<p>.>) with a copy of TASKS's consumers, and bucket
-// seen_<p>, each defined as its partition-0 original. With n = 1 only the
+// crawlmesh.task_<p>.>) with a copy of TASKS's consumers, stream STATS_<p>
+// (crawlmesh.stat_<p>.>, the counters of that partition's tasks) and
+// bucket seen_<p>, each defined as its partition-0 original. With n = 1 only the
 // record is added: the names and settings of one partition are as ever.
 func (d Definitions) Partitioned(n int) Definitions {
 	n = max(n, 1)
@@ -34,11 +35,16 @@ func (d Definitions) Partitioned(n int) Definitions {
 	}
 	for p := 1; p < n; p++ {
 		for _, c := range d.Streams {
-			if c.Name != mesh.TasksStream {
+			switch c.Name {
+			case mesh.TasksStream:
+				c.Name = mesh.TasksStreamOf(p)
+				c.Subjects = []string{mesh.TaskSubjectsOf(p)}
+			case mesh.StatsStream:
+				c.Name = mesh.StatsStreamOf(p)
+				c.Subjects = []string{mesh.StatSubjectsOf(p)}
+			default:
 				continue
 			}
-			c.Name = mesh.TasksStreamOf(p)
-			c.Subjects = []string{mesh.TaskSubjectsOf(p)}
 			c.Description = fmt.Sprintf("%s (partition %d)", c.Description, p)
 			c.Metadata = nil
 			out.Streams = append(out.Streams, c)

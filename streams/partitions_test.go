@@ -11,20 +11,21 @@ import (
 )
 
 // TestPartitionedOne: one partition keeps every name of the mesh as it
-// was; three add TASKS_1, TASKS_2 with their consumers and seen_1, seen_2.
+// was; three add TASKS_1, TASKS_2 with their consumers, STATS_1, STATS_2
+// and seen_1, seen_2.
 func TestPartitionedOne(t *testing.T) {
 	d := streams.MustLoad()
 	if got, want := d.Partitioned(1).Names(), d.Names(); !slices.Equal(got, want) {
 		t.Fatalf("one partition changed the assets:\n%v\n%v", got, want)
 	}
 	got := d.Partitioned(3).Names()
-	for _, n := range []string{"stream TASKS_1", "stream TASKS_2", "consumer TASKS_1/workers", "consumer TASKS_2/workers", "kv seen_1", "kv seen_2"} {
+	for _, n := range []string{"stream TASKS_1", "stream TASKS_2", "consumer TASKS_1/workers", "consumer TASKS_2/workers", "stream STATS_1", "stream STATS_2", "kv seen_1", "kv seen_2"} {
 		if !slices.Contains(got, n) {
 			t.Errorf("3 partitions: %s missing from %v", n, got)
 		}
 	}
-	if len(got) != len(d.Names())+6 {
-		t.Errorf("3 partitions: %d assets, want %d", len(got), len(d.Names())+6)
+	if len(got) != len(d.Names())+8 {
+		t.Errorf("3 partitions: %d assets, want %d", len(got), len(d.Names())+8)
 	}
 }
 
@@ -51,7 +52,7 @@ func TestEnsurePartitions(t *testing.T) {
 	if n, _ := streams.RecordedPartitions(ctx, js); n != 3 {
 		t.Fatalf("after growing to 3 and a master asking for none: %d partitions", n)
 	}
-	for _, name := range []string{"TASKS_2", "KV_seen_2"} {
+	for _, name := range []string{"TASKS_2", "STATS_2", "KV_seen_2"} {
 		if _, err := js.Stream(ctx, name); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

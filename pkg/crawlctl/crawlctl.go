@@ -395,14 +395,20 @@ func (c *Control) forgetKeeping(ctx context.Context, id string, parts int, keepS
 	if !keepSeen { // kept, a re-queue of its dead letters does not crawl its pages again
 		c.purgeSeen(ctx, id, parts)
 	}
-	stats, err := c.js.Stream(ctx, mesh.StatsStream)
-	if err != nil {
-		c.log.Warn("counters of a finished crawl not trimmed", "crawl", id, "err", err)
-		return
-	}
-	for _, name := range mesh.Stats {
-		if err := stats.Purge(ctx, jetstream.WithPurgeSubject(mesh.StatSubject(id, name)), jetstream.WithPurgeKeep(1)); err != nil {
-			c.log.Warn("counter of a finished crawl not trimmed", "crawl", id, "counter", name, "err", err)
+	for p := range max(parts, 1) {
+		name := mesh.StatsStreamOf(p)
+		stats, err := c.js.Stream(ctx, name)
+		if p > 0 && errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // counted before counters were partitioned
+		}
+		if err != nil {
+			c.log.Warn("counters of a finished crawl not trimmed", "crawl", id, "stream", name, "err", err)
+			continue
+		}
+		for _, n := range mesh.Stats {
+			if err := stats.Purge(ctx, jetstream.WithPurgeSubject(mesh.StatSubjectOf(p, id, n)), jetstream.WithPurgeKeep(1)); err != nil {
+				c.log.Warn("counter of a finished crawl not trimmed", "crawl", id, "counter", n, "stream", name, "err", err)
+			}
 		}
 	}
 }
@@ -523,16 +529,12 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.Ke
 		return Status{}, err
 	}
 	st := Status{ID: cr.ID, Spider: cr.Spider, State: cr.State, Error: cr.Error, CreatedAt: cr.CreatedAt, FinishedAt: cr.FinishedAt}
-	for _, c := range []struct {
-		name string
-		dst  *int64
-	}{{mesh.StatOK, &st.PagesOK}, {mesh.StatFailed, &st.PagesFailed}, {mesh.StatDead, &st.Dead},
-		{mesh.StatDropped, &st.Dropped}, {mesh.StatItems, &st.Items}, {mesh.StatAdmitted, &st.Admitted},
-		{mesh.StatIncomplete, &st.Incomplete}, {mesh.StatSitemaps, &st.Sitemaps}} {
-		if *c.dst, err = crawler.ReadCounter(ctx, js, id, c.name); err != nil {
-			return Status{}, err
-		}
+	v, err := crawler.ReadCounters(ctx, js, id, cr.Partitions, mesh.Stats...)
+	if err != nil {
+		return Status{}, err
 	}
+	st.PagesOK, st.PagesFailed, st.Dead, st.Dropped = v[mesh.StatOK], v[mesh.StatFailed], v[mesh.StatDead], v[mesh.StatDropped]
+	st.Items, st.Admitted, st.Incomplete, st.Sitemaps = v[mesh.StatItems], v[mesh.StatAdmitted], v[mesh.StatIncomplete], v[mesh.StatSitemaps]
 	if cr.State == mesh.CrawlRunning {
 		if st.Queued, err = crawler.Pending(ctx, js, id, cr.Partitions); err != nil {
 			return Status{}, err

@@ -97,7 +97,7 @@ sitemaps: ["robots", "http://127.0.0.1:1/sitemap.xml.gz", "http://127.0.0.1:1/si
 	if len(pages) != 1 {
 		t.Errorf("page tasks %q, want 1 (max_pages 1)", pages)
 	}
-	if n, err := crawler.ReadCounter(t.Context(), e.js, id, mesh.StatAdmitted); err != nil || n != 1 {
+	if n, err := crawler.ReadCounter(t.Context(), e.js, id, mesh.StatAdmitted, 1); err != nil || n != 1 {
 		t.Errorf("admitted = %d, %v; want 1 (sitemaps do not count)", n, err)
 	}
 }

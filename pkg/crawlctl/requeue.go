@@ -128,7 +128,7 @@ func (c *Control) Requeue(ctx context.Context, id string, seq uint64) (RequeueRe
 	}
 	futs = futs[:0]
 	for _, d := range todo {
-		f, err := c.pub.Incr(id, mesh.StatDead, -1, requeueID(id, d.seq))
+		f, err := c.pub.Incr(lay.Of(d.task.URL), id, mesh.StatDead, -1, requeueID(id, d.seq)) // where it was counted
 		if err != nil {
 			return res, fmt.Errorf("count re-queue of %s: %w", d.task.URL, err)
 		}

@@ -269,9 +269,11 @@ func (p *Publisher) PublishTask(t mesh.Task) (jetstream.PubAckFuture, error) {
 	return p.js.PublishAsync(mesh.TaskSubjectOf(p.lay.Of(t.URL), t.Crawl), b, jetstream.WithMsgID(t.Crawl+"."+t.ID))
 }
 
-// Incr adds n to a crawl counter asynchronously; id makes it idempotent.
-func (p *Publisher) Incr(crawl, name string, n int, id string) (jetstream.PubAckFuture, error) {
-	return p.incrAsync(mesh.StatSubject(crawl, name), n, id)
+// Incr adds n to a crawl counter in partition part asynchronously (a
+// task's counters go to its own partition's stream); id makes it
+// idempotent.
+func (p *Publisher) Incr(part int, crawl, name string, n int, id string) (jetstream.PubAckFuture, error) {
+	return p.incrAsync(mesh.StatSubjectOf(part, crawl, name), n, id)
 }
 
 func (p *Publisher) incrAsync(subj string, n int, id string) (jetstream.PubAckFuture, error) {
@@ -284,29 +286,51 @@ func (p *Publisher) incrAsync(subj string, n int, id string) (jetstream.PubAckFu
 	return p.js.PublishMsgAsync(m, opts...)
 }
 
-// Counter reads a crawl counter (0 if never incremented).
-func (p *Publisher) Counter(ctx context.Context, crawl, name string) (int64, error) {
-	return ReadCounter(ctx, p.js, crawl, name)
+// ReadCounter reads a crawl counter (0 if never incremented): its sum
+// over the crawl's parts partitions.
+func ReadCounter(ctx context.Context, js jetstream.JetStream, crawl, name string, parts int) (int64, error) {
+	v, err := ReadCounters(ctx, js, crawl, parts, name)
+	return v[name], err
 }
 
-// ReadCounter reads a crawl counter (0 if never incremented).
-func ReadCounter(ctx context.Context, js jetstream.JetStream, crawl, name string) (int64, error) {
-	s, err := js.Stream(ctx, mesh.StatsStream)
-	if err != nil {
-		return 0, fmt.Errorf("open stream %s: %w", mesh.StatsStream, err)
+// ReadCounters reads several counters of a crawl, each summed over its
+// parts partitions, opening each partition's stream once.
+func ReadCounters(ctx context.Context, js jetstream.JetStream, crawl string, parts int, names ...string) (map[string]int64, error) {
+	out := make(map[string]int64, len(names))
+	for part := range max(parts, 1) {
+		name := mesh.StatsStreamOf(part)
+		s, err := js.Stream(ctx, name)
+		if part > 0 && errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // a crawl counted before counters were partitioned
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open stream %s: %w", name, err)
+		}
+		for _, c := range names {
+			n, err := lastCount(ctx, s, mesh.StatSubjectOf(part, crawl, c))
+			if err != nil {
+				return nil, fmt.Errorf("read counter %s of %s: %w", c, crawl, err)
+			}
+			out[c] += n
+		}
 	}
-	m, err := s.GetLastMsgForSubject(ctx, mesh.StatSubject(crawl, name))
+	return out, nil
+}
+
+// lastCount is the total a counter subject holds (0 if none).
+func lastCount(ctx context.Context, s jetstream.Stream, subj string) (int64, error) {
+	m, err := s.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read counter %s of %s: %w", name, crawl, err)
+		return 0, err
 	}
 	var v struct {
 		Val string `json:"val"`
 	}
 	if err := json.Unmarshal(m.Data, &v); err != nil {
-		return 0, fmt.Errorf("counter %s of %s: %w", name, crawl, err)
+		return 0, err
 	}
 	return strconv.ParseInt(v.Val, 10, 64)
 }

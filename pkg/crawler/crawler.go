@@ -230,7 +230,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 	}
-	if err := c.publishPage(ctx, t, cr, page, redelivered); err != nil {
+	if err := c.publishPage(ctx, msg, t, cr, page, redelivered); err != nil {
 		if ctx.Err() == nil {
 			log.Warn("publish failed, task retried", "err", err)
 		}
@@ -290,7 +290,7 @@ func (c *Crawler) take(ctx context.Context, t mesh.Task, lim politeness.Limits) 
 
 // publishPage publishes children, items and counters and waits for every
 // acknowledgement.
-func (c *Crawler) publishPage(ctx context.Context, t mesh.Task, cr *CrawlInfo, page *fetch.Page, redelivered bool) error {
+func (c *Crawler) publishPage(ctx context.Context, msg jetstream.Msg, t mesh.Task, cr *CrawlInfo, page *fetch.Page, redelivered bool) error {
 	s := cr.Parsed
 	var futs []jetstream.PubAckFuture
 	if s.MaxDepth == 0 || t.Depth+1 <= s.MaxDepth {
@@ -334,7 +334,7 @@ func (c *Crawler) publishPage(ctx context.Context, t mesh.Task, cr *CrawlInfo, p
 		if inc.n == 0 {
 			continue
 		}
-		f, err := c.pub.Incr(t.Crawl, inc.name, inc.n, t.Crawl+"."+t.ID+"."+inc.name)
+		f, err := c.incr(msg, t.Crawl, inc.name, inc.n, t.Crawl+"."+t.ID+"."+inc.name)
 		if err != nil {
 			return err
 		}
@@ -373,7 +373,7 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 	}
 	entry.Outcome = "failed"
 	c.m.pages.WithLabelValues(t.Spider, reasonClass(fe)).Inc()
-	f, perr := c.pub.Incr(t.Crawl, mesh.StatFailed, 1, t.Crawl+"."+t.ID+".failed")
+	f, perr := c.incr(msg, t.Crawl, mesh.StatFailed, 1, t.Crawl+"."+t.ID+".failed")
 	if perr == nil {
 		perr = Wait(ctx, []jetstream.PubAckFuture{f})
 	}
@@ -390,7 +390,7 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 }
 
 func (c *Crawler) drop(ctx context.Context, msg jetstream.Msg, t mesh.Task, attempt int, why string, t0 time.Time) {
-	if f, err := c.pub.Incr(t.Crawl, mesh.StatDropped, 1, t.Crawl+"."+t.ID+".dropped"); err == nil {
+	if f, err := c.incr(msg, t.Crawl, mesh.StatDropped, 1, t.Crawl+"."+t.ID+".dropped"); err == nil {
 		_ = Wait(ctx, []jetstream.PubAckFuture{f})
 	}
 	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Outcome: "dropped", Error: why}, t0)
@@ -410,13 +410,18 @@ func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, crawl, reason str
 	m.Header.Set("Crawlmesh-Attempts", strconv.Itoa(attempt))
 	m.Header.Set("Crawlmesh-Node", c.cfg.Node)
 	m.Header.Set("Crawlmesh-Subject", msg.Subject())
-	// The task's stream sequence names this dead letter, so a task
+	// The task's stream and sequence name this dead letter, so a task
 	// delivered again after its dead letter was stored (the worker or NATS
-	// died before the Term) is neither stored nor counted twice.
+	// died before the Term) is neither stored nor counted twice. Partition
+	// 0 keeps the sequence alone, as before partitions; another
+	// partition's sequences overlap partition 0's, so its stream is named.
 	var opts []jetstream.PublishOpt
 	id := ""
 	if md, err := msg.Metadata(); err == nil {
 		id = "dead." + strconv.FormatUint(md.Sequence.Stream, 10)
+		if md.Stream != mesh.TasksStream {
+			id = "dead." + md.Stream + "." + strconv.FormatUint(md.Sequence.Stream, 10)
+		}
 		opts = append(opts, jetstream.WithMsgID(id))
 	}
 	if _, err := c.js.PublishMsg(ctx, m, opts...); err != nil {
@@ -427,7 +432,7 @@ func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, crawl, reason str
 	if id != "" {
 		id = crawl + "." + id
 	}
-	f, err := c.pub.Incr(crawl, mesh.StatDead, 1, id)
+	f, err := c.incr(msg, crawl, mesh.StatDead, 1, id)
 	if err == nil {
 		_ = Wait(ctx, []jetstream.PubAckFuture{f})
 	}
@@ -474,6 +479,12 @@ func layoutOf(cr *CrawlInfo) mesh.Layout {
 }
 
 func crawlOfSubject(subj string) string { return mesh.CrawlOfTaskSubject(subj) }
+
+// incr adds n to a counter of the crawl of task message msg, in the
+// partition msg came from.
+func (c *Crawler) incr(msg jetstream.Msg, crawl, name string, n int, id string) (jetstream.PubAckFuture, error) {
+	return c.pub.Incr(mesh.PartitionOfTaskSubject(msg.Subject()), crawl, name, n, id)
+}
 
 func statusClass(code int) string {
 	if code < 100 || code > 599 {

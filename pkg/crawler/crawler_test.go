@@ -131,7 +131,7 @@ func (e *env) pendingIs(t *testing.T, want uint64) {
 
 func (e *env) counter(t *testing.T, name string) int64 {
 	t.Helper()
-	n, err := crawler.ReadCounter(t.Context(), e.js, crawlID, name)
+	n, err := crawler.ReadCounter(t.Context(), e.js, crawlID, name, 1)
 	if err != nil {
 		t.Fatalf("counter %s: %v", name, err)
 	}

@@ -99,7 +99,7 @@ func (c *Crawler) sitemap(ctx context.Context, msg jetstream.Msg, t mesh.Task, c
 		c.failed(ctx, msg, t, attempt, ferr, t0)
 		return
 	}
-	f, err := c.pub.Incr(t.Crawl, mesh.StatSitemaps, 1, t.Crawl+"."+t.ID+"."+mesh.StatSitemaps)
+	f, err := c.incr(msg, t.Crawl, mesh.StatSitemaps, 1, t.Crawl+"."+t.ID+"."+mesh.StatSitemaps)
 	if err == nil {
 		err = Wait(ctx, []jetstream.PubAckFuture{f})
 	}

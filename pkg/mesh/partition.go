@@ -12,8 +12,8 @@ import (
 // is served by one leader however many servers there are. Partition 0 is
 // the mesh of one partition as it always was (TASKS, seen, subjects
 // crawlmesh.task.<crawl>); partition p > 0 is stream TASKS_<p> on subjects
-// crawlmesh.task_<p>.<crawl> with its own consumer "workers", and bucket
-// seen_<p>. N is chosen when the assets are created (the master's
+// crawlmesh.task_<p>.<crawl> with its own consumer "workers", bucket
+// seen_<p> and counter stream STATS_<p>. N is chosen when the assets are created (the master's
 // --partitions), recorded in the metadata of stream TASKS under
 // [PartitionsMeta], and copied into every crawl's record when it starts, so
 // a crawl keeps the N it began with.
@@ -95,6 +95,49 @@ func TaskSubjectOf(p int, crawl string) string {
 		return TaskSubject(crawl)
 	}
 	return "crawlmesh.task_" + strconv.Itoa(p) + "." + crawl
+}
+
+// StatsStreamOf is the counter stream of partition p. A task's own
+// counters (ok, items, failed ...) go to its partition's stream, so those
+// per-page writes and their de-duplication ids spread over the servers
+// with the frontier; a crawl's counter is the sum over its partitions.
+func StatsStreamOf(p int) string {
+	if p == 0 {
+		return StatsStream
+	}
+	return StatsStream + "_" + strconv.Itoa(p)
+}
+
+// StatSubjectOf is the subject of a crawl counter in partition p.
+func StatSubjectOf(p int, crawl, name string) string {
+	if p == 0 {
+		return StatSubject(crawl, name)
+	}
+	return "crawlmesh.stat_" + strconv.Itoa(p) + "." + crawl + "." + name
+}
+
+// StatSubjectsOf is the subject filter of partition p's counter stream.
+func StatSubjectsOf(p int) string {
+	if p == 0 {
+		return "crawlmesh.stat.>"
+	}
+	return "crawlmesh.stat_" + strconv.Itoa(p) + ".>"
+}
+
+// PartitionOfTaskSubject is the partition of a task subject
+// (crawlmesh.task.<crawl> is 0, crawlmesh.task_<p>.<crawl> is p); 0 for
+// anything else.
+func PartitionOfTaskSubject(subj string) int {
+	rest, ok := strings.CutPrefix(subj, "crawlmesh.task_")
+	if !ok {
+		return 0
+	}
+	num, _, _ := strings.Cut(rest, ".")
+	p, err := strconv.Atoi(num)
+	if err != nil || p < 1 || p >= MaxPartitions {
+		return 0
+	}
+	return p
 }
 
 // TaskSubjectsOf is the subject filter of partition p's stream.

@@ -187,6 +187,13 @@ func runBench(ctx context.Context, c *cli, f *clientFlags, o *benchOpts) error {
 	_ = tw.Flush()
 	if wide {
 		for _, r := range rows {
+			if len(r.ServerRSSEach) > 1 {
+				fmt.Fprintf(c.stdout, "%s, each server's peak RSS:", r.Name)
+				for i, b := range r.ServerRSSEach {
+					fmt.Fprintf(c.stdout, " n%d %.0f MiB", i+1, float64(b)/(1<<20))
+				}
+				fmt.Fprintln(c.stdout)
+			}
 			if len(r.Streams) > 0 {
 				fmt.Fprintf(c.stdout, "%s, streams at the end (server: name messages-written MiB-stored):\n", r.Name)
 			}

@@ -360,7 +360,7 @@ func doctorPartitions(ctx context.Context, js jetstream.JetStream, parts int, ad
 	// Partitions are created in order, so a partition beyond the record
 	// shows as the next one's stream or bucket.
 	var stray []string
-	for _, name := range []string{mesh.TasksStreamOf(parts), "KV_" + mesh.SeenBucketOf(parts)} {
+	for _, name := range []string{mesh.TasksStreamOf(parts), mesh.StatsStreamOf(parts), "KV_" + mesh.SeenBucketOf(parts)} {
 		if _, err := js.Stream(ctx, name); err == nil {
 			stray = append(stray, name)
 		}
@@ -370,7 +370,7 @@ func doctorPartitions(ctx context.Context, js jetstream.JetStream, parts int, ad
 			mesh.TasksStream, parts, strings.Join(stray, ", "))
 		return
 	}
-	add("ok", "partitions", "%d partition(s) of the frontier and seen-set (recorded in stream %s)", parts, mesh.TasksStream)
+	add("ok", "partitions", "%d partition(s) of the frontier, seen-set and page counters (recorded in stream %s)", parts, mesh.TasksStream)
 }
 
 // doctorLeader checks the election key against the masters' heartbeats.

@@ -173,7 +173,7 @@ func checkPartitions(t *testing.T, m *harness.Mesh, parts int) {
 		return
 	}
 	for p := range parts {
-		for _, s := range []string{mesh.TasksStreamOf(p), "KV_" + mesh.SeenBucketOf(p)} {
+		for _, s := range []string{mesh.TasksStreamOf(p), mesh.StatsStreamOf(p), "KV_" + mesh.SeenBucketOf(p)} {
 			st, err := m.JS.Stream(t.Context(), s)
 			if err != nil {
 				t.Fatalf("partition %d: %v", p, err)
@@ -188,20 +188,23 @@ func checkPartitions(t *testing.T, m *harness.Mesh, parts int) {
 	}
 }
 
-// checkSpread checks that the crawl's seen-set spread over every
-// partition (its keys are purged when it completes, so look mid-crawl).
+// checkSpread checks that the crawl's seen-set and its pages' counters
+// spread over every partition (seen keys are purged when it completes, so
+// look mid-crawl).
 func checkSpread(t *testing.T, m *harness.Mesh, parts int) {
 	t.Helper()
 	for p := range parts {
 		if parts <= 1 {
 			return
 		}
-		st, err := m.JS.Stream(t.Context(), "KV_"+mesh.SeenBucketOf(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := st.CachedInfo().State.Msgs; n == 0 {
-			t.Errorf("partition %d's seen-set is empty mid-crawl: the crawl did not spread", p)
+		for _, name := range []string{"KV_" + mesh.SeenBucketOf(p), mesh.StatsStreamOf(p)} {
+			st, err := m.JS.Stream(t.Context(), name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := st.CachedInfo().State.Msgs; n == 0 {
+				t.Errorf("partition %d's %s is empty mid-crawl: the crawl did not spread", p, name)
+			}
 		}
 	}
 }
