@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -395,6 +396,7 @@ func (c *Control) forgetKeeping(ctx context.Context, id string, parts int, keepS
 	if !keepSeen { // kept, a re-queue of its dead letters does not crawl its pages again
 		c.purgeSeen(ctx, id, parts)
 	}
+	c.recordItems(ctx, id)
 	for p := range max(parts, 1) {
 		name := mesh.StatsStreamOf(p)
 		stats, err := c.js.Stream(ctx, name)
@@ -410,6 +412,41 @@ func (c *Control) forgetKeeping(ctx context.Context, id string, parts int, keepS
 				c.log.Warn("counter of a finished crawl not trimmed", "crawl", id, "counter", n, "stream", name, "err", err)
 			}
 		}
+	}
+}
+
+// StoredItems is the number of items of crawl id in RESULTS (exact: they
+// are de-duplicated by item id).
+func StoredItems(ctx context.Context, js jetstream.JetStream, id string) (int64, error) {
+	s, err := js.Stream(ctx, mesh.ResultsStream)
+	if err != nil {
+		return 0, fmt.Errorf("open stream %s: %w", mesh.ResultsStream, err)
+	}
+	subj := mesh.ResultSubject(id)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return 0, fmt.Errorf("count items of %s: %w", id, err)
+	}
+	return int64(info.State.Subjects[subj]), nil
+}
+
+// recordItems tops the items counter of a finished crawl up to the items
+// RESULTS holds, so its total outlives them. The id names the total, so
+// two masters recording it count it once.
+func (c *Control) recordItems(ctx context.Context, id string) {
+	n, err := StoredItems(ctx, c.js, id)
+	var cur int64
+	if err == nil {
+		cur, err = crawler.ReadCounter(ctx, c.js, id, mesh.StatItems, 1)
+	}
+	if err == nil && n > cur {
+		var f jetstream.PubAckFuture
+		if f, err = c.pub.Incr(0, id, mesh.StatItems, int(n-cur), id+".items."+strconv.FormatInt(n, 10)); err == nil {
+			err = crawler.Wait(ctx, []jetstream.PubAckFuture{f})
+		}
+	}
+	if err != nil {
+		c.log.Warn("items total of a finished crawl not recorded", "crawl", id, "err", err)
 	}
 }
 
@@ -534,7 +571,15 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.Ke
 		return Status{}, err
 	}
 	st.PagesOK, st.PagesFailed, st.Dead, st.Dropped = v[mesh.StatOK], v[mesh.StatFailed], v[mesh.StatDead], v[mesh.StatDropped]
-	st.Items, st.Admitted, st.Incomplete, st.Sitemaps = v[mesh.StatItems], v[mesh.StatAdmitted], v[mesh.StatIncomplete], v[mesh.StatSitemaps]
+	st.Admitted, st.Incomplete, st.Sitemaps = v[mesh.StatAdmitted], v[mesh.StatIncomplete], v[mesh.StatSitemaps]
+	// Items are counted by RESULTS itself; the counter holds the total a
+	// finished crawl had (it outlives RESULTS' 30 days), or, for a crawl
+	// counted before that, its per-page increments.
+	stored, err := StoredItems(ctx, js, id)
+	if err != nil {
+		return Status{}, err
+	}
+	st.Items = max(v[mesh.StatItems], stored)
 	if cr.State == mesh.CrawlRunning {
 		if st.Queued, err = crawler.Pending(ctx, js, id, cr.Partitions); err != nil {
 			return Status{}, err

@@ -327,10 +327,14 @@ func (c *Crawler) publishPage(ctx context.Context, msg jetstream.Msg, t mesh.Tas
 		}
 		futs = append(futs, f)
 	}
+	// No items counter: RESULTS, de-duplicated by item id, counts them
+	// exactly (crawlctl.ReadStatus), and one stored message and one
+	// de-duplication id fewer per page is a tenth of the server's memory
+	// and CPU for a page.
 	for _, inc := range []struct {
 		name string
 		n    int
-	}{{mesh.StatOK, 1}, {mesh.StatItems, len(page.Items)}, {mesh.StatIncomplete, page.Incomplete}} {
+	}{{mesh.StatOK, 1}, {mesh.StatIncomplete, page.Incomplete}} {
 		if inc.n == 0 {
 			continue
 		}

@@ -106,8 +106,9 @@ func TestCountersPartitioned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v[mesh.StatOK] != int64(len(pages)) || v[mesh.StatItems] != 2 {
-		t.Errorf("summed counters ok=%d items=%d, want %d and 2", v[mesh.StatOK], v[mesh.StatItems], len(pages))
+	if v[mesh.StatOK] != int64(len(pages)) || v[mesh.StatItems] != 0 || e.items(t) != 2 {
+		t.Errorf("summed counters ok=%d items=%d, %d items stored; want %d, 0 (RESULTS counts them), 2",
+			v[mesh.StatOK], v[mesh.StatItems], e.items(t), len(pages))
 	}
 	if n, err := crawler.ReadCounter(t.Context(), e.js, crawlID, mesh.StatOK, 1); err != nil || uint64(n) != want[0] {
 		t.Errorf("partition 0 alone: ok=%d, %v; want %d", n, err, want[0])

@@ -1,0 +1,62 @@
+package crawlctl_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+)
+
+// TestItemsCountedByResults: a running crawl's item count is what RESULTS
+// holds, a repeated item counted once; when the crawl completes the total
+// goes into its counter, so it outlives the items themselves.
+func TestItemsCountedByResults(t *testing.T) {
+	e := newEnv(t, `name: t
+start_urls: ["http://127.0.0.1:1/"]
+`)
+	ctx, cancel := context.WithCancel(t.Context())
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); _ = e.ctl.Run(ctx, 30*time.Millisecond) }()
+	defer func() { cancel(); <-runDone }()
+
+	id, err := e.ctl.Start(t.Context(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1, 2, 1} { // item 1 twice: a redelivered task's
+		if _, err := e.js.Publish(t.Context(), mesh.ResultSubject(id), []byte(`{}`),
+			jetstream.WithMsgID(mesh.ItemID(id, "http://127.0.0.1:1/", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func() crawlctl.Status {
+		st, err := crawlctl.ReadStatus(t.Context(), e.js, e.crawls, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := status(); st.State != mesh.CrawlRunning || st.Items != 3 {
+		t.Fatalf("running: %s with %d items, want running with 3", st.State, st.Items)
+	}
+	e.done(t, id)
+	eventually(t, 5*time.Second, "the crawl completes", func() bool { return status().State == mesh.CrawlCompleted })
+	if n, err := crawler.ReadCounter(t.Context(), e.js, id, mesh.StatItems, 1); err != nil || n != 3 {
+		t.Errorf("items counter of the completed crawl: %d, %v; want its total, 3", n, err)
+	}
+	s, err := e.js.Stream(t.Context(), mesh.ResultsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(t.Context(), jetstream.WithPurgeSubject(mesh.ResultSubject(id))); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(); st.Items != 3 {
+		t.Errorf("after its items aged out of RESULTS: %d items, want 3", st.Items)
+	}
+}
