@@ -46,9 +46,14 @@ start_urls: ["http://127.0.0.1:1/"]
 	}
 	e.done(t, id)
 	eventually(t, 5*time.Second, "the crawl completes", func() bool { return status().State == mesh.CrawlCompleted })
-	if n, err := crawler.ReadCounter(t.Context(), e.js, id, mesh.StatItems, 1); err != nil || n != 3 {
-		t.Errorf("items counter of the completed crawl: %d, %v; want its total, 3", n, err)
-	}
+	// The master records the total just after it marks the crawl completed.
+	eventually(t, 5*time.Second, "the items counter holds the total, 3", func() bool {
+		n, err := crawler.ReadCounter(t.Context(), e.js, id, mesh.StatItems, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 3
+	})
 	s, err := e.js.Stream(t.Context(), mesh.ResultsStream)
 	if err != nil {
 		t.Fatal(err)
