@@ -297,6 +297,7 @@ func (k *k8sChecker) checkNATS() {
 		k.errorf("%s: nats-server has no --config", owner)
 		return
 	}
+	k.checkMemLimit(owner, c)
 	text, ok := k.mountedConfig(owner, spec, c, conf)
 	if !ok {
 		return
@@ -584,6 +585,26 @@ func (k *k8sChecker) env(owner string, c corev1.Container) map[string]string {
 	return out
 }
 
+var goMemLimitRE = regexp.MustCompile(`^([0-9]+)(B|KiB|MiB|GiB|TiB)?$`)
+
+// checkMemLimit: nats-server's GOMEMLIMIT is 80–95 % of its container's
+// memory limit: above it the kernel kills the server before Go's GC works
+// harder; far below, the GC works hard for memory the pod may use.
+func (k *k8sChecker) checkMemLimit(owner string, c corev1.Container) {
+	v := k.env(owner, c)["GOMEMLIMIT"]
+	m := goMemLimitRE.FindStringSubmatch(v)
+	if m == nil {
+		k.errorf("%s: GOMEMLIMIT %q is not a size as Go reads it (say 3686MiB)", owner, v)
+		return
+	}
+	n, _ := strconv.ParseFloat(m[1], 64)
+	n *= map[string]float64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
+	limit := float64(c.Resources.Limits.Memory().Value())
+	if r := n / limit; limit == 0 || r < 0.8 || r > 0.95 {
+		k.errorf("%s: GOMEMLIMIT %s is %.0f %% of the memory limit %s; want 80–95 %%", owner, v, 100*r, c.Resources.Limits.Memory())
+	}
+}
+
 // checkNATSURL: the nodes reach every NATS server by its stable name and
 // client port, as compose's reach its three.
 func (k *k8sChecker) checkNATSURL(owner, v string) {
@@ -664,6 +685,9 @@ func TestK8sCheckCatchesBreakage(t *testing.T) {
 		{"crawlmesh image off compose", "master.yaml", "image: crawlmesh:dev", "image: crawlmesh:latest", "compose builds crawlmesh:dev"},
 		{"master lease off compose", "master.yaml", `"--lease", "15s"`, `"--lease", "5s"`, `--lease "5s"; the compose masters run "15s"`},
 		{"no requests", "worker.yaml", "requests: {cpu: 250m, memory: 64Mi}", "requests: {}", "no cpu and memory requests"},
+		{"GOMEMLIMIT over the memory limit", "nats.yaml", "value: 3686MiB", "value: 5GiB", "GOMEMLIMIT 5GiB is 125 % of the memory limit 4Gi"},
+		{"memory limit raised alone", "nats.yaml", "limits: {memory: 4Gi}\n        - name: exporter", "limits: {memory: 8Gi}\n        - name: exporter", "GOMEMLIMIT 3686MiB is 45 %"},
+		{"GOMEMLIMIT misspelt", "nats.yaml", "value: 3686MiB", "value: 3686MB", `GOMEMLIMIT "3686MB" is not a size`},
 		{"missing Secret", "master.yaml", "secretRef: {name: crawlmesh-api-token, optional: true}", "secretRef: {name: crawlmesh-api-tokn}", "envFrom Secret crawlmesh-api-tokn does not exist"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
