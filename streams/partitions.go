@@ -66,6 +66,40 @@ func (d Definitions) Partitioned(n int) Definitions {
 	return out
 }
 
+// Placed returns d with partition p's work queue, counter stream and
+// seen bucket placed on servers tagged tags[p mod len(tags)] (JetStream
+// placement tags, a server's server_tags). JetStream alone places a new
+// R1 stream on the server with the most free storage, and that is any
+// server whose store holds a few bytes less: on a 3-server cluster one
+// server got two partitions' seen buckets and the items, another almost
+// nothing (deploy/OPERATIONS.md, "Placement"). With no tags d is returned
+// as it is. A changed tag on an existing partition is a JetStream stream
+// move.
+func (d Definitions) Placed(parts int, tags []string) Definitions {
+	if len(tags) == 0 {
+		return d
+	}
+	tagOf := map[string]string{}
+	for p := range max(parts, 1) {
+		t := tags[p%len(tags)]
+		tagOf[mesh.TasksStreamOf(p)], tagOf[mesh.StatsStreamOf(p)], tagOf["kv "+mesh.SeenBucketOf(p)] = t, t, t
+	}
+	out := d
+	out.Streams = append([]jetstream.StreamConfig(nil), d.Streams...)
+	for i, c := range out.Streams {
+		if t, ok := tagOf[c.Name]; ok {
+			out.Streams[i].Placement = &jetstream.Placement{Tags: []string{t}}
+		}
+	}
+	out.KV = append([]jetstream.KeyValueConfig(nil), d.KV...)
+	for i, c := range out.KV {
+		if t, ok := tagOf["kv "+c.Bucket]; ok {
+			out.KV[i].Placement = &jetstream.Placement{Tags: []string{t}}
+		}
+	}
+	return out
+}
+
 // RecordedPartitions is the partition count recorded in stream TASKS, 0
 // when TASKS does not exist yet, 1 when it records none (a mesh created
 // before partitions existed).

@@ -3,6 +3,7 @@ package streams_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -62,5 +63,41 @@ func TestEnsurePartitions(t *testing.T) {
 	}
 	if err := ensure(2); !errors.Is(err, streams.ErrShrink) {
 		t.Errorf("shrinking to 2: %v, want ErrShrink", err)
+	}
+}
+
+// TestPlaced: with tags, each partition's work queue, counter stream and
+// seen bucket get the tag of their partition (wrapping around the tags);
+// nothing else is placed, and without tags nothing changes.
+func TestPlaced(t *testing.T) {
+	d := streams.MustLoad().Partitioned(3)
+	if got := d.Placed(3, nil); !slices.Equal(got.Names(), d.Names()) {
+		t.Fatal("no tags changed the definitions")
+	}
+	p := d.Placed(3, []string{"a", "b"})
+	want := map[string]string{"TASKS": "a", "STATS": "a", "TASKS_1": "b", "STATS_1": "b", "TASKS_2": "a", "STATS_2": "a"}
+	for _, c := range p.Streams {
+		tag := ""
+		if c.Placement != nil {
+			tag = strings.Join(c.Placement.Tags, ",")
+		}
+		if tag != want[c.Name] {
+			t.Errorf("stream %s placed on %q, want %q", c.Name, tag, want[c.Name])
+		}
+	}
+	wantKV := map[string]string{"seen": "a", "seen_1": "b", "seen_2": "a"}
+	for _, c := range p.KV {
+		tag := ""
+		if c.Placement != nil {
+			tag = strings.Join(c.Placement.Tags, ",")
+		}
+		if tag != wantKV[c.Bucket] {
+			t.Errorf("bucket %s placed on %q, want %q", c.Bucket, tag, wantKV[c.Bucket])
+		}
+	}
+	for _, c := range d.Streams {
+		if c.Placement != nil {
+			t.Errorf("Placed changed its receiver: stream %s placed", c.Name)
+		}
 	}
 }

@@ -52,6 +52,10 @@ type Options struct {
 	// 0 keeps the count the mesh recorded (1 for a new mesh). A count
 	// above the recorded one adds partitions; one below is refused.
 	Partitions int
+	// PartitionTags, when set, place partition p's work queue, counter
+	// stream and seen bucket on servers with tag PartitionTags[p mod
+	// len] (see [Definitions.Placed]).
+	PartitionTags []string
 	// Log receives the replica decisions and scale-ups; nil discards them.
 	Log *slog.Logger
 }
@@ -210,7 +214,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, d Definitions, o Option
 	if err != nil {
 		return err
 	}
-	d = d.Partitioned(parts)
+	d = d.Partitioned(parts).Placed(parts, o.PartitionTags)
 	p := newPlanner(js, o)
 	var first, rest []func() ([]Drift, error)
 	for i, c := range d.KV {

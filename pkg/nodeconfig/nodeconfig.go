@@ -82,6 +82,11 @@ type Node struct {
 	// create the assets): 0 keeps the mesh's recorded count (1 for a new
 	// mesh); more than recorded adds partitions for new crawls.
 	Partitions int
+	// PartitionTags places partition p's stream, counter stream and bucket
+	// on the NATS servers tagged PartitionTags[p mod len] (server_tags),
+	// comma-separated; empty leaves placement to JetStream. Masters apply
+	// it when they create the assets.
+	PartitionTags string
 	// Pprof serves Go's profiler on the --http address, for finding where
 	// a slow node spends its time; off by default because it exposes the
 	// process's internals.
@@ -137,6 +142,13 @@ func (n *Node) Validate() error {
 	if n.Partitions < 0 || n.Partitions > 64 {
 		return fmt.Errorf("--partitions %d: want 0 (keep the mesh's; 1 for a new one) or 1-64", n.Partitions)
 	}
+	if tags, err := ParseTags(n.PartitionTags); err != nil {
+		return err
+	} else if len(tags) > 0 && n.Replicas == 0 {
+		// Chosen replicas would try 3 copies in a tag that may hold one
+		// server, and fall back to 1 for every asset of the mesh.
+		return fmt.Errorf("--partition-tags needs --replicas: each tag must hold that many servers")
+	}
 	if n.Priority < 0 || n.Priority > 100 {
 		return fmt.Errorf("--priority %d: want 0-100", n.Priority)
 	}
@@ -186,4 +198,21 @@ func (n *Node) Clock() func() time.Time {
 		return time.Now
 	}
 	return func() time.Time { return time.Now().Add(off) }
+}
+
+// ParseTags splits --partition-tags: comma-separated JetStream server
+// tags, lower-cased as the server keeps them; "" is none.
+func ParseTags(v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var out []string
+	for i, t := range strings.Split(v, ",") {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if t == "" || strings.ContainsAny(t, " \t*>") {
+			return nil, fmt.Errorf("--partition-tags %q: tag %d is %q; want server tags separated by commas (no blanks, '*' or '>')", v, i+1, t)
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }

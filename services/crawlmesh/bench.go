@@ -76,6 +76,7 @@ type benchOpts struct {
 	natsGOGC   int
 	servers    int
 	replicas   int
+	jsPlaces   bool
 }
 
 func newBenchCmd(c *cli, f *clientFlags) *cobra.Command {
@@ -97,6 +98,7 @@ func newBenchCmd(c *cli, f *clientFlags) *cobra.Command {
 	fl.IntVar(&o.natsGOGC, "nats-gogc", 0, "GOGC of the nats-server process (0: Go's default, 100); lower trades server CPU for memory")
 	fl.IntVar(&o.servers, "servers", 1, "nats-server processes: more than 1 form a cluster on loopback")
 	fl.IntVar(&o.replicas, "replicas", 0, "replicas of every stream and bucket (the master's --replicas; 0: 3 on a cluster of 3 or more)")
+	fl.BoolVar(&o.jsPlaces, "no-partition-tags", false, "with --servers and --partitions: let JetStream place the partitions instead of tagging each group of --replicas servers and giving the master --partition-tags")
 	fl.BoolVar(&o.noColly, "no-colly", false, "skip plain colly (for mesh-only scale runs)")
 	fl.IntVar(&o.profPort, "nats-prof-port", 0, "serve the nats-server process's pprof on this loopback port (0: off)")
 	return cmd
@@ -261,11 +263,30 @@ func benchMesh(ctx context.Context, c *cli, base string, cfg synthsite.Config, n
 		urls = append(urls, "nats://127.0.0.1:"+strconv.Itoa(ports[i][0]))
 		routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(ports[i][1]))
 	}
+	// Partitions placed by tags: each group of R servers (R the
+	// replicas) is tagged, and partition p goes to group p mod groups.
+	replicas := o.replicas
+	if replicas == 0 {
+		replicas = 1
+		if servers >= 3 {
+			replicas = 3
+		}
+	}
+	groups, partTags := servers/replicas, ""
+	if groups > 1 && o.partitions > 1 && !o.jsPlaces {
+		for g := range groups {
+			partTags += fmt.Sprintf(",crawlmesh-g%d", g)
+		}
+		partTags = partTags[1:]
+	}
 	var nss []*benchProc
 	for i := range servers {
 		args := []string{"--role", "nats", "--port", strconv.Itoa(ports[i][0]), "--store", filepath.Join(dir, "n"+strconv.Itoa(i+1))}
 		if servers > 1 {
 			args = append(args, "--name", "n"+strconv.Itoa(i+1), "--route-port", strconv.Itoa(ports[i][1]), "--routes", strings.Join(routes, ","))
+		}
+		if partTags != "" && i/replicas < groups {
+			args = append(args, "--tag", fmt.Sprintf("crawlmesh-g%d", i/replicas))
 		}
 		if o.profPort > 0 && i == 0 {
 			args = append(args, "--prof-port", strconv.Itoa(o.profPort))
@@ -294,7 +315,7 @@ func benchMesh(ctx context.Context, c *cli, base string, cfg synthsite.Config, n
 		name string
 		args []string
 	}{{"master", []string{"--role", "master", "--id", "bench-master", "--url", url,
-		"--partitions", strconv.Itoa(o.partitions), "--replicas", strconv.Itoa(o.replicas)}}}
+		"--partitions", strconv.Itoa(o.partitions), "--replicas", strconv.Itoa(replicas), "--partition-tags", partTags}}}
 	for i := 1; i <= n; i++ {
 		parts = append(parts, struct {
 			name string

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
 // TestBenchProcesses runs `crawlmesh bench` as a user would and checks
@@ -38,5 +40,42 @@ func TestBenchProcesses(t *testing.T) {
 	}
 	if strings.Contains(errOut, "panic") {
 		t.Errorf("stderr: %s", errOut)
+	}
+}
+
+// TestBenchPartitionPlacement: on a 3-server cluster at R1, `bench` tags
+// each server and gives the master --partition-tags, so each partition's
+// work queue, counter stream and seen bucket share one server and the
+// three partitions are on three servers.
+func TestBenchPartitionPlacement(t *testing.T) {
+	out, errOut, code := runBin(t, "crawlmesh", "bench", "--pages", "600", "--workers", "1", "--parallelism", "8",
+		"--no-colly", "--servers", "3", "--replicas", "1", "--partitions", "3", "-o", "json")
+	if code != 0 {
+		t.Fatalf("bench exited %d:\n%s\n%s", code, out, errOut)
+	}
+	var rows []benchResult
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("bench -o json: %v\n%s", err, out)
+	}
+	server := map[string]string{}
+	for _, s := range rows[1].Streams {
+		server[s.Name] = s.Server
+	}
+	used := map[string]bool{}
+	for p := range 3 {
+		names := []string{mesh.TasksStreamOf(p), mesh.StatsStreamOf(p), "KV_" + mesh.SeenBucketOf(p)}
+		srv := server[names[0]]
+		for _, n := range names {
+			if server[n] == "" || server[n] != srv {
+				t.Errorf("partition %d: %s on %q, %s on %q: want one server", p, names[0], srv, n, server[n])
+			}
+		}
+		if used[srv] {
+			t.Errorf("partition %d shares server %s with another partition", p, srv)
+		}
+		used[srv] = true
+	}
+	if rows[1].Pages != 600 || rows[1].Items != 600 {
+		t.Errorf("crawl: %d pages, %d items; want 600 each", rows[1].Pages, rows[1].Items)
 	}
 }

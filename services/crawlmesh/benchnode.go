@@ -29,6 +29,8 @@ type benchNodeOpts struct {
 	role, id, nats, store, http string
 	port, profPort, concurrency int
 	partitions, replicas        int
+	// partitionTags: the master's --partition-tags; tag: the server's.
+	partitionTags, tag string
 	// nats role in a cluster: its name, route port and every route URL.
 	name      string
 	routePort int
@@ -56,6 +58,8 @@ func newBenchNodeCmd(c *cli) *cobra.Command {
 	fl.IntVar(&o.concurrency, "concurrency", 32, "fetch slots (worker)")
 	fl.IntVar(&o.partitions, "partitions", 1, "partitions of the frontier and seen-set (master)")
 	fl.IntVar(&o.replicas, "replicas", 0, "replicas of every asset (master); 0 chooses")
+	fl.StringVar(&o.partitionTags, "partition-tags", "", "the master's --partition-tags")
+	fl.StringVar(&o.tag, "tag", "", "server tag (nats in a cluster)")
 	fl.StringVar(&o.name, "name", "bench", "server name (nats)")
 	fl.IntVar(&o.routePort, "route-port", 0, "cluster route port (nats in a cluster)")
 	fl.StringVar(&o.routes, "routes", "", "comma-separated route URLs of every server (nats in a cluster)")
@@ -78,7 +82,8 @@ func runBenchNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
 		return nil
 	}
 	n := nodeconfig.Node{ID: o.id, HTTP: o.http, Pprof: o.http != "", HeartbeatInterval: time.Second,
-		HeartbeatTTL: 3 * time.Second, LogLevel: "error", LogFormat: "text", Partitions: o.partitions, Replicas: o.replicas}
+		HeartbeatTTL: 3 * time.Second, LogLevel: "error", LogFormat: "text", Partitions: o.partitions, Replicas: o.replicas,
+		PartitionTags: o.partitionTags}
 	n.NATS.URL = o.nats
 	if err := n.Validate(); err != nil {
 		return usageError{err}
@@ -115,7 +120,7 @@ func runBenchClusterNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
 	// server's free disk differ by a few bytes and put every stream on one.
 	opts := &server.Options{ServerName: o.name, Host: "127.0.0.1", Port: o.port, JetStream: true, StoreDir: o.store,
 		JetStreamMaxStore: 64 << 30, JetStreamMaxMemory: 1 << 30,
-		NoSigs: true, NoLog: true, ProfPort: o.profPort,
+		NoSigs: true, NoLog: true, ProfPort: o.profPort, Tags: tagList(o.tag),
 		Cluster: server.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: o.routePort},
 		Routes:  server.RoutesFromStr(o.routes)}
 	ns, err := server.NewServer(opts)
@@ -132,6 +137,13 @@ func runBenchClusterNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	return nil
+}
+
+func tagList(tag string) []string {
+	if tag == "" {
+		return nil
+	}
+	return []string{tag}
 }
 
 // benchProc is a child process of `crawlmesh bench`.

@@ -33,6 +33,7 @@ func (c *config) flags(out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.TaskAckWait, "task-ack-wait", 0, "how long a task may run without a sign of life before it is redelivered (0: streams/ file, 30s)")
 	fs.DurationVar(&c.Lease, "lease", 0, "leader lease: the election bucket's TTL (0: streams/ file, 3s; use 15s on a 3-node NATS cluster)")
 	fs.IntVar(&c.Partitions, "partitions", 0, "partitions of the frontier (TASKS) and seen-set (seen), each its own stream that JetStream places: 0 keeps the mesh's count (1 for a new mesh); a higher count adds partitions, used by crawls started afterwards (deploy/OPERATIONS.md)")
+	fs.StringVar(&c.PartitionTags, "partition-tags", "", "NATS server tags, comma-separated: partition p's streams and bucket are placed on servers tagged with the (p mod count)-th (server_tags in their config); empty: JetStream places them (deploy/OPERATIONS.md)")
 	fs.IntVar(&c.Replicas, "replicas", 0, "replicas of every stream and bucket: 0 chooses 3 on a cluster of 3 or more JetStream servers (scaling existing assets up), else 1")
 	fs.IntVar(&c.Priority, "priority", 0, "0-100: on a leader vacancy, higher priority masters win")
 	fs.StringVar(&c.ScheduleTZ, "schedule-tz", "UTC", "time zone of spiders' cron schedules")

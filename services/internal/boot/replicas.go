@@ -17,6 +17,7 @@ import (
 func StreamOptions(n *nodeconfig.Node, log *slog.Logger) streams.Options {
 	o := streams.Options{NodesTTL: n.HeartbeatTTL, TaskAckWait: n.TaskAckWait, Lease: n.Lease,
 		Replicas: n.Replicas, Partitions: n.Partitions, Log: log}
+	o.PartitionTags, _ = nodeconfig.ParseTags(n.PartitionTags) // Validate refused a bad value
 	if o.Replicas == 0 {
 		o.Replicas = streams.ReplicasAuto
 	}
