@@ -17,7 +17,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/streams"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions()...) }
 
 // assetFiles lists, as Definitions.Names spells them, the assets the JSON
 // files on disk define: kv/NAME.json, stream/NAME.json,

@@ -14,11 +14,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/crawlmesh/crawlmesh/pkg/files"
+	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"github.com/crawlmesh/crawlmesh/streams"
 	"github.com/crawlmesh/crawlmesh/streams/streamstest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions()...) }
 
 func open(t *testing.T, opts ...files.Option) *files.Store {
 	t.Helper()
