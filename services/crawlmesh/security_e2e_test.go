@@ -176,6 +176,20 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	if code, body := api("DELETE", "config/role/worker/user_agent", token, ""); code != http.StatusOK {
 		t.Errorf("DELETE /api/v1/config/role/worker/user_agent: %d %s", code, body)
 	}
+	// The console's other actions, done by the master with its own
+	// credentials: apply and delete a spider, set and remove a throttle.
+	if code, body := api("POST", "spiders", token, "name: viahttp\nstart_urls: [\"http://127.0.0.1:1/\"]\n"); code != http.StatusOK && code != http.StatusCreated {
+		t.Errorf("POST /api/v1/spiders: %d %s", code, body)
+	}
+	if code, body := api("DELETE", "spiders/viahttp", token, ""); code != http.StatusOK {
+		t.Errorf("DELETE /api/v1/spiders/viahttp: %d %s", code, body)
+	}
+	if code, body := api("PUT", "throttle/"+site.host(), token, `{"delay":"10ms","parallelism":2}`); code != http.StatusOK {
+		t.Errorf("PUT /api/v1/throttle/%s: %d %s", site.host(), code, body)
+	}
+	if code, body := api("DELETE", "throttle/"+site.host(), token, ""); code != http.StatusOK {
+		t.Errorf("DELETE /api/v1/throttle/%s: %d %s", site.host(), code, body)
+	}
 
 	t0 = time.Now()
 	tour := [][]string{
