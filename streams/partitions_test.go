@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"github.com/crawlmesh/crawlmesh/streams"
@@ -77,21 +79,13 @@ func TestPlaced(t *testing.T) {
 	p := d.Placed(3, []string{"a", "b"})
 	want := map[string]string{"TASKS": "a", "STATS": "a", "TASKS_1": "b", "STATS_1": "b", "TASKS_2": "a", "STATS_2": "a"}
 	for _, c := range p.Streams {
-		tag := ""
-		if c.Placement != nil {
-			tag = strings.Join(c.Placement.Tags, ",")
-		}
-		if tag != want[c.Name] {
+		if tag := tagsOf(c.Placement); tag != want[c.Name] {
 			t.Errorf("stream %s placed on %q, want %q", c.Name, tag, want[c.Name])
 		}
 	}
 	wantKV := map[string]string{"seen": "a", "seen_1": "b", "seen_2": "a"}
 	for _, c := range p.KV {
-		tag := ""
-		if c.Placement != nil {
-			tag = strings.Join(c.Placement.Tags, ",")
-		}
-		if tag != wantKV[c.Bucket] {
+		if tag := tagsOf(c.Placement); tag != wantKV[c.Bucket] {
 			t.Errorf("bucket %s placed on %q, want %q", c.Bucket, tag, wantKV[c.Bucket])
 		}
 	}
@@ -100,4 +94,11 @@ func TestPlaced(t *testing.T) {
 			t.Errorf("Placed changed its receiver: stream %s placed", c.Name)
 		}
 	}
+}
+
+func tagsOf(p *jetstream.Placement) string {
+	if p == nil {
+		return ""
+	}
+	return strings.Join(p.Tags, ",")
 }

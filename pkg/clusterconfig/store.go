@@ -236,3 +236,17 @@ func StoreCommand(ctx context.Context, kv jetstream.KeyValue, cm mesh.Command, r
 	}
 	return nil
 }
+
+// NodesTTL is bucket nodes' TTL, which bounds heartbeat_interval in
+// [Set] (0 when it cannot be read: the nodes check the value again).
+func NodesTTL(ctx context.Context, js jetstream.JetStream) time.Duration {
+	kv, err := js.KeyValue(ctx, mesh.NodesBucket)
+	if err != nil {
+		return 0
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0
+	}
+	return st.TTL()
+}

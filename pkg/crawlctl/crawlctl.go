@@ -418,16 +418,8 @@ func (c *Control) forgetKeeping(ctx context.Context, id string, parts int, keepS
 // StoredItems is the number of items of crawl id in RESULTS (exact: they
 // are de-duplicated by item id).
 func StoredItems(ctx context.Context, js jetstream.JetStream, id string) (int64, error) {
-	s, err := js.Stream(ctx, mesh.ResultsStream)
-	if err != nil {
-		return 0, fmt.Errorf("open stream %s: %w", mesh.ResultsStream, err)
-	}
-	subj := mesh.ResultSubject(id)
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
-	if err != nil {
-		return 0, fmt.Errorf("count items of %s: %w", id, err)
-	}
-	return int64(info.State.Subjects[subj]), nil
+	n, err := crawler.SubjectCount(ctx, js, mesh.ResultsStream, mesh.ResultSubject(id))
+	return int64(n), err
 }
 
 // recordItems tops the items counter of a finished crawl up to the items

@@ -195,19 +195,27 @@ func ReadCrawl(ctx context.Context, kv jetstream.KeyValue, id string) (*mesh.Cra
 func Pending(ctx context.Context, js jetstream.JetStream, crawl string, parts int) (uint64, error) {
 	var n uint64
 	for p := range max(parts, 1) {
-		name := mesh.TasksStreamOf(p)
-		s, err := js.Stream(ctx, name)
+		c, err := SubjectCount(ctx, js, mesh.TasksStreamOf(p), mesh.TaskSubjectOf(p, crawl))
 		if err != nil {
-			return 0, fmt.Errorf("open stream %s: %w", name, err)
+			return 0, err
 		}
-		subj := mesh.TaskSubjectOf(p, crawl)
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
-		if err != nil {
-			return 0, fmt.Errorf("stream %s info: %w", name, err)
-		}
-		n += info.State.Subjects[subj]
+		n += c
 	}
 	return n, nil
+}
+
+// SubjectCount is the number of messages stream holds on the literal
+// subject subj (the server answers from its subject index).
+func SubjectCount(ctx context.Context, js jetstream.JetStream, stream, subj string) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("open stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return 0, fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	return info.State.Subjects[subj], nil
 }
 
 // Partitions is the number of partitions of the mesh's frontier and

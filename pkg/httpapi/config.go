@@ -1,13 +1,9 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -116,20 +112,6 @@ func configScope(r *http.Request) (clusterconfig.Scope, error) {
 	}
 }
 
-// nodesTTL is bucket nodes' TTL, which bounds heartbeat_interval (0 when
-// it cannot be read; the nodes check again).
-func nodesTTL(ctx context.Context, js jetstream.JetStream) time.Duration {
-	kv, err := js.KeyValue(ctx, mesh.NodesBucket)
-	if err != nil {
-		return 0
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return 0
-	}
-	return st.TTL()
-}
-
 func (a *api) configSet(w http.ResponseWriter, r *http.Request) {
 	s, err := configScope(r)
 	if err != nil {
@@ -158,7 +140,7 @@ func (a *api) configSet(w http.ResponseWriter, r *http.Request) {
 	if kv == nil {
 		return
 	}
-	e, err := clusterconfig.Set(ctx, kv, s, key, *req.Value, nodesTTL(ctx, a.cfg.JS))
+	e, err := clusterconfig.Set(ctx, kv, s, key, *req.Value, clusterconfig.NodesTTL(ctx, a.cfg.JS))
 	if errors.Is(err, clusterconfig.ErrBadValue) || errors.Is(err, clusterconfig.ErrUnknownKey) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return

@@ -30,6 +30,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
+	"github.com/crawlmesh/crawlmesh/streams"
 )
 
 // benchResult is one row of `crawlmesh bench`.
@@ -268,8 +269,8 @@ func benchMesh(ctx context.Context, c *cli, base string, cfg synthsite.Config, n
 	replicas := o.replicas
 	if replicas == 0 {
 		replicas = 1
-		if servers >= 3 {
-			replicas = 3
+		if servers >= streams.AutoReplicas {
+			replicas = streams.AutoReplicas // what the master's auto mode places
 		}
 	}
 	groups, partTags := servers/replicas, ""

@@ -117,20 +117,6 @@ func parseAroundValue(cmd *cobra.Command, args []string, getenv func(string) str
 	return pos, nil
 }
 
-// nodesTTL reads the nodes bucket's TTL, which bounds heartbeat_interval
-// (0 when it cannot be read: the nodes check it again).
-func nodesTTL(ctx context.Context, js jetstream.JetStream) time.Duration {
-	kv, err := js.KeyValue(ctx, mesh.NodesBucket)
-	if err != nil {
-		return 0
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return 0
-	}
-	return st.TTL()
-}
-
 func runConfigSet(ctx context.Context, c *cli, f *clientFlags, cf *configFlags, key, value string) error {
 	s, err := cf.scope()
 	if err != nil {
@@ -145,7 +131,7 @@ func runConfigSet(ctx context.Context, c *cli, f *clientFlags, cf *configFlags, 
 		return err
 	}
 	defer sess.Close()
-	e, err := clusterconfig.Set(ctx, sess.kv, s, key, value, nodesTTL(ctx, sess.js))
+	e, err := clusterconfig.Set(ctx, sess.kv, s, key, value, clusterconfig.NodesTTL(ctx, sess.js))
 	if errors.Is(err, clusterconfig.ErrBadValue) || errors.Is(err, clusterconfig.ErrUnknownKey) {
 		return usageError{err}
 	}
