@@ -28,7 +28,9 @@ func compileAnyOf(exprs []string) (anyOf, error) {
 		if err != nil {
 			return nil, err
 		}
-		if lit, complete := re.LiteralPrefix(); complete {
+		// Not re.LiteralPrefix: it calls "^0$" complete with prefix "0"
+		// (an anchored one-pass program), yet "00" does not match it.
+		if lit, complete := wholeLiteral(e); complete {
 			m = append(m, pattern{lit: lit, only: true})
 			continue
 		}
@@ -47,6 +49,21 @@ func (m anyOf) match(s string) bool {
 		}
 	}
 	return false
+}
+
+// wholeLiteral reports whether expr matches exactly one literal, anywhere
+// in a string, and returns it.
+func wholeLiteral(expr string) (string, bool) {
+	t, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return "", false
+	}
+	t = t.Simplify()
+	for t.Op == syntax.OpCapture {
+		t = t.Sub[0]
+	}
+	lit, ok := caseSensitiveLiteral(t)
+	return lit, ok
 }
 
 // requiredLiteral returns the longest case-sensitive literal among the
@@ -69,17 +86,23 @@ func requiredLiteral(expr string) string {
 		for p.Op == syntax.OpCapture {
 			p = p.Sub[0]
 		}
-		if p.Op != syntax.OpLiteral || p.Flags&syntax.FoldCase != 0 {
-			continue
-		}
-		lit := string(p.Rune)
-		// regexp reads an invalid byte as U+FFFD; Contains would not.
-		if strings.ContainsRune(lit, utf8.RuneError) {
-			continue
-		}
-		if len(lit) > len(best) {
+		if lit, ok := caseSensitiveLiteral(p); ok && len(lit) > len(best) {
 			best = lit
 		}
 	}
 	return best
+}
+
+// caseSensitiveLiteral returns t's text when t is a literal that
+// strings.Contains can look for.
+func caseSensitiveLiteral(t *syntax.Regexp) (string, bool) {
+	if t.Op != syntax.OpLiteral || t.Flags&syntax.FoldCase != 0 {
+		return "", false
+	}
+	lit := string(t.Rune)
+	// regexp reads an invalid byte as U+FFFD; Contains would not.
+	if strings.ContainsRune(lit, utf8.RuneError) {
+		return "", false
+	}
+	return lit, true
 }
