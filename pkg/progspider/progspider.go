@@ -44,7 +44,7 @@ type Config struct {
 	// script_file and files specs fail their crawl on this worker.
 	Files *files.Cache
 	// WorkDir holds the commands' working directories (one per crawl and
-	// version of the spider's files).
+	// version of the spider's files, removed when its processes stop).
 	WorkDir string
 	// Processes is how many processes a command spider may run at once on
 	// this worker (its concurrency; started as pages need them).
@@ -69,11 +69,23 @@ type Runner struct {
 	failed  map[string]error           // compile errors by version, so a bad script fails fast
 	order   []string                   // scripts in insertion order, to bound the map
 	byCrawl map[string]map[string]bool // crawl -> cmds keys
+	dirs    int                        // working directories made, to name the next
+	retired sync.WaitGroup             // older versions' pools closing; Close waits
 }
 
 type cmdEntry struct {
 	pool *cmdspider.Pool
+	dir  string // the working directory, removed after pool.Close
 	used time.Time
+}
+
+// close stops e's processes, waiting for pages in flight, then removes its
+// working directory (what the command wrote there is the crawl's scratch).
+func (e *cmdEntry) close(log *slog.Logger) {
+	e.pool.Close()
+	if err := os.RemoveAll(e.dir); err != nil {
+		log.Warn("removing a command's working directory", "dir", e.dir, "err", err)
+	}
 }
 
 // maxScripts bounds the compiled versions kept per worker.
@@ -211,7 +223,10 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 		e.used = time.Now()
 		return e.pool, nil
 	}
-	dir := filepath.Join(r.cfg.WorkDir, safe(s.Name)+"-"+version+"-"+safe(crawl))
+	// Numbered, so that an older pool still closing (below) never removes
+	// a directory a newer pool of the same version uses.
+	r.dirs++
+	dir := filepath.Join(r.cfg.WorkDir, fmt.Sprintf("%s-%s-%s-%d", safe(s.Name), version, safe(crawl), r.dirs))
 	if err := populate(dir, paths); err != nil {
 		return nil, crawlLevel(fmt.Errorf("spider %s: working directory: %w", s.Name, err))
 	}
@@ -221,7 +236,7 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 		cfg.Stderr = func(line string) { r.cfg.Stderr(crawl, s.Name, line) }
 	}
 	pool := cmdspider.NewPool(cfg)
-	r.cmds[key] = &cmdEntry{pool: pool, used: time.Now()}
+	r.cmds[key] = &cmdEntry{pool: pool, dir: dir, used: time.Now()}
 	if r.byCrawl[crawl] == nil {
 		r.byCrawl[crawl] = map[string]bool{}
 	}
@@ -229,7 +244,8 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 	// processes stop once idle (Close waits for pages in flight).
 	for old := range r.byCrawl[crawl] {
 		if strings.HasPrefix(old, crawl+"/"+s.Name+"/") {
-			go r.cmds[old].pool.Close()
+			e := r.cmds[old]
+			r.retired.Go(func() { e.close(r.log) })
 			delete(r.cmds, old)
 			delete(r.byCrawl[crawl], old)
 		}
@@ -241,35 +257,36 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 // EndCrawl stops the command processes of a crawl that no longer runs.
 func (r *Runner) EndCrawl(crawl string) {
 	r.mu.Lock()
-	var pools []*cmdspider.Pool
+	var ended []*cmdEntry
 	for key := range r.byCrawl[crawl] {
 		if e := r.cmds[key]; e != nil {
-			pools = append(pools, e.pool)
+			ended = append(ended, e)
 			delete(r.cmds, key)
 		}
 	}
 	delete(r.byCrawl, crawl)
 	r.mu.Unlock()
-	for _, p := range pools {
-		p.Close()
+	for _, e := range ended {
+		e.close(r.log)
 	}
 }
 
 // Close stops every command process.
 func (r *Runner) Close() {
 	r.mu.Lock()
-	var pools []*cmdspider.Pool
+	var all []*cmdEntry
 	for key, e := range r.cmds {
-		pools = append(pools, e.pool)
+		all = append(all, e)
 		delete(r.cmds, key)
 	}
 	r.byCrawl = map[string]map[string]bool{}
 	r.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, p := range pools {
-		wg.Go(p.Close)
+	for _, e := range all {
+		wg.Go(func() { e.close(r.log) })
 	}
 	wg.Wait()
+	r.retired.Wait()
 }
 
 // populate makes dir hold a copy of each file (the cache's copies are
@@ -277,9 +294,8 @@ func (r *Runner) Close() {
 // a copy, not a link, keeps a running command's files whatever the cache
 // does).
 func populate(dir string, paths map[string]string) error {
-	if _, err := os.Stat(dir); err == nil {
-		return nil // made by an earlier pool of this crawl and version
-	}
+	// Left by a process that died (numbers start again on a restart).
+	_ = os.RemoveAll(dir)
 	tmp := dir + ".tmp"
 	_ = os.RemoveAll(tmp)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,25 +124,8 @@ func TestScriptFileVersions(t *testing.T) {
 // versions are deleted), each crawl gets the current version, and the
 // running command still reads version 1 from its working directory.
 func TestCommandFilesOutliveEviction(t *testing.T) {
-	s := natstest.RunServer(t)
-	_, js := natstest.Connect(t, s)
-	obs, err := js.CreateObjectStore(t.Context(), jetstream.ObjectStoreConfig{Bucket: files.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := files.New(obs)
-	cacheDir := t.TempDir()
-	cache, err := files.NewCache(store, cacheDir, files.WithLookupTTL(0), files.WithRetention(1, 1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, cacheDir, put := fileStore(t)
 	ctx := t.Context()
-	put := func(name, body string) {
-		t.Helper()
-		if _, err := store.Put(ctx, name, strings.NewReader(body)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// On version 1 the page says it started, then waits (at most 20 s)
 	// for the test's signal before it reads data.txt.
 	sig := t.TempDir()
@@ -201,5 +185,114 @@ func TestCommandFilesOutliveEviction(t *testing.T) {
 	res := <-first
 	if res.err != nil || len(res.ans.Items) != 1 || res.ans.Items[0]["v"] != "v1" {
 		t.Errorf("the page running on v1 answered %+v, %v; want v1", res.ans, res.err)
+	}
+}
+
+// fileStore starts a server with the Object Store bucket and returns a
+// worker's cache of it (every lookup asks the store; one older version
+// kept), the cache's directory and a put of a file's new version.
+func fileStore(t *testing.T) (*files.Cache, string, func(name, body string)) {
+	t.Helper()
+	s := natstest.RunServer(t)
+	_, js := natstest.Connect(t, s)
+	obs, err := js.CreateObjectStore(t.Context(), jetstream.ObjectStoreConfig{Bucket: files.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := files.New(obs)
+	cacheDir := t.TempDir()
+	cache, err := files.NewCache(store, cacheDir, files.WithLookupTTL(0), files.WithRetention(1, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(name, body string) {
+		t.Helper()
+		if _, err := store.Put(t.Context(), name, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cache, cacheDir, put
+}
+
+// TestCommandWorkDirsRemoved: a command's working directory, with what the
+// command wrote there, goes when its processes stop: when a newer version
+// of the spider's files replaces it, when its crawl ends, and when the
+// worker stops. Other crawls' directories stay.
+func TestCommandWorkDirsRemoved(t *testing.T) {
+	cache, _, put := fileStore(t)
+	// Each page leaves a scratch file in the working directory.
+	put("spider.sh", "#!/bin/sh\nwhile read line; do\n"+
+		"  echo x >> scratch.txt\n"+
+		"  printf '{\"items\":[{\"v\":\"%s\"}],\"links\":[]}\\n' \"$(cat data.txt)\"\n"+
+		"done\n")
+	put("data.txt", "v1")
+	work := t.TempDir()
+	r := New(Config{Files: cache, WorkDir: work})
+	defer r.Close()
+	sp := &spec.Spec{Name: "cmd", Command: []string{"./spider.sh"}, Files: []string{"spider.sh", "data.txt"}}
+	parseIn := func(crawl, want string) {
+		t.Helper()
+		ans, err := r.Parse(t.Context(), sp, spiderproto.Page{URL: "http://127.0.0.1/p/1", Status: 200, Body: page, Crawl: crawl, Spider: sp.Name})
+		if err != nil || len(ans.Items) != 1 || ans.Items[0]["v"] != want {
+			t.Fatalf("crawl %s: %+v, %v; want item %s", crawl, ans, err, want)
+		}
+	}
+	dirs := func() []string {
+		t.Helper()
+		des, err := os.ReadDir(work)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, de := range des {
+			names = append(names, de.Name())
+		}
+		return names
+	}
+	// waitDirs waits (at most 10 s) for the working directories to be
+	// those of the given crawls, one each.
+	waitDirs := func(when string, crawls ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := dirs()
+			ok := len(got) == len(crawls)
+			for _, c := range crawls {
+				n := 0
+				for _, d := range got {
+					if strings.Contains(d+"-", "-"+c+"-") {
+						n++
+					}
+				}
+				ok = ok && n == 1
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: working directories %v; want one for each of %v", when, got, crawls)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	parseIn("c1", "v1")
+	parseIn("c2", "v1")
+	waitDirs("two crawls", "c1", "c2")
+	before := dirs()
+
+	put("data.txt", "v2")
+	parseIn("c1", "v2")
+	waitDirs("c1 on a new version", "c1", "c2")
+	if slices.Equal(dirs(), before) {
+		t.Fatalf("c1's working directory %v is the one of the old version", before)
+	}
+
+	r.EndCrawl("c1")
+	if got := dirs(); len(got) != 1 || !strings.Contains(got[0], "-c2-") {
+		t.Fatalf("after c1 ended: working directories %v; want c2's only", got)
+	}
+	r.Close()
+	if got := dirs(); len(got) != 0 {
+		t.Fatalf("after Close: working directories %v; want none", got)
 	}
 }
