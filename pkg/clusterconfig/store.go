@@ -216,14 +216,20 @@ func commandKey(cm mesh.Command) (key, value string) {
 	return "", ""
 }
 
-// StoreCommand makes pause, resume and set-concurrency survive a restart:
-// each worker that obeyed cm (a reply OK) gets the value at its node level,
-// what `config set KEY VALUE --node ID` stores; it also applies it live,
-// to the same effect.
-func StoreCommand(ctx context.Context, kv jetstream.KeyValue, cm mesh.Command, rs []mesh.Reply) error {
+// StoreCommand makes pause, resume and set-concurrency survive a restart.
+// Sent to one node (all false), each worker that obeyed cm (a reply OK)
+// gets the value at its node level, what `config set KEY VALUE --node ID`
+// stores. Sent to all, the value goes to the worker role's level, so
+// workers that join later or were offline get it too, and node-level
+// values of the key are removed, so none keeps an older one: "all" means
+// every worker. Either way the value also applies live, to the same effect.
+func StoreCommand(ctx context.Context, kv jetstream.KeyValue, cm mesh.Command, all bool, rs []mesh.Reply) error {
 	key, value := commandKey(cm)
 	if key == "" {
 		return nil
+	}
+	if all {
+		return storeForAll(ctx, kv, cm, key, value)
 	}
 	for _, r := range rs {
 		if !r.OK || r.Role != mesh.RoleWorker {
@@ -232,6 +238,28 @@ func StoreCommand(ctx context.Context, kv jetstream.KeyValue, cm mesh.Command, r
 		s := Scope{Level: LevelNode, Target: r.Node}
 		if _, err := Set(ctx, kv, s, key, value, 0); err != nil {
 			return fmt.Errorf("%s obeyed %s, but storing %s for a restart failed: %w", r.Node, cm.Name, key, err)
+		}
+	}
+	return nil
+}
+
+func storeForAll(ctx context.Context, kv jetstream.KeyValue, cm mesh.Command, key, value string) error {
+	// The role's value first: a node whose override goes next moves
+	// straight to the commanded value, never back to an older role value.
+	role := Scope{Level: LevelRole, Target: mesh.RoleWorker}
+	if _, err := Set(ctx, kv, role, key, value, 0); err != nil {
+		return fmt.Errorf("the workers obeyed %s, but storing %s for the worker role failed: %w", cm.Name, key, err)
+	}
+	es, err := List(ctx, kv)
+	if err != nil {
+		return fmt.Errorf("the workers obeyed %s, but clearing nodes' own %s failed: %w", cm.Name, key, err)
+	}
+	for _, e := range es {
+		if e.Scope.Level != LevelNode || e.Key != key {
+			continue
+		}
+		if err := Remove(ctx, kv, e.Scope, key); err != nil && !errors.Is(err, ErrNotSet) {
+			return fmt.Errorf("the workers obeyed %s, but clearing %s's own %s failed: %w", cm.Name, e.Scope.Target, key, err)
 		}
 	}
 	return nil

@@ -213,7 +213,11 @@ func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		a.cfg.Log.Info("command sent over HTTP", "command", cm.Name, "node", target, "replies", len(replies), "remote", r.RemoteAddr)
-		if !a.storeCommand(ctx, w, cm, replies) {
+		// The broadcast took ctx's whole time (it cannot know who else
+		// might answer), so storing gets a time of its own.
+		sctx, scancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+		defer scancel()
+		if !a.storeCommand(sctx, w, cm, true, replies) {
 			return
 		}
 		writeJSON(w, http.StatusOK, replies)
@@ -229,7 +233,7 @@ func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cfg.Log.Info("command sent over HTTP", "command", cm.Name, "node", target, "remote", r.RemoteAddr)
-	if !a.storeCommand(ctx, w, cm, []mesh.Reply{rep}) {
+	if !a.storeCommand(ctx, w, cm, false, []mesh.Reply{rep}) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
@@ -237,7 +241,7 @@ func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
 
 // storeCommand keeps what pause, resume and set-concurrency changed in
 // bucket config, so a restarted worker keeps it (as the CLI does).
-func (a *api) storeCommand(ctx context.Context, w http.ResponseWriter, cm mesh.Command, rs []mesh.Reply) bool {
+func (a *api) storeCommand(ctx context.Context, w http.ResponseWriter, cm mesh.Command, all bool, rs []mesh.Reply) bool {
 	if !clusterconfig.Persists(cm) {
 		return true
 	}
@@ -245,7 +249,7 @@ func (a *api) storeCommand(ctx context.Context, w http.ResponseWriter, cm mesh.C
 	if kv == nil {
 		return false
 	}
-	if err := clusterconfig.StoreCommand(ctx, kv, cm, rs); err != nil {
+	if err := clusterconfig.StoreCommand(ctx, kv, cm, all, rs); err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return false
 	}

@@ -79,7 +79,8 @@ func (m configMesh) restart(i int) {
 // A role-wide value reaches every worker's heartbeat; a node override wins;
 // config rm restores; a restarted worker comes back with the stored value;
 // bad values are refused and change nothing; node set-concurrency and pause
-// survive a restart; nodes -o wide shows the config version; doctor reports
+// survive a restart, and sent to all they hold for workers that join
+// later; nodes -o wide shows the config version; doctor reports
 // an override of a node that does not exist and a value a node could not
 // apply.
 func TestConfigLive(t *testing.T) {
@@ -189,6 +190,33 @@ func TestConfigLive(t *testing.T) {
 	m.waitBeat("w3", "running", func(hb mesh.Heartbeat) bool { return hb.State == mesh.StateRunning })
 	m.CLI.Must("config", "rm", "concurrency", "--node", "w3")
 	m.waitCapacity("w3", 7, clusterconfig.LevelRole)
+
+	// node pause all holds for every worker, not only those that answered:
+	// it is stored at the worker role's level, so a worker that joins
+	// later starts paused, and w3's own "paused false" (from its resume
+	// above) is removed rather than left to win. node resume all runs them
+	// all again.
+	isPaused := func(hb mesh.Heartbeat) bool {
+		return hb.State == mesh.StatePaused && value(hb, clusterconfig.Paused) == mesh.ConfigValue{Value: "true", Source: clusterconfig.LevelRole}
+	}
+	m.CLI.Must("node", "pause", "all")
+	for _, id := range workers {
+		m.waitBeat(id, "paused by the worker role's value", isPaused)
+	}
+	w4 := m.StartWorker("w4")
+	m.waitBeat("w4", "joined paused", isPaused)
+	m.CLI.Must("node", "resume", "all")
+	for _, id := range append(workers, "w4") {
+		m.waitBeat(id, "running", func(hb mesh.Heartbeat) bool { return hb.State == mesh.StateRunning })
+	}
+	for _, e := range m.stored() {
+		if e.Key == clusterconfig.Paused && e.Scope.Level == clusterconfig.LevelNode {
+			t.Errorf("after node pause all: %s keeps its own paused = %s", e.Scope.Target, e.Value)
+		}
+	}
+	if code := w4.Stop(15 * time.Second); code != 0 {
+		t.Fatalf("w4 exited %d on SIGTERM", code)
+	}
 
 	// log_level applies live: w2 at warn does not log a ping it answers;
 	// back at info, it logs the next one (its output is in order, so the

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/httpapi"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
 )
@@ -137,6 +140,30 @@ func TestHTTPAPI(t *testing.T) {
 	code, b = call("POST", "nodes/w1/pause", token, "")
 	if code != 200 || !bytes.Contains(b, []byte(mesh.StatePaused)) {
 		t.Fatalf("pause w1: %d %s", code, b)
+	}
+	// Every node at once: the broadcast waits out its time for answers,
+	// then the value is stored for the worker role (it failed with 503
+	// when storing shared the broadcast's spent time).
+	code, b = call("POST", "nodes/all/resume", token, "")
+	var replies []mesh.Reply
+	if code != 200 || json.Unmarshal(b, &replies) != nil ||
+		!slices.ContainsFunc(replies, func(r mesh.Reply) bool { return r.Node == "w1" && r.OK && r.State == mesh.StateRunning }) {
+		t.Fatalf("resume all: %d %s", code, b)
+	}
+	// w1's own "paused true" (from its pause above) is gone; the worker
+	// role holds "false".
+	var cfg httpapi.ConfigReply
+	if code, b := call("GET", "config", "", ""); code != 200 || json.Unmarshal(b, &cfg) != nil {
+		t.Fatalf("config after resume all: %d %s", code, b)
+	}
+	var paused []string
+	for _, e := range cfg.Entries {
+		if e.Key == clusterconfig.Paused {
+			paused = append(paused, e.Scope.String()+"="+e.Value)
+		}
+	}
+	if want := []string{"role worker=false"}; !slices.Equal(paused, want) {
+		t.Errorf("paused stored after resume all: %q; want %q", paused, want)
 	}
 	if code, b := call("POST", "nodes/nobody/pause", token, ""); code != http.StatusNotFound {
 		t.Errorf("pause of an unknown node: %d %s", code, b)

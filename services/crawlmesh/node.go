@@ -92,7 +92,11 @@ func runNode(ctx context.Context, c *cli, f *clientFlags, pos []string) error {
 		if err != nil {
 			return err
 		}
-		if err := storeNodeConfig(cctx, js, cm, replies); err != nil {
+		// The broadcast took cctx's whole time (it cannot know who else
+		// might answer), so storing gets a time of its own.
+		sctx, scancel := context.WithTimeout(ctx, f.timeout)
+		defer scancel()
+		if err := storeNodeConfig(sctx, js, cm, true, replies); err != nil {
 			return err
 		}
 		return printReplies(c, f.output, replies, cm)
@@ -109,15 +113,16 @@ func runNode(ctx context.Context, c *cli, f *clientFlags, pos []string) error {
 	if err != nil {
 		return err
 	}
-	if err := storeNodeConfig(cctx, js, cm, []mesh.Reply{r}); err != nil {
+	if err := storeNodeConfig(cctx, js, cm, false, []mesh.Reply{r}); err != nil {
 		return err
 	}
 	return printReplies(c, f.output, []mesh.Reply{r}, cm)
 }
 
-// storeNodeConfig stores what pause, resume and set-concurrency changed
+// storeNodeConfig stores what pause, resume and set-concurrency changed,
+// for the nodes that obeyed or, sent to all, for every worker
 // (clusterconfig.StoreCommand), so a restart keeps it.
-func storeNodeConfig(ctx context.Context, js jetstream.JetStream, cm mesh.Command, rs []mesh.Reply) error {
+func storeNodeConfig(ctx context.Context, js jetstream.JetStream, cm mesh.Command, all bool, rs []mesh.Reply) error {
 	if !clusterconfig.Persists(cm) {
 		return nil
 	}
@@ -125,7 +130,7 @@ func storeNodeConfig(ctx context.Context, js jetstream.JetStream, cm mesh.Comman
 	if err != nil {
 		return fmt.Errorf("open bucket %s (the command was obeyed, but a restart would forget it): %w", mesh.ConfigBucket, err)
 	}
-	return clusterconfig.StoreCommand(ctx, kv, cm, rs)
+	return clusterconfig.StoreCommand(ctx, kv, cm, all, rs)
 }
 func printReplies(c *cli, output string, rs []mesh.Reply, cm mesh.Command) error {
 	if output == "json" {
