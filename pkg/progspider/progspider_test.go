@@ -1,7 +1,6 @@
 package progspider
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -78,22 +77,9 @@ func TestCrawlLevelErrors(t *testing.T) {
 // used by the next page; an unchanged one is neither fetched nor compiled
 // again.
 func TestScriptFileVersions(t *testing.T) {
-	s := natstest.RunServer(t)
-	_, js := natstest.Connect(t, s)
-	obs, err := js.CreateObjectStore(t.Context(), jetstream.ObjectStoreConfig{Bucket: files.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := files.New(obs)
-	cache, err := files.NewCache(store, t.TempDir(), files.WithLookupTTL(0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, _, putFile := fileStore(t)
 	put := func(v string) {
-		src := `function parse(p) { return {items: [{v: "` + v + `"}]} }`
-		if _, err := store.Put(context.Background(), "s.js", strings.NewReader(src)); err != nil {
-			t.Fatal(err)
-		}
+		putFile("s.js", `function parse(p) { return {items: [{v: "`+v+`"}]} }`)
 	}
 	r := New(Config{Files: cache})
 	defer r.Close()
