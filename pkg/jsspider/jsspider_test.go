@@ -60,7 +60,8 @@ func TestPageFields(t *testing.T) {
 		return {items: [{url: page.url, status: page.status, ct: page.headers['content-type'],
 			depth: page.depth, crawl: page.crawl, spider: page.spider, len: page.body.length,
 			title: page.xpath('//title')[0].text(), n: page.xpath('count(//p)')[0].text(),
-			nested: page.css('div')[0].xpath('.//b')[0].css('i')[0].text(), none: page.css('nothing').length}]};
+			nested: page.css('div')[0].xpath('.//b')[0].css('i')[0].text(), none: page.css('nothing').length,
+			list: page.css('i, p').map(e => e.text()).join('|')}]};
 	}`), Options{})
 	p := htmlPage("http://x.test/", "<title> T </title><p>1</p><p>2</p><div><b><i>deep</i></b></div>")
 	ans, err := pool.Parse(context.Background(), p)
@@ -68,7 +69,8 @@ func TestPageFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{"url": "http://x.test/", "status": "200", "ct": "text/html", "depth": "1", "crawl": "c1",
-		"spider": "shop", "len": fmt.Sprint(len(p.Body)), "title": "T", "n": "2", "nested": "deep", "none": "0"}
+		"spider": "shop", "len": fmt.Sprint(len(p.Body)), "title": "T", "n": "2", "nested": "deep", "none": "0",
+		"list": "1|2|deep"}
 	if len(ans.Items) != 1 || !reflect.DeepEqual(ans.Items[0], want) || ans.Links != nil {
 		t.Fatalf("got %#v", ans)
 	}

@@ -27,7 +27,7 @@ type vmState struct {
 	pageProto *goja.Object
 	elemProto *goja.Object
 	errorCtor goja.Value
-	css       map[string]cascadia.Sel
+	css       map[string]cascadia.SelectorGroup
 	xp        map[string]*xpath.Expr
 	pg        *pageState // the page being parsed, nil between parses
 }
@@ -47,7 +47,7 @@ func newRuntime(p *Program, opts Options) (*vmState, error) {
 	vm := goja.New()
 	vm.SetMaxCallStackSize(opts.MaxCallStack)
 	vm.SetParserOptions(parser.WithDisableSourceMaps) // eval, Function
-	rt := &vmState{vm: vm, opts: opts, css: map[string]cascadia.Sel{}, xp: map[string]*xpath.Expr{}}
+	rt := &vmState{vm: vm, opts: opts, css: map[string]cascadia.SelectorGroup{}, xp: map[string]*xpath.Expr{}}
 	const where = "at top level"
 	_, _, err := rt.guard(context.Background(), where, func() (goja.Value, error) {
 		if err := rt.sandbox(); err != nil {
@@ -286,7 +286,8 @@ func (rt *vmState) queryCSS(pg *pageState, at *html.Node, arg goja.Value, what s
 	sel, ok := rt.css[src]
 	if !ok {
 		var err error
-		if sel, err = cascadia.Parse(src); err != nil {
+		// A selector list ("a.next, h3 a"), as declarative css takes.
+		if sel, err = cascadia.ParseGroup(src); err != nil {
 			rt.throw("%s: invalid selector %q: %v", what, src, err)
 		}
 		if len(rt.css) >= maxCached {
