@@ -136,14 +136,14 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	t, err := mesh.DecodeTask(msg.Data())
 	if err != nil {
-		c.dead(ctx, msg, crawlOfSubject(msg.Subject()), "undecodable task: "+err.Error(), attempt, "")
+		c.dead(ctx, msg, mesh.Task{Crawl: crawlOfSubject(msg.Subject())}, "undecodable task: "+err.Error(), attempt, t0)
 		return
 	}
 	c.m.spider(t.Spider)
 	log := c.log.With("task", t.ID, "crawl", t.Crawl)
 	cr, err := c.crawls.Get(ctx, t.Crawl)
 	if errors.Is(err, ErrUnknownCrawl) {
-		c.dead(ctx, msg, t.Crawl, err.Error(), attempt, t.Spider)
+		c.dead(ctx, msg, t, err.Error(), attempt, t0)
 		return
 	}
 	if err != nil {
@@ -151,6 +151,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	cached := cr
 	if cr.State != mesh.CrawlRunning && t.Requeued > 0 {
 		// A re-queued task reopens a completed crawl: the record was
 		// updated just before it was published, so this worker's watch
@@ -164,7 +165,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if attempt > c.attempts()+2 {
-		c.dead(ctx, msg, t.Crawl, fmt.Sprintf("delivered %d times without finishing (workers died or timed out on it)", attempt), attempt, t.Spider)
+		c.dead(ctx, msg, t, fmt.Sprintf("delivered %d times without finishing (workers died or timed out on it)", attempt), attempt, t0)
 		return
 	}
 	if reason, ok := c.failing.Load(t.Crawl); ok {
@@ -193,6 +194,18 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	if err != nil {
 		stop()
 		_ = msg.Nak() // shutting down, or the host state unreadable: someone retries it
+		return
+	}
+	// The wait for the host's turn can be long (a slow host, parallelism
+	// 1): a crawl cancelled meanwhile must not fetch. The cache follows the
+	// bucket's watch, so this costs no request; only a record the watch
+	// delivered since the task began counts (a re-queued task read a
+	// fresher one than a cache that still says completed).
+	if now, err := c.crawls.Get(ctx, t.Crawl); err == nil && now != cached && now.State != mesh.CrawlRunning {
+		permit.Release(ctx, politeness.Outcome{})
+		c.releaseSlot()
+		stop()
+		c.drop(ctx, msg, t, attempt, "crawl "+now.State, t0)
 		return
 	}
 	if t.Kind == mesh.TaskSitemap {
@@ -372,7 +385,7 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 		return
 	}
 	if fe.Transient {
-		c.dead(ctx, msg, t.Crawl, fmt.Sprintf("%d attempts failed, last: %s", attempt, fe.Error()), attempt, t.Spider)
+		c.dead(ctx, msg, t, fmt.Sprintf("%d attempts failed, last: %s", attempt, fe.Error()), attempt, t0)
 		return
 	}
 	entry.Outcome = "failed"
@@ -404,7 +417,8 @@ func (c *Crawler) drop(ctx context.Context, msg jetstream.Msg, t mesh.Task, atte
 
 // dead copies the task to the dead-letter stream with the reason, then
 // terminates it (Term removes it from the work queue, so the copy comes first).
-func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, crawl, reason string, attempt int, spider string) {
+func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, t mesh.Task, reason string, attempt int, t0 time.Time) {
+	crawl, spider := t.Crawl, t.Spider
 	if crawl == "" {
 		crawl = "unknown"
 	}
@@ -443,6 +457,8 @@ func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, crawl, reason str
 	c.m.dead.WithLabelValues(spider).Inc()
 	c.m.outcome(spider, outcomeDead)
 	c.log.Warn("task sent to dead letters", "crawl", crawl, "attempt", attempt, "err", reason)
+	t.Crawl = crawl
+	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Outcome: "dead", Error: reason}, t0)
 	_ = msg.TermWithReason(reason)
 }
 

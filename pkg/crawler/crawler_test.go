@@ -1,7 +1,9 @@
 package crawler_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -638,6 +640,33 @@ func TestHandleTransientExhausted(t *testing.T) {
 	if d, ok := e.counter(t, mesh.StatDead), e.counter(t, mesh.StatOK); d != 1 || ok != 0 {
 		t.Errorf("counters dead=%d ok=%d, want 1 and 0", d, ok)
 	}
+	// The crawl's logs say so (crawl logs, the console), not only the
+	// worker's own log.
+	if le, raw := e.lastLog(t); le.Outcome != "dead" || le.URL != s.URL+"/" || !strings.Contains(le.Error, "503") {
+		t.Errorf("last log entry %s: want outcome dead for %s/ naming the 503", raw, s.URL)
+	}
+}
+
+// lastLog waits (at most 5 s) for the crawl's logs and returns the last
+// entry, decoded and as stored.
+func (e *env) lastLog(t *testing.T) (mesh.LogEntry, []byte) {
+	t.Helper()
+	natstest.Eventually(t, 5*time.Second, "a log entry", func() bool {
+		return e.subjectCount(t, mesh.LogsStream, mesh.LogSubject(crawlID)) > 0
+	})
+	st, err := e.js.Stream(t.Context(), mesh.LogsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(t.Context(), mesh.LogSubject(crawlID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var le mesh.LogEntry
+	if err := json.Unmarshal(m.Data, &le); err != nil {
+		t.Fatalf("log entry %s: %v", m.Data, err)
+	}
+	return le, m.Data
 }
 
 func TestHandleTransientRetried(t *testing.T) {
@@ -697,6 +726,60 @@ func TestHandleCancelledCrawl(t *testing.T) {
 		t.Errorf("%d results for a cancelled crawl", n)
 	}
 }
+
+// A crawl cancelled while its task waits for a fetch slot (its host's
+// turn) is not fetched once the slot comes: the task is dropped.
+func TestHandleCancelledWhileWaiting(t *testing.T) {
+	e := newEnv(t)
+	s := shop(t)
+	sp := s.spec(t, shopRules)
+	e.putCrawl(t, mesh.CrawlRunning, sp)
+	seeds := e.seed(t, 0, s.URL+"/")
+	ctx, cancel := context.WithCancel(t.Context())
+	crawls := crawler.NewCrawls(e.crawls, nil)
+	ended := make(chan struct{}, 1)
+	crawls.OnEnd(func(string) {
+		select {
+		case ended <- struct{}{}:
+		default:
+		}
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = crawls.Run(ctx) })
+	defer wg.Wait()
+	defer cancel()
+	if _, err := crawls.Get(ctx, crawlID); err != nil { // known as running
+		t.Fatal(err)
+	}
+	// The slot comes only after the cancel has reached the worker's cache.
+	slots := slotsFunc(func(ctx context.Context) error {
+		e.putCrawl(t, mesh.CrawlCancelled, sp)
+		select {
+		case <-ended:
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("the cancel did not reach the crawls cache within 10 s")
+		}
+	})
+	w := crawler.New(e.js, e.seen, crawls, fetch.New(fetch.Config{}, nil), crawler.Config{Node: "w1", Slots: slots})
+	w.Handle(ctx, e.next(t, seeds[0].ID))
+	e.pendingIs(t, 0)
+	s.mu.Lock()
+	n := s.hits["/"]
+	s.mu.Unlock()
+	if n != 0 { // robots.txt was read before the wait, as it should be
+		t.Errorf("the page was requested %d times after the crawl was cancelled", n)
+	}
+	if d, ok := e.counter(t, mesh.StatDropped), e.counter(t, mesh.StatOK); d != 1 || ok != 0 {
+		t.Errorf("counters dropped=%d ok=%d, want 1 and 0", d, ok)
+	}
+}
+
+// slotsFunc is a FetchSlots whose Acquire is the function.
+type slotsFunc func(ctx context.Context) error
+
+func (f slotsFunc) Acquire(ctx context.Context) error { return f(ctx) }
+func (f slotsFunc) Release()                          {}
 
 // A page reached through a redirect to a URL the crawl already has is
 // processed once.

@@ -228,20 +228,8 @@ func TestHandleCrawlLevelFailure(t *testing.T) {
 	if n := e.subjectCount(t, mesh.DeadStream, mesh.DeadSubject(crawlID)); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
 	}
-	natstest.Eventually(t, 5*time.Second, "crawl-failed log entry", func() bool {
-		return e.subjectCount(t, mesh.LogsStream, mesh.LogSubject(crawlID)) > 0
-	})
-	s2, err := e.js.Stream(t.Context(), mesh.LogsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := s2.GetLastMsgForSubject(t.Context(), mesh.LogSubject(crawlID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var le mesh.LogEntry
-	if err := json.Unmarshal(m.Data, &le); err != nil || le.Outcome != "crawl-failed" || strings.Contains(string(m.Data), secret) {
-		t.Errorf("log entry %s: want outcome crawl-failed without the password", m.Data)
+	if le, raw := e.lastLog(t); le.Outcome != "crawl-failed" || strings.Contains(string(raw), secret) {
+		t.Errorf("log entry %s: want outcome crawl-failed without the password", raw)
 	}
 }
 

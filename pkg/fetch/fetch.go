@@ -300,7 +300,8 @@ func (f *Fetcher) EndCrawl(crawl string) { f.sessions.drop(crawl) }
 // spec has a login and this worker has no session for crawl yet, logs in
 // (through gate; concurrent callers log in once). It returns the host's
 // Crawl-delay for the spider's product token (0 if none or robots.txt is
-// not obeyed). A refused login is an *Error with Reason "login", an unset
+// not obeyed). A URL robots.txt disallows is the error FetchWith would
+// return ("robots", or a transient "robots-unreachable"). A refused login is an *Error with Reason "login", an unset
 // ${env:NAME} one with Reason "env", both CrawlLevel.
 func (f *Fetcher) Prepare(ctx context.Context, s *spec.Spec, crawl, rawURL string, gate Gate) (time.Duration, error) {
 	c, err := f.newCall(s, crawl, nil, "", gate)
@@ -319,6 +320,15 @@ func (f *Fetcher) Prepare(ctx context.Context, s *spec.Spec, crawl, rawURL strin
 			return 0, err
 		}
 		delay = r.CrawlDelay(c.token)
+		// A page robots.txt disallows fails here, before it waits for its
+		// host's turn: it makes no request, so it must not spend the
+		// host's Crawl-delay. (robots.txt itself, a sitemap task's URL, is
+		// never disallowed.)
+		if u.Path != "/robots.txt" {
+			if err := c.verdict(r, u); err != nil {
+				return delay, err
+			}
+		}
 	}
 	if c.login != nil && c.sess.logins() == 0 {
 		if err := c.relogin(ctx, 0); err != nil {

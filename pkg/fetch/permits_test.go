@@ -2,6 +2,7 @@ package fetch_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -169,7 +170,15 @@ func TestPermitsReleasedOnErrors(t *testing.T) {
 	defer cancel()
 	host := strings.TrimPrefix(s.URL, "http://")
 	for _, path := range []string{"/gone", "/busy", "/to-private", "/loop", "/bin", "/private/y"} {
-		if _, err := f.Prepare(ctx, sp, "", s.URL+path, cg.gate); err != nil {
+		_, err := f.Prepare(ctx, sp, "", s.URL+path, cg.gate)
+		if path == "/private/y" {
+			// Disallowed: refused before any permit for the page.
+			if fe, ok := errors.AsType[*fetch.Error](err); !ok || fe.Reason != "robots" {
+				t.Errorf("Prepare of a disallowed page: %v, want a robots error", err)
+			}
+			continue
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		permit, err := cg.gate(ctx, host)

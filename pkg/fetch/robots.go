@@ -159,7 +159,7 @@ func (c *call) robotsFor(ctx context.Context, u *url.URL) (*robots.Robots, error
 		if ctx.Err() != nil {
 			return nil, &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
 		}
-		return nil, &Error{Transient: true, Reason: "robots-unreachable", Err: fmt.Errorf("robots.txt of %s: %w", origin, err)}
+		return nil, robotsUnreachable(fmt.Errorf("robots.txt of %s: %w", origin, err))
 	}
 	return r, nil
 }
@@ -183,14 +183,26 @@ func (c *call) checkRobots(ctx context.Context, u *url.URL) error {
 	if err != nil {
 		return err
 	}
+	return c.verdict(r, u)
+}
+
+// verdict is checkRobots' answer once r is loaded.
+func (c *call) verdict(r *robots.Robots, u *url.URL) error {
 	if r.AllowedURL(c.token, u) {
 		return nil
 	}
 	if r.Kind() == robots.KindUnreachable {
-		return &Error{Transient: true, Reason: "robots-unreachable",
-			Err: fmt.Errorf("robots.txt of %s://%s cannot be read now", u.Scheme, u.Host)}
+		return robotsUnreachable(fmt.Errorf("robots.txt of %s://%s cannot be read now", u.Scheme, u.Host))
 	}
 	return &Error{Reason: "robots", Err: fmt.Errorf("%w: %s", errRobots, u.Redacted())}
+}
+
+// robotsUnreachable is the transient failure of a page whose robots.txt
+// cannot be read now. Its retry waits out the answer's time (RFC 9309
+// §2.3.1.4: disallow all while it stands), so that the retry reads
+// robots.txt again: a retry within the same minute could only fail alike.
+func robotsUnreachable(err error) *Error {
+	return &Error{Transient: true, Reason: "robots-unreachable", RetryAfter: unreachableTTL + time.Second, Err: err}
 }
 
 // fetchRobots fetches origin's robots.txt with the spider's request

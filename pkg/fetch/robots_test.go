@@ -86,7 +86,7 @@ func TestRobotsProductToken(t *testing.T) {
 }
 
 // 4xx means allow all; 5xx and no answer mean disallow all for a minute,
-// and the page is retried later (transient), not dropped.
+// and the page is retried after that minute (transient), not dropped.
 func TestRobotsStatus(t *testing.T) {
 	for _, c := range []struct {
 		status    int
@@ -106,8 +106,17 @@ func TestRobotsStatus(t *testing.T) {
 			t.Errorf("robots.txt %d: %v, want the page fetched", c.status, err)
 		}
 		if !c.allowed {
-			if fe := fetchErr(t, err); !fe.Transient || fe.Reason != "robots-unreachable" {
-				t.Errorf("robots.txt %d: %+v, want transient robots-unreachable", c.status, fe)
+			// Its retry comes once the answer's minute is out, so that it
+			// reads robots.txt again.
+			if fe := fetchErr(t, err); !fe.Transient || fe.Reason != "robots-unreachable" || fe.RetryAfter <= time.Minute {
+				t.Errorf("robots.txt %d: %+v, want transient robots-unreachable, retried after its minute", c.status, fe)
+			}
+			// Prepare, which the crawler calls before the page's permit,
+			// says the same.
+			if _, err := f.Prepare(t.Context(), specFor(t, s.URL, ""), "", s.URL+"/", nil); err == nil {
+				t.Errorf("robots.txt %d: Prepare allowed the page", c.status)
+			} else if fe := fetchErr(t, err); fe.Reason != "robots-unreachable" || fe.RetryAfter <= time.Minute {
+				t.Errorf("robots.txt %d: Prepare: %+v", c.status, fe)
 			}
 			if n := s.count("/"); n != 0 {
 				t.Errorf("robots.txt %d: page requested", c.status)
