@@ -337,11 +337,13 @@ func safe(s string) string {
 	}, s)
 }
 
-// fileError says which file of which spider could not be had; a missing
-// file stops the crawl on this worker (every page would fail alike).
+// fileError says which file of which spider could not be had. A file the
+// store does not have, or no store at all, fails the crawl (every page
+// would fail alike, each to dead letters); a store that cannot answer now
+// fails the page, which is retried.
 func fileError(s *spec.Spec, name string, err error) error {
-	err = fmt.Errorf("spider %s: file %s: %w", s.Name, name, err)
-	if _, ok := errors.AsType[*files.MissingError](err); ok {
+	err = fmt.Errorf("spider %s: file %s: %w (crawlmesh files put puts it)", s.Name, name, err)
+	if _, ok := errors.AsType[*files.MissingError](err); ok || errors.Is(err, files.ErrNotFound) {
 		return crawlLevel(err)
 	}
 	return err

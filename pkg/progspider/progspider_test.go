@@ -66,6 +66,17 @@ func TestCrawlLevelErrors(t *testing.T) {
 	if !isCrawlLevel(err) {
 		t.Errorf("script_file without a file store: %v; want a crawl-level error", err)
 	}
+	// A file the store does not have: every page would fail alike.
+	cache, _, _ := fileStore(t)
+	withFiles := New(Config{Files: cache, WorkDir: t.TempDir()})
+	defer withFiles.Close()
+	for _, sp := range []*spec.Spec{{Name: "nosuch", ScriptFile: "nope.js"},
+		{Name: "nosuchdata", Command: []string{"python3", "x.py"}, Files: []string{"x.py"}}} {
+		_, err = parse(t, withFiles, sp)
+		if !isCrawlLevel(err) || !strings.Contains(err.Error(), "no such file") {
+			t.Errorf("spider %s with a file the store lacks: %v; want a crawl-level error naming it", sp.Name, err)
+		}
+	}
 	// A script that throws fails its page only.
 	_, err = parse(t, r, &spec.Spec{Name: "throws", Script: `function parse(p) { throw new Error("boom") }`})
 	if err == nil || isCrawlLevel(err) || !strings.Contains(err.Error(), "boom") {
