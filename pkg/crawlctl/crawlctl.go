@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/extract"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
@@ -130,9 +131,13 @@ func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (stri
 // seed admits the start URLs and marks the record seeded. It is
 // idempotent: a crawl left unseeded by a crashed master is seeded again.
 func (c *Control) seed(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, rev uint64) error {
+	rules, err := extract.Compile(s)
+	if err != nil {
+		return fmt.Errorf("seed %s: spider %s: %w", cr.ID, s.Name, err)
+	}
 	var cands []mesh.Task
 	for _, u := range s.StartURLs {
-		cu, err := urlnorm.Canonical(u)
+		cu, err := rules.StartURL(u)
 		if err != nil {
 			return fmt.Errorf("start URL %q: %w", u, err)
 		}

@@ -103,6 +103,31 @@ sitemaps: ["robots", "http://127.0.0.1:1/sitemap.xml.gz", "http://127.0.0.1:1/si
 	}
 }
 
+// TestSeedStripsQuery: start URLs are named as links are, with
+// strip_query applied, so two that differ only in a tracking parameter are
+// one task, requested without it.
+func TestSeedStripsQuery(t *testing.T) {
+	e := newEnv(t, `name: t
+start_urls: ["http://127.0.0.1:1/p/1?utm_source=z&sid=9&keep=1", "http://127.0.0.1:1/p/1?utm_source=other&sid=1&keep=1", "http://127.0.0.1:1/q?sid=2"]
+links: {strip_query: ["utm_*", "sid"]}
+`)
+	id, err := e.ctl.Start(t.Context(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tk := range e.queued(t, id) {
+		got = append(got, tk.URL)
+		if tk.ID != mesh.URLHash(tk.URL) {
+			t.Errorf("task %+v: id is not its URL's", tk)
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"http://127.0.0.1:1/p/1?keep=1", "http://127.0.0.1:1/q"}; !slices.Equal(got, want) {
+		t.Errorf("tasks %q, want %q", got, want)
+	}
+}
+
 // TestFail: a worker's fail request, answered by the leader's Serve,
 // fails the crawl with the reason and purges its tasks, once.
 func TestFail(t *testing.T) {

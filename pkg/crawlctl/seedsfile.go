@@ -13,10 +13,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/extract"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
-	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
 // A seeds file is a file of the Object Store files with one URL a line;
@@ -155,6 +155,10 @@ func (c *Control) seedFile(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, re
 		return rep, err
 	}
 	defer r.Close()
+	rules, err := extract.Compile(s)
+	if err != nil {
+		return rep, fmt.Errorf("spider %s: %w", s.Name, err)
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	batch := make([]mesh.Task, 0, SeedBatch)
 	inBatch := make(map[string]bool, SeedBatch)
@@ -205,7 +209,7 @@ func (c *Control) seedFile(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, re
 			bad(line, t, fmt.Sprintf("longer than %d bytes", maxSeedLine))
 		case t == "" || strings.HasPrefix(t, "#"):
 		default:
-			cu, cerr := urlnorm.Canonical(t)
+			cu, cerr := rules.StartURL(t)
 			if cerr != nil {
 				bad(line, t, strings.TrimPrefix(cerr.Error(), "urlnorm: "))
 				break

@@ -22,6 +22,11 @@ func (r *Rules) Link(base *url.URL, href string) (canonical string, ok bool) {
 	return c, true
 }
 
+// StartURL is the URL a crawl names a start URL or a seeds file's line by,
+// as it names links: canonical, with strip_query applied (and not checked
+// against the link rules: start URLs are the user's own).
+func (r *Rules) StartURL(raw string) (string, error) { return r.canonical(nil, raw) }
+
 // canonical is Link without the checks: the URL as the crawl names it.
 //
 // strip_query is applied to the canonical form's query. That is the same
