@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/sink"
@@ -344,9 +346,27 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// crawlLogs prints a crawl's task log, and with follow keeps printing.
+// crawlLogs prints a crawl's task log, and with follow keeps printing
+// until the crawl ends (then what its last tasks wrote, and returns). An
+// unknown crawl is an error, as for crawl status.
 func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStream, id string, follow bool) error {
-	return readStream(ctx, js, mesh.LogsStream, mesh.LogSubject(id), follow, func(data []byte) error {
+	kv, err := js.KeyValue(ctx, mesh.CrawlsBucket)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", mesh.CrawlsBucket, err)
+	}
+	cr, _, err := crawler.ReadCrawl(ctx, kv, id)
+	if err != nil {
+		return err
+	}
+	var ended <-chan struct{}
+	if follow {
+		if cr.State != mesh.CrawlRunning {
+			follow = false // nothing more will come
+		} else {
+			ended = crawlEnded(ctx, kv, id)
+		}
+	}
+	return readStream(ctx, js, mesh.LogsStream, mesh.LogSubject(id), follow, ended, func(data []byte) error {
 		if f.output == "json" {
 			_, err := fmt.Fprintf(c.stdout, "%s\n", data)
 			return err
@@ -374,10 +394,44 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 	})
 }
 
+// crawlEnded is closed when crawl id's record leaves running (or ctx
+// ends); its watch stops then.
+func crawlEnded(ctx context.Context, kv jetstream.KeyValue, id string) <-chan struct{} {
+	ended := make(chan struct{})
+	w, err := kv.Watch(ctx, id, jetstream.IgnoreDeletes())
+	if err != nil {
+		close(ended) // cannot tell: read what there is and stop
+		return ended
+	}
+	go func() { // owned by ctx and the watch: both end it
+		defer close(ended)
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				var cr mesh.Crawl
+				if json.Unmarshal(e.Value(), &cr) == nil && cr.State != mesh.CrawlRunning {
+					return
+				}
+			}
+		}
+	}()
+	return ended
+}
+
 // readStream delivers every message of subject in stream, in order, from
 // an ordered consumer: memory stays flat however long the stream is. It
-// returns at the end unless follow is set.
-func readStream(ctx context.Context, js jetstream.JetStream, stream, subject string, follow bool, fn func([]byte) error) error {
+// returns at the end unless follow is set; following, it returns once
+// ended is closed and the messages stored by then are delivered.
+func readStream(ctx context.Context, js jetstream.JetStream, stream, subject string, follow bool, ended <-chan struct{}, fn func([]byte) error) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("open stream %s: %w", stream, err)
@@ -412,10 +466,41 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream, subject str
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	// Following until ended: then the subject's last message as of that
+	// moment is the end, and the iterator is stopped if it was already
+	// delivered (Next would wait for one that never comes).
+	var mu sync.Mutex
+	var read, end uint64
+	var ending, drained bool
+	if follow && ended != nil {
+		endWatch := make(chan struct{})
+		defer close(endWatch)
+		go func() { // owned by this call: endWatch ends it
+			select {
+			case <-endWatch:
+				return
+			case <-ended:
+			}
+			var target uint64
+			if lm, err := s.GetLastMsgForSubject(ctx, subject); err == nil {
+				target = lm.Sequence
+			}
+			mu.Lock()
+			ending, end = true, target
+			drained = read >= end
+			mu.Unlock()
+			if drained {
+				it.Stop()
+			}
+		}()
+	}
 	for {
 		m, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil {
+			mu.Lock()
+			done := drained
+			mu.Unlock()
+			if ctx.Err() != nil || done {
 				return nil
 			}
 			return err
@@ -423,12 +508,19 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream, subject str
 		if err := fn(m.Data()); err != nil {
 			return err
 		}
-		if follow {
-			continue
-		}
 		md, err := m.Metadata()
 		if err != nil {
 			return fmt.Errorf("read %s: %w", subject, err)
+		}
+		if follow {
+			mu.Lock()
+			read = md.Sequence.Stream
+			done := ending && read >= end
+			mu.Unlock()
+			if done {
+				return nil
+			}
+			continue
 		}
 		if md.Sequence.Stream >= last {
 			return nil

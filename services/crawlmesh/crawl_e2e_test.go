@@ -145,6 +145,9 @@ func TestCrawlTrapSite(t *testing.T) {
 	if !strings.HasPrefix(id, "traps-") {
 		t.Fatalf("crawl start printed %q, want the crawl id alone", id)
 	}
+	// crawl logs --follow returns by itself once the crawl ends, with
+	// every line (compared below with a plain read).
+	followed := m.mustCLI("crawl", "logs", id, "--follow")
 	_, errOut, code := m.cli("crawl", "wait", id, "--timeout", "5s")
 	if code != 0 {
 		t.Fatalf("crawl wait: exit %d\n%s", code, errOut)
@@ -185,6 +188,15 @@ func TestCrawlTrapSite(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("crawl logs lack %q:\n%s", want, logs)
 		}
+	}
+	if followed != logs {
+		t.Errorf("crawl logs --follow printed\n%s\nwhere a read after the end prints\n%s", followed, logs)
+	}
+	if again := m.mustCLI("crawl", "logs", id, "--follow"); again != logs {
+		t.Errorf("crawl logs --follow of the ended crawl printed\n%s", again)
+	}
+	if _, errOut, code := m.cli("crawl", "logs", "traps-nosuch"); code != 1 || !strings.Contains(errOut, `unknown crawl "traps-nosuch"`) {
+		t.Errorf("crawl logs of an unknown crawl: exit %d, %q", code, errOut)
 	}
 	csvOut := m.mustCLI("results", "export", id, "--format", "csv")
 	if lines := strings.Count(csvOut, "\n"); lines != len(site.expected())+1 {

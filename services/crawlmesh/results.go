@@ -117,7 +117,7 @@ func exportTo(ctx context.Context, js jetstream.JetStream, cr *mesh.Crawl, forma
 	if err != nil {
 		return 0, err
 	}
-	err = readStream(ctx, js, mesh.ResultsStream, mesh.ResultSubject(cr.ID), false, iw.Write)
+	err = readStream(ctx, js, mesh.ResultsStream, mesh.ResultSubject(cr.ID), false, nil, iw.Write)
 	if err == nil {
 		err = iw.Flush()
 	}
