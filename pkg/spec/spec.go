@@ -153,8 +153,15 @@ func Parse(data []byte) (*Spec, error) {
 			}
 			return nil, Errors{strings.TrimPrefix(err.Error(), "yaml: ")}
 		}
+		aborted := false
 		for _, m := range withPaths(data, te.Errors) {
 			errs = append(errs, friendlyYAML(m))
+			// A key given twice stops the decoding of its whole mapping:
+			// what validation would say of the rest is not so.
+			aborted = aborted || strings.Contains(m, "already defined")
+		}
+		if aborted {
+			return nil, errs
 		}
 	}
 	s.normalize()

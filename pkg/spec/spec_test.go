@@ -173,6 +173,17 @@ func TestParseSyntaxError(t *testing.T) {
 	}
 }
 
+// A key given twice is the one mistake reported: yaml stops decoding the
+// mapping there, so name and start_urls, which are set, must not be
+// reported missing.
+func TestParseDuplicateKey(t *testing.T) {
+	_, err := spec.Parse([]byte("name: dup\nstart_urls: [\"http://127.0.0.1:1/\"]\nmax_depth: 2\nmax_depth: 3\n"))
+	var errs spec.Errors
+	if !errors.As(err, &errs) || len(errs) != 1 || !strings.Contains(errs[0], "line 4") || !strings.Contains(errs[0], `"max_depth" already defined`) {
+		t.Fatalf("err = %v, want one mistake: max_depth twice, at line 4", err)
+	}
+}
+
 func TestName(t *testing.T) {
 	long := strings.Repeat("a", 63)
 	for _, c := range []struct {
