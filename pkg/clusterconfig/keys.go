@@ -260,8 +260,21 @@ func password(raw string) string {
 	if at < 0 {
 		return ""
 	}
-	_, pw, _ := strings.Cut(rest[:at], ":")
-	return pw
+	// The user's ':' is the first outside a reference: a user given as
+	// ${env:NAME} holds one of its own.
+	ui, depth := rest[:at], 0
+	for i := 0; i < len(ui); i++ {
+		switch {
+		case strings.HasPrefix(ui[i:], "${"):
+			depth++
+			i++
+		case ui[i] == '}' && depth > 0:
+			depth--
+		case ui[i] == ':' && depth == 0:
+			return ui[i+1:]
+		}
+	}
+	return ""
 }
 
 // refs rebuilds the ${env:NAME} references of s, so a password made only
