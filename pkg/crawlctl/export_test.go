@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +171,42 @@ items:
 	}
 	if rows[0]["data.depth"] != "deep" || rows[0]["note"] != "extra" || rows[1]["note"] != "" {
 		t.Errorf("undeclared keys: %v / %v", rows[0], rows[1])
+	}
+}
+
+// BenchmarkExport: one export of a crawl of 20000 items with a few keys
+// each, jsonl (one read) and csv (two reads), from a real RESULTS stream.
+func BenchmarkExport(b *testing.B) {
+	_, js := streamstest.Start(b, streams.Options{})
+	s, err := spec.Parse([]byte(scriptSpec))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, _ := json.Marshal(s)
+	cr := &mesh.Crawl{ID: "b-1", Spider: s.Name, State: mesh.CrawlCompleted, Spec: raw}
+	const items = 20000
+	for i := range items {
+		u := "http://127.0.0.1:1/p/" + strconv.Itoa(i)
+		data := map[string]any{"title": "t" + strconv.Itoa(i), "price": "1.00", "k" + strconv.Itoa(i%7): "v"}
+		m, _ := json.Marshal(mesh.Item{URL: u, Spider: s.Name, Crawl: cr.ID, FetchedAt: time.Now().UTC(), Data: data})
+		if _, err := js.PublishAsync(mesh.ResultSubject(cr.ID), m, jetstream.WithMsgID(mesh.ItemID(cr.ID, u, 0))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("publishing the items took over a minute")
+	}
+	for _, format := range []string{"jsonl", "csv"} {
+		b.Run(format, func(b *testing.B) {
+			for b.Loop() {
+				n, err := crawlctl.Export(b.Context(), js, cr, format, io.Discard, 5*time.Second)
+				if err != nil || n != items {
+					b.Fatalf("%d items, %v; want %d", n, err, items)
+				}
+			}
+			b.ReportMetric(float64(items)*float64(b.N)/b.Elapsed().Seconds(), "items/s")
+		})
 	}
 }
