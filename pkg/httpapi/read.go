@@ -316,36 +316,32 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	s, err := a.cfg.JS.Stream(r.Context(), mesh.ResultsStream)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
 	ctype := "application/jsonl"
 	if format == "csv" {
 		ctype = "text/csv"
 	}
 	w.Header().Set("Content-Type", ctype+"; charset=utf-8")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.%s"`, cr.ID, format))
-	iw, err := crawlctl.NewItemWriter(w, format, cr)
-	if err != nil {
-		return // the header could not be written: the client went
+	// A csv export reads the items once for its columns before it writes
+	// a byte, so a failure then still gets its status; after the first
+	// byte the body just ends, as when the client goes.
+	cw := &countingWriter{w: w}
+	if _, err := crawlctl.Export(r.Context(), a.cfg.JS, cr, format, cw, a.cfg.Timeout); err != nil && cw.n == 0 && r.Context().Err() == nil {
+		w.Header().Del("Content-Disposition")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	}
-	defer iw.Flush()
-	subj := mesh.ResultSubject(cr.ID)
-	var seq uint64
-	for {
-		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
-		m, err := s.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(subj))
-		cancel()
-		if err != nil {
-			return // the end, or the client went: the body ends here
-		}
-		seq = m.Sequence
-		if iw.Write(m.Data) != nil {
-			return
-		}
-	}
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {

@@ -112,14 +112,8 @@ func resultsExport(ctx context.Context, c *cli, f *clientFlags, pos []string, o 
 }
 
 // exportTo writes the crawl's items to w as format and returns how many.
+// No wait of its own bounds it: ctx does (the user's ^C), as it bounds
+// reading any other stream here.
 func exportTo(ctx context.Context, js jetstream.JetStream, cr *mesh.Crawl, format string, w io.Writer) (int, error) {
-	iw, err := crawlctl.NewItemWriter(w, format, cr)
-	if err != nil {
-		return 0, err
-	}
-	err = readStream(ctx, js, mesh.ResultsStream, mesh.ResultSubject(cr.ID), false, nil, iw.Write)
-	if err == nil {
-		err = iw.Flush()
-	}
-	return iw.Count(), err
+	return crawlctl.Export(ctx, js, cr, format, w, 0)
 }
