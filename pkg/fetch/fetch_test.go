@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -731,5 +733,35 @@ func BenchmarkFetch(b *testing.B) {
 		if len(p.Items) != 1 || len(p.Links) != 10 {
 			b.Fatalf("%d items, %d links", len(p.Items), len(p.Links))
 		}
+	}
+}
+
+// A redirect hop is requested as the crawl names it: with strip_query
+// applied, as a link would be.
+func TestRedirectStripsQuery(t *testing.T) {
+	var mu sync.Mutex
+	var queries []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("/r", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/p?utm_source=mail&keep=1", http.StatusMovedPermanently)
+	})
+	mux.HandleFunc("/p", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		queries = append(queries, r.URL.RawQuery)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, "<p>p</p>")
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	f := fetch.New(fetch.Config{}, nil)
+	p, err := f.Fetch(t.Context(), specFor(t, srv.URL, `links: {strip_query: ["utm_*"]}`), srv.URL+"/r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if p.URL != srv.URL+"/p?keep=1" || !slices.Equal(queries, []string{"keep=1"}) {
+		t.Errorf("page %s, requested with queries %q; want %s/p?keep=1 requested as keep=1", p.URL, queries, srv.URL)
 	}
 }
