@@ -1,5 +1,6 @@
 // Package command carries operator and master commands to nodes over NATS
-// request/reply: [Serve] answers them on a node, [Send] and [Broadcast] ask.
+// request/reply: [Serve] answers them on a node, [Send] and [Broadcast] ask;
+// [BroadcastTo] also names the online nodes ([Online]) that did not answer.
 //
 // Every node listens on its own subject and on a broadcast subject (see
 // pkg/mesh). Replies say whether the node accepted the command and its state
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
@@ -131,8 +133,100 @@ func Send(ctx context.Context, nc *nats.Conn, id string, c mesh.Command) (mesh.R
 
 // Broadcast sends c to every node and collects replies until ctx's deadline
 // (2s if it has none) or until want replies arrived (want <= 0: wait for
-// the deadline). Refusals are in the replies, not the error.
+// the deadline). Refusals are in the replies, not the error. A caller that
+// must know who did not answer uses [BroadcastTo].
 func Broadcast(ctx context.Context, nc *nats.Conn, c mesh.Command, want int) ([]mesh.Reply, error) {
+	return broadcast(ctx, nc, c, func(out []mesh.Reply) bool { return want > 0 && len(out) >= want })
+}
+
+// Target is a node a broadcast is expected to reach.
+type Target struct {
+	ID   string
+	Role string
+}
+
+// Online lists the nodes that should answer a broadcast: those with a live
+// heartbeat key in kv (bucket nodes, as crawlmesh nodes and the masters'
+// cluster view read it), except host agents, which listen on their own
+// subject only, and nodes stopping, which are about to remove their key.
+// Unreadable heartbeats are skipped, as the cluster view skips them.
+func Online(ctx context.Context, kv jetstream.KeyValue) ([]Target, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read bucket %s: %w", mesh.NodesBucket, err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []Target
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read bucket %s: %w", mesh.NodesBucket, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("read bucket %s: watcher closed", mesh.NodesBucket)
+			}
+			if e == nil {
+				return out, nil
+			}
+			hb, err := mesh.DecodeHeartbeat(e.Value())
+			if err != nil || hb.Role == mesh.RoleAgent || hb.State == mesh.StateStopping {
+				continue
+			}
+			out = append(out, Target{ID: e.Key(), Role: hb.Role})
+		}
+	}
+}
+
+// BroadcastTo sends c to every node, as [Broadcast], and collects replies
+// until every node of expect (see [Online]) answered, or ctx's deadline
+// (2s if it has none). A reply from a node not in expect, one that joined
+// since, is kept. Each node of expect that did not answer is in the result
+// too, after the replies: OK false, Timeout set, and Error "did not answer
+// CMD in time".
+func BroadcastTo(ctx context.Context, nc *nats.Conn, c mesh.Command, expect []Target) ([]mesh.Reply, error) {
+	waiting := make(map[string]bool, len(expect))
+	for _, t := range expect {
+		waiting[t.ID] = true
+	}
+	seen := 0 // replies already struck off waiting
+	out, err := broadcast(ctx, nc, c, func(out []mesh.Reply) bool {
+		for ; seen < len(out); seen++ {
+			delete(waiting, out[seen].Node)
+		}
+		return len(waiting) == 0
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range expect {
+		if waiting[t.ID] {
+			delete(waiting, t.ID) // a duplicate in expect is listed once
+			out = append(out, mesh.Reply{Node: t.ID, Role: t.Role, Timeout: true,
+				Error: fmt.Sprintf("did not answer %s in time", c)})
+		}
+	}
+	return out, nil
+}
+
+// Failures sorts out a broadcast's result: the nodes that did not answer
+// in time, and those that refused c, except nodes c does not apply to (a
+// master refuses pause; see [mesh.Command.AppliesTo]).
+func Failures(c mesh.Command, rs []mesh.Reply) (noAnswer, refused []string) {
+	for _, r := range rs {
+		switch {
+		case r.Timeout:
+			noAnswer = append(noAnswer, r.Node)
+		case !r.OK && c.AppliesTo(r.Role):
+			refused = append(refused, r.Node)
+		}
+	}
+	return noAnswer, refused
+}
+
+// broadcast publishes c on the broadcast subject and collects replies
+// until done says so (it is asked before the first wait too) or ctx's
+// deadline (2s if it has none).
+func broadcast(ctx context.Context, nc *nats.Conn, c mesh.Command, done func([]mesh.Reply) bool) ([]mesh.Reply, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -152,13 +246,14 @@ func Broadcast(ctx context.Context, nc *nats.Conn, c mesh.Command, want int) ([]
 		return nil, fmt.Errorf("broadcast %s: %w", c, err)
 	}
 	var out []mesh.Reply
-	for want <= 0 || len(out) < want {
+	for !done(out) {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			break // deadline: what arrived is the answer
 		}
 		var r mesh.Reply
 		if json.Unmarshal(m.Data, &r) == nil {
+			r.Timeout = false // only the caller says a node did not answer
 			out = append(out, r)
 		}
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/crawlmesh/crawlmesh/pkg/command"
@@ -297,5 +299,134 @@ func TestServeStopsOnCancel(t *testing.T) {
 	_, err := command.Send(t.Context(), nc, "w1", mesh.Command{Name: mesh.CmdPing})
 	if !errors.Is(err, command.ErrNoNode) {
 		t.Errorf("Send after Serve stopped = %v, want ErrNoNode", err)
+	}
+}
+
+// nodesBucket is a bucket nodes holding a heartbeat for each id with its
+// role and state, as live nodes would keep it.
+func nodesBucket(t *testing.T, js jetstream.JetStream, beats map[string][2]string) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: mesh.NodesBucket, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, rs := range beats {
+		b, _ := json.Marshal(mesh.Heartbeat{Key: id, Role: rs[0], State: rs[1]})
+		if _, err := kv.Put(t.Context(), id, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := kv.Put(t.Context(), "garbled", []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+func TestOnline(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	kv := nodesBucket(t, js, map[string][2]string{
+		"m1": {mesh.RoleMaster, mesh.StateRunning},
+		"w1": {mesh.RoleWorker, mesh.StatePaused},
+		"w2": {mesh.RoleWorker, mesh.StateStopping}, // about to remove its key
+		"a1": {mesh.RoleAgent, mesh.StateRunning},   // answers on its own subject only
+	})
+	if _, err := kv.Put(t.Context(), "w3", []byte(`{"key":"w3","role":"worker"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(t.Context(), "w3"); err != nil { // gone: not online
+		t.Fatal(err)
+	}
+	got, err := command.Online(t.Context(), kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, func(a, b command.Target) int { return strings.Compare(a.ID, b.ID) })
+	want := []command.Target{{ID: "m1", Role: mesh.RoleMaster}, {ID: "w1", Role: mesh.RoleWorker}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Online = %+v, want %+v", got, want)
+	}
+}
+
+// BroadcastTo returns once every expected node answered, well before its
+// context ends; Broadcast with want 0 waits the context out.
+func TestBroadcastToReturnsWhenExpectedAnswered(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.RunServer(t))
+	beats := map[string][2]string{}
+	for _, id := range []string{"w1", "w2", "w3"} {
+		serve(t, nc, id, okHandler(mesh.StateRunning))
+		beats[id] = [2]string{mesh.RoleWorker, mesh.StateRunning}
+	}
+	online, err := command.Online(t.Context(), nodesBucket(t, js, beats))
+	if err != nil || len(online) != 3 {
+		t.Fatalf("Online = %+v, %v; want w1..w3", online, err)
+	}
+	// The context outlives any test run; if BroadcastTo waited for it, the
+	// result below would never come and the select's bound fails the test.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	done := make(chan []mesh.Reply, 1)
+	go func() {
+		rs, err := command.BroadcastTo(ctx, nc, mesh.Command{Name: mesh.CmdPing}, online)
+		if err != nil {
+			t.Errorf("BroadcastTo: %v", err)
+		}
+		done <- rs
+	}()
+	var rs []mesh.Reply
+	select {
+	case rs = <-done:
+	case <-time.After(30 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("BroadcastTo did not return after w1, w2 and w3 answered; it waits for its context's end")
+	}
+	if ctx.Err() != nil {
+		t.Errorf("BroadcastTo returned at its context's end (%v), not when everyone had answered", ctx.Err())
+	}
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if !r.OK || r.Timeout {
+			t.Errorf("reply %+v", r)
+		}
+		seen[r.Node] = true
+	}
+	if len(rs) != 3 || len(seen) != 3 {
+		t.Errorf("replies %+v; want one from each of w1, w2, w3", rs)
+	}
+	if noAnswer, refused := command.Failures(mesh.Command{Name: mesh.CmdPing}, rs); noAnswer != nil || refused != nil {
+		t.Errorf("Failures = %v, %v; want none", noAnswer, refused)
+	}
+}
+
+// A node online but silent is in the result as not answering; a node that
+// answers without being expected (it just joined) is kept; a refusal by a
+// node the command does not apply to is no failure, one by a worker is.
+func TestBroadcastToMarksSilentNodes(t *testing.T) {
+	nc := conn(t)
+	serve(t, nc, "w1", okHandler(mesh.StatePaused))
+	serve(t, nc, "w4", func(context.Context, mesh.Command) mesh.Reply { return mesh.Reply{OK: false, Error: "draining"} })
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	cm := mesh.Command{Name: mesh.CmdPause}
+	expect := []command.Target{{ID: "w1", Role: mesh.RoleWorker}, {ID: "w2", Role: mesh.RoleWorker}, {ID: "w2", Role: mesh.RoleWorker}}
+	rs, err := command.BroadcastTo(ctx, nc, cm, expect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byNode := map[string]mesh.Reply{}
+	for _, r := range rs {
+		byNode[r.Node] = r
+	}
+	if len(rs) != 3 || !byNode["w1"].OK || byNode["w4"].OK || byNode["w4"].Timeout {
+		t.Errorf("replies %+v; want w1 ok, w4 refused, w2 not answering", rs)
+	}
+	if w2 := byNode["w2"]; w2.OK || !w2.Timeout || w2.Role != mesh.RoleWorker || w2.Error != "did not answer pause in time" {
+		t.Errorf("w2's entry = %+v; want timeout with %q", w2, "did not answer pause in time")
+	}
+	// A master refusing pause does not count; a worker refusing it does.
+	rs = append(rs, mesh.Reply{Node: "m1", Role: mesh.RoleMaster, Error: "a master runs no tasks"})
+	noAnswer, refused := command.Failures(cm, rs)
+	if !slices.Equal(noAnswer, []string{"w2"}) || !slices.Equal(refused, []string{"w4"}) {
+		t.Errorf("Failures = %v, %v; want [w2], [w4]", noAnswer, refused)
 	}
 }

@@ -207,19 +207,34 @@ func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
 	defer cancel()
 	if target == "all" {
-		replies, err := command.Broadcast(ctx, a.cfg.NC, cm, 0)
+		// Who is online decides how long to wait (until each answered)
+		// and who is marked for not answering.
+		kv := a.kv(ctx, w, mesh.NodesBucket)
+		if kv == nil {
+			return
+		}
+		online, err := command.Online(ctx, kv)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, cm.String()+" all not sent: "+err.Error())
+			return
+		}
+		replies, err := command.BroadcastTo(ctx, a.cfg.NC, cm, online)
 		if err != nil {
 			writeError(w, commandStatus(err), err.Error())
 			return
 		}
-		a.cfg.Log.Info("command sent over HTTP", "command", cm.Name, "node", target, "replies", len(replies), "remote", r.RemoteAddr)
-		// The broadcast took ctx's whole time (it cannot know who else
-		// might answer), so storing gets a time of its own.
+		noAnswer, refused := command.Failures(cm, replies)
+		a.cfg.Log.Info("command sent over HTTP", "command", cm.Name, "node", target, "online", len(online),
+			"replies", len(replies)-len(noAnswer), "no_answer", noAnswer, "refused", refused, "remote", r.RemoteAddr)
+		// The broadcast may have taken ctx's whole time (a node that does
+		// not answer), so storing gets a time of its own.
 		sctx, scancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
 		defer scancel()
 		if !a.storeCommand(sctx, w, cm, true, replies) {
 			return
 		}
+		// 200 with every node's entry, as for refusals: one that did not
+		// answer has "timeout": true and its error.
 		writeJSON(w, http.StatusOK, replies)
 		return
 	}

@@ -55,6 +55,21 @@ func (c Command) Validate() error {
 	}
 }
 
+// AppliesTo says whether a node of role acts on c. A node refuses a
+// command that does not apply to its role (a master refuses pause: it runs
+// no tasks); sent to all, such a refusal is no failure.
+func (c Command) AppliesTo(role string) bool {
+	switch role {
+	case RoleMaster:
+		return c.Name == CmdPing || c.Name == CmdShutdown || c.Name == CmdStepDown
+	case RoleWorker:
+		return c.Name != CmdStepDown && c.Name != CmdScale
+	case RoleAgent:
+		return c.Name == CmdPing || c.Name == CmdScale || c.Name == CmdDrain || c.Name == CmdShutdown
+	}
+	return true
+}
+
 func (c Command) String() string {
 	if c.Name == CmdSetConcurrency || c.Name == CmdScale {
 		return c.Name + " " + strconv.Itoa(c.N)
@@ -73,4 +88,8 @@ type Reply struct {
 	Concurrency int `json:"concurrency,omitempty"`
 	// Workers is a host agent's number of worker processes after the command.
 	Workers int `json:"workers,omitempty"`
+	// Timeout is never sent by a node: a broadcast's caller sets it (with
+	// OK false and Error) on the entry it adds for a node that was online
+	// but did not answer in time.
+	Timeout bool `json:"timeout,omitempty"`
 }

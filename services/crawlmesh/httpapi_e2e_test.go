@@ -141,9 +141,10 @@ func TestHTTPAPI(t *testing.T) {
 	if code != 200 || !bytes.Contains(b, []byte(mesh.StatePaused)) {
 		t.Fatalf("pause w1: %d %s", code, b)
 	}
-	// Every node at once: the broadcast waits out its time for answers,
-	// then the value is stored for the worker role (it failed with 503
-	// when storing shared the broadcast's spent time).
+	// Every node at once: the broadcast waits until every online node
+	// answered (at most its time), then the value is stored for the
+	// worker role with a time of its own (it failed with 503 when storing
+	// shared the broadcast's spent time).
 	code, b = call("POST", "nodes/all/resume", token, "")
 	var replies []mesh.Reply
 	if code != 200 || json.Unmarshal(b, &replies) != nil ||

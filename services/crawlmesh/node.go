@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -88,18 +90,31 @@ func runNode(ctx context.Context, c *cli, f *clientFlags, pos []string) error {
 	cctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	if target == "all" {
-		replies, err := command.Broadcast(cctx, nc, cm, 0)
+		// Who is online decides how long to wait (until each answered)
+		// and who is reported for not answering.
+		kv, err := nodesKV(cctx, js)
 		if err != nil {
 			return err
 		}
-		// The broadcast took cctx's whole time (it cannot know who else
-		// might answer), so storing gets a time of its own.
+		online, err := command.Online(cctx, kv)
+		if err != nil {
+			return fmt.Errorf("%s all not sent: %w", cm, err)
+		}
+		replies, err := command.BroadcastTo(cctx, nc, cm, online)
+		if err != nil {
+			return err
+		}
+		// The broadcast may have taken cctx's whole time (a node that
+		// does not answer), so storing gets a time of its own.
 		sctx, scancel := context.WithTimeout(ctx, f.timeout)
 		defer scancel()
 		if err := storeNodeConfig(sctx, js, cm, true, replies); err != nil {
 			return err
 		}
-		return printReplies(c, f.output, replies, cm)
+		if err := printReplies(c, f.output, replies, cm); err != nil {
+			return err
+		}
+		return broadcastFailures(cm, replies, len(online), f.timeout)
 	}
 	r, err := command.Send(cctx, nc, target, cm)
 	if errors.Is(err, command.ErrNoNode) {
@@ -142,21 +157,44 @@ func printReplies(c *cli, output string, rs []mesh.Reply, cm mesh.Command) error
 	} else {
 		fmt.Fprintln(tw, "NODE\tROLE\tRESULT\tSTATE\tCONCURRENCY")
 	}
-	refused := 0
 	for _, r := range rs {
-		res := "ok"
-		if !r.OK {
-			res, refused = "refused: "+r.Error, refused+1
-		}
-		n := r.Concurrency
+		res, state, n := "ok", r.State, strconv.Itoa(r.Concurrency)
 		if cm.Name == mesh.CmdScale {
-			n = r.Workers
+			n = strconv.Itoa(r.Workers)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.Node, r.Role, res, r.State, n)
+		switch {
+		case r.Timeout:
+			res, state, n = "no answer: "+r.Error, "?", "?"
+		case !r.OK && !cm.AppliesTo(r.Role):
+			res = "n/a: " + r.Error
+		case !r.OK:
+			res = "refused: " + r.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Node, r.Role, res, state, n)
 	}
 	_ = tw.Flush()
 	if len(rs) == 0 {
 		return fmt.Errorf("no node answered %s", cm)
 	}
 	return nil
+}
+
+// broadcastFailures is the error of a command sent to all when an online
+// node did not answer or a node refused (a refusal by a node the command
+// does not apply to, a master asked to pause, is none); online is how
+// many nodes were expected, within timeout.
+func broadcastFailures(cm mesh.Command, rs []mesh.Reply, online int, timeout time.Duration) error {
+	noAnswer, refused := command.Failures(cm, rs)
+	var msgs []string
+	if len(noAnswer) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d of %d online node(s) did not answer %s within --timeout %v: %s",
+			len(noAnswer), online, cm, timeout, strings.Join(noAnswer, ", ")))
+	}
+	if len(refused) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d node(s) refused %s: %s", len(refused), cm, strings.Join(refused, ", ")))
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
