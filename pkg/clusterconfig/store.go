@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crawlmesh/crawlmesh/pkg/kvscan"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
@@ -85,38 +86,27 @@ func Remove(ctx context.Context, kv jetstream.KeyValue, s Scope, key string) err
 
 // List returns every stored value, cluster first, then roles, then nodes.
 func List(ctx context.Context, kv jetstream.KeyValue) ([]Entry, error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	es, err := kvscan.Entries(ctx, kv, mesh.ConfigBucket)
 	if err != nil {
-		return nil, fmt.Errorf("read bucket %s: %w", mesh.ConfigBucket, err)
+		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
 	var out []Entry
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("read bucket %s: %w", mesh.ConfigBucket, ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("read bucket %s: watch closed", mesh.ConfigBucket)
-			}
-			if e == nil {
-				sortEntries(out)
-				return out, nil
-			}
-			s, key, err := ParseKey(e.Key())
-			en := Entry{Scope: s, Key: key, Value: string(e.Value()), Revision: e.Revision(), Updated: e.Created().UTC()}
-			if err == nil {
-				_, err = Validate(key, en.Value)
-			}
-			if err != nil {
-				en.Error = err.Error()
-				if key == "" {
-					en.Key = e.Key()
-				}
-			}
-			out = append(out, en)
+	for _, e := range es {
+		s, key, err := ParseKey(e.Key())
+		en := Entry{Scope: s, Key: key, Value: string(e.Value()), Revision: e.Revision(), Updated: e.Created().UTC()}
+		if err == nil {
+			_, err = Validate(key, en.Value)
 		}
+		if err != nil {
+			en.Error = err.Error()
+			if key == "" {
+				en.Key = e.Key()
+			}
+		}
+		out = append(out, en)
 	}
+	sortEntries(out)
+	return out, nil
 }
 
 func sortEntries(es []Entry) {

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crawlmesh/crawlmesh/pkg/kvscan"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
@@ -151,30 +152,19 @@ type Target struct {
 // subject only, and nodes stopping, which are about to remove their key.
 // Unreadable heartbeats are skipped, as the cluster view skips them.
 func Online(ctx context.Context, kv jetstream.KeyValue) ([]Target, error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	es, err := kvscan.Entries(ctx, kv, mesh.NodesBucket)
 	if err != nil {
-		return nil, fmt.Errorf("read bucket %s: %w", mesh.NodesBucket, err)
+		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
 	var out []Target
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("read bucket %s: %w", mesh.NodesBucket, ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("read bucket %s: watcher closed", mesh.NodesBucket)
-			}
-			if e == nil {
-				return out, nil
-			}
-			hb, err := mesh.DecodeHeartbeat(e.Value())
-			if err != nil || hb.Role == mesh.RoleAgent || hb.State == mesh.StateStopping {
-				continue
-			}
-			out = append(out, Target{ID: e.Key(), Role: hb.Role})
+	for _, e := range es {
+		hb, err := mesh.DecodeHeartbeat(e.Value())
+		if err != nil || hb.Role == mesh.RoleAgent || hb.State == mesh.StateStopping {
+			continue
 		}
+		out = append(out, Target{ID: e.Key(), Role: hb.Role})
 	}
+	return out, nil
 }
 
 // BroadcastTo sends c to every node, as [Broadcast], and collects replies

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
+	"github.com/crawlmesh/crawlmesh/pkg/kvscan"
 	"github.com/crawlmesh/crawlmesh/pkg/master"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
@@ -81,31 +82,23 @@ func fetchNodes(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, time
 // readNodes reads the live heartbeat keys. Age here is this machine's clock
 // minus the server's timestamp, so it includes this machine's own skew.
 func readNodes(ctx context.Context, kv jetstream.KeyValue) ([]clusterview.Node, error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	es, err := kvscan.Entries(ctx, kv, mesh.NodesBucket)
 	if err != nil {
-		return nil, fmt.Errorf("read bucket %s: %w", mesh.NodesBucket, err)
+		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
 	var out []clusterview.Node
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("read bucket %s: %w", mesh.NodesBucket, ctx.Err())
-		case e := <-w.Updates():
-			if e == nil {
-				return out, nil
-			}
-			// The master's view skips what it cannot read; so does this.
-			hb, err := mesh.DecodeHeartbeat(e.Value())
-			if err != nil {
-				continue
-			}
-			out = append(out, clusterview.Node{ID: e.Key(), Role: hb.Role, Online: true, Leader: hb.Leader,
-				State: hb.State, ActiveTasks: hb.ActiveTasks, Capacity: hb.Capacity,
-				AgeSeconds:  time.Since(e.Created()).Seconds(),
-				SkewSeconds: hb.UpdateTS.Sub(e.Created()).Seconds(), Revision: e.Revision(), Heartbeat: hb})
+	for _, e := range es {
+		// The master's view skips what it cannot read; so does this.
+		hb, err := mesh.DecodeHeartbeat(e.Value())
+		if err != nil {
+			continue
 		}
+		out = append(out, clusterview.Node{ID: e.Key(), Role: hb.Role, Online: true, Leader: hb.Leader,
+			State: hb.State, ActiveTasks: hb.ActiveTasks, Capacity: hb.Capacity,
+			AgeSeconds:  time.Since(e.Created()).Seconds(),
+			SkewSeconds: hb.UpdateTS.Sub(e.Created()).Seconds(), Revision: e.Revision(), Heartbeat: hb})
 	}
+	return out, nil
 }
 
 // printNodes prints the nodes as a table; wide adds the heartbeat's
