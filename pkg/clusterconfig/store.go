@@ -255,6 +255,34 @@ func storeForAll(ctx context.Context, kv jetstream.KeyValue, cm mesh.Command, ke
 	return nil
 }
 
+// CheckNodeRole refuses a value at a node's level that the node's role
+// does not apply (concurrency for a master), as Check refuses it for the
+// role itself. The role comes from the node's live heartbeat; a node that
+// is not online (or a heartbeat that cannot be read) is let through: it
+// may be a worker yet to start.
+func CheckNodeRole(ctx context.Context, js jetstream.JetStream, s Scope, key string) error {
+	if s.Level != LevelNode {
+		return nil
+	}
+	k, err := Lookup(key)
+	if err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, mesh.NodesBucket)
+	if err != nil {
+		return nil
+	}
+	e, err := kv.Get(ctx, s.Target)
+	if err != nil {
+		return nil
+	}
+	hb, err := mesh.DecodeHeartbeat(e.Value())
+	if err != nil || hb.Role == "" || k.AppliesTo(hb.Role) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s applies to %v only, and node %s is a %s", ErrBadValue, key, k.Roles, s.Target, hb.Role)
+}
+
 // NodesTTL is bucket nodes' TTL, which bounds heartbeat_interval in
 // [Set] (0 when it cannot be read: the nodes check the value again).
 func NodesTTL(ctx context.Context, js jetstream.JetStream) time.Duration {

@@ -140,6 +140,10 @@ func (a *api) configSet(w http.ResponseWriter, r *http.Request) {
 	if kv == nil {
 		return
 	}
+	if err := clusterconfig.CheckNodeRole(ctx, a.cfg.JS, s, key); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	e, err := clusterconfig.Set(ctx, kv, s, key, *req.Value, clusterconfig.NodesTTL(ctx, a.cfg.JS))
 	if errors.Is(err, clusterconfig.ErrBadValue) || errors.Is(err, clusterconfig.ErrUnknownKey) {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -131,6 +131,9 @@ func runConfigSet(ctx context.Context, c *cli, f *clientFlags, cf *configFlags, 
 		return err
 	}
 	defer sess.Close()
+	if err := clusterconfig.CheckNodeRole(ctx, sess.js, s, key); err != nil {
+		return usageError{err}
+	}
 	e, err := clusterconfig.Set(ctx, sess.kv, s, key, value, clusterconfig.NodesTTL(ctx, sess.js))
 	if errors.Is(err, clusterconfig.ErrBadValue) || errors.Is(err, clusterconfig.ErrUnknownKey) {
 		return usageError{err}

@@ -152,6 +152,7 @@ func TestConfigLive(t *testing.T) {
 		{[]string{"config", "set", "concurrency", "lots"}, `concurrency "lots"`},
 		{[]string{"config", "set", "colour", "red"}, `unknown config key "colour"`},
 		{[]string{"config", "set", "concurrency", "5", "--role", "master"}, "not to role master"},
+		{[]string{"config", "set", "concurrency", "5", "--node", "m1"}, "node m1 is a master"},
 		{[]string{"config", "set", "heartbeat_interval", "2s"}, "TTL"}, // bucket nodes' TTL is 3s
 		{[]string{"config", "set", "proxies", "http://u:hunter2@127.0.0.1:3128"}, "${env:NAME}"},
 		{[]string{"config", "set", "log_level", "debug", "--node", "w1", "--role", "worker"}, "not both"},
