@@ -118,6 +118,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"nodess"}, 2, []string{`unknown command "nodess"`, "Did you mean this?", "nodes"}},
 		{[]string{"--nats", "nats://127.0.0.1:1", "nodess"}, 2, []string{"Did you mean this?", "nodes"}},
 		{[]string{"crawl", "statsu", "x"}, 2, []string{`unknown command "statsu" for "crawlmesh crawl"`, "status"}},
+		{[]string{"node", "pase", "w1"}, 2, []string{`unknown command "pase"`, "Did you mean this?", "node pause"}},
+		{[]string{"node", "set-conc", "w1", "3"}, 2, []string{`unknown command "set-conc"`, "node set-concurrency"}},
 		{[]string{"spidr", "ls"}, 2, []string{"Did you mean this?", "spider"}},
 		{[]string{"nosuchthing"}, 2, []string{`unknown command "nosuchthing"`}},
 		{[]string{}, 2, []string{"want a command"}},

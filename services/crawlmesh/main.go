@@ -207,12 +207,24 @@ func flagSuggestion(cmd *cobra.Command, err error) error {
 	if !ok {
 		return err
 	}
-	var near []string
+	var names []string
 	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
-		if !fl.Hidden && (levenshtein(name, fl.Name) <= 2 || strings.HasPrefix(fl.Name, name)) {
-			near = append(near, "--"+fl.Name)
+		if !fl.Hidden {
+			names = append(names, fl.Name)
 		}
 	})
+	return didYouMean(err, name, names, "--")
+}
+
+// didYouMean adds to err the names close to typed (within 2 edits, or
+// starting with it), each written with prefix; err alone if none is.
+func didYouMean(err error, typed string, names []string, prefix string) error {
+	var near []string
+	for _, n := range names {
+		if levenshtein(typed, n) <= 2 || strings.HasPrefix(n, typed) {
+			near = append(near, prefix+n)
+		}
+	}
 	if len(near) == 0 {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,11 +18,14 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
+// nodeCommands are node's subcommands (parsed by hand, see below).
+var nodeCommands = []string{mesh.CmdPause, mesh.CmdResume, mesh.CmdDrain, mesh.CmdShutdown, mesh.CmdPing, mesh.CmdSetConcurrency, mesh.CmdScale}
+
 func newNodeCmd(c *cli, f *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:       "node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N, node scale AGENT N",
 		Short:     "send a command to a node: node pause|resume|drain|shutdown|ping NODE|all, node set-concurrency NODE|all N, node scale AGENT N",
-		ValidArgs: []string{mesh.CmdPause, mesh.CmdResume, mesh.CmdDrain, mesh.CmdShutdown, mesh.CmdPing, mesh.CmdSetConcurrency, mesh.CmdScale},
+		ValidArgs: nodeCommands,
 		// An N such as -1 must stay a value, refused for its range, not
 		// read as an unknown flag: flags are parsed by hand, as config set
 		// does (parseAroundValue).
@@ -44,6 +48,9 @@ func newNodeCmd(c *cli, f *clientFlags) *cobra.Command {
 
 func runNode(ctx context.Context, c *cli, f *clientFlags, pos []string) error {
 	cm := mesh.Command{Name: pos[0]}
+	if !slices.Contains(nodeCommands, cm.Name) {
+		return usageError{didYouMean(fmt.Errorf("unknown command %q", cm.Name), cm.Name, nodeCommands, "node ")}
+	}
 	target := pos[1]
 	switch {
 	case cm.Name == mesh.CmdSetConcurrency && len(pos) == 3:
