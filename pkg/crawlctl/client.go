@@ -12,7 +12,7 @@ import (
 
 // Errors of [Call] a caller can tell apart with errors.Is.
 var (
-	ErrNoMaster = errors.New("no master is running to handle it (start one: master, or crawlmesh up)")
+	ErrNoMaster = errors.New("no master is leading to handle it: none is running (start one: master, or crawlmesh up), or a leader election is under way (try again in a few seconds; crawlmesh nodes shows the masters)")
 	ErrNoAnswer = errors.New("no master answered")
 )
 
