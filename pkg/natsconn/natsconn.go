@@ -164,8 +164,8 @@ func Dial(ctx context.Context, c Config, log *slog.Logger, h Hooks) (*nats.Conn,
 		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 			return nil, nil, fmt.Errorf("NATS at %s has JetStream disabled: start nats-server with -js (or a jetstream {} block in its config)", where)
 		case NotReady(err):
-			return nil, nil, fmt.Errorf("NATS at %s: %w for %v (%v): on a cluster, its servers elect a meta leader 4–9 s after they start and need a majority running; else start nats-server with -js and check the account has JetStream",
-				where, ErrJetStreamNotReady, time.Since(t0).Round(time.Second), err)
+			return nil, nil, fmt.Errorf("NATS at %s: %w within %v (%v): the wait may be too short (the CLI's --timeout); on a cluster, its servers elect a meta leader 4–9 s after they start and need a majority running; else start nats-server with -js and check the account has JetStream",
+				where, ErrJetStreamNotReady, time.Since(t0).Round(time.Millisecond), err)
 		default:
 			return nil, nil, fmt.Errorf("JetStream at %s: %w", where, err)
 		}
