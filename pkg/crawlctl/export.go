@@ -224,6 +224,32 @@ func Export(ctx context.Context, js jetstream.JetStream, cr *mesh.Crawl, format 
 	return iw.Count(), err
 }
 
+// ReadSubject calls fn with each message of subject in stream, in order,
+// up to the subject's last message as of the call (a log still written to
+// is read to that point); memory stays flat however long the stream is.
+// idle bounds the wait for each message (0: ctx alone bounds it).
+func ReadSubject(ctx context.Context, js jetstream.JetStream, stream, subject string, idle time.Duration, fn func([]byte) error) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("open stream %s: %w", stream, err)
+	}
+	last, err := lastSeq(ctx, s, subject)
+	if err != nil || last == 0 {
+		return err
+	}
+	return readUpTo(ctx, s, subject, last, idle, fn)
+}
+
+// LastSeq is the stream sequence of subject's last message in stream, 0
+// for none.
+func LastSeq(ctx context.Context, js jetstream.JetStream, stream, subject string) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("open stream %s: %w", stream, err)
+	}
+	return lastSeq(ctx, s, subject)
+}
+
 // lastSeq is the stream sequence of subject's last message, 0 for none.
 func lastSeq(ctx context.Context, s jetstream.Stream, subject string) (uint64, error) {
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))

@@ -137,26 +137,23 @@ func (c *call) get(ctx context.Context, u *url.URL, relogin, sitemap bool) (*res
 		if hop+1 > c.f.cfg.MaxRedirects {
 			return refuse("more than %d redirects", c.f.cfg.MaxRedirects)
 		}
-		if visited[next.String()] {
-			return refuse("redirect loop at %s", next.Redacted())
-		}
 		if sitemap && !spec.DomainAllowed(c.s.AllowedDomains, next) {
 			return refuse("redirect to %s, outside allowed_domains", next.Redacted())
 		}
-		canon, ok := rules.Link(nil, next.String())
-		if !ok && !sitemap {
-			return refuse("redirect to %s, outside allowed_domains or refused by links.allow/deny", next.Redacted())
-		}
-		if ok && !sitemap {
+		if !sitemap {
+			canon, ok := rules.Link(nil, next.String())
+			if !ok {
+				return refuse("redirect to %s, outside allowed_domains or refused by links.allow/deny", next.Redacted())
+			}
 			// Requested as the crawl names it, as a link would be: canonical,
 			// with strip_query applied (DESIGN: the stripped URL is what
 			// is requested).
 			if cu, err := url.Parse(canon); err == nil {
-				if visited[cu.String()] {
-					return refuse("redirect loop at %s", cu.Redacted())
-				}
 				next = cu
 			}
+		}
+		if visited[next.String()] {
+			return refuse("redirect loop at %s", next.Redacted())
 		}
 		u = next
 	}

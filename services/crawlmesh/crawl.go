@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -358,15 +357,7 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 	if err != nil {
 		return err
 	}
-	var ended <-chan struct{}
-	if follow {
-		if cr.State != mesh.CrawlRunning {
-			follow = false // nothing more will come
-		} else {
-			ended = crawlEnded(ctx, kv, id)
-		}
-	}
-	return readStream(ctx, js, mesh.LogsStream, mesh.LogSubject(id), follow, ended, func(data []byte) error {
+	printLine := func(data []byte) error {
 		if f.output == "json" {
 			_, err := fmt.Fprintf(c.stdout, "%s\n", data)
 			return err
@@ -391,7 +382,17 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 		}
 		_, err := fmt.Fprintln(c.stdout, line)
 		return err
-	})
+	}
+	subject := mesh.LogSubject(id)
+	if follow && cr.State == mesh.CrawlRunning {
+		err = followSubject(ctx, js, mesh.LogsStream, subject, crawlEnded(ctx, kv, id), printLine)
+	} else { // an ended crawl writes no more
+		err = crawlctl.ReadSubject(ctx, js, mesh.LogsStream, subject, 0, printLine)
+	}
+	if ctx.Err() != nil {
+		return nil // ^C: what was read is printed
+	}
+	return err
 }
 
 // crawlEnded is closed when crawl id's record leaves running (or ctx
@@ -427,103 +428,61 @@ func crawlEnded(ctx context.Context, kv jetstream.KeyValue, id string) <-chan st
 	return ended
 }
 
-// readStream delivers every message of subject in stream, in order, from
-// an ordered consumer: memory stays flat however long the stream is. It
-// returns at the end unless follow is set; following, it returns once
-// ended is closed and the messages stored by then are delivered.
-func readStream(ctx context.Context, js jetstream.JetStream, stream, subject string, follow bool, ended <-chan struct{}, fn func([]byte) error) error {
+// followSubject calls fn with each message of subject in stream, in
+// order, as they come, until ended is closed; then it returns once the
+// messages stored by that moment are delivered.
+func followSubject(ctx context.Context, js jetstream.JetStream, stream, subject string, ended <-chan struct{}, fn func([]byte) error) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("open stream %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		return err
-	}
-	if info.State.Subjects[subject] == 0 && !follow {
-		return nil
-	}
-	// Without --follow, read up to the subject's last message as of now,
-	// by stream sequence. The consumer's own pending count is not enough:
-	// right after a stream leader change it has said 0 with most of the
-	// messages still to come.
-	var last uint64
-	if !follow {
-		lm, err := s.GetLastMsgForSubject(ctx, subject)
-		if err != nil {
-			return fmt.Errorf("read %s: last message: %w", subject, err)
-		}
-		last = lm.Sequence
 	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
 	}
-	it, err := cons.Messages()
+	msgs := make(chan jetstream.Msg)
+	done := make(chan struct{})
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select { // the consumer's goroutine waits for this loop, or its end
+		case msgs <- m:
+		case <-done:
+		}
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("read %s: %w", subject, err)
 	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	// Following until ended: then the subject's last message as of that
-	// moment is the end, and the iterator is stopped if it was already
-	// delivered (Next would wait for one that never comes).
-	var mu sync.Mutex
+	defer func() {
+		close(done) // first: a handler waiting to hand a message over returns
+		cc.Stop()
+	}()
 	var read, end uint64
-	var ending, drained bool
-	if follow && ended != nil {
-		endWatch := make(chan struct{})
-		defer close(endWatch)
-		go func() { // owned by this call: endWatch ends it
-			select {
-			case <-endWatch:
-				return
-			case <-ended:
-			}
-			var target uint64
-			if lm, err := s.GetLastMsgForSubject(ctx, subject); err == nil {
-				target = lm.Sequence
-			}
-			mu.Lock()
-			ending, end = true, target
-			drained = read >= end
-			mu.Unlock()
-			if drained {
-				it.Stop()
-			}
-		}()
-	}
+	ending := false
 	for {
-		m, err := it.Next()
-		if err != nil {
-			mu.Lock()
-			done := drained
-			mu.Unlock()
-			if ctx.Err() != nil || done {
-				return nil
-			}
-			return err
-		}
-		if err := fn(m.Data()); err != nil {
-			return err
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("read %s: %w", subject, err)
-		}
-		if follow {
-			mu.Lock()
-			read = md.Sequence.Stream
-			done := ending && read >= end
-			mu.Unlock()
-			if done {
-				return nil
-			}
-			continue
-		}
-		if md.Sequence.Stream >= last {
+		select {
+		case <-ctx.Done():
 			return nil
+		case <-ended:
+			ended = nil // once: the end is the last message stored now
+			last, err := crawlctl.LastSeq(ctx, js, stream, subject)
+			if err != nil {
+				return err
+			}
+			ending, end = true, last
+			if read >= end {
+				return nil
+			}
+		case m := <-msgs:
+			if err := fn(m.Data()); err != nil {
+				return err
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", subject, err)
+			}
+			read = md.Sequence.Stream
+			if ending && read >= end {
+				return nil
+			}
 		}
 	}
 }
