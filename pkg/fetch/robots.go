@@ -159,7 +159,9 @@ func (c *call) robotsFor(ctx context.Context, u *url.URL) (*robots.Robots, error
 		if ctx.Err() != nil {
 			return nil, &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
 		}
-		return nil, robotsUnreachable(fmt.Errorf("robots.txt of %s: %w", origin, err))
+		// Not the site's answer (that is stored, 5xx or none alike): the
+		// shared store or a permit failed, so the usual short retry.
+		return nil, &Error{Transient: true, Reason: "robots-unreachable", Err: fmt.Errorf("robots.txt of %s: %w", origin, err)}
 	}
 	return r, nil
 }
