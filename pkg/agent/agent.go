@@ -102,6 +102,12 @@ type slot struct {
 	restarts int
 	lastExit string
 	http     string
+	// stdin is the running child's drain channel; asked says a drain was
+	// written to it (askErr: and failed). Scale writes the ask itself, under
+	// Agent.mu, so that asks go out highest index first as the README says.
+	stdin  io.Writer
+	asked  bool
+	askErr error
 }
 
 // New validates cfg and returns an agent heartbeating in nodes.
@@ -226,12 +232,15 @@ func (a *Agent) Scale(n int) {
 		i := len(a.slots) + 1
 		a.slots = append(a.slots, &slot{idx: i, id: childID(a.cfg.ID, i), wake: make(chan struct{}, 1)})
 	}
-	// Highest index first: the stop requests go out in that order.
+	// Highest index first: the drain asks go out in that order.
 	for i := len(a.slots); i >= 1; i-- {
 		s := a.slots[i-1]
 		want := i <= n
 		if s.want != want {
 			s.want = want
+			if !want {
+				a.askDrainLocked(s)
+			}
 			select {
 			case s.wake <- struct{}{}:
 			default:
@@ -275,6 +284,17 @@ func (a *Agent) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		return mesh.Reply{OK: false, State: state, Workers: target,
 			Error: fmt.Sprintf("an agent runs no tasks, so %s does not apply: send it to its workers (%s), or use node scale", c.Name, childID(a.cfg.ID, 1)+"..")}
 	}
+}
+
+// askDrainLocked writes a drain ask to s's running child, once per
+// child; a.mu is held. The 6-byte write cannot block: a child gets one ask.
+func (a *Agent) askDrainLocked(s *slot) {
+	if s.stdin == nil || s.asked {
+		return
+	}
+	a.log.Info("draining worker", "child", s.id, "pid", s.pid)
+	_, s.askErr = io.WriteString(s.stdin, "drain\n")
+	s.asked = true
 }
 
 // wanted says whether s should (still) run; if not, it marks the slot's
@@ -360,6 +380,7 @@ func (a *Agent) runChild(ctx context.Context, s *slot) (asked bool, err error) {
 	pid := cmd.Process.Pid
 	a.mu.Lock()
 	s.pid, s.state, s.http = pid, mesh.ChildRunning, addr
+	s.stdin, s.asked, s.askErr = stdin, false, nil
 	restarts := s.restarts
 	a.mu.Unlock()
 	a.beater.Kick()
@@ -391,8 +412,11 @@ func (a *Agent) runChild(ctx context.Context, s *slot) (asked bool, err error) {
 		timeout = timer.C
 	}
 	drain := func() {
-		a.log.Info("draining worker", "child", s.id, "pid", pid)
-		if _, err := io.WriteString(stdin, "drain\n"); err != nil {
+		a.mu.Lock()
+		a.askDrainLocked(s) // a no-op when Scale asked already
+		err := s.askErr
+		a.mu.Unlock()
+		if err != nil {
 			terminate() // it no longer reads its stdin: stop it
 			return
 		}
@@ -407,6 +431,9 @@ func (a *Agent) runChild(ctx context.Context, s *slot) (asked bool, err error) {
 			if timer != nil {
 				timer.Stop()
 			}
+			a.mu.Lock()
+			s.stdin = nil
+			a.mu.Unlock()
 			_ = stdin.Close()
 			w.flush()
 			a.purgeStale(ctx, s.id, pid)
@@ -416,9 +443,9 @@ func (a *Agent) runChild(ctx context.Context, s *slot) (asked bool, err error) {
 			return phase != running, err
 		case <-s.wake:
 			a.mu.Lock()
-			want := s.want
+			stop := !s.want || s.asked // asked, then wanted again: it drains all the same
 			a.mu.Unlock()
-			if !want && phase == running {
+			if stop && phase == running {
 				drain()
 			}
 		case <-ctxDone:

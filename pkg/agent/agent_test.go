@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -115,7 +117,8 @@ func states(a *Agent) string {
 }
 
 func TestScaleAndStop(t *testing.T) {
-	a, nc, kv, out, stop := run(t, Config{Workers: 2}, nil)
+	logs := &syncBuf{}
+	a, nc, kv, out, stop := run(t, Config{Workers: 2, Log: slog.New(slog.NewTextHandler(logs, nil))}, nil)
 	natstest.Eventually(t, 10*time.Second, "2 children running", func() bool { return states(a) == "a-1:running a-2:running" })
 	natstest.Eventually(t, 5*time.Second, "heartbeat lists them", func() bool {
 		e, err := kv.Get(t.Context(), "a")
@@ -142,6 +145,17 @@ func TestScaleAndStop(t *testing.T) {
 
 	a.Scale(1)
 	natstest.Eventually(t, 10*time.Second, "a-2 and a-3 drained", func() bool { return states(a) == "a-1:running" })
+	// The README promises the asks highest index first (it once depended
+	// on which child's goroutine ran first).
+	var asked []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `msg="draining worker"`) {
+			asked = append(asked, strings.Fields(line[strings.Index(line, "child="):])[0])
+		}
+	}
+	if !slices.Equal(asked, []string{"child=a-3", "child=a-2"}) {
+		t.Errorf("drain asks went out as %v; want a-3, then a-2", asked)
+	}
 	if !strings.Contains(out.String(), `child=a-3 level=INFO msg="drained"`) {
 		t.Errorf("a drained child's output is not in the agent's, marked:\n%s", out.String())
 	}
