@@ -354,8 +354,13 @@ func restartEverything(t *testing.T, parts int) {
 	m.WaitPages(c.id, before+1, 60*time.Second)
 	resumed := time.Since(t0)
 	t.Logf("crawl resumed (a page done that was not done before) %v after the restart", resumed.Round(time.Millisecond))
-	if resumed > 15*time.Second {
-		t.Errorf("the crawl resumed %v after the restart, want within 15s", resumed.Round(time.Millisecond))
+	// The guarantee is that the crawl resumes rather than starts over; this
+	// bound only catches a stall such as masters that waited out 30 s
+	// requests per asset while JetStream elected its leaders. Quiet runs
+	// resume in about 9 s; one CI run under -race and a busy machine took
+	// 29.5 s (the old master's 10 s lease, then three R3 leader elections).
+	if resumed > 45*time.Second {
+		t.Errorf("the crawl resumed %v after the restart, want within 45s", resumed.Round(time.Millisecond))
 	}
 	o.Recovery = c.progressAfter(before, t0, 90*time.Second)
 	t.Logf("all killed with %d pages done (%d paths fetched); NATS ready %v after restart; crawl progressing again after %v",
