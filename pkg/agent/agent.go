@@ -281,7 +281,7 @@ func (a *Agent) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		r.State = mesh.StateDraining
 		return r
 	default:
-		return mesh.Reply{OK: false, State: state, Workers: target,
+		return mesh.Reply{OK: false, NA: true, State: state, Workers: target,
 			Error: fmt.Sprintf("an agent runs no tasks, so %s does not apply: send it to its workers (%s), or use node scale", c.Name, childID(a.cfg.ID, 1)+"..")}
 	}
 }

@@ -199,14 +199,14 @@ func BroadcastTo(ctx context.Context, nc *nats.Conn, c mesh.Command, expect []Ta
 }
 
 // Failures sorts out a broadcast's result: the nodes that did not answer
-// in time, and those that refused c, except nodes c does not apply to (a
-// master refuses pause; see [mesh.Command.AppliesTo]).
-func Failures(c mesh.Command, rs []mesh.Reply) (noAnswer, refused []string) {
+// in time, and those that refused c, except refusals marked not for them
+// ([mesh.Reply.NA]: a master asked to pause, a standby to step down).
+func Failures(rs []mesh.Reply) (noAnswer, refused []string) {
 	for _, r := range rs {
 		switch {
 		case r.Timeout:
 			noAnswer = append(noAnswer, r.Node)
-		case !r.OK && c.AppliesTo(r.Role):
+		case !r.OK && !r.NA:
 			refused = append(refused, r.Node)
 		}
 	}

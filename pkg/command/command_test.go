@@ -393,7 +393,7 @@ func TestBroadcastToReturnsWhenExpectedAnswered(t *testing.T) {
 	if len(rs) != 3 || len(seen) != 3 {
 		t.Errorf("replies %+v; want one from each of w1, w2, w3", rs)
 	}
-	if noAnswer, refused := command.Failures(mesh.Command{Name: mesh.CmdPing}, rs); noAnswer != nil || refused != nil {
+	if noAnswer, refused := command.Failures(rs); noAnswer != nil || refused != nil {
 		t.Errorf("Failures = %v, %v; want none", noAnswer, refused)
 	}
 }
@@ -424,8 +424,8 @@ func TestBroadcastToMarksSilentNodes(t *testing.T) {
 		t.Errorf("w2's entry = %+v; want timeout with %q", w2, "did not answer pause in time")
 	}
 	// A master refusing pause does not count; a worker refusing it does.
-	rs = append(rs, mesh.Reply{Node: "m1", Role: mesh.RoleMaster, Error: "a master runs no tasks"})
-	noAnswer, refused := command.Failures(cm, rs)
+	rs = append(rs, mesh.Reply{Node: "m1", Role: mesh.RoleMaster, NA: true, Error: "a master runs no tasks"})
+	noAnswer, refused := command.Failures(rs)
 	if !slices.Equal(noAnswer, []string{"w2"}) || !slices.Equal(refused, []string{"w4"}) {
 		t.Errorf("Failures = %v, %v; want [w2], [w4]", noAnswer, refused)
 	}

@@ -223,7 +223,7 @@ func (a *api) nodeCommand(w http.ResponseWriter, r *http.Request) {
 			writeError(w, commandStatus(err), err.Error())
 			return
 		}
-		noAnswer, refused := command.Failures(cm, replies)
+		noAnswer, refused := command.Failures(replies)
 		a.cfg.Log.Info("command sent over HTTP", "command", cm.Name, "node", target, "online", len(online),
 			"replies", len(replies)-len(noAnswer), "no_answer", noAnswer, "refused", refused, "remote", r.RemoteAddr)
 		// The broadcast may have taken ctx's whole time (a node that does

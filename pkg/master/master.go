@@ -312,7 +312,7 @@ func (m *Master) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		return mesh.Reply{OK: true, State: mesh.StateStopping}
 	case mesh.CmdStepDown:
 		if !m.isLeading() || m.cfg.Elector == nil {
-			return mesh.Reply{OK: false, State: mesh.StateRunning, Error: "not the leader"}
+			return mesh.Reply{OK: false, NA: true, State: mesh.StateRunning, Error: "not the leader"}
 		}
 		select {
 		case m.stepDown <- struct{}{}:
@@ -320,7 +320,7 @@ func (m *Master) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		}
 		return mesh.Reply{OK: true, State: mesh.StateRunning}
 	default:
-		return mesh.Reply{OK: false, State: mesh.StateRunning,
+		return mesh.Reply{OK: false, NA: true, State: mesh.StateRunning,
 			Error: fmt.Sprintf("a master runs no tasks, so %s does not apply; send it to a worker", c.Name)}
 	}
 }

@@ -55,21 +55,6 @@ func (c Command) Validate() error {
 	}
 }
 
-// AppliesTo says whether a node of role acts on c. A node refuses a
-// command that does not apply to its role (a master refuses pause: it runs
-// no tasks); sent to all, such a refusal is no failure.
-func (c Command) AppliesTo(role string) bool {
-	switch role {
-	case RoleMaster:
-		return c.Name == CmdPing || c.Name == CmdShutdown || c.Name == CmdStepDown
-	case RoleWorker:
-		return c.Name != CmdStepDown && c.Name != CmdScale
-	case RoleAgent:
-		return c.Name == CmdPing || c.Name == CmdScale || c.Name == CmdDrain || c.Name == CmdShutdown
-	}
-	return true
-}
-
 func (c Command) String() string {
 	if c.Name == CmdSetConcurrency || c.Name == CmdScale {
 		return c.Name + " " + strconv.Itoa(c.N)
@@ -92,4 +77,8 @@ type Reply struct {
 	// OK false and Error) on the entry it adds for a node that was online
 	// but did not answer in time.
 	Timeout bool `json:"timeout,omitempty"`
+	// NA marks a refusal of a command that is not for this node: its role
+	// does not act on it (a master asked to pause), or it is a standby
+	// master asked to step down. Sent to all, such a refusal is no failure.
+	NA bool `json:"na,omitempty"`
 }

@@ -249,6 +249,11 @@ func (w *Worker) handle(_ context.Context, c mesh.Command) mesh.Reply {
 	refuse := func(msg string) mesh.Reply {
 		return mesh.Reply{OK: false, Error: msg, State: w.state, Concurrency: w.concurrency}
 	}
+	notForMe := func(msg string) mesh.Reply {
+		r := refuse(msg)
+		r.NA = true
+		return r
+	}
 	// Fencing: a command from a master carries its term; one from an older
 	// term than already seen comes from a deposed leader. Operators send 0.
 	if c.Term > 0 {
@@ -279,7 +284,9 @@ func (w *Worker) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		w.state = mesh.StateStopping
 		w.stopLocked()
 	case mesh.CmdScale:
-		return refuse("scale is for a host agent (crawlmesh agent); this is a worker")
+		return notForMe("scale is for a host agent (crawlmesh agent); this is a worker")
+	case mesh.CmdStepDown:
+		return notForMe("step-down is for the leading master; this is a worker")
 	case mesh.CmdSetConcurrency:
 		w.concurrency = c.N
 		w.slots.setLimit(c.N)

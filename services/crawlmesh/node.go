@@ -172,7 +172,7 @@ func printReplies(c *cli, output string, rs []mesh.Reply, cm mesh.Command) error
 		switch {
 		case r.Timeout:
 			res, state, n = "no answer: "+r.Error, "?", "?"
-		case !r.OK && !cm.AppliesTo(r.Role):
+		case !r.OK && r.NA:
 			res = "n/a: " + r.Error
 		case !r.OK:
 			res = "refused: " + r.Error
@@ -191,7 +191,7 @@ func printReplies(c *cli, output string, rs []mesh.Reply, cm mesh.Command) error
 // does not apply to, a master asked to pause, is none); online is how
 // many nodes were expected, within timeout.
 func broadcastFailures(cm mesh.Command, rs []mesh.Reply, online int, timeout time.Duration) error {
-	noAnswer, refused := command.Failures(cm, rs)
+	noAnswer, refused := command.Failures(rs)
 	var msgs []string
 	if len(noAnswer) > 0 {
 		msgs = append(msgs, fmt.Sprintf("%d of %d online node(s) did not answer %s within --timeout %v: %s",
