@@ -223,6 +223,9 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 		e.used = time.Now()
 		return e.pool, nil
 	}
+	if r.dirs == 0 {
+		r.sweepLocked()
+	}
 	// Numbered, so that an older pool still closing (below) never removes
 	// a directory a newer pool of the same version uses.
 	r.dirs++
@@ -252,6 +255,26 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 	}
 	r.byCrawl[crawl][key] = true
 	return pool, nil
+}
+
+// sweepLocked removes what WorkDir holds before this process's first
+// command: directories a previous process left when it was killed (-9)
+// before it could remove them. WorkDir is its node id's own, and a node id
+// runs tasks in one process at a time (its heartbeat key is claimed before
+// any task), so nothing there is in use by another.
+func (r *Runner) sweepLocked() {
+	des, err := os.ReadDir(r.cfg.WorkDir)
+	if err != nil {
+		return // none yet
+	}
+	for _, de := range des {
+		if err := os.RemoveAll(filepath.Join(r.cfg.WorkDir, de.Name())); err != nil {
+			r.log.Warn("removing a working directory a previous process left", "dir", de.Name(), "err", err)
+		}
+	}
+	if len(des) > 0 {
+		r.log.Info("removed working directories a previous process left", "dir", r.cfg.WorkDir, "count", len(des))
+	}
 }
 
 // EndCrawl stops the command processes of a crawl that no longer runs.

@@ -224,6 +224,10 @@ func TestCommandWorkDirsRemoved(t *testing.T) {
 		"done\n")
 	put("data.txt", "v1")
 	work := t.TempDir()
+	// A worker of this node id killed -9 left its directory behind.
+	if err := os.MkdirAll(filepath.Join(work, "cmd-0123456789abcdef-old-1", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	r := New(Config{Files: cache, WorkDir: work})
 	defer r.Close()
 	sp := &spec.Spec{Name: "cmd", Command: []string{"./spider.sh"}, Files: []string{"spider.sh", "data.txt"}}
