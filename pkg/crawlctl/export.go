@@ -62,18 +62,17 @@ func NewItemWriter(w io.Writer, format string, cr *mesh.Crawl) (*ItemWriter, err
 	}
 	iw.cw = csv.NewWriter(iw.bw)
 	iw.keys = map[string]bool{}
-	// The spec's fields come first, even one no item has. The crawl record
-	// keeps them as a map, so their order is the sorted one.
+	// The spec's fields come first, in the order written, even one no
+	// item has.
 	if s, err := spec.Parse(cr.Spec); err == nil {
 		for _, it := range s.Items {
-			for name := range it.Fields {
+			for _, name := range it.FieldNames() {
 				if !iw.keys[name] {
 					iw.keys[name] = true
 					iw.fields = append(iw.fields, name)
 				}
 			}
 		}
-		sort.Strings(iw.fields)
 	}
 	return iw, nil
 }

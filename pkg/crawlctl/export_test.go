@@ -137,7 +137,9 @@ func TestExportCSVUndeclaredKeys(t *testing.T) {
 
 // TestExportCSVDataNamedLikeFixedColumn: an item field named url (the
 // demo spider has one) is the column data.url next to url, the page's
-// URL; declared fields come first, then keys no field declares.
+// URL; declared fields come first, in the order the spec writes them
+// (url before title, though a crawl record stores the spec as JSON), then
+// keys no field declares.
 func TestExportCSVDataNamedLikeFixedColumn(t *testing.T) {
 	const declared = `name: d
 start_urls: ["http://127.0.0.1:1/"]
@@ -153,7 +155,7 @@ items:
 	}
 	_, out := exportCrawl(t, declared, "csv", data)
 	header, rows := readCSV(t, out)
-	want := []string{"url", "spider", "crawl", "depth", "fetched_at", "title", "data.url", "data.depth", "note"}
+	want := []string{"url", "spider", "crawl", "depth", "fetched_at", "data.url", "title", "data.depth", "note"}
 	if !slices.Equal(header, want) {
 		t.Fatalf("csv header %q, want %q", header, want)
 	}

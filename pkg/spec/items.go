@@ -1,7 +1,11 @@
 package spec
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -18,6 +22,57 @@ type ItemRule struct {
 	// Required names fields an element must have (not missing, not "",
 	// not an empty list) to be an item.
 	Required []string `json:"required,omitempty" yaml:"required"`
+
+	order []string // Fields' names as written (Parse sets it); see FieldNames
+}
+
+// FieldNames lists the rule's field names in the order the spec gives
+// them, or sorted for a rule built in code.
+func (it ItemRule) FieldNames() []string {
+	if len(it.order) == len(it.Fields) {
+		ok := true
+		for _, n := range it.order {
+			_, has := it.Fields[n]
+			ok = ok && has
+		}
+		if ok {
+			return slices.Clone(it.order)
+		}
+	}
+	names := slices.Collect(maps.Keys(it.Fields))
+	slices.Sort(names)
+	return names
+}
+
+// MarshalJSON writes fields in their spec order (a crawl record keeps the
+// spec as JSON, and Parse reads that order back from it).
+func (it ItemRule) MarshalJSON() ([]byte, error) {
+	type plain ItemRule // without this method
+	var fields bytes.Buffer
+	fields.WriteByte('{')
+	for i, n := range it.FieldNames() {
+		if i > 0 {
+			fields.WriteByte(',')
+		}
+		k, _ := json.Marshal(n)
+		v, err := json.Marshal(it.Fields[n])
+		if err != nil {
+			return nil, err
+		}
+		fields.Write(k)
+		fields.WriteByte(':')
+		fields.Write(v)
+	}
+	fields.WriteByte('}')
+	if it.Fields == nil {
+		fields.Reset()
+		fields.WriteString("null")
+	}
+	// The outer fields key hides plain's: encoding/json takes the shallower.
+	return json.Marshal(struct {
+		plain
+		Fields json.RawMessage `json:"fields"`
+	}{plain(it), fields.Bytes()})
 }
 
 // Item rule kinds, as returned by [ItemRule.Kind].

@@ -165,10 +165,13 @@ func Parse(data []byte) (*Spec, error) {
 		}
 	}
 	s.normalize()
-	errs = append(errs, s.validate()...)
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root) // decoded above: it parses
+	errs = append(errs, withLines(&root, s.validate())...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	fieldOrder(&root, &s)
 	return &s, nil
 }
 

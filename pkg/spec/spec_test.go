@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,13 +126,16 @@ max_pages: -4
 	if !errors.As(err, &errs) {
 		t.Fatalf("err = %T %v, want spec.Errors", err, err)
 	}
+	// Each names its line too: YAML's own mistakes as "line N:", the
+	// others as "(line N)" after the message.
 	want := []struct{ what, path, detail string }{
-		{"unknown field", "bogus_field", "unknown field"},
+		{"unknown field", "bogus_field", "line 3: unknown field"},
 		{"bad selector", "follow[0]", "bad CSS selector"},
 		{"ftp scheme", "start_urls[0]", "http and https"},
 		{"host not allowed", "start_urls[1]", "allowed_domains"},
 		{"negative max_pages", "max_pages", "-4"},
 	}
+	lines := map[string]string{"follow[0]": "(line 8)", "start_urls[0]": "(line 5)", "start_urls[1]": "(line 6)", "max_pages": "(line 9)"}
 	if len(errs) != len(want) {
 		t.Errorf("got %d mistakes, want %d:\n%v", len(errs), len(want), err)
 	}
@@ -145,6 +149,11 @@ max_pages: -4
 		}
 		if !found {
 			t.Errorf("%s: no mistake names %q with %q in:\n%v", w.what, w.path, w.detail, err)
+		}
+	}
+	for path, line := range lines {
+		if !slices.ContainsFunc(errs, func(e string) bool { return strings.HasPrefix(e, path+" ") && strings.HasSuffix(e, line) }) {
+			t.Errorf("no mistake of %s ends with %s:\n%v", path, line, err)
 		}
 	}
 	if msg := err.Error(); !strings.Contains(msg, "5 mistakes") {
@@ -406,4 +415,82 @@ func nilEmpty(s *spec.Spec) *spec.Spec {
 		c.Items = nil
 	}
 	return &c
+}
+
+// A mistake inside an item rule names the line of the value it is about,
+// or, for a value that is missing, of the rule that lacks it; one about an
+// absent top-level key has no line.
+func TestParseMistakeLines(t *testing.T) {
+	src := `name: lines
+items:
+  - selector: article
+    fields:
+      title: {css: "h3 a"}
+      price:
+        xpath: "//["
+  - fields:
+      a: {css: b}
+`
+	_, err := spec.Parse([]byte(src))
+	var errs spec.Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("err = %v, want spec.Errors", err)
+	}
+	want := map[string]string{
+		"items[0].fields.price.xpath": "(line 7)",
+		"items[1].selector":           "(line 8)",
+		"start_urls":                  "",
+	}
+	for path, line := range want {
+		i := slices.IndexFunc(errs, func(e string) bool { return strings.HasPrefix(e, path+" ") || strings.HasPrefix(e, path+":") })
+		switch {
+		case i < 0:
+			t.Errorf("no mistake names %s:\n%v", path, err)
+		case line != "" && !strings.HasSuffix(errs[i], " "+line):
+			t.Errorf("%q does not end with %s", errs[i], line)
+		case line == "" && strings.Contains(errs[i], "(line"):
+			t.Errorf("%q names a line for a key that is not there", errs[i])
+		}
+	}
+}
+
+// Fields keep the order the spec writes them in, through the JSON a crawl
+// record stores (export's columns follow it).
+func TestFieldOrder(t *testing.T) {
+	src := `name: order
+start_urls: ["http://127.0.0.1:1/"]
+items:
+  - selector: article
+    fields:
+      zeta: {css: z}
+      alpha: {css: a}
+      mid: {css: m}
+`
+	s, err := spec.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"zeta", "alpha", "mid"}
+	if got := s.Items[0].FieldNames(); !slices.Equal(got, want) {
+		t.Fatalf("FieldNames = %v, want %v", got, want)
+	}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := spec.Parse(raw)
+	if err != nil {
+		t.Fatalf("the spec's JSON does not parse: %v\n%s", err, raw)
+	}
+	if got := again.Items[0].FieldNames(); !slices.Equal(got, want) {
+		t.Errorf("after JSON: FieldNames = %v, want %v\n%s", got, want, raw)
+	}
+	if !reflect.DeepEqual(again.Items[0].Fields, s.Items[0].Fields) {
+		t.Errorf("after JSON the fields differ: %+v, want %+v", again.Items[0].Fields, s.Items[0].Fields)
+	}
+	// A rule built in code has no written order: sorted.
+	built := spec.ItemRule{Fields: map[string]spec.Field{"b": {}, "a": {}}}
+	if got := built.FieldNames(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("FieldNames of a rule built in code = %v, want sorted", got)
+	}
 }

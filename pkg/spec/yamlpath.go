@@ -91,3 +91,61 @@ func walk(n *yaml.Node, path string, depth int, visit func(path string, key, val
 		}
 	}
 }
+
+// errPathRe is the spec path a validation message starts with
+// ("items[0].fields.price.xpath ...").
+var errPathRe = regexp.MustCompile(`^[a-z_]+(?:\[\d+\])?(?:\.[^\s.\[:"]+(?:\[\d+\])?)*`)
+
+// withLines appends to each validation message the line of the value its
+// path names, or of the nearest enclosing one present (a missing
+// selector: its item rule's line), as " (line N)"; a message about the
+// whole spec, or a key that is absent at the top, keeps no line.
+func withLines(root *yaml.Node, errs Errors) Errors {
+	lines := map[string]int{}
+	walk(root, "", 0, func(path string, key, val *yaml.Node) {
+		if key != nil {
+			lines[path] = key.Line
+		} else {
+			lines[path] = val.Line
+		}
+	})
+	out := make(Errors, len(errs))
+	for i, m := range errs {
+		out[i] = m
+		for p := errPathRe.FindString(m); p != ""; p = parentPath(p) {
+			if l, ok := lines[p]; ok {
+				out[i] = fmt.Sprintf("%s (line %d)", m, l)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// parentPath is the path enclosing p ("a.b[2]" → "a.b" → "a" → "").
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// fieldOrder gives each item rule the order its fields are written in
+// (a Go map forgets it), for export's columns.
+func fieldOrder(root *yaml.Node, s *Spec) {
+	walk(root, "", 0, func(path string, key, val *yaml.Node) {
+		var i int
+		if key == nil || val.Kind != yaml.MappingNode {
+			return
+		}
+		if n, err := fmt.Sscanf(path, "items[%d].fields", &i); n != 1 || err != nil || path != fmt.Sprintf("items[%d].fields", i) || i >= len(s.Items) {
+			return
+		}
+		var names []string
+		for j := 0; j+1 < len(val.Content); j += 2 {
+			names = append(names, val.Content[j].Value)
+		}
+		s.Items[i].order = names
+	})
+}

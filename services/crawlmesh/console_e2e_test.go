@@ -104,7 +104,7 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("the name's error says %q", got)
 	}
 	waitText(`#spec-errors li[data-field="start_urls[0]"]`, "http and https", 5*time.Second)
-	waitText(`#spec-errors li[data-field="start_urls[0]"]`, "line 2", 5*time.Second)
+	waitText(`#spec-errors li[data-field="start_urls[0]"]`, "line 3", 5*time.Second)
 	invalid, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#spec-yaml").getAttribute("aria-invalid")`))
 	if invalid != "true" {
 		t.Errorf("the editor's aria-invalid is %q", invalid)

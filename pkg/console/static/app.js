@@ -418,9 +418,10 @@ function showSpecErrors(errors) {
     const m = /^([a-z_]+(?:\[\d+\])?(?:\.[A-Za-z0-9_-]+(?:\[\d+\])?)*)/.exec(msg);
     const field = m ? m[1] : '(spec)';
     let line = 0;
-    const lm = /line (\d+)/.exec(msg);
-    if (lm) line = +lm[1]; else if (m) line = lineOf(text, field);
-    const rest = m ? msg.slice(field.length).replace(/^:\s*/, ' ') : msg;
+    // The server names the line: YAML's "path: line N: ..." or "... (line N)".
+    const lm = /^[^ ]*:? ?line (\d+): |\(line (\d+)\)$/.exec(msg);
+    if (lm) line = +(lm[1] || lm[2]); else if (m) line = lineOf(text, field);
+    const rest = (m ? msg.slice(field.length).replace(/^:\s*/, ' ') : msg).replace(/ \(line \d+\)$/, '');
     return el('li', { 'data-field': field },
       el('strong', { class: 'field', text: field }),
       el('span', { class: 'line', text: line ? ' (line ' + line + ')' : '' }),
