@@ -132,8 +132,18 @@ func parentPath(p string) string {
 }
 
 // fieldOrder gives each item rule the order its fields are written in
-// (a Go map forgets it), for export's columns.
+// (a Go map forgets it), for export's columns; where the text does not
+// give it plainly (an alias, a merge key), the sorted one, which is also
+// what the rule's JSON then keeps.
 func fieldOrder(root *yaml.Node, s *Spec) {
+	defer func() {
+		for i := range s.Items {
+			s.Items[i].order = s.Items[i].FieldNames()
+			if len(s.Items[i].order) == 0 {
+				s.Items[i].order = nil
+			}
+		}
+	}()
 	walk(root, "", 0, func(path string, key, val *yaml.Node) {
 		var i int
 		if key == nil || val.Kind != yaml.MappingNode {
