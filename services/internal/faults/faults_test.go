@@ -351,20 +351,30 @@ func restartEverything(t *testing.T, parts int) {
 		t.Fatalf("after the restart the crawl is %s", st.State)
 	}
 	before := done(st)
-	m.WaitPages(c.id, before+1, 60*time.Second)
+	// Resumed is seen at the site: a page fetched that was not fetched
+	// before the kill. (Status counts cannot tell it: the first status
+	// read may come after the workers crawled on, leaving only the crawl's
+	// tail, retries included, to move it; two CI runs measured 29.5 s so.)
+	harness.Eventually(t, 60*time.Second, "a page fetched that was not fetched before the kill", func() bool {
+		for p := range site.Hits() {
+			if fetchedBefore[p] == 0 {
+				return true
+			}
+		}
+		return false
+	})
 	resumed := time.Since(t0)
-	t.Logf("crawl resumed (a page done that was not done before) %v after the restart", resumed.Round(time.Millisecond))
+	t.Logf("crawl resumed (a page fetched that was not fetched before) %v after the restart", resumed.Round(time.Millisecond))
 	// The guarantee is that the crawl resumes rather than starts over; this
 	// bound only catches a stall such as masters that waited out 30 s
 	// requests per asset while JetStream elected its leaders. Quiet runs
-	// resume in about 9 s; one CI run under -race and a busy machine took
-	// 29.5 s (the old master's 10 s lease, then three R3 leader elections).
-	if resumed > 45*time.Second {
-		t.Errorf("the crawl resumed %v after the restart, want within 45s", resumed.Round(time.Millisecond))
+	// resume in about 10 s, most of it JetStream electing its leaders.
+	if resumed > 30*time.Second {
+		t.Errorf("the crawl resumed %v after the restart, want within 30s", resumed.Round(time.Millisecond))
 	}
 	o.Recovery = c.progressAfter(before, t0, 90*time.Second)
-	t.Logf("all killed with %d pages done (%d paths fetched); NATS ready %v after restart; crawl progressing again after %v",
-		before, len(fetchedBefore), ready.Round(time.Millisecond), o.Recovery.Round(time.Millisecond))
+	t.Logf("%d paths fetched before the kill; NATS ready %v after the restart; %d pages done at the first status read after it; %d more done %v after the restart",
+		len(fetchedBefore), ready.Round(time.Millisecond), before, c.m.Slots()+5, o.Recovery.Round(time.Millisecond))
 	o.Items, _ = c.finish(2 * time.Minute)
 
 	// Resumed, not restarted: only tasks the workers held unacked at the
