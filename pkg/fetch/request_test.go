@@ -119,7 +119,7 @@ login:
 	if len(locs) != 1 || locs[0] != s.URL+"/p/1" {
 		t.Errorf("sitemap entries %q", locs)
 	}
-	want := []string{"GET /robots.txt", "POST /login", "GET /old", "GET /new", "GET /sitemap.xml"}
+	want := []string{"GET /robots.txt", "GET /login", "POST /login", "GET /old", "GET /new", "GET /sitemap.xml"}
 	reqs := s.requests()
 	if len(reqs) != len(want) {
 		t.Fatalf("requests %+v, want %q", reqs, want)
@@ -135,8 +135,8 @@ login:
 			t.Errorf("%s %s: cookie %q without the login's session", r.method, r.path, r.cookie)
 		}
 	}
-	if reqs[1].body != "password=pw-456&user=demo" {
-		t.Errorf("login body %q", reqs[1].body)
+	if reqs[2].body != "password=pw-456&user=demo" {
+		t.Errorf("login body %q", reqs[2].body)
 	}
 }
 

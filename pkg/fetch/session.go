@@ -8,7 +8,6 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
@@ -100,23 +99,27 @@ func (c *call) relogin(ctx context.Context, seen int) error {
 }
 
 // postLogin POSTs the login form; its cookies go to the crawl's jar (by
-// send). Redirects after it are not followed: the cookies are on the
-// redirect itself, and following it would cost a request. Errors name the
-// login URL as the spec writes it, never a form value.
+// send). The form is first read from the login page (see
+// loginFormDefaults), so that a CSRF token it carries is sent along; the
+// spec's fields override what the page fills in. Redirects after the POST
+// are not followed: the cookies are on the redirect itself, and following
+// it would cost a request. Errors name the login URL as the spec writes
+// it, never a form value.
 func (c *call) postLogin(ctx context.Context) error {
 	shown := c.s.Login.URL // the spec's text: ${env:…} references, not values
 	u, err := url.Parse(c.login.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return &Error{Reason: "login", CrawlLevel: true, Err: fmt.Errorf("login to %s failed: not an http(s) URL", shown)}
 	}
-	form := url.Values{}
-	keys := make([]string, 0, len(c.login.Form))
-	for k := range c.login.Form {
-		keys = append(keys, k)
+	form, err := c.loginFormDefaults(ctx, u, shown)
+	if err != nil {
+		return err
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		form.Set(k, c.login.Form[k])
+	if form == nil {
+		form = url.Values{}
+	}
+	for k, v := range c.login.Form {
+		form.Set(k, v)
 	}
 	resp, done, err := c.send(ctx, http.MethodPost, u, form.Encode())
 	if err != nil {

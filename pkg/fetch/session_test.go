@@ -158,8 +158,8 @@ func TestRelogin(t *testing.T) {
 			if s := sessionOf(t, p); s != "s2" || p.URL != ls.URL+path {
 				t.Errorf("page %s with session %s, want %s with s2", p.URL, s, ls.URL+path)
 			}
-			if n := ls.count("/login"); n != 2 {
-				t.Errorf("%d requests to /login, want 2 (login, relogin; the redirect to it is not followed)", n)
+			if n := ls.count("/login"); n != 4 {
+				t.Errorf("%d requests to /login, want 4 (login and relogin, each a GET of the form and its POST; the redirect to it is not followed)", n)
 			}
 			if n := ls.count(path); n != 2 {
 				t.Errorf("%d requests of %s, want 2", n, path)
