@@ -158,7 +158,9 @@ func (c *call) expired(base *url.URL, resp *http.Response) bool {
 }
 
 // isLoginURL reports whether loc, resolved against base, is the login URL:
-// same host, path and query once canonical.
+// same host and path once canonical, and every query parameter of the
+// login URL (index.php?page=login) with its value; other parameters, such
+// as where to return after the login (/login?next=/p/1), do not matter.
 func (c *call) isLoginURL(base *url.URL, loc string) bool {
 	if loc == "" {
 		return false
@@ -174,5 +176,16 @@ func (c *call) isLoginURL(base *url.URL, loc string) bool {
 	}
 	ua, _ := url.Parse(a)
 	ub, _ := url.Parse(b)
-	return ua.Host == ub.Host && ua.Path == ub.Path && ua.RawQuery == ub.RawQuery
+	if ua.Host != ub.Host || ua.Path != ub.Path {
+		return false
+	}
+	got := ua.Query()
+	for k, vs := range ub.Query() {
+		for _, v := range vs {
+			if !slices.Contains(got[k], v) {
+				return false
+			}
+		}
+	}
+	return true
 }

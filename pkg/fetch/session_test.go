@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,8 @@ type loginSite struct {
 	valid  map[string]bool
 	logins atomic.Int32
 	refuse bool // the login answers 401
+	// refuseRedirect: a refused login redirects to the form, marked.
+	refuseRedirect bool
 	broken bool // new sessions are born expired
 }
 
@@ -29,6 +32,10 @@ func newLoginSite(t *testing.T) *loginSite {
 	ls := &loginSite{recorder: newRecorder(t), valid: map[string]bool{}}
 	ls.mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseForm(); err != nil || r.PostForm.Get("password") != "pw-456" || ls.refuse {
+			if ls.refuseRedirect {
+				http.Redirect(w, r, "/login?error=1", http.StatusSeeOther)
+				return
+			}
 			http.Error(w, "bad credentials", http.StatusUnauthorized)
 			return
 		}
@@ -61,6 +68,16 @@ func newLoginSite(t *testing.T) *loginSite {
 		id, ok := session(r)
 		if !ok {
 			http.Redirect(w, r, "/login", http.StatusFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, `<p class="s">`+id+`</p>`)
+	})
+	// As most sites do: the login URL with where to come back.
+	ls.mux.HandleFunc("/next/", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := session(r)
+		if !ok {
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.Path), http.StatusFound)
 			return
 		}
 		w.Header().Set("Content-Type", "text/html")
@@ -142,7 +159,7 @@ func TestLoginOncePerCrawl(t *testing.T) {
 // A page answering 401 (relogin_on) or redirecting to the login URL makes
 // the worker log in again and fetch the page once more, in one attempt.
 func TestRelogin(t *testing.T) {
-	for _, path := range []string{"/p/1", "/members/1"} {
+	for _, path := range []string{"/p/1", "/members/1", "/next/1"} {
 		t.Run(strings.Trim(path, "/"), func(t *testing.T) {
 			ls := newLoginSite(t)
 			sp := ls.spec(t)
@@ -187,7 +204,17 @@ func TestReloginSecondExpiryTransient(t *testing.T) {
 	}
 }
 
-// A refused login fails the crawl, without the password in the error.
+// A refused login fails the crawl, without the password in the error; so
+// does one sent back to the login form (with a query saying why).
+func TestLoginRefusedRedirect(t *testing.T) {
+	ls := newLoginSite(t)
+	ls.refuse, ls.refuseRedirect = true, true
+	_, err := loginFetcher().Prepare(t.Context(), ls.spec(t), "a", ls.URL+"/p/1", nil)
+	if fe := fetchErr(t, err); fe.Reason != "login" || !fe.CrawlLevel || fe.Status != http.StatusSeeOther {
+		t.Errorf("err = %+v, want CrawlLevel Reason login status 303", fe)
+	}
+}
+
 func TestLoginRefused(t *testing.T) {
 	ls := newLoginSite(t)
 	ls.refuse = true
