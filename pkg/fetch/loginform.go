@@ -14,26 +14,27 @@ import (
 // maxLoginPage bounds the login page read for its form.
 const maxLoginPage = 2 << 20
 
-// loginFormDefaults GETs the login URL as a browser would before it posts
-// the form, and returns the values the page's login form already carries:
-// hidden inputs such as a CSRF token (its cookie goes to the crawl's jar
-// through send), and other fields' defaults. A page that is not HTML or
-// has no form (an API endpoint answering 404 or 405) gives none: the
-// configured fields are posted alone, as before. A transport error or a
-// status the site would answer again later (5xx, 429) is the login's
-// transient error.
-func (c *call) loginFormDefaults(ctx context.Context, u *url.URL, shown string) (url.Values, error) {
+// loginForm GETs the login URL as a browser would before it posts the
+// form, and returns the values the page's login form already carries
+// (hidden inputs such as a CSRF token, whose cookie goes to the crawl's
+// jar through send, and other fields' defaults) and the form's action, if
+// it names an http(s) URL. A page that is not HTML or has no form (an API
+// endpoint answering 404 or 405) gives neither: the configured fields are
+// posted to the login URL alone, as before. A transport error or a status
+// the site would answer again later (5xx, 429) is the login's transient
+// error.
+func (c *call) loginForm(ctx context.Context, u *url.URL, shown string) (url.Values, *url.URL, error) {
 	resp, done, err := c.send(ctx, http.MethodGet, u, "")
 	if err != nil {
 		fe := err.(*Error)
-		return nil, &Error{Transient: fe.Transient, Reason: fe.Reason, Err: fmt.Errorf("login page %s: %w", shown, fe.Err)}
+		return nil, nil, &Error{Transient: fe.Transient, Reason: fe.Reason, Err: fmt.Errorf("login page %s: %w", shown, fe.Err)}
 	}
 	defer done()
 	status := resp.StatusCode
 	if transientStatus(status) {
 		drain(resp)
 		c.ch.end(true, retryAfter(resp.Header))
-		return nil, &Error{Transient: true, Status: status, Reason: "login", RetryAfter: retryAfter(resp.Header),
+		return nil, nil, &Error{Transient: true, Status: status, Reason: "login", RetryAfter: retryAfter(resp.Header),
 			Err: fmt.Errorf("login page %s: status %d", shown, status)}
 	}
 	var doc *goquery.Document
@@ -43,17 +44,38 @@ func (c *call) loginFormDefaults(ctx context.Context, u *url.URL, shown string) 
 	drain(resp)
 	c.ch.end(false, 0)
 	if doc == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return formDefaults(doc, c.login.Form), nil
+	form := loginFormOf(doc, c.login.Form)
+	if form == nil {
+		return nil, nil, nil
+	}
+	return formDefaults(form), formAction(doc, form, u), nil
 }
 
-// formDefaults picks the login form of doc, the first holding a field
-// the spec fills (else one with a password input, else the only form), and
-// returns what a browser would submit of it untouched: named inputs with
-// their values (checkboxes and radios only when checked; no buttons or
-// files), textareas, and each select's selected (else first) option.
-func formDefaults(doc *goquery.Document, fill map[string]string) url.Values {
+// formAction is where form posts: its action resolved against the page
+// (and its <base href>); nil for an empty or non-http(s) one.
+func formAction(doc *goquery.Document, form *goquery.Selection, page *url.URL) *url.URL {
+	action := strings.TrimSpace(form.AttrOr("action", ""))
+	if action == "" {
+		return nil
+	}
+	base := page
+	if href, ok := doc.Find("base[href]").First().Attr("href"); ok {
+		if b, err := page.Parse(strings.TrimSpace(href)); err == nil {
+			base = b
+		}
+	}
+	a, err := base.Parse(action)
+	if err != nil || (a.Scheme != "http" && a.Scheme != "https") || a.Host == "" {
+		return nil
+	}
+	return a
+}
+
+// loginFormOf picks the login form of doc: the first holding a field the
+// spec fills, else one with a password input, else the only form.
+func loginFormOf(doc *goquery.Document, fill map[string]string) *goquery.Selection {
 	forms := doc.Find("form")
 	var form *goquery.Selection
 	forms.EachWithBreak(func(_ int, f *goquery.Selection) bool {
@@ -72,9 +94,14 @@ func formDefaults(doc *goquery.Document, fill map[string]string) url.Values {
 			form = forms
 		}
 	}
-	if form == nil {
-		return nil
-	}
+	return form
+}
+
+// formDefaults is what a browser would submit of form untouched: named
+// inputs with their values (checkboxes and radios only when checked; no
+// buttons or files), textareas, and each select's selected (else first)
+// option.
+func formDefaults(form *goquery.Selection) url.Values {
 	vals := url.Values{}
 	form.Find("input[name]").Each(func(_ int, in *goquery.Selection) {
 		switch strings.ToLower(in.AttrOr("type", "text")) {

@@ -13,7 +13,9 @@ import (
 // csrfSite guards its login as Django does: GET /login sets a csrftoken
 // cookie and renders a form carrying a hidden token that must come back
 // with that cookie; each token is good for one login. A search form comes
-// first on the page, as on many sites.
+// first on the page, as on many sites. The form posts to /session (its
+// action; POST /login is refused), which redirects to a callback that
+// sets the session cookie and sends on to /home, as single sign-on does.
 type csrfSite struct {
 	*recorder
 	mu      sync.Mutex
@@ -40,7 +42,7 @@ func newCSRFSite(t *testing.T) *csrfSite {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = io.WriteString(w, `<html><body>
 <form action="/search"><input type="hidden" name="ctx" value="search"><input name="q" value="books"></form>
-<form action="/login" method="post">
+<form action="session" method="post">
   <input type="hidden" name="csrf_token" value="`+tok+`">
   <input name="username"> <input type="password" name="password">
   <input type="checkbox" name="remember" value="1" checked> <input type="checkbox" name="newsletter" value="1">
@@ -48,7 +50,7 @@ func newCSRFSite(t *testing.T) *csrfSite {
   <input type="submit" name="go" value="Login">
 </form></body></html>`)
 	})
-	cs.mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+	cs.mux.HandleFunc("POST /session", func(w http.ResponseWriter, r *http.Request) {
 		ck, err := r.Cookie("csrftoken")
 		if err != nil || r.ParseForm() != nil {
 			http.Error(w, "CSRF cookie not set", http.StatusForbidden)
@@ -65,10 +67,18 @@ func newCSRFSite(t *testing.T) *csrfSite {
 			http.Error(w, "bad credentials", http.StatusForbidden)
 			return
 		}
-		id := "s-" + ck.Value
+		http.Redirect(w, r, "/callback?ticket="+ck.Value, http.StatusFound)
+	})
+	cs.mux.HandleFunc("GET /callback", func(w http.ResponseWriter, r *http.Request) {
+		id := "s-" + r.URL.Query().Get("ticket")
+		cs.mu.Lock()
 		cs.session[id] = true
+		cs.mu.Unlock()
 		http.SetCookie(w, &http.Cookie{Name: "sess", Value: id, Path: "/"})
-		http.Redirect(w, r, "/", http.StatusFound)
+		http.Redirect(w, r, "/home", http.StatusFound)
+	})
+	cs.mux.HandleFunc("GET /home", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "welcome")
 	})
 	cs.mux.HandleFunc("/p/", func(w http.ResponseWriter, r *http.Request) {
 		ck, err := r.Cookie("sess")
@@ -92,8 +102,10 @@ func (cs *csrfSite) expire() {
 }
 
 // A login form guarded by a CSRF token logs in: the token and the form's
-// other defaults go with the spec's fields, the search form's do not, and
-// a relogin reads a fresh token. The password stays out of errors.
+// other defaults go with the spec's fields, the search form's do not, to
+// the form's action; the redirects after the POST are followed to the
+// callback that sets the session. A relogin reads a fresh token. The
+// password stays out of errors.
 func TestLoginCSRF(t *testing.T) {
 	cs := newCSRFSite(t)
 	sp := specFor(t, cs.URL, `
@@ -125,6 +137,13 @@ items: [{selector: p.s, fields: {session: {css: ""}}}]
 	want := url.Values{"csrf_token": {"t1"}, "username": {"demo"}, "password": {"pw-456"}, "remember": {"1"}, "lang": {"en"}}
 	if len(posts) != 1 || posts[0].Encode() != want.Encode() {
 		t.Fatalf("login posted %v, want %v (hidden token, checked box, selected option; no search form, button or unchecked box)", posts, want)
+	}
+	var flow []string
+	for _, r := range cs.requests() {
+		flow = append(flow, r.method+" "+r.path)
+	}
+	if got, want := strings.Join(flow, ","), "GET /login,POST /session,GET /callback,GET /home,GET /p/1"; got != want {
+		t.Errorf("requests %s, want %s", got, want)
 	}
 
 	// The session expires: the relogin reads the form again for a new token.

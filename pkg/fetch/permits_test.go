@@ -124,8 +124,9 @@ login:
 	for _, r := range reqs {
 		paths = append(paths, r.method+" "+r.path)
 	}
-	// Each login reads its page (for a CSRF token) before it posts.
-	want := "GET /robots.txt,GET /login,POST /login,GET /hop,GET /hop2,GET /robots.txt,GET /hop2,GET /p/9,GET /p/1,GET /login,POST /login,GET /p/1"
+	// Each login reads its page (for a CSRF token) before it posts, and
+	// follows the POST's redirect, as a browser does.
+	want := "GET /robots.txt,GET /login,POST /login,GET /account,GET /hop,GET /hop2,GET /robots.txt,GET /hop2,GET /p/9,GET /p/1,GET /login,POST /login,GET /account,GET /p/1"
 	if got := strings.Join(paths, ","); got != want {
 		t.Errorf("requests\n got %s\nwant %s", got, want)
 	}

@@ -119,7 +119,7 @@ login:
 	if len(locs) != 1 || locs[0] != s.URL+"/p/1" {
 		t.Errorf("sitemap entries %q", locs)
 	}
-	want := []string{"GET /robots.txt", "GET /login", "POST /login", "GET /old", "GET /new", "GET /sitemap.xml"}
+	want := []string{"GET /robots.txt", "GET /login", "POST /login", "GET /account", "GET /old", "GET /new", "GET /sitemap.xml"}
 	reqs := s.requests()
 	if len(reqs) != len(want) {
 		t.Fatalf("requests %+v, want %q", reqs, want)

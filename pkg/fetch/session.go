@@ -98,20 +98,25 @@ func (c *call) relogin(ctx context.Context, seen int) error {
 	return nil
 }
 
-// postLogin POSTs the login form; its cookies go to the crawl's jar (by
-// send). The form is first read from the login page (see
-// loginFormDefaults), so that a CSRF token it carries is sent along; the
-// spec's fields override what the page fills in. Redirects after the POST
-// are not followed: the cookies are on the redirect itself, and following
-// it would cost a request. Errors name the login URL as the spec writes
-// it, never a form value.
+// maxLoginHops bounds the redirects followed after the login POST.
+const maxLoginHops = 5
+
+// postLogin logs in as a browser does: it reads the form from the login
+// page (see loginForm), so that a CSRF token it carries goes along and
+// the form's action is where it posts; the spec's fields override what
+// the page fills in. It then follows the redirects the POST answers (a
+// callback that sets the session cookie, the account page), up to
+// maxLoginHops; every hop's cookies go to the crawl's jar (by send). The
+// login is refused when the POST answers an error or a relogin_on status,
+// or any hop leads back to the login URL or lands on a relogin_on status.
+// Errors name the login URL as the spec writes it, never a form value.
 func (c *call) postLogin(ctx context.Context) error {
 	shown := c.s.Login.URL // the spec's text: ${env:…} references, not values
 	u, err := url.Parse(c.login.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return &Error{Reason: "login", CrawlLevel: true, Err: fmt.Errorf("login to %s failed: not an http(s) URL", shown)}
 	}
-	form, err := c.loginFormDefaults(ctx, u, shown)
+	form, action, err := c.loginForm(ctx, u, shown)
 	if err != nil {
 		return err
 	}
@@ -121,28 +126,46 @@ func (c *call) postLogin(ctx context.Context) error {
 	for k, v := range c.login.Form {
 		form.Set(k, v)
 	}
-	resp, done, err := c.send(ctx, http.MethodPost, u, form.Encode())
-	if err != nil {
-		fe := err.(*Error)
-		return &Error{Transient: fe.Transient, Reason: fe.Reason, Err: fmt.Errorf("login to %s: %w", shown, fe.Err)}
+	target, method, body := u, http.MethodPost, form.Encode()
+	if action != nil {
+		target = action
 	}
-	status, loc := resp.StatusCode, resp.Header.Get("Location")
-	drain(resp)
-	done()
-	c.ch.end(transientStatus(status), retryAfter(resp.Header))
-	if transientStatus(status) {
-		// The site is overloaded or failing, not refusing us: try again later.
-		return &Error{Transient: true, Status: status, Reason: "login", RetryAfter: retryAfter(resp.Header),
-			Err: fmt.Errorf("login to %s: status %d", shown, status)}
-	}
-	refused := status < 200 || status > 399 || slices.Contains(c.login.ReloginStatuses(), status)
-	if isRedirect(status) && c.isLoginURL(u, loc) {
-		refused = true // sent back to the login form
-	}
-	if refused {
+	refused := func(status int) error {
 		return &Error{Status: status, Reason: "login", CrawlLevel: true, Err: fmt.Errorf("login to %s failed: status %d", shown, status)}
 	}
-	return nil
+	for hop := 0; ; hop++ {
+		resp, done, err := c.send(ctx, method, target, body)
+		if err != nil {
+			fe := err.(*Error)
+			return &Error{Transient: fe.Transient, Reason: fe.Reason, Err: fmt.Errorf("login to %s: %w", shown, fe.Err)}
+		}
+		status, loc := resp.StatusCode, resp.Header.Get("Location")
+		drain(resp)
+		done()
+		c.ch.end(transientStatus(status), retryAfter(resp.Header))
+		switch {
+		case transientStatus(status):
+			// The site is overloaded or failing, not refusing us: try again later.
+			return &Error{Transient: true, Status: status, Reason: "login", RetryAfter: retryAfter(resp.Header),
+				Err: fmt.Errorf("login to %s: status %d", shown, status)}
+		case slices.Contains(c.login.ReloginStatuses(), status):
+			return refused(status)
+		case isRedirect(status) && c.isLoginURL(target, loc):
+			return refused(status) // sent back to the login form
+		case !isRedirect(status):
+			if hop == 0 && (status < 200 || status > 399) {
+				return refused(status)
+			}
+			return nil // landed: a later page's own status is not the login's
+		case hop == maxLoginHops:
+			return nil // the cookies set so far are the session's
+		}
+		next, err := target.Parse(strings.TrimSpace(loc))
+		if err != nil || (next.Scheme != "http" && next.Scheme != "https") {
+			return nil
+		}
+		target, method, body = next, http.MethodGet, ""
+	}
 }
 
 // expired reports whether a page's first answer says the session expired:

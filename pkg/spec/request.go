@@ -215,7 +215,7 @@ func (c *checker) request(s *Spec) {
 	}
 	if l := s.Login; l != nil {
 		if l.URL == "" {
-			c.add("login.url: the URL of the login form's action is needed")
+			c.add("login.url: the URL of the login page (or of what its form posts to) is needed")
 		} else if shape, ok := urlShape(l.URL); ok {
 			if err := checkHTTPURL(shape); err != nil {
 				c.add("login.url: %v", err)
