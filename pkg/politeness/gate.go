@@ -374,7 +374,11 @@ func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func
 				return nil, err
 			}
 		}
-		if p := g.takeIdle(key); p != nil && !g.isPaused(key) {
+		// A slot this worker kept skips KV, so it may only serve a request
+		// whose starts need no spacing: one kept from a request without
+		// delay (robots.txt, read before its Crawl-delay was known) must
+		// not start a page that has one.
+		if p := g.takeIdle(key); p != nil && !g.isPaused(key) && lim.Delay == 0 {
 			return p, nil
 		} else if p != nil {
 			p.passable = false
@@ -431,12 +435,12 @@ func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func
 			if p == nil {
 				continue // a request of this worker ended: look again now
 			}
-			if p, err := g.passed(ctx, p, before, waited); p != nil || err != nil {
+			if p, err := g.passed(ctx, p, lim, before, waited); p != nil || err != nil {
 				return p, err
 			}
 		case <-t.C:
 			if p := g.dequeue(key, ch); p != nil {
-				if p, err := g.passed(ctx, p, before, waited); p != nil || err != nil {
+				if p, err := g.passed(ctx, p, lim, before, waited); p != nil || err != nil {
 					return p, err
 				}
 			}
@@ -445,9 +449,15 @@ func (g *Gate) Acquire(ctx context.Context, host string, lim Limits, before func
 }
 
 // passed takes a slot passed on by a finished request of this worker. It
-// returns nil and no error when no fetch slot is free: the permit is given
-// back and the caller looks again.
-func (g *Gate) passed(ctx context.Context, p *Permit, before func(context.Context) error, waited time.Duration) (*Permit, error) {
+// returns nil and no error when no fetch slot is free, or when lim has a
+// delay (a passed slot skips KV, where starts are spaced; see Acquire):
+// the permit is given back and the caller looks again.
+func (g *Gate) passed(ctx context.Context, p *Permit, lim Limits, before func(context.Context) error, waited time.Duration) (*Permit, error) {
+	if lim.Delay > 0 {
+		p.passable = false
+		p.Release(ctx, Outcome{})
+		return nil, nil
+	}
 	if ok, err := slotWhileHolding(ctx, before); !ok {
 		p.Release(ctx, Outcome{})
 		return nil, err

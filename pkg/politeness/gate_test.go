@@ -176,3 +176,36 @@ func BenchmarkPermit(b *testing.B) {
 		})
 	}
 }
+
+// A slot kept or passed from a request with no delay (robots.txt, before
+// its Crawl-delay is known) does not let a request that has a delay skip
+// the spacing: every start with the delay comes Delay after the previous.
+// (A crawl with delay 0 and Crawl-delay 2 once started 5 pages in 130 ms.)
+func TestPassedSlotKeepsDelay(t *testing.T) {
+	g := gates(t, 1)[0]
+	ctx := t.Context()
+	const host = "delayed.example:80"
+	p, err := g.Acquire(ctx, host, politeness.Limits{Parallelism: 1}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Started(time.Now())
+	p.Release(ctx, politeness.Outcome{Latency: time.Millisecond}) // kept for this worker's next task
+	lim := politeness.Limits{Parallelism: 1, Delay: 300 * time.Millisecond}
+	var starts []time.Time
+	for range 3 {
+		p, err := g.Acquire(ctx, host, lim, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		starts = append(starts, now)
+		p.Started(now)
+		p.Release(ctx, politeness.Outcome{Latency: time.Millisecond})
+	}
+	for i := 1; i < len(starts); i++ {
+		if d := starts[i].Sub(starts[i-1]); d < 295*time.Millisecond {
+			t.Errorf("start %d came %v after the previous, want >= 300ms", i, d)
+		}
+	}
+}
