@@ -25,7 +25,7 @@ type loginSite struct {
 	refuse bool // the login answers 401
 	// refuseRedirect: a refused login redirects to the form, marked.
 	refuseRedirect bool
-	broken bool // new sessions are born expired
+	broken         bool // new sessions are born expired
 }
 
 func newLoginSite(t *testing.T) *loginSite {
