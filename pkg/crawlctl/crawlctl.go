@@ -104,6 +104,11 @@ func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (stri
 	if err != nil {
 		return "", err
 	}
+	// What cannot seed (a start URL the crawl cannot name) is refused
+	// before there is a record, which would otherwise stay running.
+	if _, err := planSeeds(id, s); err != nil {
+		return "", err
+	}
 	cr := mesh.Crawl{ID: id, Spider: s.Name, State: mesh.CrawlRunning, Spec: raw, CreatedAt: c.now().UTC()}
 	if parts > 1 {
 		cr.Partitions = parts // a record of one partition reads as before
@@ -128,25 +133,41 @@ func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (stri
 	return cr.ID, nil
 }
 
-// seed admits the start URLs and marks the record seeded. It is
-// idempotent: a crawl left unseeded by a crashed master is seeded again.
-func (c *Control) seed(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, rev uint64) error {
+// seedPlan is a crawl's first tasks: its start URLs and sitemaps.
+type seedPlan struct{ pages, maps []mesh.Task }
+
+// planSeeds names crawl's first tasks; its error is the spec's, the same
+// on every try.
+func planSeeds(crawl string, s *spec.Spec) (seedPlan, error) {
 	rules, err := extract.Compile(s)
 	if err != nil {
-		return fmt.Errorf("seed %s: spider %s: %w", cr.ID, s.Name, err)
+		return seedPlan{}, fmt.Errorf("spider %s: %w", s.Name, err)
 	}
-	var cands []mesh.Task
+	var p seedPlan
 	for _, u := range s.StartURLs {
 		cu, err := rules.StartURL(u)
 		if err != nil {
-			return fmt.Errorf("start URL %q: %w", u, err)
+			return seedPlan{}, fmt.Errorf("start URL %q: %w", u, err)
 		}
-		cands = append(cands, mesh.Task{ID: mesh.URLHash(cu), Crawl: cr.ID, Spider: s.Name, URL: cu})
+		p.pages = append(p.pages, mesh.Task{ID: mesh.URLHash(cu), Crawl: crawl, Spider: s.Name, URL: cu})
 	}
-	maps, err := sitemapSeeds(cr.ID, s)
+	if p.maps, err = sitemapSeeds(crawl, s); err != nil {
+		return seedPlan{}, err
+	}
+	return p, nil
+}
+
+// errPlan marks a seed error that trying again cannot mend.
+var errPlan = errors.New("cannot seed")
+
+// seed admits the start URLs and marks the record seeded. It is
+// idempotent: a crawl left unseeded by a crashed master is seeded again.
+func (c *Control) seed(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, rev uint64) error {
+	plan, err := planSeeds(cr.ID, s)
 	if err != nil {
-		return fmt.Errorf("seed %s: %w", cr.ID, err)
+		return fmt.Errorf("seed %s: %w: %w", cr.ID, errPlan, err)
 	}
+	cands, maps := plan.pages, plan.maps
 	pub := c.pub.With(layoutOf(cr, s))
 	adm, err := pub.Admit(ctx, cr.ID, s.MaxPages, "", true, cands)
 	if err != nil {
@@ -339,16 +360,29 @@ func (c *Control) check(ctx context.Context) {
 				continue
 			}
 			if c.now().Sub(cr.CreatedAt) > 10*time.Second {
-				if s, err := spec.Parse(cr.Spec); err == nil {
-					if name := c.seedsFileOf(ctx, id); name != "" {
-						// Left unseeded by a master that stopped: read the
-						// file again; claims made then are recognised.
-						c.seedFileAsync(ctx, cr, s, rev, name, true)
-						continue
+				s, err := spec.Parse(cr.Spec)
+				if err != nil {
+					// Recorded by an older version that let its mistake
+					// through: it can never seed.
+					if ferr := c.Fail(ctx, id, "cannot seed: "+err.Error()); ferr != nil {
+						c.log.Warn("crawl that cannot seed not marked failed", "crawl", id, "err", ferr)
 					}
-					if err := c.seed(ctx, cr, s, rev); err != nil {
-						c.log.Warn("re-seed failed", "crawl", id, "err", err)
+					continue
+				}
+				if name := c.seedsFileOf(ctx, id); name != "" {
+					// Left unseeded by a master that stopped: read the
+					// file again; claims made then are recognised.
+					c.seedFileAsync(ctx, cr, s, rev, name, true)
+					continue
+				}
+				if err := c.seed(ctx, cr, s, rev); errors.Is(err, errPlan) {
+					// A spec stored before its mistake was refused at
+					// apply: trying every tick cannot mend it.
+					if ferr := c.Fail(ctx, id, err.Error()); ferr != nil {
+						c.log.Warn("crawl that cannot seed not marked failed", "crawl", id, "err", ferr)
 					}
+				} else if err != nil {
+					c.log.Warn("re-seed failed", "crawl", id, "err", err)
 				}
 			}
 			continue

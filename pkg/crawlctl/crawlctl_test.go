@@ -174,3 +174,42 @@ start_urls: ["http://127.0.0.1:1/", "http://127.0.0.1:1/b"]
 		t.Errorf("fail of an unknown crawl: no error")
 	}
 }
+
+// A crawl record left by an older version with a start URL the crawl
+// cannot name (now refused at apply, see spec's TestStartURLHosts) fails
+// with the reason: one stayed running, re-seeded every tick, for ever.
+func TestUnseedableCrawl(t *testing.T) {
+	e := newEnv(t, `name: t
+start_urls: ["http://127.0.0.1:1/"]
+`)
+	ctx, cancel := context.WithCancel(t.Context())
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); _ = e.ctl.Run(ctx, 30*time.Millisecond) }()
+	defer func() { cancel(); <-runDone }()
+
+	// An older version's record: unseeded for a minute, its start URL's
+	// host not a host.
+	cr := mesh.Crawl{ID: "old-1", Spider: "t", State: mesh.CrawlRunning, CreatedAt: time.Now().Add(-time.Minute).UTC(),
+		Spec: json.RawMessage(`{"name":"t","start_urls":["http://exa mple.com/"]}`)}
+	b, _ := json.Marshal(cr)
+	if _, err := e.crawls.Create(t.Context(), cr.ID, b); err != nil {
+		t.Fatal(err)
+	}
+	var st crawlctl.Status
+	natstest.Eventually(t, 10*time.Second, "the unseedable crawl failed", func() bool {
+		var err error
+		st, err = crawlctl.ReadStatus(t.Context(), e.js, e.crawls, cr.ID)
+		return err == nil && st.State == mesh.CrawlFailed
+	})
+	if !strings.Contains(st.Error, "cannot seed") || !strings.Contains(st.Error, "start_urls[0]") {
+		t.Errorf("failed crawl's reason %q; want it to say it cannot seed and why", st.Error)
+	}
+	keys, _ := e.crawls.ListKeys(t.Context())
+	n := 0
+	for range keys.Keys() {
+		n++
+	}
+	if n != 1 {
+		t.Errorf("%d crawl records, want only the old one", n)
+	}
+}

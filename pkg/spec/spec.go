@@ -18,6 +18,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
 // Spec is a spider: where to start, what to follow, what to extract.
@@ -215,6 +217,7 @@ func (s *Spec) validate() Errors {
 	}
 	for i, raw := range s.StartURLs {
 		u, err := url.Parse(raw)
+		_, cerr := urlnorm.Canonical(raw)
 		switch {
 		case err != nil:
 			add("start_urls[%d] %q: not a URL: %v", i, raw, err)
@@ -222,6 +225,9 @@ func (s *Spec) validate() Errors {
 			add("start_urls[%d] %q: only http and https URLs can be crawled", i, raw)
 		case u.Host == "":
 			add("start_urls[%d] %q: no host", i, raw)
+		case cerr != nil:
+			// What crawl start would refuse, said at apply.
+			add("start_urls[%d] %q: %v", i, raw, strings.TrimPrefix(cerr.Error(), "urlnorm: "))
 		case len(s.AllowedDomains) > 0 && !DomainAllowed(s.AllowedDomains, u):
 			add("start_urls[%d] %q: host %s is not in allowed_domains", i, raw, u.Host)
 		}
@@ -269,39 +275,34 @@ func checkDomain(d string) error {
 	return nil
 }
 
-// DomainAllowed reports whether u's host is in allowed: an entry with a
-// port matches that host and port exactly; one without matches the host on
-// any port and its subdomains. An empty list allows everything.
+// DomainAllowed reports whether u's host is in allowed: an entry matches
+// the host and its subdomains, on any port, or with a port (host:port) on
+// that port only (80 and 443 when the URL gives none). Internationalised
+// names match in either form (bücher.example, xn--bcher-kva.example). An
+// empty list allows everything.
 func DomainAllowed(allowed []string, u *url.URL) bool {
 	if len(allowed) == 0 {
 		return true
 	}
-	host := strings.ToLower(u.Hostname())
-	hostport := strings.ToLower(u.Host)
+	host := urlnorm.ASCIIHost(strings.TrimSuffix(strings.ToLower(u.Hostname()), "."))
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
 	for _, d := range allowed {
 		d = strings.ToLower(d)
-		if _, _, err := net.SplitHostPort(d); err == nil {
-			if d == hostport || d == withDefaultPort(u) {
-				return true
+		if h, p, err := net.SplitHostPort(d); err == nil {
+			if p != port {
+				continue
 			}
-			continue
+			d = h
 		}
+		d = urlnorm.ASCIIHost(d)
 		if host == d || strings.HasSuffix(host, "."+d) {
 			return true
 		}
 	}
 	return false
-}
-
-func withDefaultPort(u *url.URL) string {
-	if u.Port() != "" {
-		return strings.ToLower(u.Host)
-	}
-	p := "80"
-	if u.Scheme == "https" {
-		p = "443"
-	}
-	return strings.ToLower(net.JoinHostPort(u.Hostname(), p))
 }
 
 func checkSchedule(s string) error {

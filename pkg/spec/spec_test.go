@@ -247,7 +247,15 @@ func TestDomainAllowed(t *testing.T) {
 		{[]string{"example.com:8080"}, "http://example.com:8080/", true},
 		{[]string{"example.com:8080"}, "http://example.com:8081/", false},
 		{[]string{"example.com:8080"}, "http://example.com/", false},
-		{[]string{"example.com:8080"}, "http://www.example.com:8080/", false},
+		// DESIGN: "subdomains of a domain are allowed", with a port too.
+		{[]string{"example.com:8080"}, "http://www.example.com:8080/", true},
+		{[]string{"example.com:8080"}, "http://www.example.com:8081/", false},
+		{[]string{"example.com:8080"}, "http://badexample.com:8080/", false},
+		// Internationalised names, either form on either side.
+		{[]string{"bücher.example"}, "http://xn--bcher-kva.example/", true},
+		{[]string{"xn--bcher-kva.example"}, "http://BÜCHER.example/", true},
+		{[]string{"bücher.example:8080"}, "http://shop.bücher.example:8080/", true},
+		{[]string{"bücher.example"}, "http://bucher.example/", false},
 		{[]string{"example.com:80"}, "http://example.com/", true},
 		{[]string{"example.com:80"}, "http://example.com:80/", true},
 		{[]string{"example.com:80"}, "https://example.com/", false},
@@ -492,5 +500,25 @@ items:
 	built := spec.ItemRule{Fields: map[string]spec.Field{"b": {}, "a": {}}}
 	if got := built.FieldNames(); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("FieldNames of a rule built in code = %v, want sorted", got)
+	}
+}
+
+// A start URL is refused at apply when the crawl could not name it, and an
+// internationalised one is accepted (crawl start once refused it after
+// apply had accepted it).
+func TestStartURLHosts(t *testing.T) {
+	for _, c := range []struct {
+		url, err string
+	}{
+		{"http://b\u00fccher.localhost:29101/idn/", ""},
+		{"http://a..b/", "bad or missing host"},
+	} {
+		_, err := spec.Parse([]byte("name: s\nstart_urls: [\"" + c.url + "\"]\n"))
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%s refused: %v", c.url, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), "start_urls[0]")):
+			t.Errorf("%s: err %v, want start_urls[0] with %q", c.url, err, c.err)
+		}
 	}
 }

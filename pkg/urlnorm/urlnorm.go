@@ -10,6 +10,9 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // ErrScheme is wrapped when a URL is not http or https.
@@ -46,6 +49,7 @@ func canonicalURL(u *url.URL) (string, error) {
 	}
 	host, port := c.Hostname(), c.Port()
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	host = ASCIIHost(host)
 	if !validHost(host) {
 		return "", fmt.Errorf("urlnorm: bad or missing host in %q", u.String())
 	}
@@ -144,6 +148,22 @@ func removeDotSegments(in string) string {
 
 // validHost accepts an IP address or dot-separated non-empty labels of
 // letters, digits, '-' and '_'.
+// ASCIIHost is host with internationalised labels in their ASCII
+// (punycode) form, as DNS and HTTP carry them (bücher.example →
+// xn--bcher-kva.example); a host that is ASCII already, or that IDNA
+// refuses, is returned as it is (and then found bad by whoever checks).
+func ASCIIHost(host string) string {
+	for i := 0; i < len(host); i++ {
+		if host[i] >= utf8.RuneSelf {
+			if a, err := idna.Lookup.ToASCII(host); err == nil {
+				return a
+			}
+			return host
+		}
+	}
+	return host
+}
+
 func validHost(h string) bool {
 	if h == "" {
 		return false

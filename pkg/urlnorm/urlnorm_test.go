@@ -27,6 +27,10 @@ func TestResolve(t *testing.T) {
 		{"? #", "http://example.com/a/b/page.html?%20"},
 		{"?q=a b&r=%41&s=%zz|{x}", "http://example.com/a/b/page.html?q=a%20b&r=%41&s=%25zz%7C%7Bx%7D"},
 		{"?q=caf\u00e9/x:y@z?w", "http://example.com/a/b/page.html?q=caf%C3%A9/x:y@z?w"},
+		// Internationalised hosts go as DNS carries them (punycode).
+		{"//b\u00fccher.example/x", "http://xn--bcher-kva.example/x"},
+		{"http://B\u00dcCHER.example:8080/", "http://xn--bcher-kva.example:8080/"},
+		{"http://shop.xn--bcher-kva.example/", "http://shop.xn--bcher-kva.example/"},
 	}
 	for _, c := range cases {
 		got, err := Resolve(base, c.href)
