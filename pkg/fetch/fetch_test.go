@@ -495,13 +495,22 @@ func TestCharsets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	latinJSON, err := charmap.ISO8859_1.NewEncoder().String(`{"t": "café crème"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
 	serve("/gbk", "text/html; charset=gbk", gbk)
 	serve("/latin", "text/html; charset=iso-8859-1", latin)
-	sp := s.spec(t, "items: [{selector: p.t, fields: {text: {css: ''}}}]\n")
+	// JSON is UTF-8 by its RFC, but a declared charset is meant.
+	serve("/latin.json", "application/json; charset=ISO-8859-1", latinJSON)
+	serve("/utf8.json", "application/json; charset=utf-8", `{"t": "café crème"}`)
+	sp := s.spec(t, "items: [{selector: p.t, fields: {text: {css: ''}}}, {json: '.', fields: {text: {json: .t}}}]\n")
 	f := fetch.New(fetch.Config{}, nil)
 	for _, c := range []struct{ path, want string }{
 		{"/gbk", "中文标题：爬虫"},
 		{"/latin", "café crème"},
+		{"/latin.json", "café crème"},
+		{"/utf8.json", "café crème"},
 	} {
 		p, err := f.Fetch(t.Context(), sp, s.URL+c.path)
 		if err != nil {

@@ -217,7 +217,9 @@ func (c *call) page(ctx context.Context, resp *response, final *url.URL, rules *
 		}
 		return page, nil
 	}
-	if !json {
+	if json {
+		body = jsonToUTF8(body, ct)
+	} else {
 		body = toUTF8(body, ct)
 	}
 	if c.s.Programmable() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -206,6 +207,27 @@ func readLimited(ctx context.Context, r io.Reader, limit int, status int) ([]byt
 func toUTF8(body []byte, contentType string) []byte {
 	enc, name, _ := charset.DetermineEncoding(body, contentType)
 	if enc == nil || name == "utf-8" {
+		return body
+	}
+	out, err := enc.NewDecoder().Bytes(body)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+// jsonToUTF8 decodes a JSON body whose Content-Type declares a charset
+// other than UTF-8 (application/json; charset=iso-8859-1): JSON is UTF-8
+// by RFC 8259, but servers that say otherwise mean it. No charset, or one
+// not known, leaves the body as it is.
+func jsonToUTF8(body []byte, contentType string) []byte {
+	_, params, err := mime.ParseMediaType(contentType)
+	name := strings.TrimSpace(params["charset"])
+	if err != nil || name == "" {
+		return body
+	}
+	enc, canonical := charset.Lookup(name)
+	if enc == nil || canonical == "utf-8" {
 		return body
 	}
 	out, err := enc.NewDecoder().Bytes(body)
