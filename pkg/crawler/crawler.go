@@ -385,7 +385,11 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 		return
 	}
 	if fe.Transient {
-		c.dead(ctx, msg, t, fmt.Sprintf("%d attempts failed, last: %s", attempt, fe.Error()), attempt, t0)
+		tries := fmt.Sprintf("%d attempts failed", attempt)
+		if attempt == 1 {
+			tries = "the only attempt failed"
+		}
+		c.dead(ctx, msg, t, tries+", last: "+fe.Error(), attempt, t0)
 		return
 	}
 	entry.Outcome = "failed"

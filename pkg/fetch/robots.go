@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"sync"
 	"time"
@@ -19,6 +20,25 @@ type RobotsFile struct {
 	Status  int       `json:"status"`
 	Body    []byte    `json:"body,omitempty"` // at most robots.MaxSize; only for 2xx
 	Expires time.Time `json:"expires"`        // 2xx/4xx: now + RobotsTTL; 5xx/unreachable: now + 1m
+	// Why says what made it unreachable ("connection refused", "status
+	// 503"), for the pages' failure reason.
+	Why string `json:"why,omitempty"`
+}
+
+// robotsRules is a host's robots.txt verdict and, when unreachable, why.
+type robotsRules struct {
+	*robots.Robots
+	why string
+}
+
+// unreachableErr is the transient failure of a page of u's host while its
+// robots.txt cannot be read.
+func (r robotsRules) unreachableErr(u *url.URL) *Error {
+	msg := fmt.Sprintf("robots.txt of %s://%s cannot be read now", u.Scheme, u.Host)
+	if r.why != "" {
+		msg += " (" + r.why + ")"
+	}
+	return robotsUnreachable(errors.New(msg))
 }
 
 // RobotsStore returns the stored file for key while it has not expired,
@@ -47,7 +67,7 @@ type robotsCache struct {
 
 type robotsEntry struct {
 	ready   chan struct{} // closed when rules or err is set
-	rules   *robots.Robots
+	rules   robotsRules
 	err     error
 	expires time.Time
 }
@@ -57,14 +77,14 @@ func newRobotsCache() *robotsCache {
 }
 
 // cached returns a fresh verdict for key without waiting.
-func (rc *robotsCache) cached(key string) *robots.Robots {
+func (rc *robotsCache) cached(key string) (robotsRules, bool) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	e := rc.m[key]
 	if e == nil || !isDone(e.ready) || e.err != nil || time.Now().After(e.expires) {
-		return nil
+		return robotsRules{}, false
 	}
-	return e.rules
+	return e.rules, true
 }
 
 func isDone(ch chan struct{}) bool {
@@ -78,7 +98,7 @@ func isDone(ch chan struct{}) bool {
 
 // load returns the verdict for key, running load when no goroutine of
 // this worker is loading it already.
-func (rc *robotsCache) load(ctx context.Context, key string, load func(ctx context.Context) (*robots.Robots, time.Time, error)) (*robots.Robots, error) {
+func (rc *robotsCache) load(ctx context.Context, key string, load func(ctx context.Context) (robotsRules, time.Time, error)) (robotsRules, error) {
 	var lastErr error
 	for range 3 { // a waiter whose loader failed tries itself, a bounded number of times
 		rc.mu.Lock()
@@ -110,7 +130,7 @@ func (rc *robotsCache) load(ctx context.Context, key string, load func(ctx conte
 		rc.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return robotsRules{}, ctx.Err()
 		case <-e.ready:
 		}
 		if e.err == nil {
@@ -118,22 +138,22 @@ func (rc *robotsCache) load(ctx context.Context, key string, load func(ctx conte
 		}
 		lastErr = e.err
 	}
-	return nil, lastErr
+	return robotsRules{}, lastErr
 }
 
 // robotsFor returns the robots.txt verdict of u's origin for the spider's
 // product token: from this worker's cache, else through the store (which
 // fetches it with the spider's request settings, under a permit).
-func (c *call) robotsFor(ctx context.Context, u *url.URL) (*robots.Robots, error) {
+func (c *call) robotsFor(ctx context.Context, u *url.URL) (robotsRules, error) {
 	origin := u.Scheme + "://" + u.Host
 	key := origin + " " + c.token
-	if r := c.f.robots.cached(key); r != nil {
+	if r, ok := c.f.robots.cached(key); ok {
 		return r, nil
 	}
 	// Never wait for a load another goroutine does while holding a permit:
 	// it may need that very permit.
 	c.ch.release(ctx)
-	r, err := c.f.robots.load(ctx, key, func(ctx context.Context) (*robots.Robots, time.Time, error) {
+	r, err := c.f.robots.load(ctx, key, func(ctx context.Context) (robotsRules, time.Time, error) {
 		fetch := func(ctx context.Context) (RobotsFile, error) { return c.fetchRobots(ctx, origin) }
 		var file RobotsFile
 		var err error
@@ -143,25 +163,25 @@ func (c *call) robotsFor(ctx context.Context, u *url.URL) (*robots.Robots, error
 			file, err = fetch(ctx)
 		}
 		if err != nil {
-			return nil, time.Time{}, err
+			return robotsRules{}, time.Time{}, err
 		}
 		exp := file.Expires
 		if exp.IsZero() {
 			exp = time.Now().Add(unreachableTTL)
 		}
-		return rulesOf(file), exp, nil
+		return robotsRules{rulesOf(file), file.Why}, exp, nil
 	})
 	if err != nil {
 		var fe *Error
 		if errors.As(err, &fe) {
-			return nil, fe
+			return robotsRules{}, fe
 		}
 		if ctx.Err() != nil {
-			return nil, &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
+			return robotsRules{}, &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
 		}
 		// Not the site's answer (that is stored, 5xx or none alike): the
 		// shared store or a permit failed, so the usual short retry.
-		return nil, &Error{Transient: true, Reason: "robots-unreachable", Err: fmt.Errorf("robots.txt of %s: %w", origin, err)}
+		return robotsRules{}, &Error{Transient: true, Reason: "robots-unreachable", Err: fmt.Errorf("robots.txt of %s: %w", origin, err)}
 	}
 	return r, nil
 }
@@ -189,12 +209,12 @@ func (c *call) checkRobots(ctx context.Context, u *url.URL) error {
 }
 
 // verdict is checkRobots' answer once r is loaded.
-func (c *call) verdict(r *robots.Robots, u *url.URL) error {
+func (c *call) verdict(r robotsRules, u *url.URL) error {
 	if r.AllowedURL(c.token, u) {
 		return nil
 	}
 	if r.Kind() == robots.KindUnreachable {
-		return robotsUnreachable(fmt.Errorf("robots.txt of %s://%s cannot be read now", u.Scheme, u.Host))
+		return r.unreachableErr(u)
 	}
 	return &Error{Reason: "robots", Err: fmt.Errorf("%w: %s", errRobots, u.Redacted())}
 }
@@ -224,6 +244,7 @@ func (c *call) fetchRobots(ctx context.Context, origin string) (RobotsFile, erro
 			if ctx.Err() != nil || (errors.As(err, &fe) && fe.Reason == "politeness") {
 				return RobotsFile{}, err
 			}
+			unreachable.Why = whyUnreachable(err)
 			return unreachable, nil
 		}
 		status := resp.StatusCode
@@ -248,15 +269,31 @@ func (c *call) fetchRobots(ctx context.Context, origin string) (RobotsFile, erro
 			if ctx.Err() != nil {
 				return RobotsFile{}, &Error{Transient: true, Reason: "cancelled", Err: ctx.Err()}
 			}
+			unreachable.Why = whyUnreachable(err)
 			return unreachable, nil
 		}
 		c.ch.end(transientStatus(status), retryAfter(resp.Header))
 		file := RobotsFile{Status: status, Body: capRobots(body), Expires: time.Now().Add(c.live.RobotsTTL)}
 		if rulesOf(file).Kind() == robots.KindUnreachable {
 			file.Body, file.Expires = nil, time.Now().Add(unreachableTTL)
+			file.Why = fmt.Sprintf("status %d", status)
 		}
 		return file, nil
 	}
+}
+
+// whyUnreachable is the short cause of a failed robots.txt request
+// ("connection refused", "timeout"), as the page's failure reason gives it.
+func whyUnreachable(err error) string {
+	var ne *net.OpError
+	if errors.As(err, &ne) && ne.Err != nil {
+		return ne.Op + ": " + ne.Err.Error()
+	}
+	var fe *Error
+	if errors.As(err, &fe) && fe.Reason != "" {
+		return fe.Reason
+	}
+	return err.Error()
 }
 
 // capRobots cuts a body to at most robots.MaxSize bytes the way

@@ -2,8 +2,11 @@ package fetch_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,6 +114,9 @@ func TestRobotsStatus(t *testing.T) {
 			if fe := fetchErr(t, err); !fe.Transient || fe.Reason != "robots-unreachable" || fe.RetryAfter <= time.Minute {
 				t.Errorf("robots.txt %d: %+v, want transient robots-unreachable, retried after its minute", c.status, fe)
 			}
+			if want := fmt.Sprintf("(status %d)", c.status); !strings.Contains(err.Error(), want) {
+				t.Errorf("robots.txt %d: %q does not say why: %s", c.status, err, want)
+			}
 			// Prepare, which the crawler calls before the page's permit,
 			// says the same.
 			if _, err := f.Prepare(t.Context(), specFor(t, s.URL, ""), "", s.URL+"/", nil); err == nil {
@@ -130,6 +136,22 @@ func TestRobotsStatus(t *testing.T) {
 		if c.shortLife != (life <= time.Minute) || life <= 0 {
 			t.Errorf("robots.txt %d: stored for %v", c.status, life)
 		}
+	}
+}
+
+// A host that does not answer: its pages' failure says why, not only that
+// robots.txt cannot be read (a reviewer saw nothing else for a refused
+// connection).
+func TestRobotsNoAnswerSaysWhy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	_, err = fetch.New(fetch.Config{}, nil).Fetch(t.Context(), specFor(t, base, ""), base+"/")
+	if fe := fetchErr(t, err); fe.Reason != "robots-unreachable" || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("robots.txt of a closed port: %v; want robots-unreachable saying connection refused", err)
 	}
 }
 

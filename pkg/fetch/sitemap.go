@@ -46,7 +46,7 @@ func (f *Fetcher) Sitemap(ctx context.Context, s *spec.Spec, crawl, rawURL strin
 			return err
 		}
 		if r.Kind() == robots.KindUnreachable {
-			return robotsUnreachable(fmt.Errorf("robots.txt of %s cannot be read now", u.Host))
+			return r.unreachableErr(u)
 		}
 		for _, sm := range r.Sitemaps() {
 			loc, err := u.Parse(strings.TrimSpace(sm))
