@@ -385,11 +385,11 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 		return
 	}
 	if fe.Transient {
-		tries := fmt.Sprintf("%d attempts failed", attempt)
+		reason := fmt.Sprintf("%d attempts failed, last: %s", attempt, fe.Error())
 		if attempt == 1 {
-			tries = "the only attempt failed"
+			reason = "its only attempt failed: " + fe.Error()
 		}
-		c.dead(ctx, msg, t, tries+", last: "+fe.Error(), attempt, t0)
+		c.dead(ctx, msg, t, reason, attempt, t0)
 		return
 	}
 	entry.Outcome = "failed"
