@@ -213,3 +213,18 @@ start_urls: ["http://127.0.0.1:1/"]
 		t.Errorf("%d crawl records, want only the old one", n)
 	}
 }
+
+// A sitemap-only spider starts with its sitemap task alone.
+func TestSeedSitemapOnly(t *testing.T) {
+	e := newEnv(t, `name: t
+sitemaps: ["http://127.0.0.1:1/sitemap.xml"]
+`)
+	id, err := e.ctl.Start(t.Context(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := e.queued(t, id)
+	if len(q) != 1 || q[0].Kind != mesh.TaskSitemap || q[0].URL != "http://127.0.0.1:1/sitemap.xml" {
+		t.Errorf("queued %+v, want the one sitemap task", q)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"github.com/andybalholm/cascadia"
 	"github.com/antchfx/xpath"
 	"github.com/itchyny/gojq"
+
+	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
 // checker collects mistakes; every check adds "path value: reason".
@@ -85,6 +87,8 @@ func (c *checker) sitemaps(s *Spec) {
 		}
 		if err := checkHTTPURL(sm); err != nil {
 			c.add("sitemaps[%d] %q: want \"robots\" or the http(s) URL of a sitemap", i, sm)
+		} else if _, err := urlnorm.Canonical(sm); err != nil {
+			c.add("sitemaps[%d] %q: %v", i, sm, strings.TrimPrefix(err.Error(), "urlnorm: "))
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -212,8 +213,9 @@ func (s *Spec) validate() Errors {
 			add("allowed_domains[%d] %q: %v", i, d, err)
 		}
 	}
-	if len(s.StartURLs) == 0 {
-		add("start_urls: at least one URL is needed")
+	if len(s.StartURLs) == 0 && !slices.ContainsFunc(s.Sitemaps, func(sm string) bool { return sm != "robots" }) {
+		// A sitemap URL is a start of its own (a sitemap-only spider).
+		add("start_urls: at least one URL is needed (or a sitemap URL in sitemaps)")
 	}
 	for i, raw := range s.StartURLs {
 		u, err := url.Parse(raw)

@@ -522,3 +522,15 @@ func TestStartURLHosts(t *testing.T) {
 		}
 	}
 }
+
+// A spider may start from sitemaps alone; "robots" alone needs start URLs
+// whose hosts it names.
+func TestSitemapOnlySpider(t *testing.T) {
+	if _, err := spec.Parse([]byte("name: s\nsitemaps: [\"http://127.0.0.1:1/sitemap.xml\"]\n")); err != nil {
+		t.Errorf("a sitemap-only spider refused: %v", err)
+	}
+	_, err := spec.Parse([]byte("name: s\nsitemaps: [robots]\n"))
+	if err == nil || !strings.Contains(err.Error(), "start_urls: at least one URL is needed") {
+		t.Errorf("sitemaps: [robots] without start_urls: %v, want start_urls refused", err)
+	}
+}
