@@ -177,6 +177,7 @@ func TestIsJSON(t *testing.T) {
 		"application/ld+json":                 true,
 		"application/vnd.api+json; v=2":       true,
 		"application/problem+json; charset=x": true,
+		"text/json":                           true, // older servers' name for it
 		"text/html":                           false,
 		"":                                    false,
 		"application/jsonp":                   false,

@@ -18,14 +18,15 @@ type Result struct {
 	Incomplete int
 }
 
-// IsJSON reports whether a Content-Type is JSON: application/json or any
-// type with the +json suffix (application/ld+json, application/vnd.api+json).
+// IsJSON reports whether a Content-Type is JSON: application/json, the
+// text/json older servers send, or any type with the +json suffix
+// (application/ld+json, application/vnd.api+json).
 func IsJSON(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil && mt == "" {
 		return false
 	}
-	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }
 
 // Page extracts the items and links of a page fetched from final (after
