@@ -35,6 +35,8 @@ type Node struct {
 // Watcher is the part of jetstream.KeyValue the view needs.
 type Watcher interface {
 	WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+	Status(ctx context.Context) (jetstream.KeyValueStatus, error)
 }
 
 var _ Watcher = jetstream.KeyValue(nil)
@@ -45,6 +47,8 @@ type View struct {
 	retain time.Duration
 	now    func() time.Time
 	log    *slog.Logger
+
+	stale time.Duration // the bucket's TTL and a second: a node silent so long is checked
 
 	mu    sync.RWMutex
 	nodes map[string]*Node
@@ -109,6 +113,7 @@ func (v *View) watch(ctx context.Context, tick <-chan time.Time) error {
 			return nil
 		case <-tick:
 			v.prune()
+			v.verify(ctx)
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("watcher closed")
@@ -174,6 +179,64 @@ func (v *View) endSnapshot(seen map[string]bool) {
 	}
 	v.mu.Unlock()
 	v.once.Do(func() { close(v.ready) })
+}
+
+// maxVerify bounds the keys read per tick, so that a mesh of many nodes
+// during a NATS outage cannot hold the watch loop up.
+const maxVerify = 16
+
+// verify reads the key of each node online in the view but silent for
+// longer than the bucket's TTL: a watch may miss a key's expiry (a NATS
+// server restarted while the node died), and the node would stay online
+// for good. A key that is gone turns the node offline; a newer heartbeat
+// than the watch gave is applied.
+func (v *View) verify(ctx context.Context) {
+	if v.stale == 0 {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := v.kv.Status(sctx)
+		cancel()
+		if err != nil {
+			return // asked again next tick
+		}
+		v.stale = st.TTL() + time.Second
+		if st.TTL() <= 0 {
+			v.stale = time.Minute
+		}
+	}
+	now := v.now()
+	var silent []string
+	v.mu.RLock()
+	for id, n := range v.nodes {
+		if n.Online && now.Sub(n.seen) > v.stale {
+			silent = append(silent, id)
+		}
+	}
+	v.mu.RUnlock()
+	// Map order is random: with more than maxVerify silent, each tick
+	// checks others.
+	for _, id := range silent[:min(len(silent), maxVerify)] {
+		gctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		e, err := v.kv.Get(gctx, id)
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			v.mu.Lock()
+			if n := v.nodes[id]; n != nil && n.Online && v.now().Sub(n.seen) > v.stale {
+				n.Online = false
+				t := v.now()
+				n.OfflineSince = &t
+				v.log.Info("node offline", "node", id, "role", n.Role, "why", "its key is gone; the watch did not say so")
+			}
+			v.mu.Unlock()
+		case err == nil:
+			v.mu.RLock()
+			newer := v.nodes[id] != nil && e.Revision() > v.nodes[id].Revision
+			v.mu.RUnlock()
+			if newer {
+				v.apply(e)
+			}
+		}
+	}
 }
 
 func (v *View) prune() {

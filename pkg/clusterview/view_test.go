@@ -378,3 +378,58 @@ func TestUnreadableValueIgnored(t *testing.T) {
 	startBeater(t, kv, "w2", mesh.RoleWorker)
 	waitOnline(t, v, "w2")
 }
+
+// blindWatch is the real nodes bucket whose watches never say that a key
+// was deleted or expired, as a watch did across a NATS server restart: a
+// worker killed then stayed online in every master's view for good.
+type blindWatch struct{ jetstream.KeyValue }
+
+func (b blindWatch) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	w, err := b.KeyValue.WatchAll(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan jetstream.KeyValueEntry)
+	go func() { // ends when the watch's channel closes (Stop, ctx)
+		defer close(out)
+		for e := range w.Updates() {
+			if e != nil && e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return filtered{w, out}, nil
+}
+
+type filtered struct {
+	jetstream.KeyWatcher
+	out chan jetstream.KeyValueEntry
+}
+
+func (f filtered) Updates() <-chan jetstream.KeyValueEntry { return f.out }
+
+// A node whose key expired goes offline even when the watch misses the
+// expiry: a node silent past the bucket's TTL has its key read.
+func TestMissedExpiryNoticed(t *testing.T) {
+	kv := nodesKV(t)
+	v := startView(t, blindWatch{kv})
+	newBeater(t, kv, "w1", mesh.RoleWorker) // claimed, never beats: it just expires
+	waitOnline(t, v, "w1")
+	n := waitOffline(t, v, "w1", ttl+5*time.Second)
+	if n.OfflineSince == nil {
+		t.Error("OfflineSince not set")
+	}
+	// One that keeps beating stays online past the TTL.
+	b := newBeater(t, kv, "w2", mesh.RoleWorker)
+	goRun(t, b.Run)
+	waitOnline(t, v, "w2")
+	time.Sleep(3 * ttl)
+	if n, ok := node(v, "w2"); !ok || !n.Online {
+		t.Errorf("a beating node %+v went offline", n)
+	}
+}
