@@ -33,6 +33,7 @@ func TestValidate(t *testing.T) {
 		{"user_agent", "bot/2 (+https://x.example)", "bot/2 (+https://x.example)", ""},
 		{"user_agent", "", "", "user_agent"},
 		{"user_agent", "a\r\nX-Evil: 1", "", "line break"},
+		{"user_agent", "${env:UA}", "", "proxies only"}, // it was sent as it is
 		{"request_timeout", "2s", "2s", ""},
 		{"request_timeout", "1500ms", "1.5s", ""},
 		{"request_timeout", "5", "", "want a duration"},
@@ -132,10 +133,17 @@ func TestResolve(t *testing.T) {
 		{"bad node value falls to role", map[string]string{"role.worker.concurrency": "7", "node.w1.concurrency": "-1"}, "w1", "concurrency", mesh.ConfigValue{Value: "7", Source: "role"}, 1},
 		{"bad everywhere falls to flag", map[string]string{"cluster.concurrency": "x", "node.w1.concurrency": "0"}, "w1", "concurrency", mesh.ConfigValue{Value: "4", Source: "flag"}, 2},
 		{"stored text is canonical", map[string]string{"cluster.request_timeout": "1500ms"}, "w1", "request_timeout", mesh.ConfigValue{Value: "1.5s", Source: "cluster"}, 0},
+		// The node's environment lacks PW (it has USER): that value is the
+		// node's mistake, not the mesh's; the next level holds.
+		{"unset reference falls to cluster", map[string]string{"cluster.proxies": "http://127.0.0.1:3128", "node.w1.proxies": "http://${env:USER}:${env:PW}@127.0.0.1:3129"},
+			"w1", "proxies", mesh.ConfigValue{Value: "http://127.0.0.1:3128", Source: "cluster"}, 1},
+		{"set references apply", map[string]string{"node.w1.proxies": "http://${env:USER}@127.0.0.1:3129"},
+			"w1", "proxies", mesh.ConfigValue{Value: "http://${env:USER}@127.0.0.1:3129", Source: "node"}, 0},
 	}
+	env := func(name string) (string, bool) { return "x", name == "USER" }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			eff, errs := clusterconfig.Resolve(tt.stored, tt.id, mesh.RoleWorker, base)
+			eff, errs := clusterconfig.Resolve(tt.stored, tt.id, mesh.RoleWorker, base, env)
 			if got := eff[tt.key]; got != tt.want {
 				t.Errorf("%s = %+v; want %+v", tt.key, got, tt.want)
 			}
@@ -150,7 +158,7 @@ func TestResolve(t *testing.T) {
 		})
 	}
 	// A master gets only the keys masters apply.
-	eff, _ := clusterconfig.Resolve(nil, "m1", mesh.RoleMaster, nil)
+	eff, _ := clusterconfig.Resolve(nil, "m1", mesh.RoleMaster, nil, nil)
 	if keys := slices.Sorted(func(yield func(string) bool) {
 		for k := range eff {
 			if !yield(k) {

@@ -187,6 +187,9 @@ func userAgent(s string) (string, error) {
 		return "", errors.New("longer than 512 characters")
 	case strings.ContainsAny(s, "\r\n\x00"):
 		return "", errors.New("a line break or NUL cannot be sent in a header")
+	case strings.Contains(s, "${env:"):
+		// Only proxies expand references: this one would be sent as it is.
+		return "", errors.New("${env:NAME} is expanded in proxies only; write the user agent itself")
 	}
 	return s, nil
 }

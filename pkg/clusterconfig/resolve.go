@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
@@ -97,8 +98,11 @@ func (b Base) Flag(key, value string, set bool) {
 // Resolve returns the effective values for node id of role from stored
 // (bucket key → value) over base: node > role > cluster > base > default.
 // Only keys that apply to role are returned. A stored value that fails
-// validation is skipped for the next level and reported in errs.
-func Resolve(stored map[string]string, id, role string, base Base) (values Effective, errs []string) {
+// validation is skipped for the next level and reported in errs; so is,
+// when lookup (the node's environment) is given, one whose ${env:NAME}
+// references the node cannot expand: one worker's missing variable must
+// not fail every crawl it takes part in.
+func Resolve(stored map[string]string, id, role string, base Base, lookup func(string) (string, bool)) (values Effective, errs []string) {
 	values = Effective{}
 	levels := []Scope{{Level: LevelNode, Target: id}, {Level: LevelRole, Target: role}, Cluster()}
 	for _, k := range keys {
@@ -116,6 +120,10 @@ func Resolve(stored map[string]string, id, role string, base Base) (values Effec
 				errs = append(errs, fmt.Sprintf("%s: %v; not applied", sc, err))
 				continue
 			}
+			if name := unsetRef(v, lookup); name != "" {
+				errs = append(errs, fmt.Sprintf("%s: %s: ${env:%s} is not set on this node; not applied", sc, k.Name, name))
+				continue
+			}
 			got = &mesh.ConfigValue{Value: v, Source: sc.Level}
 			break
 		}
@@ -129,6 +137,20 @@ func Resolve(stored map[string]string, id, role string, base Base) (values Effec
 		values[k.Name] = *got
 	}
 	return values, errs
+}
+
+// unsetRef is the first ${env:NAME} of v that lookup cannot expand ("" if
+// none, or no lookup).
+func unsetRef(v string, lookup func(string) (string, bool)) string {
+	if lookup == nil {
+		return ""
+	}
+	for _, name := range envsubst.Refs(v) {
+		if _, ok := lookup(name); !ok {
+			return name
+		}
+	}
+	return ""
 }
 
 // Effective maps each key to the value in effect on a node. Its values

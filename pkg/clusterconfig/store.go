@@ -159,7 +159,7 @@ func View(entries []Entry, id, role string, reported *mesh.NodeConfig) NodeView 
 		v.Rev, v.Values, v.Errors = reported.Rev, reported.Values, reported.Errors
 		return v
 	}
-	eff, errs := Resolve(Stored(entries), id, role, nil)
+	eff, errs := Resolve(Stored(entries), id, role, nil, nil) // not this machine's environment: the node's
 	for k, cv := range eff {
 		if cv.Source == SourceDefault {
 			cv.Source = SourceUnknown

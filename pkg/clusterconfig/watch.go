@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -41,6 +42,7 @@ type Watcher struct {
 	id, role string
 	base     Base
 	log      *slog.Logger
+	lookup   func(string) (string, bool) // the node's environment, for ${env:NAME} values
 
 	mu     sync.Mutex
 	eff    Effective
@@ -52,8 +54,8 @@ func NewWatcher(kv WatchKV, id, role string, base Base, log *slog.Logger) *Watch
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &Watcher{kv: kv, id: id, role: role, base: maps.Clone(base), log: log.With("component", "config", "node", id)}
-	w.eff, _ = Resolve(nil, id, role, base)
+	w := &Watcher{kv: kv, id: id, role: role, base: maps.Clone(base), log: log.With("component", "config", "node", id), lookup: os.LookupEnv}
+	w.eff, _ = Resolve(nil, id, role, base, nil)
 	w.status = &mesh.NodeConfig{Values: w.eff}
 	return w
 }
@@ -101,7 +103,7 @@ func record(stored map[string]string, e jetstream.KeyValueEntry) {
 // resolve computes the effective values, applies them when apply is not
 // nil, and publishes the status.
 func (w *Watcher) resolve(stored map[string]string, rev uint64, a *Applier) (Effective, []string) {
-	eff, errs := Resolve(stored, w.id, w.role, w.base)
+	eff, errs := Resolve(stored, w.id, w.role, w.base, w.lookup)
 	if a != nil && a.Apply != nil {
 		for _, err := range a.Apply(eff) {
 			errs = append(errs, err.Error())
