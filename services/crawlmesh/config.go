@@ -57,10 +57,10 @@ func newConfigCmd(c *cli, f *clientFlags) *cobra.Command {
 		}
 	}
 	scopeFlags(set, true)
-	get := &cobra.Command{Use: "get [KEY] [--node ID]", Short: "the effective value of every key (or KEY) and where it comes from: node, role, cluster, flag or default",
-		Args: nArgs(0, 1, "config get [KEY] [--node ID]"),
+	get := &cobra.Command{Use: "get [KEY] [--node ID | --role worker|master]", Short: "the effective value of every key (or KEY) and where it comes from: node, role, cluster, flag or default",
+		Args: nArgs(0, 1, "config get [KEY] [--node ID | --role worker|master]"),
 		RunE: func(cmd *cobra.Command, pos []string) error { return runConfigGet(cmd.Context(), c, f, &cf, pos) }}
-	scopeFlags(get, false)
+	scopeFlags(get, true)
 	ls := &cobra.Command{Use: "ls", Short: "every stored value: cluster, role and node levels", Args: nArgs(0, 0, "config ls"),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runConfigLs(cmd.Context(), c, f) }}
 	rm := &cobra.Command{Use: "rm KEY [--node ID | --role worker|master]", Short: "remove a stored value: the next level applies again",
@@ -217,9 +217,9 @@ func runConfigGet(ctx context.Context, c *cli, f *clientFlags, cf *configFlags, 
 		}
 		only = pos[0]
 	}
-	if cf.node != "" {
-		if err := mesh.ValidateNodeID(cf.node); err != nil {
-			return usagef("--node: %v", err)
+	if cf.node != "" || cf.role != "" {
+		if _, err := cf.scope(); err != nil {
+			return err
 		}
 	}
 	sess, err := f.open(ctx, mesh.ConfigBucket)
@@ -232,9 +232,26 @@ func runConfigGet(ctx context.Context, c *cli, f *clientFlags, cf *configFlags, 
 		return err
 	}
 	var view clusterconfig.NodeView
-	if cf.node == "" {
+	switch {
+	case cf.role != "":
+		// What a node of the role gets unless it has a value of its own.
+		view = clusterconfig.View(es, "", cf.role, nil)
+		view.Role = cf.role
+	case cf.node == "":
 		view = clusterconfig.NodeView{Values: clusterconfig.ClusterView(es)}
-	} else {
+		// Values stored for a role or a node win over these on their
+		// nodes: say so, rather than let "32 default" pass for the truth.
+		var narrower []string
+		for _, e := range es {
+			if e.Scope.Level != clusterconfig.LevelCluster && (only == "" || e.Key == only) {
+				narrower = append(narrower, e.Scope.Key(e.Key))
+			}
+		}
+		if len(narrower) > 0 {
+			fmt.Fprintf(c.stderr, "cluster-wide values; also stored for a role or node, which win there: %s (config get --role R or --node ID)\n",
+				strings.Join(narrower, ", "))
+		}
+	default:
 		role, reported := mesh.RoleWorker, (*mesh.NodeConfig)(nil)
 		if kv, err := nodesKV(ctx, sess.js); err == nil {
 			if e, err := kv.Get(ctx, cf.node); err == nil {

@@ -116,6 +116,14 @@ func TestConfigLive(t *testing.T) {
 	if !regexpLine(get, "concurrency", "3", "node") {
 		t.Errorf("config get concurrency --node w2:\n%s", get)
 	}
+	// A role's value, and the cluster-wide view saying what wins on nodes.
+	if get := m.CLI.Must("config", "get", "concurrency", "--role", "worker"); !regexpLine(get, "concurrency", "7", "role") {
+		t.Errorf("config get concurrency --role worker:\n%s", get)
+	}
+	if out, errOut, code := m.CLI.Run("config", "get", "concurrency"); code != 0 ||
+		!strings.Contains(errOut, "role.worker.concurrency") || !strings.Contains(errOut, "node.w2.concurrency") {
+		t.Errorf("config get concurrency (cluster-wide) does not say a role and a node set it: exit %d\n%s%s", code, out, errOut)
+	}
 	var view clusterconfig.NodeView
 	if err := json.Unmarshal([]byte(m.CLI.Must("config", "get", "--node", "w1", "-o", "json")), &view); err != nil {
 		t.Fatal(err)
