@@ -341,6 +341,11 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 	case missing > 0 && holder != "":
 		add("fail", "assets", "master %s is creating the mesh's streams and buckets (%d of %d still missing): masters and workers wait for them and go on by themselves",
 			holder, missing, len(defs.Names()))
+	case missing > 0 && missing < len(defs.Names()):
+		// Some there, some not: deleted by hand (or a JetStream store lost
+		// in part). Masters create assets when they start, not while running.
+		add("fail", "assets", "%d of %d streams and buckets are missing though the others exist (deleted?): running masters do not recreate them; restart a master and it creates what is missing",
+			missing, len(defs.Names()))
 	case missing > 0:
 		add("fail", "assets", "the mesh's streams and buckets do not exist yet: a starting master creates them once JetStream answers; if none is starting, start one (master, or crawlmesh up)")
 	case drift == 0:

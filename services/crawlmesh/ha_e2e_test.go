@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/crawlmesh/crawlmesh/pkg/command"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
@@ -291,6 +293,18 @@ func TestDoctor(t *testing.T) {
 	out, _, code = m.cli("doctor")
 	if code == 0 || !strings.Contains(out, "no master is online") {
 		t.Errorf("doctor without masters: exit %d\n%s", code, out)
+	}
+	// A stream deleted by hand: doctor says so, not that the mesh is new.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), mesh.LogsStream); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code = m.cli("doctor")
+	if code == 0 || !strings.Contains(out, "missing though the others exist") || !strings.Contains(out, "stream LOGS") {
+		t.Errorf("doctor with stream LOGS deleted: exit %d\n%s", code, out)
 	}
 }
 
