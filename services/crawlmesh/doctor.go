@@ -271,6 +271,11 @@ func doctorSinks(ctx context.Context, js jetstream.JetStream, add func(level, ch
 			add("fail", "sinks", "sink %s: no master has started delivering it (%s items waiting): is a master of this version leading?", r.Name, lag)
 		case st == nil:
 			add("ok", "sinks", "sink %s: just added, the leading master starts it", r.Name)
+		case st.State == sink.StateFailing && r.Lag != nil && *r.Lag == 0:
+			// Its last delivery failed and its items were given up; with
+			// nothing waiting, nothing tells whether the target has healed.
+			add("warn", "sinks", "sink %s (%s): its last delivery failed (%s) and %d item(s) were given up to the dead letters; nothing waits, so the next item tells whether the target works again",
+				r.Name, r.Type, oneLine(st.LastError), st.Dead)
 		case st.State == sink.StateFailing:
 			since := ""
 			if st.FailingSince != nil {

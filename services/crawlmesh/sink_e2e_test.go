@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -342,6 +343,8 @@ func TestSinkDeadAddress(t *testing.T) {
 	dead := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	m.CLI.Must("sink", "add", "deadpg", "--postgres", "postgres://u@"+dead+"/db?sslmode=disable")
 	m.CLI.Must("sink", "add", "deadhook", "--webhook", "http://"+dead+"/hook", "--give-up", "1h")
+	// One that gives its items up at once: failing, with nothing waiting.
+	m.CLI.Must("sink", "add", "givehook", "--webhook", "http://"+dead+"/hook", "--give-up", "1s")
 	with := rate()
 	checkItems(t, harness2Map(m.CLI.Export(with.ID)), site.expected())
 	t.Logf("pages/s without sinks %.1f, with two dead sinks %.1f (%+.1f%%)", plain.Rate, with.Rate, 100*(with.Rate-plain.Rate)/plain.Rate)
@@ -356,6 +359,17 @@ func TestSinkDeadAddress(t *testing.T) {
 	dout, _, code := m.CLI.Run("doctor")
 	if code == 0 || !strings.Contains(dout, "sink deadhook (webhook) is failing") || !strings.Contains(dout, "sink deadpg (postgres) is failing") {
 		t.Errorf("doctor: exit %d\n%s", code, dout)
+	}
+	// The sink that gave up: a warning naming what it gave up, not a
+	// failure that lasts until the next item.
+	waitFor(t, 60*time.Second, "givehook gave every item up", func() bool {
+		rows, _ := sinkRows(t, m.CLI)
+		r := rows["givehook"]
+		return r.Lag != nil && *r.Lag == 0 && r.Status != nil && r.Status.Dead > 0
+	})
+	dout, _, _ = m.CLI.Run("doctor")
+	if !regexp.MustCompile(`WARN +sinks +sink givehook \(webhook\): its last delivery failed .* and \d+ item\(s\) were given up`).MatchString(dout) {
+		t.Errorf("doctor on a sink that gave its items up:\n%s", dout)
 	}
 	t.Logf("sink ls:\n%s", out)
 }
