@@ -430,7 +430,7 @@ func (a *api) throttleSet(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Delay != "" {
 		if d, err := time.ParseDuration(req.Delay); err != nil || d < 0 {
-			writeError(w, http.StatusBadRequest, "delay: want a duration such as 500ms or 2s")
+			writeError(w, http.StatusBadRequest, "delay: want a duration of zero or more, such as 500ms or 2s")
 			return
 		}
 	}

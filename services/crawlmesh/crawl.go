@@ -145,8 +145,11 @@ func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
 		Short: "put dead letters back on the work queue for another try (--seq N from crawl deadletters, or --all); a completed crawl runs again",
 		Args:  nArgs(1, 1, "crawl requeue ID --seq N|--all"),
 		RunE: func(cmd *cobra.Command, pos []string) error {
-			if (requeueSeq == 0) == !requeueAll {
-				return usagef("crawl requeue %s: give --seq N (a dead letter's SEQ in crawlmesh crawl deadletters %s) or --all, not both", pos[0], pos[0])
+			switch {
+			case requeueSeq != 0 && requeueAll:
+				return usagef("crawl requeue %s: give --seq N or --all, not both", pos[0])
+			case requeueSeq == 0 && !requeueAll:
+				return usagef("crawl requeue %s: give --seq N (a dead letter's SEQ in crawlmesh crawl deadletters %s) or --all", pos[0], pos[0])
 			}
 			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
 				res, err := crawlctl.RequeueCall(ctx, sess.nc, pos[0], requeueSeq, f.timeout)

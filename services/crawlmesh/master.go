@@ -28,12 +28,22 @@ func masterStepDown(ctx context.Context, c *cli, f *clientFlags) error {
 	if err != nil {
 		return err
 	}
+	masters := 0
+	for _, n := range view.Nodes {
+		if n.Role == mesh.RoleMaster && n.Online {
+			masters++
+		}
+	}
 	for _, n := range view.Nodes {
 		if n.Role == mesh.RoleMaster && n.Online && n.Leader {
 			cctx, cancel := context.WithTimeout(ctx, f.timeout)
 			defer cancel()
 			if _, err := command.Send(cctx, nc, n.ID, mesh.Command{Name: mesh.CmdStepDown}); err != nil {
 				return err
+			}
+			if masters < 2 {
+				fmt.Fprintf(c.stderr, "master %s (term %d) stepped down, but no other master is online: it leads again after the lease, with a new term\n", n.ID, n.Heartbeat.Term)
+				return nil
 			}
 			fmt.Fprintf(c.stderr, "master %s (term %d) stepped down; another master takes over within the lease\n", n.ID, n.Heartbeat.Term)
 			return nil

@@ -23,6 +23,10 @@ func newThrottleCmd(c *cli, f *clientFlags) *cobra.Command {
 	sub := func(use, short, want string, n int) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, Args: nArgs(n, n, want),
 			RunE: func(cmd *cobra.Command, pos []string) error {
+				// -1 stands for "not given": a negative one given is a mistake.
+				if fl := cmd.Flags().Lookup("delay"); fl != nil && fl.Changed && delay < 0 {
+					return usagef("--delay %v: want zero or more, e.g. 500ms or 2s", delay)
+				}
 				return runThrottle(cmd.Context(), c, f, cmd.Name(), pos, &delay, &par)
 			}}
 	}
