@@ -41,6 +41,15 @@ func newEnv(t *testing.T, specYAML string) *env {
 	return e
 }
 
+// run runs the leader's checks every 30ms until the test ends.
+func (e *env) run(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); _ = e.ctl.Run(ctx, 30*time.Millisecond) }()
+	t.Cleanup(func() { cancel(); <-runDone })
+}
+
 // queued reads every task on the work queue without consuming it.
 func (e *env) queued(t *testing.T, crawl string) []mesh.Task {
 	t.Helper()
@@ -182,10 +191,7 @@ func TestUnseedableCrawl(t *testing.T) {
 	e := newEnv(t, `name: t
 start_urls: ["http://127.0.0.1:1/"]
 `)
-	ctx, cancel := context.WithCancel(t.Context())
-	runDone := make(chan struct{})
-	go func() { defer close(runDone); _ = e.ctl.Run(ctx, 30*time.Millisecond) }()
-	defer func() { cancel(); <-runDone }()
+	e.run(t)
 
 	// An older version's record: unseeded for a minute, its start URL's
 	// host not a host.

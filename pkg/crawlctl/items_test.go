@@ -1,7 +1,6 @@
 package crawlctl_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -19,10 +18,7 @@ func TestItemsCountedByResults(t *testing.T) {
 	e := newEnv(t, `name: t
 start_urls: ["http://127.0.0.1:1/"]
 `)
-	ctx, cancel := context.WithCancel(t.Context())
-	runDone := make(chan struct{})
-	go func() { defer close(runDone); _ = e.ctl.Run(ctx, 30*time.Millisecond) }()
-	defer func() { cancel(); <-runDone }()
+	e.run(t)
 
 	id, err := e.ctl.Start(t.Context(), "t")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/net/html/charset"
+	"golang.org/x/text/encoding"
 
 	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
 
@@ -206,6 +207,12 @@ func readLimited(ctx context.Context, r io.Reader, limit int, status int) ([]byt
 // <meta>, as colly's DetectCharset did.
 func toUTF8(body []byte, contentType string) []byte {
 	enc, name, _ := charset.DetermineEncoding(body, contentType)
+	return decode(body, enc, name)
+}
+
+// decode is body decoded from enc (named name) to UTF-8; as it is when it
+// is UTF-8 already, or does not decode.
+func decode(body []byte, enc encoding.Encoding, name string) []byte {
 	if enc == nil || name == "utf-8" {
 		return body
 	}
@@ -227,14 +234,7 @@ func jsonToUTF8(body []byte, contentType string) []byte {
 		return body
 	}
 	enc, canonical := charset.Lookup(name)
-	if enc == nil || canonical == "utf-8" {
-		return body
-	}
-	out, err := enc.NewDecoder().Bytes(body)
-	if err != nil {
-		return body
-	}
-	return out
+	return decode(body, enc, canonical)
 }
 
 func isRedirect(status int) bool {
