@@ -46,6 +46,8 @@ type Status struct {
 	Children []mesh.Child
 	// Config is the node's effective cluster configuration (nil: none).
 	Config *mesh.NodeConfig
+	// Partitions is how many work-queue partitions a worker pulls from.
+	Partitions int
 }
 
 // Beater owns one node's heartbeat key.
@@ -167,6 +169,7 @@ func (b *Beater) value() []byte {
 		Role: b.role, Version: mesh.Version, State: s.State, Leader: s.Leader, Term: s.Term,
 		StartedAt: b.started, ActiveTasks: s.ActiveTasks, Capacity: s.Capacity,
 		Instance: b.instance, PID: os.Getpid(), Agent: b.agent, Children: s.Children, Config: s.Config,
+		Partitions: s.Partitions,
 	}
 	v, _ := json.Marshal(hb) // cannot fail: plain fields
 	return v

@@ -41,6 +41,10 @@ type Heartbeat struct {
 	// Config is the node's effective cluster configuration (bucket
 	// config): nil from a node of a version before it.
 	Config *NodeConfig `json:"config,omitempty"`
+	// Partitions is how many work-queue partitions a worker pulls from (0:
+	// not pulling yet, or a version before it). Partitions added to the
+	// mesh after a worker started are not among them until it restarts.
+	Partitions int `json:"partitions,omitempty"`
 }
 
 // NodeConfig is what a node applies of the cluster configuration.

@@ -67,6 +67,7 @@ type Worker struct {
 	state       string
 	concurrency int
 	active      int
+	partitions  int // work-queue partitions pulled, for the heartbeat
 	stop        chan struct{} // closed when drain completes or on shutdown
 	stopOnce    sync.Once
 	changed     chan struct{} // state or concurrency changed (1-buffered)
@@ -136,7 +137,7 @@ func (w *Worker) registerMetrics(r prometheus.Registerer) {
 func (w *Worker) status() heartbeat.Status {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := heartbeat.Status{State: w.state, ActiveTasks: w.active, Capacity: w.concurrency}
+	st := heartbeat.Status{State: w.state, ActiveTasks: w.active, Capacity: w.concurrency, Partitions: w.partitions}
 	if w.cfg.Config != nil {
 		st.Config = w.cfg.Config.Status()
 	}
@@ -326,6 +327,10 @@ func (w *Worker) consume(ctx context.Context) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	w.mu.Lock()
+	w.partitions = len(cons)
+	w.mu.Unlock()
+	w.beater.Kick()
 	for ctx.Err() == nil {
 		state, n := w.State()
 		if state != mesh.StateRunning {

@@ -95,6 +95,7 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 		add("fail", "nodes", "cannot read the nodes: %v", err)
 		return report()
 	}
+	parts, _ := streams.RecordedPartitions(ctx, js) // doctorAssets reported an error
 	masters, workers, paused := 0, 0, 0
 	for _, n := range view.Nodes {
 		if !n.Online {
@@ -111,6 +112,10 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 			if n.State == mesh.StatePaused || n.State == mesh.StateDraining {
 				paused++
 				add("warn", "workers", "worker %s is %s: it takes no new tasks (crawlmesh node resume %s)", n.ID, n.State, n.ID)
+			}
+			if p := n.Heartbeat.Partitions; p > 0 && p < parts {
+				add("fail", "workers", "worker %s pulls %d of the mesh's %d partitions (it started before the others were added): restart it, or tasks of hosts that hash to them wait",
+					n.ID, p, parts)
 			}
 		}
 		if s := math.Abs(n.SkewSeconds); s > skewMax.Seconds() {

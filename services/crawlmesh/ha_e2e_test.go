@@ -308,6 +308,32 @@ func TestDoctor(t *testing.T) {
 	}
 }
 
+// TestDoctorPartitionsGrown: a master started with more --partitions
+// grows the mesh's; a worker started before pulls only the old ones, which
+// its heartbeat says and doctor reports, until it is restarted. (A crawl
+// whose host hashed to a new partition sat silent while doctor was green.)
+func TestDoctorPartitionsGrown(t *testing.T) {
+	_, url := natsServer(t, true, t.TempDir(), 0)
+	start(t, "master", "--nats", url, "--id", "m1", "--http", "")
+	m := &testMesh{t: t, url: url}
+	w1 := m.startWorker("w1")
+	nc := connect(t, url)
+	waitFor(t, 15*time.Second, "mesh up", func() bool { v := view(t, nc); return v["m1"] && v["w1"] })
+	start(t, "master", "--nats", url, "--id", "m2", "--http", "", "--partitions", "2")
+	const stale = "worker w1 pulls 1 of the mesh's 2 partitions"
+	waitFor(t, 20*time.Second, "doctor reports w1's partitions", func() bool {
+		out, _, code := m.cli("doctor")
+		return code != 0 && strings.Contains(out, stale)
+	})
+	w1.Signal(syscall.SIGTERM)
+	exitCode(t, w1, 10*time.Second)
+	m.startWorker("w1")
+	waitFor(t, 20*time.Second, "doctor passes once w1 pulls both", func() bool {
+		out, _, code := m.cli("doctor")
+		return code == 0 && !strings.Contains(out, "pulls 1 of")
+	})
+}
+
 // TestSplitBrain: the leader is frozen (SIGSTOP) past its lease; another
 // master wins and announces its term; the old one, thawed, says at once
 // that it does not lead (never two leaders), and a command carrying its
