@@ -88,7 +88,9 @@ func FuzzExtract(f *testing.F) {
 	f.Add([]byte("\x00\xff<a href='http://exa\x00mple.com/'>nul</a>"), ">>>", "[", "", "a[", "not a url", "bad domain/")
 	f.Fuzz(func(t *testing.T, body []byte, itemSel, fieldCSS, attr, followSel, base, allowed string) {
 		final, err := url.Parse(base)
-		if err != nil || (final.Scheme != "http" && final.Scheme != "https") || final.Host == "" {
+		if _, cerr := urlnorm.Canonical(base); err != nil || cerr != nil || (final.Scheme != "http" && final.Scheme != "https") || final.Host == "" {
+			// A page's URL is one the crawl could name (start URLs that
+			// cannot be, such as http://!, are refused at apply).
 			final, _ = url.Parse("http://example.com/a/b.html")
 		}
 		s := fuzzSpec(final, itemSel, fieldCSS, attr, followSel, allowed)
