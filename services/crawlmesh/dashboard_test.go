@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 	"github.com/crawlmesh/crawlmesh/services/internal/harness"
@@ -234,7 +236,7 @@ func liveMetrics(t *testing.T) exportedMetrics {
 	var out syncBuf
 	dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer dcancel()
-	if err := runDemo(dctx, &cli{getenv: func(string) string { return "" }, stdout: &out, stderr: &out}, m.url, log); err != nil {
+	if err := runDemo(dctx, &cli{getenv: func(string) string { return "" }, stdout: &out, stderr: &out}, m.url, log, false); err != nil {
 		t.Fatalf("demo crawl: %v\n%s", err, out.String())
 	}
 	got := exportedMetrics{}
@@ -555,6 +557,17 @@ scrape_configs:
 		}
 		return len(active) == 0
 	}, func() string { return strings.Join(active, "; ") })
+	// The demo bookshop stays up while the mesh runs: spider books crawls
+	// again, as from the console (it was shut when the demo crawl ended,
+	// and every later crawl of books dead-lettered its start URL).
+	again := strings.TrimSpace(m.mustCLI("crawl", "start", "books", "--wait"))
+	var st crawlctl.Status
+	if err := json.Unmarshal([]byte(m.mustCLI("crawl", "status", again, "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.State != mesh.CrawlCompleted || st.Dead != 0 || st.PagesOK == 0 {
+		t.Errorf("books crawled again while up runs: %+v, want completed with pages and no dead letters", st)
+	}
 	// Stop the mesh before the site closes (cleanups run last-in first-out).
 	up.Signal(syscall.SIGTERM)
 	if code := exitCode(t, up, 20*time.Second); code != 0 {

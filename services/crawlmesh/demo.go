@@ -17,9 +17,10 @@ import (
 )
 
 // runDemo serves the demo bookshop on a loopback port, applies its spider,
-// crawls it with a progress bar and prints a summary. The site stops with
-// ctx.
-func runDemo(ctx context.Context, c *cli, natsURL string, log *slog.Logger) error {
+// crawls it with a progress bar and prints a summary. With keepSite the
+// site serves on until ctx ends, so that spider books can be crawled again
+// while the mesh runs (from the console, say); else it stops on return.
+func runDemo(ctx context.Context, c *cli, natsURL string, log *slog.Logger, keepSite bool) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("demo site: %w", err)
@@ -78,5 +79,9 @@ demo crawl %s: %s in %.1fs
            (while the mesh runs; its data stays in --data for the next crawlmesh up)
 `, id, st.State, st.Elapsed, st.PagesOK, wantPages, st.PagesFailed, st.Dead, st.Items, wantItems, st.Rate,
 		mesh.ResultsStream, natsURL, mesh.ResultSubject(id), id, natsURL)
+	if keepSite {
+		fmt.Fprintf(c.stderr, "  the demo bookshop stays up at %s while the mesh runs: spider books can be crawled again\n", base)
+		<-ctx.Done()
+	}
 	return werr
 }

@@ -137,7 +137,7 @@ func up(ctx context.Context, c *cli, u upConfig) error {
 	}
 	if u.demo {
 		m.wg.Go(func() {
-			err := runDemo(ctx, c, m.url, log)
+			err := runDemo(ctx, c, m.url, log, !u.exitWhen)
 			if err != nil && ctx.Err() == nil {
 				m.fail(err)
 				return
