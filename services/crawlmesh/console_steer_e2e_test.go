@@ -16,6 +16,7 @@ import (
 	cdpage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
 	"github.com/crawlmesh/crawlmesh/services/internal/harness"
@@ -157,6 +158,29 @@ func TestConsoleBrowserSteer(t *testing.T) {
 	if twice := site.servedTwice(); len(twice) > 0 {
 		t.Errorf("pages fetched twice: %v", twice)
 	}
+
+	// A crawl cancelled part way: its row says what was fetched, and any
+	// dropped tasks, not 100 % (a reviewer saw "cancelled 100 % (45 of 45
+	// known pages)" beside 21 ok; a cancel purges the rest of the queue).
+	m.CLI.Must("throttle", "set", siteHost, "--delay", "300ms", "--parallelism", "1")
+	slow := m.CLI.Start("nightly")
+	harness.Eventually(t, 30*time.Second, "a few pages of the slow crawl", func() bool { return m.CLI.Status(slow).PagesOK >= 2 })
+	m.CLI.Must("crawl", "cancel", slow)
+	harness.Eventually(t, 30*time.Second, "the cancelled crawl's tasks dropped", func() bool {
+		st := m.CLI.Status(slow)
+		return st.State == mesh.CrawlCancelled && st.Queued == 0
+	})
+	cst := m.CLI.Status(slow)
+	br.run("open the crawls", chromedp.Navigate(base+"#crawls"))
+	row = br.waitText(fmt.Sprintf(`#crawls-table tr[data-id=%q]`, slow), "cancelled", 10*time.Second)
+	fetched := cst.PagesOK + cst.PagesFailed + cst.Dead
+	if want := fmt.Sprintf("%d pages fetched before the cancel", fetched); strings.Contains(row, "100 %") || !strings.Contains(row, want) {
+		t.Errorf("cancelled crawl's row %q; status %+v: want %q, not 100 %%", row, cst, want)
+	}
+	if cst.Dropped > 0 && !strings.Contains(row, fmt.Sprintf("%d dropped", cst.Dropped)) {
+		t.Errorf("cancelled crawl's row %q does not show its %d dropped tasks", row, cst.Dropped)
+	}
+	t.Logf("cancelled crawl: %d ok, %d dropped; row %q", cst.PagesOK, cst.Dropped, row)
 	br.checkLoopback()
 }
 

@@ -113,11 +113,22 @@ function eta(c) {
 }
 
 function progress(c) {
-  const d = done(c), total = d + c.queued;
+  if (c.state === 'cancelled') {
+    // A cancel purges the queue: how much was left is not known, so no
+    // percentage (it read 100 % of the pages still counted).
+    const fetched = c.pages_ok + c.pages_failed + c.dead_letters;
+    return el('span', { class: 'progress', text: fetched + ' pages fetched before the cancel' });
+  }
+  const total = done(c) + c.queued, d = done(c);
   const pct = total ? Math.floor(100 * d / total) : (c.state === 'completed' ? 100 : 0);
   const p = el('progress', { max: 100, value: pct });
   p.setAttribute('aria-label', 'progress of ' + c.id);
   return el('span', { class: 'progress' }, p, el('span', { text: ' ' + pct + ' % (' + d + ' of ' + total + ' known pages)' }));
+}
+
+function pagesText(c) {
+  return c.pages_ok + ' ok, ' + c.pages_failed + ' failed, ' + c.dead_letters + ' dead, ' + c.queued + ' queued' +
+    (c.dropped ? ', ' + c.dropped + ' dropped' : '');
 }
 
 function stateText(s) { return el('span', { class: 'state state-' + s, text: s }); }
@@ -446,7 +457,7 @@ async function crawls() {
       el('td', { text: c.spider }),
       stCell,
       el('td', {}, progress(c)),
-      el('td', { class: 'pages', text: c.pages_ok + ' ok, ' + c.pages_failed + ' failed, ' + c.dead_letters + ' dead, ' + c.queued + ' queued' }),
+      el('td', { class: 'pages', text: pagesText(c) }),
       el('td', { class: 'items', text: String(c.items) }),
       el('td', { text: c.pages_per_second.toFixed(1) + ' pages/s' }),
       el('td', { class: 'eta', text: eta(c) }),
@@ -463,7 +474,7 @@ async function crawl() {
   const c = await get('crawls/' + encodeURIComponent(id));
   $('#crawl-id').textContent = id;
   const dl = $('#crawl-status');
-  const pairs = [['Spider', c.spider], ['State', c.state], ['Pages', c.pages_ok + ' ok, ' + c.pages_failed + ' failed, ' + c.dead_letters + ' dead letters, ' + c.queued + ' queued'],
+  const pairs = [['Spider', c.spider], ['State', c.state], ['Pages', c.pages_ok + ' ok, ' + c.pages_failed + ' failed, ' + c.dead_letters + ' dead letters, ' + c.queued + ' queued' + (c.dropped ? ', ' + c.dropped + ' dropped' : '')],
     ['Items', String(c.items)], ['Rate', c.pages_per_second.toFixed(1) + ' pages/s'], ['ETA', eta(c)], ['Elapsed', secs(c.elapsed_seconds)], ['Started', c.created_at]];
   dl.replaceChildren(...pairs.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { 'data-key': k.toLowerCase(), text: v })]));
   const err = $('#crawl-error');
