@@ -67,7 +67,7 @@ type Worker struct {
 	state       string
 	concurrency int
 	active      int
-	partitions  int // work-queue partitions pulled, for the heartbeat
+	partitions  int           // work-queue partitions pulled, for the heartbeat
 	stop        chan struct{} // closed when drain completes or on shutdown
 	stopOnce    sync.Once
 	changed     chan struct{} // state or concurrency changed (1-buffered)
