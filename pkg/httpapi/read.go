@@ -420,22 +420,9 @@ func (a *api) throttleSet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host := r.PathValue("host")
-	if host == "" || len(host) > 255 {
-		writeError(w, http.StatusBadRequest, "host: want host or host:port")
-		return
-	}
-	if req.Delay == "" && req.Parallelism == 0 {
-		writeError(w, http.StatusBadRequest, "give delay, parallelism or both")
-		return
-	}
-	if req.Delay != "" {
-		if d, err := time.ParseDuration(req.Delay); err != nil || d < 0 {
-			writeError(w, http.StatusBadRequest, "delay: want a duration of zero or more, such as 500ms or 2s")
-			return
-		}
-	}
-	if req.Parallelism < 0 || req.Parallelism > 1000 {
-		writeError(w, http.StatusBadRequest, "parallelism: want 1-1000")
+	o, err := politeness.NewOverride(host, req.Delay, req.Parallelism, time.Now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx, cancel := a.ctx(r)
@@ -444,7 +431,6 @@ func (a *api) throttleSet(w http.ResponseWriter, r *http.Request) {
 	if kv == nil {
 		return
 	}
-	o := politeness.Override{Host: host, Delay: req.Delay, Parallelism: req.Parallelism, UpdatedAt: time.Now().UTC()}
 	b, _ := json.Marshal(o)
 	if _, err := kv.Put(ctx, politeness.Key(host), b); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store override: "+err.Error())

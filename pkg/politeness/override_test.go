@@ -3,6 +3,7 @@ package politeness_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,5 +100,41 @@ func TestOverrideSlowsBusyHost(t *testing.T) {
 	}
 	if n < 6 {
 		t.Errorf("only %d starts in the 19s after the override took effect, want 6", n)
+	}
+}
+
+// One check for every way an override is set (CLI, API, console): a host
+// as URLs name it, a bounded delay. The API once stored "bad host", "a/b"
+// and "<script>…", the CLI "http://Example.COM/path"; none can match.
+func TestNewOverride(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		host, delay string
+		par         int
+		err         string
+	}{
+		{"example.com", "2s", 0, ""},
+		{"Example.COM:8088", "", 3, ""},
+		{"127.0.0.1:8088", "500ms", 2, ""},
+		{"[::1]:8080", "1s", 0, ""},
+		{"bad host", "1s", 0, `' ' is not allowed`},
+		{"a/b", "1s", 0, `'/' is not allowed`},
+		{"<script>alert(1)</script>", "1s", 0, "is not allowed"},
+		{"http://Example.COM/path", "1s", 0, "a URL is not a host"},
+		{"", "1s", 0, "empty"},
+		{"example.com", "", 0, "give a delay, a parallelism or both"},
+		{"example.com", "-2s", 0, "from 0 to 1h0m0s"},
+		{"example.com", "999999h", 0, "from 0 to 1h0m0s"},
+		{"example.com", "", 1001, "want 1-1000"},
+	} {
+		o, err := politeness.NewOverride(c.host, c.delay, c.par, now)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("NewOverride(%q, %q, %d): %v", c.host, c.delay, c.par, err)
+		case c.err == "" && (o.Host != strings.ToLower(c.host) || o.Parallelism != c.par):
+			t.Errorf("NewOverride(%q, %q, %d) = %+v", c.host, c.delay, c.par, o)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("NewOverride(%q, %q, %d): err %v, want %q", c.host, c.delay, c.par, err, c.err)
+		}
 	}
 }

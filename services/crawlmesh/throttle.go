@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -43,14 +42,8 @@ func runThrottle(ctx context.Context, c *cli, f *clientFlags, sub string, pos []
 		if len(pos) != 1 {
 			return usagef("want: throttle set HOST [--delay D] [--parallelism N]")
 		}
-		if *delay < 0 && *par == 0 {
-			return usagef("throttle set %s: give --delay, --parallelism or both", pos[0])
-		}
-		if *par < 0 || *par > 1000 {
-			return usagef("--parallelism %d: want 1-1000", *par)
-		}
-		if err := checkHost(pos[0]); err != nil {
-			return usageError{err}
+		if _, err := newOverride(pos[0], *delay, *par); err != nil {
+			return usageError{fmt.Errorf("throttle set: %w", err)}
 		}
 	case "rm":
 		if len(pos) != 1 {
@@ -71,10 +64,7 @@ func runThrottle(ctx context.Context, c *cli, f *clientFlags, sub string, pos []
 	kv := sess.kv
 	switch sub {
 	case "set":
-		o := politeness.Override{Host: pos[0], Parallelism: *par, UpdatedAt: time.Now().UTC()}
-		if *delay >= 0 {
-			o.Delay = delay.String()
-		}
+		o, _ := newOverride(pos[0], *delay, *par) // checked above
 		b, _ := json.Marshal(o)
 		if _, err := kv.Put(ctx, politeness.Key(pos[0]), b); err != nil {
 			return fmt.Errorf("store override: %w", err)
@@ -125,19 +115,12 @@ func runThrottle(ctx context.Context, c *cli, f *clientFlags, sub string, pos []
 	return tw.Flush()
 }
 
-// checkHost accepts "host" or "host:port" as it appears in URLs.
-func checkHost(h string) error {
-	host := h
-	if hh, _, err := net.SplitHostPort(h); err == nil {
-		host = hh
+// newOverride is the override throttle set stores; delay < 0 is "not
+// given".
+func newOverride(host string, delay time.Duration, par int) (politeness.Override, error) {
+	d := ""
+	if delay >= 0 {
+		d = delay.String()
 	}
-	if host == "" || len(h) > 255 {
-		return fmt.Errorf("host %q: want host or host:port as in the URLs, e.g. example.com or 127.0.0.1:8088", h)
-	}
-	for _, r := range host {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
-			return fmt.Errorf("host %q: %q is not allowed in a host name", h, r)
-		}
-	}
-	return nil
+	return politeness.NewOverride(host, d, par, time.Now())
 }
