@@ -19,6 +19,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -41,6 +44,7 @@ func k8sScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	_ = corev1.AddToScheme(s)
 	_ = appsv1.AddToScheme(s)
+	_ = networkingv1.AddToScheme(s)
 	return s
 }
 
@@ -52,6 +56,7 @@ type k8sObjects struct {
 	services     map[string]*corev1.Service
 	statefulSets map[string]*appsv1.StatefulSet
 	deployments  map[string]*appsv1.Deployment
+	policies     map[string]*networkingv1.NetworkPolicy
 	namespaceOf  map[string]string // "Kind/name" -> namespace
 }
 
@@ -67,7 +72,7 @@ func buildK8s(fsys filesys.FileSystem, dir string) (*k8sObjects, error) {
 	o := &k8sObjects{namespaces: map[string]*corev1.Namespace{}, configMaps: map[string]*corev1.ConfigMap{},
 		secrets: map[string]*corev1.Secret{}, services: map[string]*corev1.Service{},
 		statefulSets: map[string]*appsv1.StatefulSet{}, deployments: map[string]*appsv1.Deployment{},
-		namespaceOf: map[string]string{}}
+		policies: map[string]*networkingv1.NetworkPolicy{}, namespaceOf: map[string]string{}}
 	for _, r := range rm.Resources() {
 		y, err := r.AsYAML()
 		if err != nil {
@@ -95,6 +100,8 @@ func buildK8s(fsys filesys.FileSystem, dir string) (*k8sObjects, error) {
 			o.statefulSets[v.Name] = v
 		case *appsv1.Deployment:
 			o.deployments[v.Name] = v
+		case *networkingv1.NetworkPolicy:
+			o.policies[v.Name] = v
 		default:
 			return nil, fmt.Errorf("%s: kind %s has no checks in deploy/k8s_test.go", key, gvk.Kind)
 		}
@@ -155,11 +162,61 @@ func checkK8s(o *k8sObjects, compose *checker) []string {
 	k.checkNamespace()
 	k.checkNATS()
 	k.checkCrawlmesh()
+	k.checkNetworkPolicy()
 	sort.Strings(k.errs)
 	return k.errs
 }
 
 const k8sNamespace = "crawlmesh"
+
+// checkNetworkPolicy: a NetworkPolicy guards the NATS pods' client and
+// route ports, and lets exactly the mesh's pods (masters, workers, the
+// other NATS servers) reach them: NATS runs without users here.
+func (k *k8sChecker) checkNetworkPolicy() {
+	ss, ok := k.o.statefulSets["nats"]
+	if !ok {
+		return
+	}
+	var guard *networkingv1.NetworkPolicy
+	for _, p := range k.o.policies {
+		if sel, err := metav1.LabelSelectorAsSelector(&p.Spec.PodSelector); err == nil && sel.Matches(labels.Set(ss.Spec.Template.Labels)) {
+			guard = p
+		}
+	}
+	if guard == nil {
+		k.errorf("no NetworkPolicy selects the NATS pods: any pod of the cluster can reach NATS, which has no users")
+		return
+	}
+	pods := map[string]map[string]string{"nats": ss.Spec.Template.Labels}
+	for name, d := range k.o.deployments {
+		pods[name] = d.Spec.Template.Labels
+	}
+	for _, port := range []int{4222, 6222} {
+		for _, rule := range guard.Spec.Ingress {
+			if !slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port != nil && p.Port.IntValue() == port }) {
+				continue
+			}
+			if len(rule.From) == 0 {
+				k.errorf("NetworkPolicy %s: port %d is open to every pod", guard.Name, port)
+			}
+			for name, lbl := range pods {
+				if name == "nats" && port == 4222 {
+					continue
+				}
+				reached := slices.ContainsFunc(rule.From, func(peer networkingv1.NetworkPolicyPeer) bool {
+					if peer.PodSelector == nil || peer.NamespaceSelector != nil || peer.IPBlock != nil {
+						return false
+					}
+					sel, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+					return err == nil && sel.Matches(labels.Set(lbl))
+				})
+				if !reached {
+					k.errorf("NetworkPolicy %s: %s pods cannot reach NATS port %d", guard.Name, name, port)
+				}
+			}
+		}
+	}
+}
 
 func (k *k8sChecker) checkNamespace() {
 	if _, ok := k.o.namespaces[k8sNamespace]; !ok {
@@ -688,6 +745,9 @@ func TestK8sCheckCatchesBreakage(t *testing.T) {
 		{"GOMEMLIMIT over the memory limit", "nats.yaml", "value: 3686MiB", "value: 5GiB", "GOMEMLIMIT 5GiB is 125 % of the memory limit 4Gi"},
 		{"memory limit raised alone", "nats.yaml", "limits: {memory: 4Gi}\n        - name: exporter", "limits: {memory: 8Gi}\n        - name: exporter", "GOMEMLIMIT 3686MiB is 45 %"},
 		{"GOMEMLIMIT misspelt", "nats.yaml", "value: 3686MiB", "value: 3686MB", `GOMEMLIMIT "3686MB" is not a size`},
+		{"no NetworkPolicy", "kustomization.yaml", "  - networkpolicy.yaml\n", "", "no NetworkPolicy selects the NATS pods"},
+		{"workers shut out of NATS", "networkpolicy.yaml", "values: [master, worker, nats]", "values: [master, nats]", "worker pods cannot reach NATS port 4222"},
+		{"NATS open to all", "networkpolicy.yaml", "    - from:\n        - podSelector:\n            matchExpressions:\n              - {key: app.kubernetes.io/name, operator: In, values: [master, worker, nats]}\n      ports:", "    - ports:", "port 4222 is open to every pod"},
 		{"missing Secret", "master.yaml", "secretRef: {name: crawlmesh-api-token, optional: true}", "secretRef: {name: crawlmesh-api-tokn}", "envFrom Secret crawlmesh-api-tokn does not exist"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
