@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -83,6 +84,27 @@ func Mux(reg *prometheus.Registry, health func() error) *http.ServeMux {
 	return mux
 }
 
+// LoopbackOnly refuses (421) a request whose Host header names anything
+// but a loopback address or localhost. A server on loopback trusts that
+// only this machine reaches it; a web page the operator visits could
+// otherwise read its open endpoints (items, specs, config) by pointing a
+// name of its own at 127.0.0.1 (DNS rebinding).
+func LoopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+		ip := net.ParseIP(host)
+		if host != "" && !(ip != nil && ip.IsLoopback()) && host != "localhost" && !strings.HasSuffix(host, ".localhost") {
+			http.Error(w, "this server listens on loopback and answers only requests to a loopback address or localhost, not to "+r.Host, http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // MountPprof adds Go's profiler under /debug/pprof/ to mux. It is opt-in
 // (--pprof): profiles show the process's internals to whoever reaches it.
 func MountPprof(mux *http.ServeMux) {
@@ -93,8 +115,13 @@ func MountPprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
-// Serve serves h on ln until ctx is done, then shuts down gracefully.
+// Serve serves h on ln until ctx is done, then shuts down gracefully. On
+// a loopback address it answers only requests that name a loopback host
+// (see LoopbackOnly).
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		h = LoopbackOnly(h)
+	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
