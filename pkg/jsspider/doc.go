@@ -57,18 +57,20 @@
 //   - Memory: goja has no heap limit and Go has no per-goroutine
 //     accounting, so the bound is a process-wide signal. While any parse
 //     runs, one watchdog goroutine samples runtime/metrics
-//     "/gc/heap/live:bytes" every 5 ms; each running parse records the
-//     value when it starts, and a parse during which the live heap grows
-//     by more than [Options.MaxHeap] (default 256 MiB) is interrupted and
-//     fails with "script exceeded the memory limit (256 MiB) on URL"; its
-//     runtime is dropped, so the memory is freed by the next GC. Limits,
-//     honestly: the live heap is only measured at the end of each GC
-//     cycle, so with GOGC=100 the heap can reach about twice (baseline +
-//     MaxHeap) before the signal trips (GOMEMLIMIT makes GC, and so the
-//     signal, more frequent near the limit); it cannot tell whose memory
+//     "/memory/classes/heap/objects:bytes" (every heap object, live or
+//     not yet swept, kept current by each allocation) every 5 ms; each
+//     running parse records the value when it starts, and a parse during
+//     which it grows by more than [Options.MaxHeap] (default 256 MiB) is
+//     interrupted and fails with "script exceeded the memory limit (256
+//     MiB) on URL"; its runtime is dropped, so the memory is freed by the
+//     next GC. Limits, honestly: garbage counts until the GC sweeps it, so
+//     a worker whose own churn reaches the budget between two GCs would
+//     interrupt a parse (its task is retried); it cannot tell whose memory
 //     grew, so a parse running alongside a runaway one since before it
 //     started growing is interrupted too (the task is retried, the worker
-//     lives); and a single allocation larger than the budget (e.g.
+//     lives); a runaway is stopped between two instructions, so the one
+//     that crossed the budget completes (a string doubling from 256 MiB
+//     ends near 512 MiB); and a single allocation larger than the budget (e.g.
 //     'x'.repeat(1e9)) happens before any watchdog can react, so
 //     String.prototype.repeat, padStart and padEnd are wrapped to refuse
 //     results larger than MaxHeap.

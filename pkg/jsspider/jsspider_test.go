@@ -221,6 +221,16 @@ func TestUnboundedAllocation(t *testing.T) {
 	if after > before+32<<20 {
 		t.Fatalf("heap not freed: before %d, after %d", before, after)
 	}
+	// A string doubled by + is stopped near the budget: the live heap,
+	// read only after a GC, let it reach 8 GiB and kill the process.
+	pool = NewPool(mustCompile(t, `function parse() { var s = "x"; for (var i = 0; i < 40; i++) s = s + s; return {}; }`),
+		Options{MaxHeap: 128 << 20, Timeout: 60 * time.Second})
+	if _, err := pool.Parse(context.Background(), spiderproto.Page{URL: "http://x.test/double"}); err == nil ||
+		err.Error() != "script exceeded the memory limit (128 MiB) on http://x.test/double" {
+		t.Fatalf("doubling a string: err = %v", err)
+	}
+	runtime.ReadMemStats(&ms)
+	t.Logf("doubling a string: peak heap (sys) %d MiB", ms.HeapSys>>20)
 	// Single huge allocations are refused up front.
 	for _, expr := range []string{"'x'.repeat(1e9)", "''.padStart(1e9)", "new Array(1e9).join('x')", "new Array(1e9).fill(0)",
 		"new ArrayBuffer(1e10)", "new Float64Array(1e9)", "Array.from({length: 1e9})"} {

@@ -9,11 +9,16 @@ import (
 // memTick is how often the watchdog samples the live heap.
 const memTick = 5 * time.Millisecond
 
-const liveHeapMetric = "/gc/heap/live:bytes"
+// heapMetric is the memory of heap objects, live or not yet swept: kept
+// current by every allocation, unlike the live heap, which is only known
+// at the end of a GC cycle. A script doubling a string (s = s + s) went
+// from 256 MiB to 8 GiB between two GCs while the live heap still read
+// its start, and the process died out of memory.
+const heapMetric = "/memory/classes/heap/objects:bytes"
 
-// liveHeap is the heap marked live by the last GC cycle.
+// liveHeap is the heap's objects now (see heapMetric).
 func liveHeap() uint64 {
-	s := []metrics.Sample{{Name: liveHeapMetric}}
+	s := []metrics.Sample{{Name: heapMetric}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0
