@@ -19,8 +19,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/crawlmesh/crawlmesh/pkg/cmdspider"
@@ -43,8 +45,9 @@ type Config struct {
 	// Files is the worker's cache of Object Store files; nil makes
 	// script_file and files specs fail their crawl on this worker.
 	Files *files.Cache
-	// WorkDir holds the commands' working directories (one per crawl and
-	// version of the spider's files, removed when its processes stop).
+	// WorkDir holds the commands' working directories, under a directory
+	// of this process's own (its pid): one per crawl and version of the
+	// spider's files, removed when its processes stop.
 	WorkDir string
 	// Processes is how many processes a command spider may run at once on
 	// this worker (its concurrency; started as pages need them).
@@ -229,7 +232,7 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 	// Numbered, so that an older pool still closing (below) never removes
 	// a directory a newer pool of the same version uses.
 	r.dirs++
-	dir := filepath.Join(r.cfg.WorkDir, fmt.Sprintf("%s-%s-%s-%d", safe(s.Name), version, safe(crawl), r.dirs))
+	dir := filepath.Join(r.cfg.WorkDir, strconv.Itoa(os.Getpid()), fmt.Sprintf("%s-%s-%s-%d", safe(s.Name), version, safe(crawl), r.dirs))
 	if err := populate(dir, paths); err != nil {
 		return nil, crawlLevel(fmt.Errorf("spider %s: working directory: %w", s.Name, err))
 	}
@@ -257,24 +260,38 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 	return pool, nil
 }
 
-// sweepLocked removes what WorkDir holds before this process's first
-// command: directories a previous process left when it was killed (-9)
-// before it could remove them. WorkDir is its node id's own, and a node id
-// runs tasks in one process at a time (its heartbeat key is claimed before
-// any task), so nothing there is in use by another.
+// sweepLocked removes, before this process's first command, the
+// directories of processes that are gone (killed -9 before they could
+// remove them). Each process works under WorkDir/<pid>: two meshes on one
+// host may run workers of the same node id, and a live process's
+// directory is never touched.
 func (r *Runner) sweepLocked() {
 	des, err := os.ReadDir(r.cfg.WorkDir)
 	if err != nil {
 		return // none yet
 	}
+	n := 0
 	for _, de := range des {
-		if err := os.RemoveAll(filepath.Join(r.cfg.WorkDir, de.Name())); err != nil {
-			r.log.Warn("removing a working directory a previous process left", "dir", de.Name(), "err", err)
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil || pid == os.Getpid() || alive(pid) {
+			continue
 		}
+		if err := os.RemoveAll(filepath.Join(r.cfg.WorkDir, de.Name())); err != nil {
+			r.log.Warn("removing a working directory a stopped process left", "dir", de.Name(), "err", err)
+			continue
+		}
+		n++
 	}
-	if len(des) > 0 {
-		r.log.Info("removed working directories a previous process left", "dir", r.cfg.WorkDir, "count", len(des))
+	if n > 0 {
+		r.log.Info("removed working directories stopped processes left", "dir", r.cfg.WorkDir, "count", n)
 	}
+}
+
+// alive says whether a process of that pid exists (a reused pid keeps a
+// directory a little longer; never is a live one's removed).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // EndCrawl stops the command processes of a crawl that no longer runs.
@@ -310,6 +327,7 @@ func (r *Runner) Close() {
 	}
 	wg.Wait()
 	r.retired.Wait()
+	_ = os.Remove(filepath.Join(r.cfg.WorkDir, strconv.Itoa(os.Getpid()))) // this process's, if emptied
 }
 
 // populate makes dir hold a copy of each file (the cache's copies are

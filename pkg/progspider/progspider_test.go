@@ -3,6 +3,7 @@ package progspider
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -223,12 +224,23 @@ func TestCommandWorkDirsRemoved(t *testing.T) {
 		"  printf '{\"items\":[{\"v\":\"%s\"}],\"links\":[]}\\n' \"$(cat data.txt)\"\n"+
 		"done\n")
 	put("data.txt", "v1")
-	work := t.TempDir()
-	// A worker of this node id killed -9 left its directory behind.
-	if err := os.MkdirAll(filepath.Join(work, "cmd-0123456789abcdef-old-1", "sub"), 0o755); err != nil {
+	root := t.TempDir()
+	// A worker of this node id killed -9 left its directory behind (its
+	// pid is gone); another process of the same node id (a second mesh on
+	// this host) works beside it: its directory must stay.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	r := New(Config{Files: cache, WorkDir: work})
+	deadDir := filepath.Join(root, strconv.Itoa(dead.Process.Pid))
+	liveDir := filepath.Join(root, strconv.Itoa(os.Getppid()))
+	for _, d := range []string{deadDir, liveDir} {
+		if err := os.MkdirAll(filepath.Join(d, "cmd-0123456789abcdef-old-1", "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	work := filepath.Join(root, strconv.Itoa(os.Getpid())) // where this process's directories go
+	r := New(Config{Files: cache, WorkDir: root})
 	defer r.Close()
 	sp := &spec.Spec{Name: "cmd", Command: []string{"./spider.sh"}, Files: []string{"spider.sh", "data.txt"}}
 	parseIn := func(crawl, want string) {
@@ -279,6 +291,12 @@ func TestCommandWorkDirsRemoved(t *testing.T) {
 	parseIn("c1", "v1")
 	parseIn("c2", "v1")
 	waitDirs("two crawls", "c1", "c2")
+	if _, err := os.Stat(deadDir); !os.IsNotExist(err) {
+		t.Errorf("the stopped process's directory is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(liveDir, "cmd-0123456789abcdef-old-1")); err != nil {
+		t.Errorf("a live process's directory was removed: %v", err)
+	}
 	before := dirs()
 
 	put("data.txt", "v2")
@@ -293,7 +311,7 @@ func TestCommandWorkDirsRemoved(t *testing.T) {
 		t.Fatalf("after c1 ended: working directories %v; want c2's only", got)
 	}
 	r.Close()
-	if got := dirs(); len(got) != 0 {
-		t.Fatalf("after Close: working directories %v; want none", got)
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Fatalf("after Close: this process's directory is still there: %v", err)
 	}
 }
