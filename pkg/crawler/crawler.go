@@ -244,6 +244,11 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 	if err := c.publishPage(ctx, msg, t, cr, page, redelivered); err != nil {
+		var fe *fetch.Error
+		if errors.As(err, &fe) {
+			c.failed(ctx, msg, t, attempt, fe, t0)
+			return
+		}
 		if ctx.Err() == nil {
 			log.Warn("publish failed, task retried", "err", err)
 		}
@@ -302,9 +307,20 @@ func (c *Crawler) take(ctx context.Context, t mesh.Task, lim politeness.Limits) 
 }
 
 // publishPage publishes children, items and counters and waits for every
-// acknowledgement.
+// acknowledgement. An item too large for a NATS message fails the page
+// (a *fetch.Error, not to be retried) before anything is published.
 func (c *Crawler) publishPage(ctx context.Context, msg jetstream.Msg, t mesh.Task, cr *CrawlInfo, page *fetch.Page, redelivered bool) error {
 	s := cr.Parsed
+	now := time.Now().UTC()
+	items := make([][]byte, len(page.Items))
+	for i, data := range page.Items {
+		items[i], _ = json.Marshal(mesh.Item{URL: page.URL, Spider: t.Spider, Crawl: t.Crawl, Depth: t.Depth, FetchedAt: now, Data: data})
+		// The server's max_payload counts headers too (the item's id).
+		if limit := c.js.Conn().MaxPayload() - 1024; int64(len(items[i])) > limit {
+			return &fetch.Error{Reason: "item-too-large",
+				Err: fmt.Errorf("item %d is %d bytes; the NATS server takes messages up to %d (its max_payload, less headers)", i, len(items[i]), limit)}
+		}
+	}
 	var futs []jetstream.PubAckFuture
 	if s.MaxDepth == 0 || t.Depth+1 <= s.MaxDepth {
 		var cands []mesh.Task
@@ -331,9 +347,7 @@ func (c *Crawler) publishPage(ctx context.Context, msg jetstream.Msg, t mesh.Tas
 			futs = append(futs, f)
 		}
 	}
-	now := time.Now().UTC()
-	for i, data := range page.Items {
-		b, _ := json.Marshal(mesh.Item{URL: page.URL, Spider: t.Spider, Crawl: t.Crawl, Depth: t.Depth, FetchedAt: now, Data: data})
+	for i, b := range items {
 		f, err := c.js.PublishAsync(mesh.ResultSubject(t.Crawl), b, jetstream.WithMsgID(mesh.ItemID(t.Crawl, page.URL, i)))
 		if err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -846,5 +847,33 @@ func TestHandleRequeued(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"/a", "/b"}) {
 		t.Errorf("children %q, want /a (claimed before) and /b", got)
+	}
+}
+
+// An item too large for a NATS message fails its page at once, naming the
+// item and the limit, and stores none of the page's items: it was retried
+// as a publish failure and dead-lettered as "workers died or timed out",
+// with the page's small item already stored.
+func TestHandleItemTooLarge(t *testing.T) {
+	e := newEnv(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, `<div class="item">small</div><div class="item">`+strings.Repeat("x", 1200<<10)+`</div><a href="/next">next</a>`)
+	})
+	s := newSite(t, mux)
+	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, shopRules))
+	seeds := e.seed(t, 0, s.URL+"/")
+	e.worker(crawler.Config{MaxAttempts: 3}).Handle(t.Context(), e.next(t, seeds[0].ID))
+
+	e.pendingIs(t, 0) // failed, not retried; its link not queued either
+	if f, d := e.counter(t, mesh.StatFailed), e.counter(t, mesh.StatDead); f != 1 || d != 0 {
+		t.Errorf("counters failed=%d dead=%d, want 1 and 0", f, d)
+	}
+	if n := e.subjectCount(t, mesh.ResultsStream, mesh.ResultSubject(crawlID)); n != 0 {
+		t.Errorf("%d items stored of a page that failed", n)
+	}
+	if le, raw := e.lastLog(t); le.Outcome != "failed" || !strings.Contains(le.Error, "item 1 is") || !strings.Contains(le.Error, "max_payload") {
+		t.Errorf("last log entry %s: want the page failed naming item 1 and max_payload", raw)
 	}
 }
