@@ -48,7 +48,11 @@
 //     look-around) get a match timeout (regexp2.DefaultMatchTimeout,
 //     process-wide, set to 2 s by this package) so catastrophic
 //     backtracking cannot pin a CPU; other regexps use Go's linear-time
-//     engine.
+//     engine. goja reads a timed-out match as "no match", so the prelude
+//     wraps exec, test and String's match, search, split and replace: a
+//     "no match" that took the whole time limit throws a RangeError
+//     ("regular expression /…/ timed out after 1950 ms") and the page fails
+//     with it, rather than a wrong answer.
 //   - Call depth: Runtime.SetMaxCallStackSize([Options.MaxCallStack],
 //     default 1000); deeper recursion fails the parse. JSON.parse (and
 //     page.json) refuse text nested deeper than 1000 arrays/objects, as

@@ -388,3 +388,29 @@ func TestLexicalParse(t *testing.T) {
 		t.Fatal(ans, err)
 	}
 }
+
+// A backtracking regexp that runs out of time throws (the page fails with
+// the reason) instead of reading as "no match": the same test read true on
+// a short input and false on a long one, and the page was logged ok.
+func TestRegexpTimeoutThrows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes the 2 s regexp timeout")
+	}
+	pool := NewPool(mustCompile(t, `function parse(page) {
+		var re = /(?=(a+))(a+)+\1$|!$/;
+		if (!re.test("aaaaa!")) throw new Error("short input should match");
+		return {items: [{m: re.test("a".repeat(40) + "!")}]};
+	}`), Options{Timeout: 30 * time.Second})
+	_, err := pool.Parse(context.Background(), spiderproto.Page{URL: "http://x.test/re"})
+	if err == nil || !strings.Contains(err.Error(), "RangeError") || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("err = %v, want the regexp's time-out", err)
+	}
+	// Ordinary matches are unchanged, through exec, test, match, replace and split.
+	ok := NewPool(mustCompile(t, `function parse() {
+		return {items: [{a: /b+/.exec("abbc")[0], t: /x/.test("y"), m: "a1b2".match(/\d/g).join(""), r: "a-b".replace(/-/, "+"), s: "a,b".split(/,/).length}]};
+	}`), Options{})
+	ans, err := ok.Parse(context.Background(), spiderproto.Page{URL: "u"})
+	if err != nil || ans.Items[0]["a"] != "bb" || ans.Items[0]["t"] != "false" || ans.Items[0]["m"] != "12" || ans.Items[0]["r"] != "a+b" || ans.Items[0]["s"] != "2" {
+		t.Fatalf("ordinary matches: %#v, %v", ans, err)
+	}
+}

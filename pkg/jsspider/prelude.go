@@ -11,7 +11,7 @@ package jsspider
 // common ways to do that in one call are wrapped to refuse results bigger
 // than the budget; JSON.parse refuses text nested deeper than the Go
 // stack can safely take.
-const prelude = `(function (limit, jsonDepthOK, maxDepth) {
+const prelude = `(function (limit, jsonDepthOK, maxDepth, clock, reTimeout) {
 	'use strict';
 	const big = (what, n) => { throw new RangeError(what + ': ' + n + ' is over the memory limit of this sandbox'); };
 	const wrap = (obj, name, check) => {
@@ -57,6 +57,32 @@ const prelude = `(function (limit, jsonDepthOK, maxDepth) {
 		a[0] = String(a[0]);
 		if (!jsonDepthOK(a[0])) throw new SyntaxError('JSON nested deeper than ' + maxDepth + ' levels');
 	});
+	// A backtracking match that runs out of time reads as "no match" in
+	// goja: a "no match" that took the whole time limit throws instead.
+	const define = (obj, name, f) => Object.defineProperty(obj, name, {value: f, writable: true, configurable: true, enumerable: false});
+	const timedOut = (re, t0) => {
+		if (clock() - t0 >= reTimeout) throw new RangeError('regular expression ' + String(re) + ' timed out after ' + reTimeout + ' ms');
+	};
+	const rexec = RegExp.prototype.exec;
+	define(RegExp.prototype, 'exec', {exec(s) {
+		const t0 = clock();
+		const r = Reflect.apply(rexec, this, [s]);
+		if (r === null) timedOut(this, t0);
+		return r;
+	}}.exec);
+	// goja's test matches natively, not through exec: as the spec has it.
+	define(RegExp.prototype, 'test', {test(s) { return this.exec(s) !== null; }}.test);
+	for (const [name, none] of [['match', r => r === null], ['search', r => r === -1], ['split', r => r.length <= 1],
+		['replace', (r, s) => r === String(s)], ['replaceAll', (r, s) => r === String(s)]]) {
+		const orig = String.prototype[name];
+		if (typeof orig !== 'function') continue;
+		define(String.prototype, name, {[name](re, ...rest) {
+			const t0 = clock();
+			const r = Reflect.apply(orig, this, [re, ...rest]);
+			if (re instanceof RegExp && none(r, this)) timedOut(re, t0);
+			return r;
+		}}[name]);
+	}
 })`
 
 // maxJSONDepth bounds the nesting JSON.parse accepts.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/crawlmesh/crawlmesh/pkg/htmlnav"
 	"strings"
+	"time"
 
 	"github.com/andybalholm/cascadia"
 	"github.com/antchfx/xpath"
@@ -82,7 +83,11 @@ func (rt *vmState) sandbox() error {
 	}
 	harden, _ := goja.AssertFunction(pre)
 	depthOK := vm.ToValue(func(s string) bool { return jsonDepthOK(s) })
-	if _, err := harden(goja.Undefined(), vm.ToValue(rt.opts.MaxHeap), depthOK, vm.ToValue(maxJSONDepth)); err != nil {
+	clock := vm.ToValue(func() int64 { return time.Now().UnixMilli() }) // not the script's Date, which it may replace
+	// A match timed out when it took about RegexpTimeout (less a margin for
+	// timer slack).
+	reTimeout := vm.ToValue(RegexpTimeout.Milliseconds() - 50)
+	if _, err := harden(goja.Undefined(), vm.ToValue(rt.opts.MaxHeap), depthOK, vm.ToValue(maxJSONDepth), clock, reTimeout); err != nil {
 		return err
 	}
 
