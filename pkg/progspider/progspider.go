@@ -383,11 +383,12 @@ func safe(s string) string {
 // would fail alike, each to dead letters); a store that cannot answer now
 // fails the page, which is retried.
 func fileError(s *spec.Spec, name string, err error) error {
-	err = fmt.Errorf("spider %s: file %s: %w (crawlmesh files put puts it)", s.Name, name, err)
-	if _, ok := errors.AsType[*files.MissingError](err); ok || errors.Is(err, files.ErrNotFound) {
-		return crawlLevel(err)
+	_, missing := errors.AsType[*files.MissingError](err)
+	if missing || errors.Is(err, files.ErrNotFound) {
+		// The store's error already says how to list them.
+		return crawlLevel(fmt.Errorf("spider %s: %w; crawlmesh files put %s adds it", s.Name, err, name))
 	}
-	return err
+	return fmt.Errorf("spider %s: file %s: %w", s.Name, name, err)
 }
 
 // crawlLevelError is an error that stops the crawl on this worker

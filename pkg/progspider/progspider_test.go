@@ -74,8 +74,9 @@ func TestCrawlLevelErrors(t *testing.T) {
 	for _, sp := range []*spec.Spec{{Name: "nosuch", ScriptFile: "nope.js"},
 		{Name: "nosuchdata", Command: []string{"python3", "x.py"}, Files: []string{"x.py"}}} {
 		_, err = parse(t, withFiles, sp)
-		if !isCrawlLevel(err) || !strings.Contains(err.Error(), "no such file") {
-			t.Errorf("spider %s with a file the store lacks: %v; want a crawl-level error naming it", sp.Name, err)
+		if !isCrawlLevel(err) || !strings.Contains(err.Error(), "no such file") || strings.Count(err.Error(), "(crawlmesh") > 1 ||
+			!strings.Contains(err.Error(), "crawlmesh files put") {
+			t.Errorf("spider %s with a file the store lacks: %v; want a crawl-level error naming it, with one hint of each", sp.Name, err)
 		}
 	}
 	// A script that throws fails its page only.
