@@ -106,7 +106,8 @@ func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (stri
 	}
 	// What cannot seed (a start URL the crawl cannot name) is refused
 	// before there is a record, which would otherwise stay running.
-	if _, err := planSeeds(id, s); err != nil {
+	plan, err := planSeeds(id, s)
+	if err != nil {
 		return "", err
 	}
 	cr := mesh.Crawl{ID: id, Spider: s.Name, State: mesh.CrawlRunning, Spec: raw, CreatedAt: c.now().UTC()}
@@ -126,7 +127,7 @@ func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (stri
 		c.log.Info("crawl started", "crawl", cr.ID, "spider", s.Name, "seeds_file", seedsFile)
 		return cr.ID, nil
 	}
-	if err := c.seed(ctx, &cr, s, rev); err != nil {
+	if err := c.seed(ctx, &cr, s, rev, plan); err != nil {
 		return "", err
 	}
 	c.log.Info("crawl started", "crawl", cr.ID, "spider", s.Name)
@@ -157,16 +158,9 @@ func planSeeds(crawl string, s *spec.Spec) (seedPlan, error) {
 	return p, nil
 }
 
-// errPlan marks a seed error that trying again cannot mend.
-var errPlan = errors.New("cannot seed")
-
-// seed admits the start URLs and marks the record seeded. It is
+// seed admits plan's tasks and marks the record seeded. It is
 // idempotent: a crawl left unseeded by a crashed master is seeded again.
-func (c *Control) seed(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, rev uint64) error {
-	plan, err := planSeeds(cr.ID, s)
-	if err != nil {
-		return fmt.Errorf("seed %s: %w: %w", cr.ID, errPlan, err)
-	}
+func (c *Control) seed(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, rev uint64, plan seedPlan) error {
 	cands, maps := plan.pages, plan.maps
 	pub := c.pub.With(layoutOf(cr, s))
 	adm, err := pub.Admit(ctx, cr.ID, s.MaxPages, "", true, cands)
@@ -361,9 +355,13 @@ func (c *Control) check(ctx context.Context) {
 			}
 			if c.now().Sub(cr.CreatedAt) > 10*time.Second {
 				s, err := spec.Parse(cr.Spec)
+				var plan seedPlan
+				if err == nil {
+					plan, err = planSeeds(id, s)
+				}
 				if err != nil {
 					// Recorded by an older version that let its mistake
-					// through: it can never seed.
+					// through: trying every tick cannot mend it.
 					if ferr := c.Fail(ctx, id, "cannot seed: "+err.Error()); ferr != nil {
 						c.log.Warn("crawl that cannot seed not marked failed", "crawl", id, "err", ferr)
 					}
@@ -375,13 +373,7 @@ func (c *Control) check(ctx context.Context) {
 					c.seedFileAsync(ctx, cr, s, rev, name, true)
 					continue
 				}
-				if err := c.seed(ctx, cr, s, rev); errors.Is(err, errPlan) {
-					// A spec stored before its mistake was refused at
-					// apply: trying every tick cannot mend it.
-					if ferr := c.Fail(ctx, id, err.Error()); ferr != nil {
-						c.log.Warn("crawl that cannot seed not marked failed", "crawl", id, "err", ferr)
-					}
-				} else if err != nil {
+				if err := c.seed(ctx, cr, s, rev, plan); err != nil {
 					c.log.Warn("re-seed failed", "crawl", id, "err", err)
 				}
 			}
