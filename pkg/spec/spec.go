@@ -168,9 +168,14 @@ func Parse(data []byte) (*Spec, error) {
 		}
 	}
 	s.normalize()
+	verrs := s.validate()
+	// The text's tree gives mistakes their lines and fields their order:
+	// read it again only when there is either to give.
 	var root yaml.Node
-	_ = yaml.Unmarshal(data, &root) // decoded above: it parses
-	errs = append(errs, withLines(&root, s.validate())...)
+	if len(verrs) > 0 || len(s.Items) > 0 {
+		_ = yaml.Unmarshal(data, &root) // decoded above: it parses
+	}
+	errs = append(errs, withLines(&root, verrs)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}

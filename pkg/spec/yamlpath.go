@@ -136,26 +136,38 @@ func parentPath(p string) string {
 // give it plainly (an alias, a merge key), the sorted one, which is also
 // what the rule's JSON then keeps.
 func fieldOrder(root *yaml.Node, s *Spec) {
-	defer func() {
-		for i := range s.Items {
-			s.Items[i].order = s.Items[i].FieldNames()
-			if len(s.Items[i].order) == 0 {
-				s.Items[i].order = nil
+	top := root
+	if top.Kind == yaml.DocumentNode && len(top.Content) > 0 {
+		top = top.Content[0]
+	}
+	items := child(top, "items")
+	for i := range s.Items {
+		var names []string
+		if items != nil && items.Kind == yaml.SequenceNode && i < len(items.Content) {
+			if f := child(items.Content[i], "fields"); f != nil && f.Kind == yaml.MappingNode {
+				for j := 0; j+1 < len(f.Content); j += 2 {
+					names = append(names, f.Content[j].Value)
+				}
 			}
 		}
-	}()
-	walk(root, "", 0, func(path string, key, val *yaml.Node) {
-		var i int
-		if key == nil || val.Kind != yaml.MappingNode {
-			return
-		}
-		if n, err := fmt.Sscanf(path, "items[%d].fields", &i); n != 1 || err != nil || path != fmt.Sprintf("items[%d].fields", i) || i >= len(s.Items) {
-			return
-		}
-		var names []string
-		for j := 0; j+1 < len(val.Content); j += 2 {
-			names = append(names, val.Content[j].Value)
-		}
 		s.Items[i].order = names
-	})
+		s.Items[i].order = s.Items[i].FieldNames() // the written order if it names every field, else sorted
+		if len(s.Items[i].order) == 0 {
+			s.Items[i].order = nil
+		}
+	}
+}
+
+// child is the value of key in mapping n; nil when n is no mapping or
+// lacks key.
+func child(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }
