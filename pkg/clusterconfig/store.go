@@ -255,44 +255,32 @@ func storeForAll(ctx context.Context, kv jetstream.KeyValue, cm mesh.Command, ke
 	return nil
 }
 
-// CheckNodeRole refuses a value at a node's level that the node's role
-// does not apply (concurrency for a master), as Check refuses it for the
-// role itself. The role comes from the node's live heartbeat; a node that
-// is not online (or a heartbeat that cannot be read) is let through: it
-// may be a worker yet to start.
-func CheckNodeRole(ctx context.Context, js jetstream.JetStream, s Scope, key string) error {
-	if s.Level != LevelNode {
-		return nil
+// SetLive is [Set] as operators use it, checked against the live nodes
+// (bucket nodes, read once): a value at a node's level that the node's
+// role does not apply (concurrency for a master) is refused, as Check
+// refuses it for the role itself, and heartbeat_interval is bounded by the
+// bucket's TTL. A node that is not online (or a heartbeat that cannot be
+// read) is let through: it may be a worker yet to start; offline says so.
+func SetLive(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, s Scope, key, value string) (e Entry, offline bool, err error) {
+	var ttl time.Duration
+	if nodes, nerr := js.KeyValue(ctx, mesh.NodesBucket); nerr == nil {
+		if s.Level == LevelNode {
+			k, err := Lookup(key)
+			if err != nil {
+				return Entry{}, false, err
+			}
+			hbe, gerr := nodes.Get(ctx, s.Target)
+			offline = errors.Is(gerr, jetstream.ErrKeyNotFound)
+			if gerr == nil {
+				if hb, err := mesh.DecodeHeartbeat(hbe.Value()); err == nil && hb.Role != "" && !k.AppliesTo(hb.Role) {
+					return Entry{}, false, fmt.Errorf("%w: %s applies to %v only, and node %s is a %s", ErrBadValue, key, k.Roles, s.Target, hb.Role)
+				}
+			}
+		}
+		if st, err := nodes.Status(ctx); err == nil {
+			ttl = st.TTL()
+		}
 	}
-	k, err := Lookup(key)
-	if err != nil {
-		return err
-	}
-	kv, err := js.KeyValue(ctx, mesh.NodesBucket)
-	if err != nil {
-		return nil
-	}
-	e, err := kv.Get(ctx, s.Target)
-	if err != nil {
-		return nil
-	}
-	hb, err := mesh.DecodeHeartbeat(e.Value())
-	if err != nil || hb.Role == "" || k.AppliesTo(hb.Role) {
-		return nil
-	}
-	return fmt.Errorf("%w: %s applies to %v only, and node %s is a %s", ErrBadValue, key, k.Roles, s.Target, hb.Role)
-}
-
-// NodesTTL is bucket nodes' TTL, which bounds heartbeat_interval in
-// [Set] (0 when it cannot be read: the nodes check the value again).
-func NodesTTL(ctx context.Context, js jetstream.JetStream) time.Duration {
-	kv, err := js.KeyValue(ctx, mesh.NodesBucket)
-	if err != nil {
-		return 0
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return 0
-	}
-	return st.TTL()
+	e, err = Set(ctx, kv, s, key, value, ttl) // 0 TTL: the nodes check the value again
+	return e, offline, err
 }

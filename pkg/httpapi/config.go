@@ -140,11 +140,7 @@ func (a *api) configSet(w http.ResponseWriter, r *http.Request) {
 	if kv == nil {
 		return
 	}
-	if err := clusterconfig.CheckNodeRole(ctx, a.cfg.JS, s, key); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	e, err := clusterconfig.Set(ctx, kv, s, key, *req.Value, clusterconfig.NodesTTL(ctx, a.cfg.JS))
+	e, _, err := clusterconfig.SetLive(ctx, a.cfg.JS, kv, s, key, *req.Value)
 	if errors.Is(err, clusterconfig.ErrBadValue) || errors.Is(err, clusterconfig.ErrUnknownKey) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/crawlmesh/crawlmesh/pkg/clusterconfig"
@@ -131,22 +130,15 @@ func runConfigSet(ctx context.Context, c *cli, f *clientFlags, cf *configFlags, 
 		return err
 	}
 	defer sess.Close()
-	if err := clusterconfig.CheckNodeRole(ctx, sess.js, s, key); err != nil {
-		return usageError{err}
-	}
-	e, err := clusterconfig.Set(ctx, sess.kv, s, key, value, clusterconfig.NodesTTL(ctx, sess.js))
+	e, offline, err := clusterconfig.SetLive(ctx, sess.js, sess.kv, s, key, value)
 	if errors.Is(err, clusterconfig.ErrBadValue) || errors.Is(err, clusterconfig.ErrUnknownKey) {
 		return usageError{err}
 	}
 	if err != nil {
 		return err
 	}
-	if s.Level == clusterconfig.LevelNode {
-		if kv, err := nodesKV(ctx, sess.js); err == nil {
-			if _, err := kv.Get(ctx, s.Target); errors.Is(err, jetstream.ErrKeyNotFound) {
-				fmt.Fprintf(c.stderr, "note: node %s is not online; it applies the value when it starts (crawlmesh doctor reports overrides of nodes that are gone)\n", s.Target)
-			}
-		}
+	if offline {
+		fmt.Fprintf(c.stderr, "note: node %s is not online; it applies the value when it starts (crawlmesh doctor reports overrides of nodes that are gone)\n", s.Target)
 	}
 	if f.output == "json" {
 		return writeJSON(c.stdout, e)
