@@ -77,9 +77,10 @@ const prelude = `(function (limit, jsonDepthOK, maxDepth, clock, reTimeout) {
 		const orig = String.prototype[name];
 		if (typeof orig !== 'function') continue;
 		define(String.prototype, name, {[name](re, ...rest) {
+			if (!(re instanceof RegExp)) return Reflect.apply(orig, this, [re, ...rest]); // no clock for a plain string
 			const t0 = clock();
 			const r = Reflect.apply(orig, this, [re, ...rest]);
-			if (re instanceof RegExp && none(r, this)) timedOut(re, t0);
+			if (none(r, this)) timedOut(re, t0);
 			return r;
 		}}[name]);
 	}
