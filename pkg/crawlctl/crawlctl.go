@@ -110,7 +110,7 @@ func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (stri
 	if err != nil {
 		return "", err
 	}
-	cr := mesh.Crawl{ID: id, Spider: s.Name, State: mesh.CrawlRunning, Spec: raw, CreatedAt: c.now().UTC()}
+	cr := mesh.Crawl{ID: id, Spider: s.Name, State: mesh.CrawlRunning, Spec: raw, CreatedAt: c.now().UTC(), ShortIDs: true}
 	if parts > 1 {
 		cr.Partitions = parts // a record of one partition reads as before
 	}
@@ -320,7 +320,7 @@ func (c *Control) queued(ctx context.Context) uint64 {
 
 // layoutOf is the partition layout of a crawl.
 func layoutOf(cr *mesh.Crawl, s *spec.Spec) mesh.Layout {
-	return mesh.NewLayout(cr.Partitions, s.PartitionBy)
+	return cr.Layout(s.PartitionBy)
 }
 
 // Run checks running crawls every interval until ctx is done.

@@ -266,7 +266,7 @@ func (p *Publisher) Claim(ctx context.Context, crawl, canonicalURL, taskID strin
 // PublishTask publishes a task asynchronously with its de-duplication id.
 func (p *Publisher) PublishTask(t mesh.Task) (jetstream.PubAckFuture, error) {
 	b, _ := json.Marshal(t)
-	return p.js.PublishAsync(mesh.TaskSubjectOf(p.lay.Of(t.URL), t.Crawl), b, jetstream.WithMsgID(t.Crawl+"."+t.ID))
+	return p.js.PublishAsync(mesh.TaskSubjectOf(p.lay.Of(t.URL), t.Crawl), b, jetstream.WithMsgID(p.lay.PubID(t.Crawl, t.ID, "")))
 }
 
 // Incr adds n to a crawl counter in partition part asynchronously (a

@@ -310,7 +310,7 @@ func (c *Crawler) take(ctx context.Context, t mesh.Task, lim politeness.Limits) 
 // acknowledgement. An item too large for a NATS message fails the page
 // (a *fetch.Error, not to be retried) before anything is published.
 func (c *Crawler) publishPage(ctx context.Context, msg jetstream.Msg, t mesh.Task, cr *CrawlInfo, page *fetch.Page, redelivered bool) error {
-	s := cr.Parsed
+	s, lay := cr.Parsed, layoutOf(cr)
 	now := time.Now().UTC()
 	items := make([][]byte, len(page.Items))
 	for i, data := range page.Items {
@@ -331,7 +331,7 @@ func (c *Crawler) publishPage(ctx context.Context, msg jetstream.Msg, t mesh.Tas
 			}
 			cands = append(cands, mesh.Task{ID: id, Crawl: t.Crawl, Spider: t.Spider, URL: link, Depth: t.Depth + 1, Referrer: page.URL})
 		}
-		pub := c.pub.With(layoutOf(cr))
+		pub := c.pub.With(lay)
 		adm, err := pub.Admit(ctx, t.Crawl, s.MaxPages, t.ID, redelivered, cands)
 		if err != nil {
 			return err
@@ -365,7 +365,7 @@ func (c *Crawler) publishPage(ctx context.Context, msg jetstream.Msg, t mesh.Tas
 		if inc.n == 0 {
 			continue
 		}
-		f, err := c.incr(msg, t.Crawl, inc.name, inc.n, t.Crawl+"."+t.ID+"."+inc.name)
+		f, err := c.incr(msg, t.Crawl, inc.name, inc.n, lay.PubID(t.Crawl, t.ID, inc.name))
 		if err != nil {
 			return err
 		}
@@ -513,7 +513,7 @@ func (c *Crawler) logEntry(t mesh.Task, e mesh.LogEntry, t0 time.Time) {
 
 // layoutOf is the partition layout of a crawl.
 func layoutOf(cr *CrawlInfo) mesh.Layout {
-	return mesh.NewLayout(cr.Partitions, cr.Parsed.PartitionBy)
+	return cr.Layout(cr.Parsed.PartitionBy)
 }
 
 func crawlOfSubject(subj string) string { return mesh.CrawlOfTaskSubject(subj) }

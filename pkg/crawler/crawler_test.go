@@ -36,6 +36,16 @@ type env struct {
 	crawls jetstream.KeyValue
 	seen   jetstream.KeyValue
 	pub    *crawler.Publisher
+	// shortIDs records crawls with short de-duplication ids, as this
+	// version's masters do; false is a crawl an older master recorded.
+	shortIDs bool
+}
+
+// withShortIDs makes the env record and seed crawls as this version does.
+func (e *env) withShortIDs() *env {
+	e.shortIDs = true
+	e.pub = e.pub.With(mesh.Layout{ShortIDs: true})
+	return e
 }
 
 func newEnv(t *testing.T) *env {
@@ -61,7 +71,7 @@ func (e *env) putCrawl(t *testing.T, state string, sp *spec.Spec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(mesh.Crawl{ID: crawlID, Spider: sp.Name, State: state, Spec: sb, CreatedAt: time.Now().UTC()})
+	b, _ := json.Marshal(mesh.Crawl{ID: crawlID, Spider: sp.Name, State: state, Spec: sb, CreatedAt: time.Now().UTC(), ShortIDs: e.shortIDs})
 	if _, err := e.crawls.Put(t.Context(), crawlID, b); err != nil {
 		t.Fatalf("put crawl: %v", err)
 	}
@@ -495,8 +505,22 @@ type crashed struct{ jetstream.Msg }
 
 func (crashed) Ack() error { return nil }
 
+// A task redelivered after its worker died before the ack is counted once
+// and stores its items once, whether the crawl carries short ids (this
+// version's) or the long ones of a crawl recorded before them.
 func TestHandleRedelivered(t *testing.T) {
-	e := newEnv(t)
+	for _, short := range []bool{true, false} {
+		t.Run(fmt.Sprintf("short_ids=%v", short), func(t *testing.T) {
+			e := newEnv(t)
+			if short {
+				e.withShortIDs()
+			}
+			testHandleRedelivered(t, e)
+		})
+	}
+}
+
+func testHandleRedelivered(t *testing.T, e *env) {
 	s := shop(t)
 	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, shopRules))
 	seeds := e.seed(t, 0, s.URL+"/")

@@ -28,10 +28,25 @@ const (
 	PartitionByURL  = "url"  // spreads one huge host over every partition
 )
 
-// Layout is how one crawl's frontier and seen-set are split.
+// Layout is how one crawl's frontier and seen-set are split, and how its
+// tasks and page counters are named for de-duplication.
 type Layout struct {
-	Parts int  // partitions; 0 or 1: one
-	ByURL bool // partition by the whole URL rather than its host
+	Parts    int  // partitions; 0 or 1: one
+	ByURL    bool // partition by the whole URL rather than its host
+	ShortIDs bool // [PubID] ids (see [Crawl.ShortIDs])
+}
+
+// PubID is the publish de-duplication id of a task of the crawl ("" for
+// what) or of one of its counters: [PubID], or the long form a crawl
+// recorded before short ids uses.
+func (l Layout) PubID(crawl, taskID, what string) string {
+	switch {
+	case l.ShortIDs:
+		return PubID(crawl, taskID, what)
+	case what == "":
+		return crawl + "." + taskID
+	}
+	return crawl + "." + taskID + "." + what
 }
 
 // NewLayout returns the layout of a crawl with parts partitions and the

@@ -51,3 +51,36 @@ func TestPartitionNames(t *testing.T) {
 		}
 	}
 }
+
+// A crawl recorded before short ids keeps the ids an older worker
+// published with, byte for byte; one recorded now gets 16 characters that
+// differ for every task, counter and crawl.
+func TestLayoutPubID(t *testing.T) {
+	old := (&Crawl{ID: "c-1"}).Layout("")
+	if got := old.PubID("c-1", "T", ""); got != "c-1.T" {
+		t.Errorf("long task id %q, want c-1.T", got)
+	}
+	if got := old.PubID("c-1", "T", StatOK); got != "c-1.T.ok" {
+		t.Errorf("long counter id %q, want c-1.T.ok", got)
+	}
+	short := (&Crawl{ID: "c-1", ShortIDs: true}).Layout("")
+	ids := map[string]string{}
+	for _, c := range []struct{ crawl, task, what string }{
+		{"c-1", "T", ""}, {"c-1", "T", StatOK}, {"c-1", "U", ""}, {"c-2", "T", ""}, {"c-1", "T", StatIncomplete},
+	} {
+		id := short.PubID(c.crawl, c.task, c.what)
+		if len(id) != 16 {
+			t.Errorf("short id %q of %v has %d characters, want 16", id, c, len(id))
+		}
+		if again := short.PubID(c.crawl, c.task, c.what); again != id {
+			t.Errorf("short id of %v changed: %q then %q", c, id, again)
+		}
+		key := c.crawl + "|" + c.task + "|" + c.what
+		for k, other := range ids {
+			if other == id {
+				t.Errorf("%s and %s share id %q", k, key, id)
+			}
+		}
+		ids[key] = id
+	}
+}
