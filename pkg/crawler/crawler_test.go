@@ -240,6 +240,12 @@ func newSite(t *testing.T, mux *http.ServeMux) *site {
 	return s
 }
 
+func (s *site) hitsOf(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hits[path]
+}
+
 func (s *site) total() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

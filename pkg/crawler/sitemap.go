@@ -11,6 +11,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
@@ -45,17 +46,39 @@ func (c *Crawler) sitemap(ctx context.Context, msg jetstream.Msg, t mesh.Task, c
 		c.failed(ctx, msg, t, attempt, &fetch.Error{Reason: "spec", Err: err}, t0)
 		return
 	}
+	if c.budgetSpent(ctx, t.Crawl, s.MaxPages) {
+		// Every URL it lists would be refused: reading it (an index may
+		// list thousands) only costs the site requests.
+		permit.Release(ctx, politeness.Outcome{})
+		c.releaseSlot()
+		stop()
+		c.drop(ctx, msg, t, attempt, "max_pages reached: sitemap not read", t0)
+		return
+	}
 	base, _ := url.Parse(t.URL)
+	// A robots.txt is not a level of sitemaps: the sitemaps it lists are
+	// as deep as it is, so `sitemaps: [robots]` reaches as deep as a
+	// sitemap given by URL.
+	depth := t.Depth + 1
+	if base != nil && base.Path == "/robots.txt" {
+		depth = t.Depth
+	}
 	var pages, maps []mesh.Task
 	dup := map[string]bool{}
 	tf := time.Now()
 	ferr := c.fetch.Sitemap(ctx, s, t.Crawl, t.URL, permit, gate, func(loc string, isSitemap bool) error {
 		if isSitemap {
 			cu, err := urlnorm.Resolve(base, loc)
-			if err != nil || t.Depth+1 > MaxSitemapDepth {
+			if err != nil || depth > MaxSitemapDepth {
 				return nil
 			}
-			ct := SitemapTask(t.Crawl, t.Spider, cu, t.Depth+1, t.URL)
+			// The crawl requests no host outside allowed_domains, whoever
+			// names it: an index or a robots.txt may list another host's
+			// sitemaps, as a redirect may lead there.
+			if u, err := url.Parse(cu); err != nil || !spec.DomainAllowed(s.AllowedDomains, u) {
+				return nil
+			}
+			ct := SitemapTask(t.Crawl, t.Spider, cu, depth, t.URL)
 			if !dup[ct.ID] {
 				dup[ct.ID] = true
 				maps = append(maps, ct)
@@ -110,6 +133,17 @@ func (c *Crawler) sitemap(ctx context.Context, msg jetstream.Msg, t mesh.Task, c
 	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Outcome: "ok", Links: len(pages), Sitemaps: len(maps)}, t0)
 	c.m.outcome(t.Spider, outcomeOK)
 	_ = msg.Ack()
+}
+
+// budgetSpent reports whether a crawl with a page budget has admitted
+// maxPages pages. A counter that cannot be read says no: the sitemap is
+// then read and its URLs refused one by one, as before.
+func (c *Crawler) budgetSpent(ctx context.Context, crawl string, maxPages int) bool {
+	if maxPages <= 0 {
+		return false
+	}
+	n, err := ReadCounter(ctx, c.js, crawl, mesh.StatAdmitted, 1)
+	return err == nil && n >= int64(maxPages)
 }
 
 // admitAll admits and publishes cands in batches, waiting for every ack.

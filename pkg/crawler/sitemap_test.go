@@ -128,14 +128,16 @@ func TestHandleSitemap(t *testing.T) {
 	w.Handle(t.Context(), e.next(t, robots.ID))
 	e.pendingIs(t, 1)
 	q := e.queued(t)
-	want := crawler.SitemapTask(crawlID, "t", s.URL+"/index.xml", 1, robots.URL)
+	// robots.txt is not a level: the index it names is as deep as a
+	// sitemap given by URL.
+	want := crawler.SitemapTask(crawlID, "t", s.URL+"/index.xml", 0, robots.URL)
 	if len(q) != 1 || q[0] != want {
 		t.Fatalf("after robots.txt: %+v, want %+v", q, want)
 	}
 	w.Handle(t.Context(), e.next(t, want.ID))
 	e.pendingIs(t, 1)
 	q = e.queued(t)
-	want = crawler.SitemapTask(crawlID, "t", s.URL+"/sm1.xml", 2, want.URL)
+	want = crawler.SitemapTask(crawlID, "t", s.URL+"/sm1.xml", 1, want.URL)
 	if len(q) != 1 || q[0] != want {
 		t.Fatalf("after the index: %+v, want %+v (listed twice, one task)", q, want)
 	}
@@ -187,6 +189,58 @@ func TestHandleSitemapLimits(t *testing.T) {
 		if tk.Kind != mesh.TaskPage {
 			t.Errorf("queued %+v, want only pages", tk)
 		}
+	}
+
+	// With the budget spent, a sitemap still queued is dropped unread: an
+	// index of thousands would otherwise cost the site thousands of
+	// requests whose every URL is refused.
+	more := crawler.SitemapTask(crawlID, "t", s.URL+"/index.xml", 0, "")
+	e.seedTasks(t, 0, more)
+	w.Handle(t.Context(), e.next(t, more.ID))
+	e.pendingIs(t, 2)
+	if n := s.hitsOf("/index.xml"); n != 0 {
+		t.Errorf("index.xml requested %d times with max_pages spent, want 0", n)
+	}
+	if n := e.counter(t, mesh.StatDropped); n != 1 {
+		t.Errorf("dropped = %d, want 1 (the unread sitemap)", n)
+	}
+	if le, _ := e.lastLog(t); le.Outcome != "dropped" || !strings.Contains(le.Error, "max_pages") {
+		t.Errorf("log entry %+v: want dropped, naming max_pages", le)
+	}
+}
+
+// TestHandleSitemapOtherHost: an index or a robots.txt naming a sitemap
+// on a host outside allowed_domains adds no task for it, so the crawl
+// requests nothing there.
+func TestHandleSitemapOtherHost(t *testing.T) {
+	e := newEnv(t)
+	other := newSite(t, http.NewServeMux())
+	var base string
+	mux := http.NewServeMux()
+	mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "User-agent: *\nAllow: /\n\nSitemap: %s/a.xml\nSitemap: %s/evil.xml\n", base, other.URL)
+	})
+	mux.HandleFunc("/index.xml", func(w http.ResponseWriter, r *http.Request) {
+		xmlHandler(sitemapIndex(base+"/a.xml", other.URL+"/evil.xml"))(w, r)
+	})
+	s := newSite(t, mux)
+	base = s.URL
+	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, "sitemaps: [robots]\n"))
+	w := e.worker(crawler.Config{})
+	for _, tk := range []mesh.Task{
+		crawler.SitemapTask(crawlID, "t", s.URL+"/robots.txt", 0, ""),
+		crawler.SitemapTask(crawlID, "t", s.URL+"/index.xml", 0, ""),
+	} {
+		e.seedTasks(t, 0, tk)
+		w.Handle(t.Context(), e.next(t, tk.ID))
+		e.pendingIs(t, 1)
+		q := e.queued(t)
+		if len(q) != 1 || q[0].URL != s.URL+"/a.xml" {
+			t.Fatalf("after %s: queued %+v, want only %s/a.xml", tk.URL, q, s.URL)
+		}
+	}
+	if n := other.total(); n != 0 {
+		t.Errorf("%d requests to the host outside allowed_domains, want 0", n)
 	}
 }
 
