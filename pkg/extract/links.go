@@ -161,10 +161,23 @@ func (r *Rules) allowed(c string) bool {
 			return false
 		}
 	}
-	if r.allow != nil && !r.allow.match(c) {
+	if r.allow == nil && r.deny == nil {
+		return true
+	}
+	// A canonical URL is percent-encoded, but users write patterns as
+	// they read URLs ("/bücher/", "/sp ace"): each is also tried on the
+	// decoded URL, so either spelling matches.
+	decoded := ""
+	if strings.IndexByte(c, '%') >= 0 {
+		if d, err := url.PathUnescape(c); err == nil && d != c {
+			decoded = d
+		}
+	}
+	matches := func(m anyOf) bool { return m.match(c) || (decoded != "" && m.match(decoded)) }
+	if r.allow != nil && !matches(r.allow) {
 		return false
 	}
-	return r.deny == nil || !r.deny.match(c)
+	return r.deny == nil || !matches(r.deny)
 }
 
 // linkSet gathers a page's links: checked, unique, in page order.

@@ -50,6 +50,31 @@ func TestLink(t *testing.T) {
 	}
 }
 
+// Patterns are written as users read URLs: a non-ASCII or spaced
+// pattern matches the percent-encoded canonical URL too, and an encoded
+// pattern still matches.
+func TestLinkDecodedPatterns(t *testing.T) {
+	r := rules(t, `links: {allow: ["/bücher/", "/p/"], deny: ["/ツ", "/sp ace", "/p/%E2%9C%93"]}`+"\n")
+	for _, c := range []struct {
+		href string
+		ok   bool
+	}{
+		{"https://example.com/bücher/1", true},
+		{"https://example.com/b%C3%BCcher/2", true},
+		{"https://example.com/p/ツ", false},
+		{"https://example.com/p/%E3%83%84", false},
+		{"https://example.com/p/sp ace", false},
+		{"https://example.com/p/sp%20ace", false},
+		{"https://example.com/p/✓", false}, // an encoded pattern matches the canonical form
+		{"https://example.com/p/%2541", true}, // decodes to %41, matches no deny
+		{"https://example.com/other/ツ", false},
+	} {
+		if _, ok := r.Link(nil, c.href); ok != c.ok {
+			t.Errorf("Link(%q) allowed = %v, want %v", c.href, ok, c.ok)
+		}
+	}
+}
+
 func TestLinkWithoutRules(t *testing.T) {
 	r := rules(t, "")
 	if got, ok := r.Link(nil, "https://example.com/a?utm_source=x#f"); !ok || got != "https://example.com/a?utm_source=x" {
