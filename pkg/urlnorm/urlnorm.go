@@ -1,7 +1,9 @@
 // Package urlnorm resolves links against the page they were found on and
 // puts URLs in the canonical form crawlmesh de-duplicates on: lower-case
-// scheme and host, default port dropped, fragment dropped, dot segments
-// removed, empty path as "/". Only http and https URLs are accepted.
+// scheme and host, default port dropped, fragment dropped, escapes of
+// unreserved characters decoded and the others in upper case, dot
+// segments removed, empty path as "/". Only http and https URLs are
+// accepted.
 package urlnorm
 
 import (
@@ -65,7 +67,7 @@ func canonicalURL(u *url.URL) (string, error) {
 	}
 	c.User = nil
 	c.Fragment, c.RawFragment = "", ""
-	p := removeDotSegments(c.EscapedPath())
+	p := removeDotSegments(normalizeEscapes(c.EscapedPath()))
 	if p == "" {
 		p = "/"
 	}
@@ -93,8 +95,10 @@ func escapeQuery(q string) string {
 	for i := 0; i < len(q); i++ {
 		ch := q[i]
 		switch {
-		case ch == '%' && i+2 < len(q) && isHex(q[i+1]) && isHex(q[i+2]),
-			queryChar(ch):
+		case ch == '%' && i+2 < len(q) && isHex(q[i+1]) && isHex(q[i+2]):
+			writeEscape(&b, q[i+1], q[i+2])
+			i += 2
+		case queryChar(ch):
 			b.WriteByte(ch)
 		default:
 			b.WriteByte('%')
@@ -103,6 +107,60 @@ func escapeQuery(q string) string {
 		}
 	}
 	return b.String()
+}
+
+// normalizeEscapes applies RFC 3986 6.2.2.1 and 6.2.2.2 to an escaped
+// path: an escape of an unreserved character is that character ("%7E" is
+// "~", "%41" is "A", "%2E" is "." so dot segments are found after it),
+// and other escapes have upper-case digits ("%2a" is "%2A"). Without it
+// one page linked in two spellings was two seen-set keys and two fetches.
+func normalizeEscapes(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			writeEscape(&b, s[i+1], s[i+2])
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// writeEscape writes the escape %hl in normal form: the character itself
+// when it is unreserved, else with upper-case hex digits.
+func writeEscape(b *strings.Builder, h, l byte) {
+	const hex = "0123456789ABCDEF"
+	ch := unhex(h)<<4 | unhex(l)
+	if ch < utf8.RuneSelf && unreserved(ch) {
+		b.WriteByte(ch)
+		return
+	}
+	b.WriteByte('%')
+	b.WriteByte(hex[ch>>4])
+	b.WriteByte(hex[ch&15])
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// unreserved: ALPHA, DIGIT, '-', '.', '_', '~' (RFC 3986 2.3).
+func unreserved(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 func isHex(c byte) bool {

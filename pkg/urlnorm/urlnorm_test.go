@@ -25,7 +25,16 @@ func TestResolve(t *testing.T) {
 		// A query keeps its bytes but not raw ones: a trailing space would
 		// be trimmed when the canonical form is read again.
 		{"? #", "http://example.com/a/b/page.html?%20"},
-		{"?q=a b&r=%41&s=%zz|{x}", "http://example.com/a/b/page.html?q=a%20b&r=%41&s=%25zz%7C%7Bx%7D"},
+		{"?q=a b&r=%41&s=%zz|{x}", "http://example.com/a/b/page.html?q=a%20b&r=A&s=%25zz%7C%7Bx%7D"},
+		// Escapes as RFC 3986 6.2.2 normalises them: unreserved ones
+		// decoded, the others upper case; "%2E%2E" is a dot segment.
+		{"/pct/%2a?x=%2f", "http://example.com/pct/%2A?x=%2F"},
+		{"/pct/%7euser", "http://example.com/pct/~user"},
+		{"/pct/~user", "http://example.com/pct/~user"},
+		{"/q2?x=%41%2d", "http://example.com/q2?x=A-"},
+		{"/dot/%2E%2E/dotx", "http://example.com/dotx"},
+		{"/%c3%a9", "http://example.com/%C3%A9"},
+		{"/é", "http://example.com/%C3%A9"},
 		{"?q=caf\u00e9/x:y@z?w", "http://example.com/a/b/page.html?q=caf%C3%A9/x:y@z?w"},
 		// Internationalised hosts go as DNS carries them (punycode).
 		{"//b\u00fccher.example/x", "http://xn--bcher-kva.example/x"},
@@ -112,6 +121,23 @@ func checkCanonical(t *testing.T, in, c string) {
 	}
 	if (u.Scheme == "http" && u.Port() == "80") || (u.Scheme == "https" && u.Port() == "443") {
 		t.Fatalf("%q -> %q: default port kept", in, c)
+	}
+	rest := c[strings.Index(c, "://")+3:]
+	for i := strings.IndexByte(rest, '%'); i >= 0; i = strings.IndexByte(rest, '%') {
+		esc := rest[i:min(i+3, len(rest))]
+		rest = rest[i+1:]
+		if len(esc) < 3 || !isHex(esc[1]) || !isHex(esc[2]) {
+			if strings.Contains(u.Host, "%") {
+				continue // an IPv6 zone ("%25eth0") is the host's own
+			}
+			t.Fatalf("%q -> %q: %q is no escape", in, c, esc)
+		}
+		if esc != strings.ToUpper(esc) {
+			t.Fatalf("%q -> %q: escape %s in lower case", in, c, esc)
+		}
+		if ch := unhex(esc[1])<<4 | unhex(esc[2]); unreserved(ch) {
+			t.Fatalf("%q -> %q: unreserved %q escaped as %s", in, c, ch, esc)
+		}
 	}
 }
 
