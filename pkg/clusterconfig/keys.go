@@ -75,8 +75,9 @@ var keys = []Key{
 		Doc: "delay before the first retry of a transient failure, doubled at each attempt"},
 	{Name: Proxies, Type: "list", Range: "comma-separated http, https, socks5 or socks5h URLs; \"\" for none", Default: "", Roles: workers, parse: proxies,
 		Doc: "proxies (round-robin) of spiders that set no request.proxies; a password only as ${env:NAME}"},
-	{Name: RobotsTTL, Type: "duration", Range: "1s-720h", Default: "1h0m0s", Roles: workers, parse: durationIn(time.Second, 720*time.Hour),
-		Doc: "how long a fetched robots.txt is kept before it is fetched again"},
+	// RFC 9309 2.4: a cached robots.txt SHOULD NOT be used for more than 24 hours.
+	{Name: RobotsTTL, Type: "duration", Range: "1s-24h", Default: "1h0m0s", Roles: workers, parse: durationIn(time.Second, 24*time.Hour),
+		Doc: "how long a fetched robots.txt is kept before it is fetched again (RFC 9309: at most 24 hours)"},
 	{Name: HeartbeatInterval, Type: "duration", Range: "100ms-30s, at most half the nodes bucket TTL", Default: "1s", Roles: all, parse: durationIn(100*time.Millisecond, 30*time.Second),
 		Doc: "time between heartbeats"},
 	{Name: LogLevel, Type: "level", Range: "debug, info, warn, error", Default: "info", Roles: all, parse: level,

@@ -9,10 +9,24 @@ import "strings"
 //	ProductToken("shopbot/2.1 (+https://example.com/bot)") == "shopbot"
 //	ProductToken("crawlmesh/1 (+https://github.com/crawlmesh/crawlmesh)") == "crawlmesh"
 //
-// It returns "" when the value does not start with such a character; an
-// empty token selects no specific group, only the "*" group.
+// A value "Mozilla/5.0 (compatible; Bot/2.1 ...)" names the bot of its
+// "compatible" comment, as Googlebot's does. It returns "" when the value
+// does not start with such a character; an empty token selects no
+// specific group, only the "*" group.
 func ProductToken(userAgent string) string {
-	return strings.ToLower(leadingToken(strings.TrimLeft(userAgent, " \t")))
+	ua := strings.TrimLeft(userAgent, " \t")
+	tok := strings.ToLower(leadingToken(ua))
+	// "Mozilla/5.0 (compatible; ShopBot/2.1; +https://...)" is how bots
+	// that want to look like browsers name themselves (Googlebot does):
+	// the bot is the first product of the "compatible" comment.
+	if tok == "mozilla" {
+		if _, rest, ok := strings.Cut(ua, "(compatible;"); ok {
+			if bot := leadingToken(strings.TrimLeft(rest, " \t")); bot != "" {
+				return strings.ToLower(bot)
+			}
+		}
+	}
+	return tok
 }
 
 // ValidProductToken reports whether s is a product token a crawler can

@@ -187,7 +187,12 @@ func TestProductToken(t *testing.T) {
 		{"Googlebot-Image/1.0", "googlebot-image"},
 		{"my_bot", "my_bot"},
 		{"  shopbot/2", "shopbot"},
-		{"Mozilla/5.0 (compatible; Googlebot/2.1)", "mozilla"},
+		// A bot that names itself in a browser's "compatible" comment, as
+		// Googlebot does, is that bot; a browser's string stays mozilla.
+		{"Mozilla/5.0 (compatible; Googlebot/2.1)", "googlebot"},
+		{"Mozilla/5.0 (compatible;ShopBot/2.1; +https://example.com/bot)", "shopbot"},
+		{"Mozilla/5.0 (compatible; 2bot)", "mozilla"},
+		{"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0", "mozilla"},
 		{"shop bot", "shop"},
 		{"", ""},
 		{"/2.1", ""},

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
+	"github.com/crawlmesh/crawlmesh/pkg/robots"
 )
 
 // Request applies to every request made for a crawl: pages, redirect
@@ -19,7 +20,8 @@ import (
 // ${env:NAME} references, expanded on the worker by [Request.Expand].
 type Request struct {
 	// UserAgent replaces the worker's; its product token (the text before
-	// the first '/') is the robots.txt agent.
+	// the first '/', or the bot a "compatible" comment names) is the
+	// robots.txt agent (robots.ProductToken).
 	UserAgent string            `json:"user_agent,omitempty" yaml:"user_agent"`
 	Headers   map[string]string `json:"headers,omitempty" yaml:"headers"`
 	Cookies   map[string]string `json:"cookies,omitempty" yaml:"cookies"`
@@ -183,6 +185,9 @@ func (c *checker) request(s *Spec) {
 	if r := s.Request; r != nil {
 		if strings.ContainsAny(r.UserAgent, "\r\n\x00") {
 			c.add("request.user_agent: a line break or NUL cannot be sent in a header")
+		}
+		if ua := r.UserAgent; ua != "" && len(envsubst.Refs(ua)) == 0 && s.Politeness.ObeyRobots() && robots.ProductToken(ua) == "" {
+			c.add("request.user_agent %q: robots.txt groups could not name it: its first product must start with letters, '-' or '_' (\"mybot/1.0\", or \"Mozilla/5.0 (compatible; mybot/1.0)\")", ua)
 		}
 		for _, k := range sortedKeys(r.Headers) {
 			switch {
