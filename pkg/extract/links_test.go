@@ -65,7 +65,7 @@ func TestLinkDecodedPatterns(t *testing.T) {
 		{"https://example.com/p/%E3%83%84", false},
 		{"https://example.com/p/sp ace", false},
 		{"https://example.com/p/sp%20ace", false},
-		{"https://example.com/p/✓", false}, // an encoded pattern matches the canonical form
+		{"https://example.com/p/✓", false},    // an encoded pattern matches the canonical form
 		{"https://example.com/p/%2541", true}, // decodes to %41, matches no deny
 		{"https://example.com/other/ツ", false},
 	} {
