@@ -193,7 +193,18 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	permit, err := c.take(ctx, t, *lim)
 	if err != nil {
 		stop()
-		_ = msg.Nak() // shutting down, or the host state unreadable: someone retries it
+		if ctx.Err() != nil {
+			_ = msg.Nak() // shutting down: someone else takes it at once
+			return
+		}
+		// The host state is unreadable: NATS is restarting or its
+		// JetStream is not ready. At once, every worker would take the
+		// task back and fail the same way, and a few such rounds make
+		// "delivered 6 times without finishing": the task and what it
+		// leads to were lost to a NATS restart. Each round now waits
+		// longer (1 s, 2 s, 4 s ... by default).
+		log.Warn("host state unreadable, task retried", "url", t.URL, "attempt", attempt, "err", err)
+		_ = msg.NakWithDelay(c.backoff(attempt, 0))
 		return
 	}
 	// The wait for the host's turn can be long (a slow host, parallelism
