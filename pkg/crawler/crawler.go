@@ -436,8 +436,16 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 }
 
 func (c *Crawler) drop(ctx context.Context, msg jetstream.Msg, t mesh.Task, attempt int, why string, t0 time.Time) {
-	if f, err := c.incr(msg, t.Crawl, mesh.StatDropped, 1, t.Crawl+"."+t.ID+".dropped"); err == nil {
-		_ = Wait(ctx, []jetstream.PubAckFuture{f})
+	f, err := c.incr(msg, t.Crawl, mesh.StatDropped, 1, t.Crawl+"."+t.ID+".dropped")
+	if err == nil {
+		err = Wait(ctx, []jetstream.PubAckFuture{f})
+	}
+	if err != nil {
+		// Counted exactly: the increment's id makes the next try's a no-op
+		// if this one was stored after all.
+		c.log.Warn("dropped task not counted, task retried", "crawl", t.Crawl, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
 	}
 	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Outcome: "dropped", Error: why}, t0)
 	c.m.outcome(t.Spider, outcomeDropped)
@@ -481,7 +489,16 @@ func (c *Crawler) dead(ctx context.Context, msg jetstream.Msg, t mesh.Task, reas
 	}
 	f, err := c.incr(msg, crawl, mesh.StatDead, 1, id)
 	if err == nil {
-		_ = Wait(ctx, []jetstream.PubAckFuture{f})
+		err = Wait(ctx, []jetstream.PubAckFuture{f})
+	}
+	if err != nil && id != "" {
+		// Counted exactly: the next delivery stores neither the dead
+		// letter nor the increment twice (both carry the task's id). A
+		// Term now would leave the letter uncounted for good, and a
+		// requeue of it would take the count below zero.
+		c.log.Warn("dead letter not counted, task retried", "crawl", crawl, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
 	}
 	c.m.dead.WithLabelValues(spider).Inc()
 	c.m.outcome(spider, outcomeDead)
