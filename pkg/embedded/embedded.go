@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/gofrs/flock"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -28,11 +30,40 @@ type Config struct {
 	Log server.Logger
 }
 
-// Start starts the server and waits until it accepts connections.
+// Start starts the server and waits until it accepts connections. It
+// holds an exclusive lock on the store directory until the server shuts
+// down: a second server on the same directory is refused.
 func Start(c Config) (*server.Server, error) {
 	if c.Host == "" {
 		c.Host = "127.0.0.1"
 	}
+	if err := os.MkdirAll(c.StoreDir, 0o755); err != nil {
+		return nil, fmt.Errorf("--data %s: %w", c.StoreDir, err)
+	}
+	// nats-server does not lock its store: two servers on one directory
+	// corrupt it (records lost, a server spinning after SIGTERM). The
+	// lock goes with this server, or with the process if it dies.
+	lock := flock.New(filepath.Join(c.StoreDir, "crawlmesh.lock"))
+	locked, err := lock.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("--data %s: lock: %w", c.StoreDir, err)
+	}
+	if !locked {
+		return nil, fmt.Errorf("--data %s is in use by another crawlmesh up (or bench node) on this host: give this one its own --data, or stop that one", c.StoreDir)
+	}
+	s, err := start(c)
+	if err != nil {
+		_ = lock.Unlock()
+		return nil, err
+	}
+	go func() {
+		s.WaitForShutdown()
+		_ = lock.Unlock()
+	}()
+	return s, nil
+}
+
+func start(c Config) (*server.Server, error) {
 	if c.Port != -1 {
 		if c.Port < 1 || c.Port > 65535 {
 			return nil, fmt.Errorf("--nats-port %d: want 1-65535", c.Port)
@@ -48,9 +79,6 @@ func Start(c Config) (*server.Server, error) {
 			return nil, fmt.Errorf("NATS client port %s: %w (change it with --nats-port)", addr, err)
 		}
 		_ = ln.Close()
-	}
-	if err := os.MkdirAll(c.StoreDir, 0o755); err != nil {
-		return nil, fmt.Errorf("--data %s: %w", c.StoreDir, err)
 	}
 	o := &server.Options{
 		ServerName: "crawlmesh-up", Host: c.Host, Port: c.Port,
