@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -188,12 +189,91 @@ func checkPostgresURL(raw string) error {
 	if !strings.Contains(raw, "=") {
 		return fmt.Errorf("%w: --postgres: want postgres://user:${env:PGPASS}@host:5432/db or host=... dbname=... keyword/value", ErrInvalid)
 	}
-	for _, f := range strings.Fields(raw) {
-		if k, v, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") && !isRef(strings.Trim(v, "'")) {
+	pairs, err := keywordValues(raw)
+	if err != nil {
+		return fmt.Errorf("%w: --postgres: %v", ErrInvalid, err)
+	}
+	for _, kv := range pairs {
+		if strings.EqualFold(kv.key, "password") && !isRef(kv.value) {
 			return fmt.Errorf("%w: --postgres: password= holds a password: %s", ErrInvalid, errSecret)
 		}
 	}
 	return nil
+}
+
+// keyValue is one setting of a libpq keyword/value connection string.
+type keyValue struct {
+	key, value string
+	start, end int // the setting's bytes in the string
+}
+
+// keywordValues reads a keyword/value connection string as libpq does
+// ("key = value", spaces around '=' allowed, a value in single quotes
+// with \' and \\ escapes), so that "password = x" is seen as the
+// password pgx will send, not as three words.
+func keywordValues(s string) ([]keyValue, error) {
+	var out []keyValue
+	i := 0
+	skip := func() {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+			i++
+		}
+	}
+	for {
+		skip()
+		if i >= len(s) {
+			return out, nil
+		}
+		start := i
+		for i < len(s) && s[i] != '=' && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r' {
+			i++
+		}
+		key := s[start:i]
+		skip()
+		if i >= len(s) || s[i] != '=' {
+			return nil, fmt.Errorf("%q is missing '=' after it", key)
+		}
+		i++
+		skip()
+		var v strings.Builder
+		if i < len(s) && s[i] == '\'' {
+			i++
+			for ; i < len(s) && s[i] != '\''; i++ {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				v.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("the value of %q has no closing quote", key)
+			}
+			i++
+		} else {
+			for ; i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r'; i++ {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				v.WriteByte(s[i])
+			}
+		}
+		out = append(out, keyValue{key: key, value: v.String(), start: start, end: i})
+	}
+}
+
+// secretParam reports whether a query parameter's name says it holds a
+// credential (token, api_key, secret, signature ...).
+func secretParam(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range []string{"token", "secret", "passw", "apikey", "api_key", "api-key", "auth", "signature", "credential"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	switch n {
+	case "key", "sig", "pwd", "pass", "code":
+		return true
+	}
+	return false
 }
 
 func checkWebhookURL(raw string) error {
@@ -206,6 +286,22 @@ func checkWebhookURL(raw string) error {
 	}
 	if p, ok := u.User.Password(); ok && !isPlaceholder(p) {
 		return fmt.Errorf("%w: --webhook: the URL holds a password: %s", ErrInvalid, errSecret)
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%w: --webhook: port %s: want 1-65535", ErrInvalid, port)
+		}
+	}
+	refs := envsubst.Refs(raw)
+	for name, vals := range u.Query() {
+		for _, v := range vals {
+			for _, n := range refs {
+				v = strings.ReplaceAll(v, "envREF"+n, "")
+			}
+			if secretParam(name) && v != "" {
+				return fmt.Errorf("%w: --webhook: query parameter %q holds a literal credential: give it as ${env:NAME}, a variable in the masters' environment, so it is never stored", ErrInvalid, name)
+			}
+		}
 	}
 	return nil
 }
@@ -260,11 +356,16 @@ func (s *Sink) Target() string {
 
 func redactURL(raw string) string {
 	if !strings.Contains(raw, "://") {
-		// keyword/value: drop a literal password=
+		// keyword/value: hide a literal password=
+		pairs, err := keywordValues(raw)
+		if err != nil {
+			return "(connection string does not parse)"
+		}
 		var out []string
-		for _, f := range strings.Fields(raw) {
-			if k, v, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") && !isRef(strings.Trim(v, "'")) {
-				f = k + "=***"
+		for _, kv := range pairs {
+			f := raw[kv.start:kv.end]
+			if strings.EqualFold(kv.key, "password") && !isRef(kv.value) {
+				f = kv.key + "=***"
 			}
 			out = append(out, f)
 		}
@@ -276,6 +377,19 @@ func redactURL(raw string) string {
 	}
 	if p, ok := u.User.Password(); ok && !isPlaceholder(p) {
 		u.User = url.UserPassword(u.User.Username(), "***")
+	}
+	if q := u.Query(); len(q) > 0 {
+		hidden := false
+		for name, vals := range q {
+			for i, v := range vals {
+				if secretParam(name) && v != "" && !strings.HasPrefix(v, "envREF") {
+					vals[i], hidden = "***", true
+				}
+			}
+		}
+		if hidden {
+			u.RawQuery = q.Encode()
+		}
 	}
 	s := strings.ReplaceAll(u.String(), "%2A%2A%2A", "***")
 	// references back as written

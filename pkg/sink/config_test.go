@@ -25,12 +25,25 @@ func TestValidate(t *testing.T) {
 		{pg("postgres://app:hunter2@db/items", ""), "the URL holds a password: give the password as ${env:NAME}"},
 		{pg("postgres://app@db/items?password=hunter2", ""), "password parameter"},
 		{pg("host=db password=hunter2", ""), "password= holds a password"},
+		// libpq allows spaces around '=' and quoted values: pgx sends
+		// these passwords as surely (found by review).
+		{pg("host=db password = hunter2", ""), "password= holds a password"},
+		{pg("host=db password= 'hunter2 x'", ""), "password= holds a password"},
+		{pg("host=db PASSWORD='hunt\\'er2'", ""), "password= holds a password"},
+		{pg("host=db password = '${env:PGPASS}' dbname=items", ""), ""},
+		{pg("host=db password", ""), "missing '='"},
+		{pg("host=db password='${env:PGPASS}", ""), "no closing quote"},
 		{pg("postgres://app:${env:PGPASS@db/items", ""), "--postgres"},
 		{pg("postgres://db/items", "items; drop table x"), "--table"},
 		{pg("", ""), "empty URL"},
 		{hook("https://example.com/hook?token=${env:TOKEN}"), ""},
 		{hook("ftp://example.com/"), "want an http:// or https:// URL"},
 		{hook("https://u:pw@example.com/"), "holds a password"},
+		{hook("https://example.com/hook?token=hunter2"), `query parameter "token" holds a literal credential`},
+		{hook("https://example.com/hook?x=1&api_key=hunter2"), `"api_key"`},
+		{hook("https://example.com/hook?sig=pre${env:SIG}"), `"sig"`},
+		{hook("https://example.com/hook?page=2&access_token=${env:T}"), ""},
+		{hook("http://127.0.0.1:99999/x"), "port 99999"},
 		{sink.Sink{Name: "Bad_Name", Type: sink.TypeWebhook, Webhook: &sink.Webhook{URL: "http://x/"}}, "name"},
 		{sink.Sink{Name: "x", Type: "kafka"}, `type "kafka"`},
 		{sink.Sink{Name: "x", Type: sink.TypeWebhook, Spiders: []string{"Books!"}, Webhook: &sink.Webhook{URL: "http://x/"}}, "--spider"},
@@ -56,9 +69,21 @@ func TestTargetRedacts(t *testing.T) {
 		"postgres://app:${env:PGPASS}@db:5432/items": "postgres://app:${env:PGPASS}@db:5432/items table crawlmesh_items",
 		"postgres://app:hunter2@db/items":            "postgres://app:***@db/items table crawlmesh_items",
 		"host=db password=hunter2":                   "host=db password=*** table crawlmesh_items",
+		"host=db password = hunter2 dbname=items":    "host=db password=*** dbname=items table crawlmesh_items",
+		"host=db password='${env:PGPASS}'":           "host=db password='${env:PGPASS}' table crawlmesh_items",
 	} {
 		s := sink.Sink{Type: sink.TypePostgres, Postgres: &sink.Postgres{URL: in}}
 		s.Normalize()
+		if got := s.Target(); got != want {
+			t.Errorf("Target(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Sinks stored by an older version, which let these through.
+	for in, want := range map[string]string{
+		"https://example.com/hook?token=hunter2&page=2":    "https://example.com/hook?page=2&token=***",
+		"https://example.com/hook?token=${env:HOOK_TOKEN}": "https://example.com/hook?token=${env:HOOK_TOKEN}",
+	} {
+		s := sink.Sink{Type: sink.TypeWebhook, Webhook: &sink.Webhook{URL: in}}
 		if got := s.Target(); got != want {
 			t.Errorf("Target(%q) = %q, want %q", in, got, want)
 		}
