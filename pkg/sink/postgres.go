@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -108,6 +109,19 @@ func (p *pgSink) ensureTable(ctx context.Context) error {
 	if len(wrong) > 0 {
 		return Permanent(fmt.Errorf("table %s exists with other columns: %s (drop or rename it, or give another --table)", p.plain, strings.Join(wrong, "; ")))
 	}
+	// Delivery upserts by item id: without a key on id alone PostgreSQL
+	// answers only "no unique or exclusion constraint matching the ON
+	// CONFLICT specification", naming neither the table nor the fix.
+	var keyed bool
+	err = p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i
+	JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = 'id')`, p.table).Scan(&keyed)
+	if err != nil {
+		return err
+	}
+	if !keyed {
+		return Permanent(fmt.Errorf("table %s has no primary key or unique index on id alone, and delivery upserts by item id (ALTER TABLE %s ADD PRIMARY KEY (id))", p.plain, p.plain))
+	}
 	p.ready = true
 	return nil
 }
@@ -136,7 +150,7 @@ func (p *pgSink) deliver(ctx context.Context, b Batch) error {
 	depths, fetched, data := make([]int32, n), make([]time.Time, n), make([]string, n)
 	for i, it := range b.Items {
 		ids[i], crawls[i], spiders[i], urls[i] = it.ID, it.Crawl, it.Spider, it.URL
-		depths[i], fetched[i], data[i] = int32(it.Depth), it.FetchedAt, string(it.Data)
+		depths[i], fetched[i], data[i] = int32(it.Depth), it.FetchedAt, withoutNUL(it.Data)
 	}
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO `+p.table+` (id, crawl, spider, url, depth, fetched_at, data)
@@ -146,6 +160,35 @@ func (p *pgSink) deliver(ctx context.Context, b Batch) error {
 			ids, crawls, spiders, urls, depths, fetched, data)
 		return err
 	})
+}
+
+// withoutNUL is the JSON text of an item with each escaped U+0000 as
+// U+FFFD. PostgreSQL's jsonb (and text) cannot hold U+0000 and refuses
+// the whole batch (22P05) however often it is retried, so one such item
+// stopped the sink for good (found by review); the export keeps the NUL.
+func withoutNUL(j json.RawMessage) string {
+	s := string(j)
+	if !strings.Contains(s, `\u0000`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		// Inside a JSON string a backslash always starts an escape, so
+		// "\\u0000" (a backslash, then text) is left alone.
+		if strings.HasPrefix(s[i:], `\u0000`) {
+			b.WriteString(`\ufffd`)
+			i += 5
+			continue
+		}
+		b.WriteByte(s[i])
+		b.WriteByte(s[i+1])
+		i++
+	}
+	return b.String()
 }
 
 // classify marks what retrying cannot heal and redacts.

@@ -240,6 +240,60 @@ func TestPostgresMidBatchCancel(t *testing.T) {
 	}
 }
 
+// TestPostgresNULAndKey: an item holding U+0000, which jsonb cannot
+// store, is delivered with U+FFFD in its place instead of stopping the
+// sink for good; a table without a key on id is named with the fix, and
+// delivery goes on once the key is added (both found by review).
+func TestPostgresNULAndKey(t *testing.T) {
+	pg := pgtest.Start(t)
+	c := pg.Conn(t)
+	if _, err := c.Exec(t.Context(), `CREATE TABLE items (id text, crawl text NOT NULL, spider text NOT NULL, url text NOT NULL,
+	depth integer NOT NULL, fetched_at timestamptz NOT NULL, data jsonb NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	e.crawl("c-1", "books", time.Now().UTC(), nil)
+	for i, note := range []string{"bad\x00byte", `a \u0000 as text`, "plain"} {
+		u := fmt.Sprintf("http://127.0.0.1:1/n/%d", i)
+		b, _ := json.Marshal(mesh.Item{URL: u, Spider: "books", Crawl: "c-1", FetchedAt: time.Now().UTC(),
+			Data: map[string]any{"name": fmt.Sprintf("Item %d", i), "note": note}})
+		if _, err := e.js.Publish(t.Context(), mesh.ResultSubject("c-1"), b, jetstream.WithMsgID(mesh.ItemID("c-1", u, 0))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.add(sink.Sink{Name: "pg", Type: sink.TypePostgres, BatchSize: 10, Postgres: &sink.Postgres{URL: pg.URL("${env:PGPASS}"), Table: "items"}})
+	e.run(pgEnv("PGPASS"))
+	eventually(t, 20*time.Second, "a permanent failure", func() bool { return e.status("pg").Permanent })
+	if le := e.status("pg").LastError; !strings.Contains(le, "table items has no primary key or unique index on id") || !strings.Contains(le, "ADD PRIMARY KEY (id)") {
+		t.Fatalf("last error %q: want the missing key named with its fix", le)
+	}
+	if _, err := c.Exec(t.Context(), `ALTER TABLE items ADD PRIMARY KEY (id)`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "3 rows once the key exists", func() bool { return count(t, pg, "items") == 3 })
+	notes := map[string]bool{}
+	rs, err := c.Query(t.Context(), `SELECT data->>'note' FROM items`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rs.Next() {
+		var n string
+		if err := rs.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		notes[n] = true
+	}
+	rs.Close()
+	for _, want := range []string{"bad\ufffdbyte", `a \u0000 as text`, "plain"} {
+		if !notes[want] {
+			t.Errorf("no row with note %q: %v", want, notes)
+		}
+	}
+	if st := e.status("pg"); st.State != sink.StateOK {
+		t.Errorf("status %+v, want ok", st)
+	}
+}
+
 // TestPostgresWrongTable: a table with other columns is reported plainly
 // and the sink goes on once the table is fixed.
 func TestPostgresWrongTable(t *testing.T) {
