@@ -134,6 +134,11 @@ func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
 		Use: "deadletters ID", Short: "a crawl's dead letters: URL, reason, attempts, node, time", Args: nArgs(1, 1, "crawl deadletters ID"),
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			return withCrawls(cmd, func(ctx context.Context, sess *session) error {
+				// An unknown crawl is an error, as for crawl status, not
+				// an empty list that reads as "no dead letters".
+				if _, _, err := crawler.ReadCrawl(ctx, sess.kv, pos[0]); err != nil {
+					return err
+				}
 				return deadLetters(ctx, c, f, sess.js, pos[0])
 			})
 		},

@@ -397,4 +397,21 @@ max_depth: 1
 	if n := strings.Count(out, `"title":"t"`); n != 4 {
 		t.Errorf("want 4 items titled t, got %d:\n%s", n, out)
 	}
+
+	// Listings a script reads (found by review): "--out -" is standard
+	// output, not a file named "-"; an unknown crawl's dead letters are an
+	// error, not an empty list; an empty listing is [] in JSON.
+	if out := m.mustCLI("results", "export", id, "--out", "-"); strings.Count(out, `"title":"t"`) != 4 {
+		t.Errorf("export --out -: want the 4 items on stdout, got:\n%s", out)
+	}
+	if _, err := os.Stat("-"); err == nil {
+		_ = os.Remove("-")
+		t.Error(`export --out - wrote a file named "-"`)
+	}
+	if _, errOut, code := harness.NewCLI(t, m.url).Run("crawl", "deadletters", "nosuch"); code == 0 || !strings.Contains(errOut, `unknown crawl "nosuch"`) {
+		t.Errorf("crawl deadletters nosuch: exit %d, %q; want an error naming the crawl", code, errOut)
+	}
+	if out := strings.TrimSpace(m.mustCLI("throttle", "ls", "-o", "json")); out != "[]" {
+		t.Errorf("throttle ls -o json with none: %q, want []", out)
+	}
 }

@@ -155,7 +155,7 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 		}
 		n := s.CachedInfo().State.Msgs - min(sinkDead, s.CachedInfo().State.Msgs)
 		if n > 0 {
-			add("warn", "deadletter", "%d task(s) in the dead-letter stream %s: see their Crawlmesh-Reason header (nats stream view %s)", n, mesh.DeadStream, mesh.DeadStream)
+			add("warn", "deadletter", "%d task(s) in the dead-letter stream %s: crawlmesh crawl deadletters ID lists a crawl's with their reasons; crawl requeue ID --all runs them again", n, mesh.DeadStream)
 		} else {
 			add("ok", "deadletter", "no dead letters")
 		}

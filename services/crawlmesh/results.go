@@ -29,7 +29,7 @@ func newResultsCmd(c *cli, f *clientFlags) *cobra.Command {
 	}
 	fl := export.Flags()
 	fl.StringVar(&o.format, "format", "jsonl", "jsonl or csv")
-	fl.StringVar(&o.out, "out", "", "write to FILE instead of standard output")
+	fl.StringVar(&o.out, "out", "", "write to FILE instead of standard output (- is standard output)")
 	fl.StringVar(&o.toFiles, "to-files", "", "write into the Object Store files under NAME (crawlmesh files get NAME), streamed")
 	fl.StringVar(&o.maxSize, "max-size", "64MiB", "--to-files: the largest export stored (B, KiB, MiB, GiB)")
 	_ = export.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"jsonl", "csv"}, cobra.ShellCompDirectiveNoFileComp))
@@ -91,7 +91,7 @@ func resultsExport(ctx context.Context, c *cli, f *clientFlags, pos []string, o 
 	}
 	var w io.Writer = c.stdout
 	var file *os.File
-	if *out != "" {
+	if *out != "" && *out != "-" { // "-" is standard output, as usual
 		if file, err = os.Create(*out); err != nil {
 			return err
 		}
@@ -105,7 +105,7 @@ func resultsExport(ctx context.Context, c *cli, f *clientFlags, pos []string, o 
 	if err != nil {
 		return fmt.Errorf("export %s: %w", cr.ID, err)
 	}
-	if *out != "" {
+	if file != nil {
 		fmt.Fprintf(c.stderr, "%d items of %s written to %s\n", n, cr.ID, *out)
 	}
 	return nil

@@ -117,7 +117,7 @@ func spiderApply(ctx context.Context, c *cli, f *clientFlags, file string) error
 }
 
 func spiderList(ctx context.Context, c *cli, f *clientFlags, kv jetstream.KeyValue) error {
-	var specs []*spec.Spec
+	specs := []*spec.Spec{} // -o json: [] when there are none
 	keys, err := kv.Keys(ctx)
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		return err

@@ -85,7 +85,7 @@ func runThrottle(ctx context.Context, c *cli, f *clientFlags, sub string, pos []
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		return err
 	}
-	var list []politeness.Override
+	list := []politeness.Override{} // -o json: [] when there are none
 	for _, k := range keys {
 		e, err := kv.Get(ctx, k)
 		if err != nil {
