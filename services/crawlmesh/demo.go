@@ -9,7 +9,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
+	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/demosite"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
@@ -54,15 +58,16 @@ func runDemo(ctx context.Context, c *cli, natsURL string, log *slog.Logger, keep
 		return fmt.Errorf("apply demo spider: %w", err)
 	}
 	fmt.Fprintf(c.stderr, "demo: bookshop at %s, spider %q applied\n", base, s.Name)
+	crawls, err := js.KeyValue(ctx, mesh.CrawlsBucket)
+	if err != nil {
+		return err
+	}
+	cancelOldDemoCrawls(ctx, c, nc, crawls, s.Name)
 	id, err := crawlctl.Call(ctx, nc, mesh.APICrawlStart, crawlctl.APIRequest{Spider: s.Name}, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("start demo crawl: %w", err)
 	}
 	fmt.Fprintf(c.stderr, "demo: crawl %s started\n", id)
-	crawls, err := js.KeyValue(ctx, mesh.CrawlsBucket)
-	if err != nil {
-		return err
-	}
 	werr := waitCrawl(ctx, c, js, crawls, id)
 	st, err := crawlctl.ReadStatus(ctx, js, crawls, id)
 	if err != nil {
@@ -84,4 +89,26 @@ demo crawl %s: %s in %.1fs
 		<-ctx.Done()
 	}
 	return werr
+}
+
+// cancelOldDemoCrawls cancels demo crawls an earlier `up --demo` left
+// running (stopped by Ctrl-C mid-crawl). Each run serves the bookshop on a
+// new port, so such a crawl could only dead-letter its tasks one by one
+// against the old, closed port, running on for as long as the mesh does.
+func cancelOldDemoCrawls(ctx context.Context, c *cli, nc *nats.Conn, crawls jetstream.KeyValue, spider string) {
+	keys, err := crawls.ListKeys(ctx)
+	if err != nil {
+		return
+	}
+	for id := range keys.Keys() {
+		cr, _, err := crawler.ReadCrawl(ctx, crawls, id)
+		if err != nil || cr.Spider != spider || cr.State != mesh.CrawlRunning {
+			continue
+		}
+		if _, err := crawlctl.Call(ctx, nc, mesh.APICrawlCancel, crawlctl.APIRequest{ID: id}, 10*time.Second); err != nil {
+			fmt.Fprintf(c.stderr, "demo: crawl %s of an earlier demo still runs against its closed bookshop; cancel it: %v\n", id, err)
+			continue
+		}
+		fmt.Fprintf(c.stderr, "demo: crawl %s of an earlier demo cancelled (its bookshop is gone)\n", id)
+	}
 }
