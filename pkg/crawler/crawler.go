@@ -139,6 +139,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		c.dead(ctx, msg, mesh.Task{Crawl: crawlOfSubject(msg.Subject())}, "undecodable task: "+err.Error(), attempt, t0)
 		return
 	}
+	attempt += t.Tried
 	c.m.spider(t.Spider)
 	log := c.log.With("task", t.ID, "crawl", t.Crawl)
 	cr, err := c.crawls.Get(ctx, t.Crawl)
@@ -147,6 +148,10 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			c.handBack(msg, t, attempt)
+			return
+		}
 		log.Warn("crawl record unavailable, task retried", "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
@@ -194,7 +199,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	if err != nil {
 		stop()
 		if ctx.Err() != nil {
-			_ = msg.Nak() // shutting down: someone else takes it at once
+			c.handBack(msg, t, attempt) // shutting down: someone else takes it at once
 			return
 		}
 		// The host state is unreadable: NATS is restarting or its
@@ -241,7 +246,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	c.m.bytes.WithLabelValues(t.Spider).Add(float64(page.Bytes))
-	redelivered := attempt > 1 || t.Requeued > 0
+	redelivered := attempt > 1 || t.Returned()
 	if page.URL != t.URL {
 		mine, err := c.pub.With(layoutOf(cr)).Claim(ctx, t.Crawl, page.URL, t.ID, redelivered)
 		if err != nil {
@@ -260,9 +265,11 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 			c.failed(ctx, msg, t, attempt, fe, t0)
 			return
 		}
-		if ctx.Err() == nil {
-			log.Warn("publish failed, task retried", "err", err)
+		if ctx.Err() != nil {
+			c.handBack(msg, t, attempt)
+			return
 		}
+		log.Warn("publish failed, task retried", "err", err)
 		_ = msg.NakWithDelay(c.backoff(attempt, 0))
 		return
 	}
@@ -397,7 +404,7 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 	entry := mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: fe.Status, Error: fe.Error()}
 	if fe.Transient && ctx.Err() != nil {
 		// Shutting down: someone else takes it at once.
-		_ = msg.Nak()
+		c.handBack(msg, t, attempt)
 		return
 	}
 	if fe.Transient && attempt < c.attempts() {
@@ -450,6 +457,31 @@ func (c *Crawler) drop(ctx context.Context, msg jetstream.Msg, t mesh.Task, atte
 	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Outcome: "dropped", Error: why}, t0)
 	c.m.outcome(t.Spider, outcomeDropped)
 	_ = msg.Ack()
+}
+
+// handBack gives back a task this stopping worker will not finish,
+// without spending one of its attempts: it is published anew (its
+// deliveries start again at one, Tried carrying what earlier deliveries
+// spent) and this delivery is acked. Should either fail, it is Nak'd as
+// before. Should the ack be lost, both messages run: as redelivered ones,
+// whose children, items and counters carry the same de-duplication ids.
+func (c *Crawler) handBack(msg jetstream.Msg, t mesh.Task, attempt int) {
+	md, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Nak()
+		return
+	}
+	t.Tried = attempt - 1 // this delivery was no attempt; those before were
+	t.HandedBack++
+	b, _ := json.Marshal(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id := "handback." + md.Stream + "." + strconv.FormatUint(md.Sequence.Stream, 10)
+	if _, err := c.js.Publish(ctx, msg.Subject(), b, jetstream.WithMsgID(id)); err != nil {
+		_ = msg.Nak()
+		return
+	}
+	_ = msg.DoubleAck(ctx)
 }
 
 // dead copies the task to the dead-letter stream with the reason, then

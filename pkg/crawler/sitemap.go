@@ -106,15 +106,17 @@ func (c *Crawler) sitemap(ctx context.Context, msg jetstream.Msg, t mesh.Task, c
 		return
 	}
 	// A permanent error (a limit, a 404) keeps what was read before it.
-	redelivered := attempt > 1 || t.Requeued > 0
+	redelivered := attempt > 1 || t.Returned()
 	err = c.admitAll(ctx, layoutOf(cr), t, 0, redelivered, maps)
 	if err == nil {
 		err = c.admitAll(ctx, layoutOf(cr), t, s.MaxPages, redelivered, pages)
 	}
 	if err != nil {
-		if ctx.Err() == nil {
-			c.log.Warn("publish of sitemap entries failed, task retried", "crawl", t.Crawl, "err", err)
+		if ctx.Err() != nil {
+			c.handBack(msg, t, attempt)
+			return
 		}
+		c.log.Warn("publish of sitemap entries failed, task retried", "crawl", t.Crawl, "err", err)
 		_ = msg.NakWithDelay(c.backoff(attempt, 0))
 		return
 	}

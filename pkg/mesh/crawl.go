@@ -127,7 +127,18 @@ type Task struct {
 	// A re-queued task runs as a redelivered one: claims it made before it
 	// died (children, a redirect's target) are recognised as its own.
 	Requeued int `json:"requeued,omitempty"`
+	// HandedBack counts how often a stopping worker gave the task back
+	// unfinished, as a new message; Tried carries the attempts its earlier
+	// messages spent. A delivery is counted as an attempt, and a stopping
+	// worker's Nak made rolling restarts dead-letter pages never requested:
+	// a hand-back costs none. A handed-back task runs as a redelivered one.
+	HandedBack int `json:"handed_back,omitempty"`
+	Tried      int `json:"tried,omitempty"`
 }
+
+// Returned reports whether the task ran before as another message (from
+// the dead letters or handed back): claims it made then are its own.
+func (t Task) Returned() bool { return t.Requeued > 0 || t.HandedBack > 0 }
 
 // Task kinds.
 const (

@@ -263,6 +263,7 @@ func (w *Worker) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		}
 		w.term = c.Term
 	}
+	state, concurrency := w.state, w.concurrency
 	switch c.Name {
 	case mesh.CmdPause:
 		if w.state == mesh.StateDraining || w.state == mesh.StateStopping {
@@ -292,7 +293,12 @@ func (w *Worker) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		w.concurrency = c.N
 		w.slots.setLimit(c.N)
 	}
-	w.notify()
+	// Only a change restarts the pull: each restart drains the old one
+	// while its tasks run on, so a restart on every ping or step-down
+	// piled pulls up to hundreds of held tasks a worker (found by review).
+	if w.state != state || w.concurrency != concurrency {
+		w.notify()
+	}
 	w.beater.Kick()
 	return mesh.Reply{OK: true, State: w.state, Concurrency: w.concurrency}
 }
@@ -306,11 +312,11 @@ func (w *Worker) notify() {
 	}
 }
 
-// consume pulls tasks while the worker is running. Each (re)start pulls at
-// most as many messages as there are slots, so no message waits in a
-// buffer long enough for its ack deadline to pass. A change of state or
-// concurrency drains the current pull: buffered messages are still
-// handled, in-flight tasks finish, and a new pull starts with the new size.
+// consume pulls tasks while the worker is running, never more than it
+// has holders for (concurrency × overcommit), so no task waits unheld
+// past its ack deadline. A change of state or concurrency ends the
+// current pull: in-flight tasks finish, and a new pull starts with the
+// new size.
 func (w *Worker) consume(ctx context.Context) {
 	cons, handle, err := w.cfg.Tasks(ctx)
 	for logged := false; err != nil; cons, handle, err = w.cfg.Tasks(ctx) {
@@ -341,44 +347,12 @@ func (w *Worker) consume(ctx context.Context) {
 				continue
 			}
 		}
-		held := n * overcommit
-		if len(cons) > 1 {
-			w.consumeParts(ctx, cons, handle, held)
-			continue
-		}
-		it, err := cons[0].Messages(jetstream.PullMaxMessages(held), jetstream.PullExpiry(5*time.Second))
-		if err != nil {
-			w.log.Warn("task pull not started, retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		for range held {
-			w.tasks.Go(func() {
-				for {
-					msg, err := it.Next()
-					if err != nil {
-						if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
-							w.log.Warn("task pull ended", "err", err)
-						}
-						return
-					}
-					w.begin()
-					handle(ctx, msg)
-					w.end()
-				}
-			})
-		}
-		select {
-		case <-ctx.Done():
-			it.Stop()
-			return
-		case <-w.changed:
-			it.Drain()
-		}
+		// Fetches of exactly as many tasks as there are free holders: a
+		// streaming pull (Messages) refills its buffer while every holder
+		// waits for a host's turn, and a buffered task is kept alive by
+		// nobody, so it went past its ack wait and came again, one
+		// delivery nearer the dead letters (found by review).
+		w.consumeParts(ctx, cons, handle, n*overcommit)
 	}
 }
 

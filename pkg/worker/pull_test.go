@@ -1,0 +1,72 @@
+package worker
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/natstest"
+	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
+)
+
+// Commands that change nothing do not restart the task pull. Each restart
+// drains the old pull while its tasks run on, so a worker pinged ten times
+// held hundreds of tasks beside a capacity of 16, tasks a joining worker
+// could not get and that sat past their ack wait (found by review).
+func TestCommandsDoNotPileUpPulls(t *testing.T) {
+	nc, js := streamstest.Start(t, streams.Options{NodesTTL: hbTTL})
+	kv := streamstest.Bucket(t, js, mesh.NodesBucket)
+	for i := range 300 {
+		if _, err := js.Publish(t.Context(), mesh.TaskSubject("c-1"), []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	defer close(release)
+	cons, err := js.Consumer(t.Context(), mesh.TasksStream, mesh.TasksConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks := func(context.Context) ([]jetstream.Consumer, func(context.Context, jetstream.Msg), error) {
+		return []jetstream.Consumer{cons}, func(ctx context.Context, m jetstream.Msg) {
+			select { // a task waiting for its host's turn: held, not done
+			case <-release:
+			case <-ctx.Done():
+			}
+			_ = m.Nak()
+		}, nil
+	}
+	const concurrency = 4
+	w, err := New(nc, kv, Config{ID: "w1", Concurrency: concurrency, HeartbeatInterval: hbInterval, HeartbeatTTL: hbTTL, Tasks: tasks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, w.Run)
+	held := concurrency * overcommit
+	ackPending := func() int {
+		ci, err := cons.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ci.NumAckPending
+	}
+	natstest.Eventually(t, 10*time.Second, "the worker holding its tasks", func() bool { return ackPending() == held })
+	for range 10 {
+		send(t, nc, "w1", mesh.Command{Name: mesh.CmdPing})
+	}
+	send(t, nc, "w1", mesh.Command{Name: mesh.CmdSetConcurrency, N: concurrency}) // the same value
+	send(t, nc, "w1", mesh.Command{Name: mesh.CmdResume})                          // already running
+	// A restarted pull asks for held more at once; watch for it a while.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if n := ackPending(); n > held {
+			t.Fatalf("%d tasks held after commands that changed nothing, want %d", n, held)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
