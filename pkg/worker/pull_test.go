@@ -60,7 +60,7 @@ func TestCommandsDoNotPileUpPulls(t *testing.T) {
 		send(t, nc, "w1", mesh.Command{Name: mesh.CmdPing})
 	}
 	send(t, nc, "w1", mesh.Command{Name: mesh.CmdSetConcurrency, N: concurrency}) // the same value
-	send(t, nc, "w1", mesh.Command{Name: mesh.CmdResume})                          // already running
+	send(t, nc, "w1", mesh.Command{Name: mesh.CmdResume})                         // already running
 	// A restarted pull asks for held more at once; watch for it a while.
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
