@@ -2,10 +2,12 @@ package files
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -106,7 +108,7 @@ func WithRetention(files int, bytes int64) CacheOption {
 // versions a previous cache left in dir are reused, and bounded like new
 // ones from the first download on.
 func NewCache(store *Store, dir string, opts ...CacheOption) (*Cache, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("file cache %s: %w", dir, err)
 	}
 	c := &Cache{store: store, dir: dir, ttl: DefaultLookupTTL, keepFiles: DefaultKeepFiles, keepBytes: DefaultKeepBytes,
@@ -124,13 +126,38 @@ func NewCache(store *Store, dir string, opts ...CacheOption) (*Cache, error) {
 		case strings.HasPrefix(name, ".part-"):
 			// A download cut short by a crash: the dir is this cache's alone.
 			_ = os.Remove(filepath.Join(dir, name))
-		case de.Type().IsRegular() && (strings.HasPrefix(name, "sha256-") || strings.HasPrefix(name, "digest-")):
+		case de.Type().IsRegular() && strings.HasPrefix(name, "sha256-"):
+			// A file is reused only if its content is what its name
+			// says: it runs as spider code, and what a crash, a full disk
+			// or someone else left there is not the stored file.
+			p := filepath.Join(dir, name)
+			if !hasDigest(p, strings.TrimPrefix(name, "sha256-")) {
+				_ = os.Remove(p)
+				continue
+			}
 			if fi, err := de.Info(); err == nil {
 				c.entries[name] = &entry{size: fi.Size(), used: fi.ModTime()}
 			}
+		case de.Type().IsRegular() && strings.HasPrefix(name, "digest-"):
+			// A digest this version cannot check: fetched again when used.
+			_ = os.Remove(filepath.Join(dir, name))
 		}
 	}
 	return c, nil
+}
+
+// hasDigest reports whether the file at p has SHA-256 hexDigest.
+func hasDigest(p, hexDigest string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false
+	}
+	return hex.EncodeToString(h.Sum(nil)) == hexDigest
 }
 
 // Dir is the directory the cache keeps files in.

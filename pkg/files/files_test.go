@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -340,5 +341,54 @@ func TestCacheEviction(t *testing.T) {
 	}
 	if got := cached(t, dir3); len(got) != 3 {
 		t.Errorf("with 250 bytes for others: %v, want the current and 2 others", got)
+	}
+}
+
+// A cache reuses a file a previous cache left only if its content is
+// what its name says: the files run as spider code, and a planted file
+// named after the stored script's digest was run instead of it (found by
+// review). A genuine one is reused without a download.
+func TestCacheChecksReusedFiles(t *testing.T) {
+	st := open(t)
+	ctx := t.Context()
+	info, err := st.Put(ctx, "s.js", strings.NewReader("function parse() { return 'stored' }"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c, err := files.NewCache(st, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := c.Path(ctx, "s.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(p)
+
+	// A genuine file from an earlier cache is reused.
+	c, err = files.NewCache(st, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2, _, err := c.Path(ctx, "s.js"); err != nil || p2 != p || c.Downloads() != 0 {
+		t.Errorf("genuine file: path %q, %v, %d downloads; want %q reused", p2, err, c.Downloads(), p)
+	}
+
+	// A planted one is not.
+	if err := os.WriteFile(filepath.Join(dir, name), []byte("function parse() { return 'planted' }"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = files.NewCache(st, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p3, _, err := c.Path(ctx, "s.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p3)
+	if err != nil || !strings.Contains(string(b), "stored") || c.Downloads() != 1 {
+		t.Errorf("after a planted file the cache gives %q (%v, %d downloads), want the stored file (digest %s) fetched again", b, err, c.Downloads(), info.Digest)
 	}
 }

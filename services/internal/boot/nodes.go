@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -155,11 +154,15 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		if err != nil {
 			return nil, nil, err
 		}
-		cache, err := files.NewCache(store, filepath.Join(os.TempDir(), "crawlmesh-"+n.ID, "files"))
+		wd, err := workDir(n.ID)
 		if err != nil {
 			return nil, nil, err
 		}
-		programs = progspider.New(progspider.Config{Files: cache, WorkDir: filepath.Join(os.TempDir(), "crawlmesh-"+n.ID, "spiders"),
+		cache, err := files.NewCache(store, filepath.Join(wd, "files"))
+		if err != nil {
+			return nil, nil, err
+		}
+		programs = progspider.New(progspider.Config{Files: cache, WorkDir: filepath.Join(wd, "spiders"),
 			Processes: commandProcesses(o.Concurrency), Log: log, Stderr: spiderLog(env.JS, n.ID)})
 		fileCache = cache
 		fc := o.Fetch
