@@ -252,4 +252,27 @@ func TestAgentSecondSignal(t *testing.T) {
 		}
 		return true
 	})
+	// They stopped cleanly, not killed: a stopping worker hands its slow
+	// pages back as new messages (handed_back), where a killed one leaves
+	// them to its ack wait. Their log lines to the dead agent's pipe
+	// killed them with SIGPIPE before (found by review).
+	js, err := jetstream.New(connect(t, m.url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), mesh.TasksStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handed := 0
+	for seq := s.CachedInfo().State.FirstSeq; seq > 0 && seq <= s.CachedInfo().State.LastSeq; seq++ {
+		if msg, err := s.GetMsg(t.Context(), seq); err == nil {
+			if tk, err := mesh.DecodeTask(msg.Data); err == nil && tk.HandedBack > 0 {
+				handed++
+			}
+		}
+	}
+	if handed == 0 {
+		t.Errorf("no task was handed back by the agent's workers: they did not stop cleanly once the agent was gone")
+	}
 }

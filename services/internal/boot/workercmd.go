@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
@@ -88,6 +90,12 @@ func RunWorker(ctx context.Context, args []string, getenv func(string) string, s
 		defer stop()
 		drain := make(chan struct{})
 		opts.Drain = drain
+		// Our stderr is a pipe the agent reads: once the agent is gone, a
+		// log line to it would kill this process with SIGPIPE (Go's rule
+		// for fds 1 and 2), before the clean stop agentControl starts, so
+		// its tasks waited out their ack wait and its key its TTL (found
+		// by review). Ignored, the write fails and the worker stops.
+		signal.Ignore(syscall.SIGPIPE)
 		go agentControl(os.Stdin, drain, stop, cfg.Node.Logger(stderr))
 	}
 	env, err := Setup(ctx, &cfg.Node, mesh.RoleWorker, stderr)
