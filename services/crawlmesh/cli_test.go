@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"net"
 	"strings"
 	"testing"
@@ -122,6 +124,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"node", "set-conc", "w1", "3"}, 2, []string{`unknown command "set-conc"`, "node set-concurrency"}},
 		{[]string{"spidr", "ls"}, 2, []string{"Did you mean this?", "spider"}},
 		{[]string{"nosuchthing"}, 2, []string{`unknown command "nosuchthing"`}},
+		{[]string{"up", "--nats", "nats://127.0.0.1:4333"}, 2, []string{"--nats nats://127.0.0.1:4333: up runs its own NATS server", "--nats-port"}},
 		{[]string{}, 2, []string{"want a command"}},
 		{[]string{"crawl"}, 2, []string{"want a command", "start", "status"}},
 		{[]string{"crawl", "status"}, 2, []string{"crawl status ID"}},
@@ -301,5 +304,31 @@ func TestNodeNegativeN(t *testing.T) {
 				t.Fatalf("crawlmesh %s: exit %d, want %d and %q:\n%s", strings.Join(args, " "), code, tt.code, tt.want, errOut)
 			}
 		})
+	}
+}
+
+// up ignores a --nats that comes from CRAWLMESH_NATS_URL (meant for the other
+// commands) but refuses one given on its command line.
+func TestUpNatsFromEnv(t *testing.T) {
+	_, errOut, code := runCLI(t, map[string]string{"CRAWLMESH_NATS_URL": "nats://127.0.0.1:4333"}, "up", "--workers", "-1")
+	if code != 2 || strings.Contains(errOut, "up runs its own NATS server") || !strings.Contains(errOut, "--workers") {
+		t.Errorf("exit %d, %q: want only the --workers usage error", code, errOut)
+	}
+}
+
+// Interrupted (Ctrl-C, SIGTERM), a command says so and exits 130, not
+// "read counter admitted of ...: context canceled" and 1 (found by
+// review).
+func TestInterrupted(t *testing.T) {
+	url := natstest.RunServer(t).ClientURL()
+	ctx, cancel := context.WithCancel(t.Context())
+	var o, e syncBuf
+	c := &cli{getenv: func(string) string { return "" }, stdout: &o, stderr: &e}
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"doctor", "--nats", url}, c) }()
+	cancel()
+	code := <-done
+	if code != 130 || !strings.Contains(e.String(), "crawlmesh doctor: interrupted") || strings.Contains(e.String(), "context canceled") {
+		t.Errorf("exit %d, stderr %q: want 130 and 'interrupted'", code, e.String())
 	}
 }

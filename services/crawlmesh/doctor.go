@@ -46,6 +46,11 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 		out = append(out, finding{level, check, fmt.Sprintf(format, a...)})
 	}
 	report := func() error {
+		if err := ctx.Err(); err != nil {
+			// Interrupted: checks cut short would read as problems
+			// ("no bucket config: context canceled").
+			return err
+		}
 		fails := 0
 		if f.output == "json" {
 			_ = writeJSON(c.stdout, out)

@@ -44,6 +44,12 @@ func run(ctx context.Context, args []string, c *cli) int {
 	if cmd != nil {
 		name = cmd.CommandPath()
 	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Ctrl-C or SIGTERM: what was cut short is not an error to explain
+		// ("read counter admitted of ...: context canceled").
+		fmt.Fprintf(c.stderr, "%s: interrupted\n", name)
+		return 130
+	}
 	fmt.Fprintf(c.stderr, "%s: %v\n", name, err)
 	var ue usageError
 	if errors.As(err, &ue) {

@@ -52,7 +52,16 @@ func newUpCmd(c *cli) *cobra.Command {
 			"with the web console, /metrics and the HTTP API on --http. In a terminal the nodes' logs go to a file under --data\n" +
 			"(its path is printed; -v shows them here too); otherwise they go to standard error.",
 		Args: nArgs(0, 0, "up [flags]"),
-		RunE: func(cmd *cobra.Command, _ []string) error { return runUp(cmd.Context(), c, u) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// --nats is a global flag for the commands that talk to a mesh;
+			// up runs its own server, and silently ignoring it misled.
+			// (A value from its CRAWLMESH_* variable, meant for the other
+			// commands, is not refused.)
+			if fl := cmd.Flags().Lookup("nats"); fl != nil && fl.Changed && c.getenv(nodeconfig.EnvName(fl.Name)) != fl.Value.String() {
+				return usagef("--nats %s: up runs its own NATS server (choose its port with --nats-port); --nats is for the commands that talk to a running mesh", fl.Value)
+			}
+			return runUp(cmd.Context(), c, u)
+		},
 	}
 	fs := cmd.Flags()
 	fs.BoolVar(&u.demo, "demo", false, "also serve a demo bookshop on loopback, crawl it with a progress bar and print a summary")
