@@ -232,6 +232,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		var err error
 		select {
 		case <-ctx.Done():
+			// Stopped (SIGTERM, the agent gone): what is in flight is handed
+			// back unfinished, and an operator reading the log wants to know.
+			w.log.Info("stopping: tasks in flight are handed back", "tasks", w.Active())
 		case <-w.stop:
 		case err = <-errc:
 		}
@@ -446,6 +449,13 @@ func (w *Worker) run(ctx context.Context, msgs <-chan jetstream.Msg, handle func
 		})
 	}
 	return n
+}
+
+// Active is the number of tasks the worker holds.
+func (w *Worker) Active() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.active
 }
 
 func (w *Worker) begin() {

@@ -5,10 +5,13 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -244,6 +247,19 @@ func TestWorkerDrainingRefusesPause(t *testing.T) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for a logger and a test's read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
 func TestWorkerShutdown(t *testing.T) {
 	nc, kv := setup(t)
 	_, run := startWorker(t, nc, kv, "w1")
@@ -262,7 +278,9 @@ func TestWorkerShutdown(t *testing.T) {
 
 func TestWorkerStopsOnCancel(t *testing.T) {
 	nc, kv := setup(t)
-	w, err := New(nc, kv, Config{ID: "w1", Concurrency: 4, HeartbeatInterval: hbInterval, HeartbeatTTL: hbTTL})
+	var logs syncBuffer
+	w, err := New(nc, kv, Config{ID: "w1", Concurrency: 4, HeartbeatInterval: hbInterval, HeartbeatTTL: hbTTL,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,6 +299,10 @@ func TestWorkerStopsOnCancel(t *testing.T) {
 	}
 	if !keyGone(kv, "w1") {
 		t.Error("heartbeat key still there after Run returned")
+	}
+	// The log says why it stopped and what it gave back.
+	if !strings.Contains(logs.String(), `msg="stopping: tasks in flight are handed back" component=worker node=w1 tasks=0`) {
+		t.Errorf("log lacks the stop line:\n%s", logs.String())
 	}
 }
 
