@@ -67,12 +67,14 @@
 //     which it grows by more than [Options.MaxHeap] (default 256 MiB) is
 //     interrupted and fails with "script exceeded the memory limit (256
 //     MiB) on URL"; its runtime is dropped, so the memory is freed by the
-//     next GC. Limits, honestly: garbage counts until the GC sweeps it, so
-//     a worker whose own churn reaches the budget between two GCs would
-//     interrupt a parse (its task is retried); it cannot tell whose memory
-//     grew, so a parse running alongside a runaway one since before it
-//     started growing is interrupted too (the task is retried, the worker
-//     lives); a runaway is stopped between two instructions, so the one
+//     next GC. A parse seen over its budget is confirmed by a GC first
+//     (garbage does not count against it), and one parse is stopped a
+//     tick, the one running longest; the others are measured afresh from
+//     then on. Limits, honestly: it cannot tell whose memory grew, so a
+//     parse that started before a runaway one and is still running when
+//     the runaway crosses the budget is the one stopped (its task is
+//     retried, the worker lives; the runaway is stopped once it grows by
+//     the budget again); a runaway is stopped between two instructions, so the one
 //     that crossed the budget completes (a string doubling from 256 MiB
 //     ends near 512 MiB); and a single allocation larger than the budget (e.g.
 //     'x'.repeat(1e9)) happens before any watchdog can react, so

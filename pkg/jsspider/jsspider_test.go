@@ -201,6 +201,13 @@ func TestTopLevelTimeout(t *testing.T) {
 
 func heapLive() uint64 { return liveHeap() }
 
+// watching is how many parses the memory watchdog watches.
+func watching() int {
+	memWatch.mu.Lock()
+	defer memWatch.mu.Unlock()
+	return len(memWatch.active)
+}
+
 func TestUnboundedAllocation(t *testing.T) {
 	runtime.GC()
 	before := heapLive()
@@ -244,6 +251,36 @@ func TestUnboundedAllocation(t *testing.T) {
 	ok := NewPool(mustCompile(t, "function parse() { return {items: [{a: 'x'.repeat(10)}]}; }"), Options{})
 	if ans, err := ok.Parse(context.Background(), spiderproto.Page{URL: "u"}); err != nil || ans.Items[0]["a"] != "xxxxxxxxxx" {
 		t.Fatal(ans, err)
+	}
+}
+
+// The heap is the process's: a sound parse running beside a hoarding one
+// sees the hoarder's growth. Only the parse running longest is stopped a
+// tick, and the others are measured afresh, so the sound one finishes
+// (found in CI: a hoarding page took a sound one to the dead letters).
+func TestHoarderStoppedAlone(t *testing.T) {
+	runtime.GC()
+	hoard := NewPool(mustCompile(t, `function parse() { let a = []; for (;;) a.push('x'.repeat(1e5) + a.length); }`),
+		Options{MaxHeap: 64 << 20, Timeout: 60 * time.Second})
+	sound := NewPool(mustCompile(t, `function parse() { var x = 0; for (var i = 0; i < 2e7; i++) x += i % 7; return {items: [{x: x}]}; }`),
+		Options{MaxHeap: 64 << 20, Timeout: 60 * time.Second})
+	hoardErr := make(chan error, 1)
+	go func() {
+		_, err := hoard.Parse(context.Background(), spiderproto.Page{URL: "http://x.test/hoard"})
+		hoardErr <- err
+	}()
+	// The hoarder runs first, as a runaway script does: it runs on while
+	// sound pages come and go beside it.
+	deadline := time.Now().Add(10 * time.Second)
+	for watching() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	ans, err := sound.Parse(context.Background(), spiderproto.Page{URL: "http://x.test/sound"})
+	if err != nil || len(ans.Items) != 1 {
+		t.Errorf("sound parse beside a hoarder: %v, %v; want its item", ans, err)
+	}
+	if err := <-hoardErr; err == nil || !strings.Contains(err.Error(), "exceeded the memory limit") {
+		t.Errorf("hoarder: %v, want it stopped for memory", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package jsspider
 
 import (
+	"runtime"
 	"runtime/metrics"
 	"sync"
 	"time"
@@ -29,6 +30,7 @@ func liveHeap() uint64 {
 // watch is one running parse as the memory watchdog sees it.
 type watch struct {
 	base, budget uint64
+	start        time.Time
 	over         func() // called at most once, by the watchdog, under memWatch.mu
 	fired        bool
 }
@@ -45,7 +47,7 @@ var memWatch struct {
 // now; over is called if the live heap grows past it. The returned
 // function unregisters it.
 func watchHeap(budget uint64, over func()) (stop func()) {
-	w := &watch{base: liveHeap(), budget: budget, over: over}
+	w := &watch{base: liveHeap(), budget: budget, over: over, start: time.Now()}
 	memWatch.mu.Lock()
 	if memWatch.active == nil {
 		memWatch.active = make(map[*watch]struct{})
@@ -66,6 +68,7 @@ func watchHeap(budget uint64, over func()) (stop func()) {
 func watchLoop() {
 	t := time.NewTicker(memTick)
 	defer t.Stop()
+	collected := false
 	for range t.C {
 		live := liveHeap()
 		memWatch.mu.Lock()
@@ -74,12 +77,37 @@ func watchLoop() {
 			memWatch.mu.Unlock()
 			return
 		}
+		// The heap is the process's: every parse running sees what any of
+		// them allocates, garbage included until a GC sweeps it. So a
+		// parse over its budget is first confirmed by a GC (garbage of a
+		// sound script, or of one stopped already, is not held against
+		// anyone), and then only one is stopped a tick: the one running
+		// longest (a runaway script runs on; a normal parse takes
+		// milliseconds). The others are measured from then on: the real
+		// culprit exceeds its budget again. Stopping every parse over it
+		// took sound pages beside a hoarding one to the dead letters.
+		var victim *watch
 		for w := range memWatch.active {
-			if !w.fired && live > w.base && live-w.base > w.budget {
-				w.fired = true
-				// Under the lock: once watchHeap's stop returns, over
-				// is never called, so a reused runtime is never hit.
-				w.over()
+			if !w.fired && live > w.base && live-w.base > w.budget && (victim == nil || w.start.Before(victim.start)) {
+				victim = w
+			}
+		}
+		if victim != nil && !collected {
+			memWatch.mu.Unlock()
+			runtime.GC()
+			collected = true
+			continue // judged again on the next tick, on the heap the GC left
+		}
+		collected = false
+		if victim != nil {
+			victim.fired = true
+			// Under the lock: once watchHeap's stop returns, over is
+			// never called, so a reused runtime is never hit.
+			victim.over()
+			for w := range memWatch.active {
+				if w != victim && live > w.base {
+					w.base = live
+				}
 			}
 		}
 		memWatch.mu.Unlock()

@@ -416,16 +416,21 @@ func (w *Worker) pullPart(rctx, ctx context.Context, c jetstream.Consumer, handl
 				tokens <- struct{}{}
 			}
 			k = 1
-			batch, err = c.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+			// Cut short when the pull stops (SIGTERM, a change): a stopping
+			// worker must not wait out the 2 s for a task it would not run.
+			fctx, cancel := context.WithTimeout(rctx, 2*time.Second)
+			batch, err = c.Fetch(1, jetstream.FetchContext(fctx))
 			if err == nil {
 				got = w.run(ctx, batch.Messages(), handle, tokens)
 				err = batch.Error()
 			}
+			cancel()
 		}
 		for range k - got {
 			tokens <- struct{}{}
 		}
-		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) && rctx.Err() == nil {
+		idle := errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+		if err != nil && !idle && rctx.Err() == nil {
 			w.log.Warn("task pull failed, retrying", "err", err)
 			select {
 			case <-rctx.Done():
