@@ -24,6 +24,7 @@ import (
 )
 
 type upConfig struct {
+	natsGiven   string // a --nats given on the command line: refused
 	demo        bool
 	exitWhen    bool
 	workers     int
@@ -53,12 +54,10 @@ func newUpCmd(c *cli) *cobra.Command {
 			"(its path is printed; -v shows them here too); otherwise they go to standard error.",
 		Args: nArgs(0, 0, "up [flags]"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// --nats is a global flag for the commands that talk to a mesh;
-			// up runs its own server, and silently ignoring it misled.
 			// (A value from its CRAWLMESH_* variable, meant for the other
 			// commands, is not refused.)
 			if fl := cmd.Flags().Lookup("nats"); fl != nil && fl.Changed && c.getenv(nodeconfig.EnvName(fl.Name)) != fl.Value.String() {
-				return usagef("--nats %s: up runs its own NATS server (choose its port with --nats-port); --nats is for the commands that talk to a running mesh", fl.Value)
+				u.natsGiven = fl.Value.String()
 			}
 			return runUp(cmd.Context(), c, u)
 		},
@@ -101,6 +100,11 @@ func runUp(ctx context.Context, c *cli, u upConfig) error {
 	}
 	if err := metrics.ValidateAddr("--http", u.http); err != nil {
 		return usageError{err}
+	}
+	if u.natsGiven != "" {
+		// --nats is a global flag for the commands that talk to a mesh;
+		// up runs its own server, and silently ignoring it misled.
+		return usagef("--nats %s: up runs its own NATS server (choose its port with --nats-port); --nats is for the commands that talk to a running mesh", u.natsGiven)
 	}
 	return up(ctx, c, u)
 }
