@@ -359,7 +359,7 @@ func (w *Worker) consume(ctx context.Context) {
 	}
 }
 
-// consumeParts pulls from several partitions' consumers until ctx is done
+// consumeParts pulls from the partitions' consumers (one or several) until ctx is done
 // or the state or concurrency changes. The worker's held tasks are tokens
 // the partitions compete for: each partition's puller takes what is free,
 // fetches that many without waiting, and returns what it did not get; a
