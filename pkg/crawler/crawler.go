@@ -148,8 +148,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			c.handBack(msg, t, attempt)
+		if c.stopping(ctx, msg, t, attempt) {
 			return
 		}
 		log.Warn("crawl record unavailable, task retried", "err", err)
@@ -198,8 +197,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	permit, err := c.take(ctx, t, *lim)
 	if err != nil {
 		stop()
-		if ctx.Err() != nil {
-			c.handBack(msg, t, attempt) // shutting down: someone else takes it at once
+		if c.stopping(ctx, msg, t, attempt) { // someone else takes it at once
 			return
 		}
 		// The host state is unreadable: NATS is restarting or its
@@ -265,8 +263,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 			c.failed(ctx, msg, t, attempt, fe, t0)
 			return
 		}
-		if ctx.Err() != nil {
-			c.handBack(msg, t, attempt)
+		if c.stopping(ctx, msg, t, attempt) {
 			return
 		}
 		log.Warn("publish failed, task retried", "err", err)
@@ -402,10 +399,8 @@ func (c *Crawler) failed(ctx context.Context, msg jetstream.Msg, t mesh.Task, at
 		return
 	}
 	entry := mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: fe.Status, Error: fe.Error()}
-	if fe.Transient && ctx.Err() != nil {
-		// Shutting down: someone else takes it at once.
-		c.handBack(msg, t, attempt)
-		return
+	if fe.Transient && c.stopping(ctx, msg, t, attempt) {
+		return // someone else takes it at once
 	}
 	if fe.Transient && attempt < c.attempts() {
 		d := c.backoff(attempt, fe.RetryAfter)
@@ -457,6 +452,17 @@ func (c *Crawler) drop(ctx context.Context, msg jetstream.Msg, t mesh.Task, atte
 	c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Outcome: "dropped", Error: why}, t0)
 	c.m.outcome(t.Spider, outcomeDropped)
 	_ = msg.Ack()
+}
+
+// stopping hands the task back (see handBack) when this worker is
+// stopping (ctx done), and reports whether it did: a task it cannot
+// finish now goes to another worker at once, at no cost in attempts.
+func (c *Crawler) stopping(ctx context.Context, msg jetstream.Msg, t mesh.Task, attempt int) bool {
+	if ctx.Err() == nil {
+		return false
+	}
+	c.handBack(msg, t, attempt)
+	return true
 }
 
 // handBack gives back a task this stopping worker will not finish,

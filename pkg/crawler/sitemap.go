@@ -112,8 +112,7 @@ func (c *Crawler) sitemap(ctx context.Context, msg jetstream.Msg, t mesh.Task, c
 		err = c.admitAll(ctx, layoutOf(cr), t, s.MaxPages, redelivered, pages)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			c.handBack(msg, t, attempt)
+		if c.stopping(ctx, msg, t, attempt) {
 			return
 		}
 		c.log.Warn("publish of sitemap entries failed, task retried", "crawl", t.Crawl, "err", err)
