@@ -88,26 +88,8 @@ func canonicalURL(u *url.URL) (string, error) {
 // starts no escape. url.Parse keeps them as they came, so without this a
 // query ending in a space would lose it when the canonical form is parsed
 // again (Canonical trims), and the seen-set would hold two keys for one
-// page. Valid escapes are kept as they are.
-func escapeQuery(q string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(q); i++ {
-		ch := q[i]
-		switch {
-		case ch == '%' && i+2 < len(q) && isHex(q[i+1]) && isHex(q[i+2]):
-			writeEscape(&b, q[i+1], q[i+2])
-			i += 2
-		case queryChar(ch):
-			b.WriteByte(ch)
-		default:
-			b.WriteByte('%')
-			b.WriteByte(hex[ch>>4])
-			b.WriteByte(hex[ch&15])
-		}
-	}
-	return b.String()
-}
+// page. Valid escapes are normalised as in a path (normalizeEscapes).
+func escapeQuery(q string) string { return rewriteEscapes(q, queryChar) }
 
 // normalizeEscapes applies RFC 3986 6.2.2.1 and 6.2.2.2 to an escaped
 // path: an escape of an unreserved character is that character ("%7E" is
@@ -118,30 +100,37 @@ func normalizeEscapes(s string) string {
 	if strings.IndexByte(s, '%') < 0 {
 		return s
 	}
+	return rewriteEscapes(s, func(byte) bool { return true })
+}
+
+// rewriteEscapes writes s with each valid escape in normal form, each
+// byte raw keeps as it is, and every other byte escaped.
+func rewriteEscapes(s string, raw func(byte) bool) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			writeEscape(&b, s[i+1], s[i+2])
+		switch ch := s[i]; {
+		case ch == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			if d := unhex(s[i+1])<<4 | unhex(s[i+2]); unreserved(d) {
+				b.WriteByte(d)
+			} else {
+				writePct(&b, d)
+			}
 			i += 2
-			continue
+		case raw(ch):
+			b.WriteByte(ch)
+		default:
+			writePct(&b, ch)
 		}
-		b.WriteByte(s[i])
 	}
 	return b.String()
 }
 
-// writeEscape writes the escape %hl in normal form: the character itself
-// when it is unreserved, else with upper-case hex digits.
-func writeEscape(b *strings.Builder, h, l byte) {
+// writePct writes c as an escape with upper-case digits.
+func writePct(b *strings.Builder, c byte) {
 	const hex = "0123456789ABCDEF"
-	ch := unhex(h)<<4 | unhex(l)
-	if ch < utf8.RuneSelf && unreserved(ch) {
-		b.WriteByte(ch)
-		return
-	}
 	b.WriteByte('%')
-	b.WriteByte(hex[ch>>4])
-	b.WriteByte(hex[ch&15])
+	b.WriteByte(hex[c>>4])
+	b.WriteByte(hex[c&15])
 }
 
 func unhex(c byte) byte {
@@ -168,13 +157,7 @@ func isHex(c byte) bool {
 }
 
 // queryChar: unreserved, sub-delims, ':', '@', '/' and '?'.
-func queryChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("-._~!$&'()*+,;=:@/?", c) >= 0
-}
+func queryChar(c byte) bool { return unreserved(c) || strings.IndexByte("!$&'()*+,;=:@/?", c) >= 0 }
 
 // removeDotSegments is RFC 3986 section 5.2.4.
 func removeDotSegments(in string) string {
