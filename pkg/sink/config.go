@@ -260,6 +260,19 @@ func keywordValues(s string) ([]keyValue, error) {
 	}
 }
 
+// literalCredential reports whether query parameter name=v (references
+// as placeholders, see placeholders) holds a credential written out
+// rather than as references.
+func literalCredential(name, v string, refs []string) bool {
+	if !secretParam(name) {
+		return false
+	}
+	for _, n := range refs {
+		v = strings.ReplaceAll(v, "envREF"+n, "")
+	}
+	return v != ""
+}
+
 // secretParam reports whether a query parameter's name says it holds a
 // credential (token, api_key, secret, signature ...).
 func secretParam(name string) bool {
@@ -295,10 +308,7 @@ func checkWebhookURL(raw string) error {
 	refs := envsubst.Refs(raw)
 	for name, vals := range u.Query() {
 		for _, v := range vals {
-			for _, n := range refs {
-				v = strings.ReplaceAll(v, "envREF"+n, "")
-			}
-			if secretParam(name) && v != "" {
+			if literalCredential(name, v, refs) {
 				return fmt.Errorf("%w: --webhook: query parameter %q holds a literal credential: give it as ${env:NAME}, a variable in the masters' environment, so it is never stored", ErrInvalid, name)
 			}
 		}
@@ -379,10 +389,10 @@ func redactURL(raw string) string {
 		u.User = url.UserPassword(u.User.Username(), "***")
 	}
 	if q := u.Query(); len(q) > 0 {
-		hidden := false
+		hidden, refs := false, envsubst.Refs(raw)
 		for name, vals := range q {
 			for i, v := range vals {
-				if secretParam(name) && v != "" && !strings.HasPrefix(v, "envREF") {
+				if literalCredential(name, v, refs) {
 					vals[i], hidden = "***", true
 				}
 			}
