@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -66,6 +67,10 @@ type benchStream struct {
 	Bytes   uint64 `json:"bytes_stored"`
 }
 
+// goMemLimitRE is a GOMEMLIMIT value as the Go runtime reads it; the
+// runtime refuses to start on any other.
+var goMemLimitRE = regexp.MustCompile(`^[0-9]+(B|KiB|MiB|GiB|TiB)?$`)
+
 type benchOpts struct {
 	pages, par int
 	latency    time.Duration
@@ -75,6 +80,7 @@ type benchOpts struct {
 	partitions int
 	profPort   int
 	natsGOGC   int
+	natsMemLim string
 	servers    int
 	replicas   int
 	jsPlaces   bool
@@ -97,6 +103,7 @@ func newBenchCmd(c *cli, f *clientFlags) *cobra.Command {
 	fl.BoolVar(&o.inProcess, "in-process", false, "also run each mesh size in this process on an embedded server (no sockets between the parts; an extra row, not a deployment)")
 	fl.IntVar(&o.partitions, "partitions", 1, "partitions of the frontier and the seen-set (the master's --partitions); the synthetic site is one host, so with more than one its spec says partition_by: url")
 	fl.IntVar(&o.natsGOGC, "nats-gogc", 0, "GOGC of the nats-server process (0: Go's default, 100); lower trades server CPU for memory")
+	fl.StringVar(&o.natsMemLim, "nats-memlimit", "", "GOMEMLIMIT of each nats-server process, as deploy/k8s sets it from the container's memory limit (say 100MiB; empty: none); the server's GC works harder near it")
 	fl.IntVar(&o.servers, "servers", 1, "nats-server processes: more than 1 form a cluster on loopback")
 	fl.IntVar(&o.replicas, "replicas", 0, "replicas of every stream and bucket (the master's --replicas; 0: 3 on a cluster of 3 or more)")
 	fl.BoolVar(&o.jsPlaces, "no-partition-tags", false, "with --servers and --partitions: let JetStream place the partitions instead of tagging each group of --replicas servers and giving the master --partition-tags")
@@ -110,6 +117,9 @@ func runBench(ctx context.Context, c *cli, f *clientFlags, o *benchOpts) error {
 	output := &f.output
 	if o.servers < 1 || o.servers > 5 || o.replicas < 0 || o.replicas > o.servers {
 		return usagef("want --servers 1-5 and --replicas 0-%d (at most --servers)", o.servers)
+	}
+	if o.natsMemLim != "" && !goMemLimitRE.MatchString(o.natsMemLim) {
+		return usagef("--nats-memlimit %q is not a size as Go's GOMEMLIMIT reads it (say 100MiB)", o.natsMemLim)
 	}
 	if o.partitions < 1 || o.partitions > 64 {
 		return usagef("--partitions %d: want 1-64", o.partitions)
@@ -299,6 +309,9 @@ func benchMesh(ctx context.Context, c *cli, base string, cfg synthsite.Config, n
 		ns.cmd.Stdout = io.Discard
 		if o.natsGOGC > 0 {
 			ns.cmd.Env = append(ns.cmd.Env, "GOGC="+strconv.Itoa(o.natsGOGC))
+		}
+		if o.natsMemLim != "" {
+			ns.cmd.Env = append(ns.cmd.Env, "GOMEMLIMIT="+o.natsMemLim)
 		}
 		if err := ns.start(); err != nil {
 			return benchResult{}, err

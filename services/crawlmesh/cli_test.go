@@ -146,6 +146,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"throttle", "set", "h.example", "--delay", "-2s", "--parallelism", "2"}, 2, []string{"--delay -2s"}},
 		{[]string{"crawl", "requeue", "x", "--seq", "three"}, 2, []string{"--seq"}},
 		{[]string{"crawl", "requeue"}, 2, []string{"crawl requeue ID --seq N|--all"}},
+		{[]string{"bench", "--nats-memlimit", "100MB"}, 2, []string{`--nats-memlimit "100MB"`, "GOMEMLIMIT", "100MiB"}},
 		{[]string{"help"}, 0, nil},
 		{[]string{"--help"}, 0, nil},
 		{[]string{"crawl", "start", "-h"}, 0, nil},
