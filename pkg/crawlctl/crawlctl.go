@@ -42,7 +42,7 @@ type Control struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	pending atomic.Int64 // tasks in the work queue, for metrics
+	pending atomic.Int64 // tasks in the work queue, for metrics; -1: not known (not leading)
 
 	// finishMu is held while check decides a crawl is complete and while
 	// Requeue reopens one and publishes its tasks (see requeue.go).
@@ -60,12 +60,19 @@ func New(js jetstream.JetStream, spiders, crawls, seen jetstream.KeyValue, log *
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "crawlctl")
-	return &Control{js: js, spiders: spiders, crawls: crawls, pub: crawler.NewPublisher(js, seen),
+	c := &Control{js: js, spiders: spiders, crawls: crawls, pub: crawler.NewPublisher(js, seen),
 		log: log, now: time.Now, seeding: map[string]bool{}}
+	c.pending.Store(-1)
+	return c
 }
 
-// PendingTasks is the work queue's size at the last check.
-func (c *Control) PendingTasks() int64 { return c.pending.Load() }
+// PendingTasks is the work queue's size at the last check, and false
+// while Run is not running (a standby master): its last figure would go
+// stale.
+func (c *Control) PendingTasks() (int64, bool) {
+	n := c.pending.Load()
+	return n, n >= 0
+}
 
 // ErrExists means a crawl with the requested id exists already.
 var ErrExists = errors.New("crawlctl: crawl exists")
@@ -303,19 +310,22 @@ func verb(state string) string {
 	return "cancel"
 }
 
-// queued is the number of tasks in every partition's work queue.
-func (c *Control) queued(ctx context.Context) uint64 {
+// countPending stores the number of tasks in every partition's work
+// queue; a figure it cannot read whole leaves the last one.
+func (c *Control) countPending(ctx context.Context) {
 	parts, err := crawler.Partitions(ctx, c.js)
 	if err != nil {
-		return 0
+		return
 	}
-	var n uint64
+	var n int64
 	for p := range parts {
-		if s, err := c.js.Stream(ctx, mesh.TasksStreamOf(p)); err == nil {
-			n += s.CachedInfo().State.Msgs
+		s, err := c.js.Stream(ctx, mesh.TasksStreamOf(p))
+		if err != nil {
+			return
 		}
+		n += int64(s.CachedInfo().State.Msgs)
 	}
-	return n
+	c.pending.Store(n)
 }
 
 // layoutOf is the partition layout of a crawl.
@@ -327,6 +337,8 @@ func layoutOf(cr *mesh.Crawl, s *spec.Spec) mesh.Layout {
 func (c *Control) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	c.countPending(ctx)
+	defer c.pending.Store(-1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -339,7 +351,7 @@ func (c *Control) Run(ctx context.Context, interval time.Duration) error {
 }
 
 func (c *Control) check(ctx context.Context) {
-	c.pending.Store(int64(c.queued(ctx)))
+	c.countPending(ctx)
 	lister, err := c.crawls.ListKeys(ctx)
 	if err != nil {
 		return

@@ -71,3 +71,19 @@ func (c *jsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descJSUp, prometheus.GaugeValue, up)
 }
+
+var descTasksPending = prometheus.NewDesc("crawlmesh_tasks_pending",
+	"Tasks in the work queue (queued, in flight or waiting for a retry), as the leading master counts them; standbys do not export it.", nil, nil)
+
+// pendingCollector exports the leader's count of pending tasks. A
+// standby exports nothing rather than the figure of its last term, which
+// would go stale (and double a sum over masters).
+type pendingCollector struct{ pending func() (int64, bool) }
+
+func (c pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descTasksPending }
+
+func (c pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	if n, ok := c.pending(); ok {
+		ch <- prometheus.MustNewConstMetric(descTasksPending, prometheus.GaugeValue, float64(n))
+	}
+}

@@ -129,9 +129,7 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 		}
 		if cfg.Crawls != nil {
 			ctl := cfg.Crawls
-			if err := r.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "crawlmesh_tasks_pending",
-				Help: "Tasks in the work queue (queued, in flight or waiting for a retry), as this master last saw it."},
-				func() float64 { return float64(ctl.PendingTasks()) })); err != nil {
+			if err := r.Register(pendingCollector{ctl.PendingTasks}); err != nil {
 				return nil, fmt.Errorf("register crawl metrics: %w", err)
 			}
 		}

@@ -167,17 +167,37 @@ func TestMasterFailover(t *testing.T) {
 }
 
 // TestStepDown: `crawlmesh master step-down` hands leadership to another
-// master with a higher term.
+// master with a higher term. crawlmesh_tasks_pending comes from the
+// leader only: the master that stepped down stops exporting it rather
+// than keep its last figure (a standby's went stale, found by review).
 func TestStepDown(t *testing.T) {
 	_, url := natsServer(t, true, t.TempDir(), 0)
 	w := watchLeaders(t)
+	addrs := map[string]string{}
 	for _, id := range []string{"m1", "m2"} {
 		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 		start(t, "master", "--nats", url, "--id", id, "--http", addr, "--lease", "2s")
 		w.set(id, addr)
+		addrs[id] = addr
+	}
+	// pending: whether master id exports crawlmesh_tasks_pending.
+	pending := func(id string) bool {
+		resp, err := http.Get("http://" + addrs[id] + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		_, ok := metricValue(string(b), `crawlmesh_tasks_pending{node="`+id+`"}`)
+		return ok
 	}
 	waitFor(t, 15*time.Second, "a leader", func() bool { l, _ := w.current(); return l != "" })
 	first, _ := w.current()
+	other := map[string]string{"m1": "m2", "m2": "m1"}[first]
+	waitFor(t, 5*time.Second, "crawlmesh_tasks_pending on the leader "+first, func() bool { return pending(first) })
+	if pending(other) {
+		t.Errorf("standby %s exports crawlmesh_tasks_pending", other)
+	}
 	if _, errOut, code := runBin(t, "crawlmesh", "master", "step-down", "--nats", url); code != 0 {
 		t.Fatalf("master step-down: exit %d: %s", code, errOut)
 	}
@@ -185,6 +205,7 @@ func TestStepDown(t *testing.T) {
 		l, _ := w.current()
 		return l != "" && l != first
 	})
+	waitFor(t, 5*time.Second, "crawlmesh_tasks_pending on "+other+" only", func() bool { return pending(other) && !pending(first) })
 	out, _, _ := runBin(t, "crawlmesh", "nodes", "--nats", url)
 	if !strings.Contains(out, "* term") {
 		t.Errorf("nodes does not show the leader and term:\n%s", out)
