@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -187,9 +188,22 @@ func explainConnect(where string, err error) error {
 		return fmt.Errorf("TLS with NATS at %s: %v: the server requires a client certificate it trusts: give --tls-cert and --tls-key signed by its CA", where, err)
 	case isTLSError(err):
 		return fmt.Errorf("TLS with NATS at %s: %v: check --tls-ca / --tls-cert / --tls-key and the URL scheme", where, err)
+	case noGreeting(err):
+		return fmt.Errorf("%s accepts connections but does not speak NATS (%v): point --nats at a NATS client port (4222 by default), not the monitoring port (8222) or another service", where, err)
 	default:
 		return fmt.Errorf("connect to NATS at %s: %w", where, err)
 	}
+}
+
+// noGreeting: the TCP connection opened, but no NATS INFO line came (an
+// HTTP server, such as nats-server's monitoring port, waits for a request
+// and the read times out) or something else did.
+func noGreeting(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "read" && op.Timeout() {
+		return true
+	}
+	return errors.Is(err, nats.ErrNoInfoReceived)
 }
 
 // clientCertRefused tells a server that wants a client certificate it

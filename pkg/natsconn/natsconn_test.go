@@ -104,3 +104,46 @@ func TestRedact(t *testing.T) {
 		t.Errorf("Redact lost a server: %q", got)
 	}
 }
+
+// TestDialNotNATS: --nats pointed at nats-server's monitoring port (HTTP,
+// which waits for a request) or at a service that greets with something
+// else says the port does not speak NATS and which one does, instead of
+// a bare "read tcp …: i/o timeout" (found by review).
+func TestDialNotNATS(t *testing.T) {
+	s := natstest.RunServerWith(t, &server.Options{JetStream: true, StoreDir: t.TempDir(), HTTPHost: "127.0.0.1", HTTPPort: -1})
+	monitor := s.MonitorAddr()
+	if monitor == nil {
+		t.Fatal("the server has no monitoring port")
+	}
+	banner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer banner.Close()
+	go func() {
+		for {
+			c, err := banner.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+			time.AfterFunc(5*time.Second, func() { c.Close() })
+		}
+	}()
+	for name, addr := range map[string]string{"monitoring port": monitor.String(), "ssh-like banner": banner.Addr().String()} {
+		t.Run(name, func(t *testing.T) {
+			c := natsconn.Config{URL: "nats://" + addr, Timeout: time.Second}
+			nc, _, err := natsconn.Dial(t.Context(), c, nil, natsconn.Hooks{})
+			if err == nil {
+				nc.Close()
+				t.Fatal("dial succeeded")
+			}
+			t.Logf("%v", err)
+			for _, want := range []string{"does not speak NATS", "NATS client port (4222 by default)", addr} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+}
