@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"net"
@@ -331,5 +332,15 @@ func TestInterrupted(t *testing.T) {
 	code := <-done
 	if code != 130 || !strings.Contains(e.String(), "crawlmesh doctor: interrupted") || strings.Contains(e.String(), "context canceled") {
 		t.Errorf("exit %d, stderr %q: want 130 and 'interrupted'", code, e.String())
+	}
+}
+
+// The terminal bar starts at the crawl's known size ("0/1" for one seed),
+// not at "0/-" (found by review); a size still unknown shows a spinner.
+func TestCrawlBarStartsSized(t *testing.T) {
+	var b bytes.Buffer
+	newCrawlBar(&b, "c1", 1)
+	if out := b.String(); !strings.Contains(out, "0/1") || strings.Contains(out, "0/-") {
+		t.Errorf("bar of a crawl with one seed queued renders %q, want 0/1", out)
 	}
 }

@@ -263,8 +263,12 @@ func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetst
 		done := st.State != mesh.CrawlRunning
 		switch {
 		case tty:
+			_, total := crawlProgress(st)
+			if pb == nil && total == 0 && !done {
+				break // not seeded yet: a bar of unknown size would read "0/-"
+			}
 			if pb == nil {
-				pb = newCrawlBar(c.stderr, id)
+				pb = newCrawlBar(c.stderr, id, total)
 			}
 			updateBar(pb, st)
 			if done {
@@ -299,8 +303,11 @@ func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetst
 // newCrawlBar is the terminal progress bar of a crawl: pages done of pages
 // known (done plus queued, which grows as links are found), pages/s and
 // the time left at that rate.
-func newCrawlBar(w io.Writer, id string) *progressbar.ProgressBar {
-	return progressbar.NewOptions64(-1,
+func newCrawlBar(w io.Writer, id string, total int64) *progressbar.ProgressBar {
+	if total <= 0 {
+		total = -1 // unknown: a spinner
+	}
+	return progressbar.NewOptions64(total,
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription("crawl "+id),
 		progressbar.OptionSetWidth(30),
