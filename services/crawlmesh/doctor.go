@@ -302,6 +302,21 @@ func doctorSinks(ctx context.Context, js jetstream.JetStream, add func(level, ch
 	}
 }
 
+// deployFlag names the master flag that sets a drifted setting on
+// purpose ("" for none): the README's --lease 15s on a cluster is advice,
+// not a fault to warn about on every run.
+func deployFlag(d streams.Drift) string {
+	switch {
+	case d.Asset == "kv "+mesh.ElectionBucket && d.Setting == "ttl":
+		return "--lease"
+	case d.Asset == "kv "+mesh.NodesBucket && d.Setting == "ttl":
+		return "--heartbeat-ttl"
+	case strings.HasPrefix(d.Asset, "consumer "+mesh.TasksStream) && d.Setting == "ack_wait":
+		return "--task-ack-wait"
+	}
+	return ""
+}
+
 // doctorAssets checks every asset of streams/ exists with its settings. It
 // reports false when assets are missing: while a master creates them, what
 // the mesh waits for is said once, not asset by asset.
@@ -330,8 +345,12 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 				if d.Setting == "num_replicas" {
 					continue // the master's choice (--replicas, 3 on a cluster), not drift
 				}
+				if flag := deployFlag(d); flag != "" {
+					add("ok", "assets", "%s: %s is %s, set by the masters' %s (streams/ says %s)", d.Asset, d.Setting, d.Have, flag, d.Want)
+					continue
+				}
 				drift++
-				add("warn", "assets", "%s (a deployment flag such as --heartbeat-ttl or --lease may explain it)", d)
+				add("warn", "assets", "%s", d)
 			}
 		}
 	}

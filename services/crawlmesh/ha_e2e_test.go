@@ -206,6 +206,12 @@ func TestStepDown(t *testing.T) {
 		return l != "" && l != first
 	})
 	waitFor(t, 5*time.Second, "crawlmesh_tasks_pending on "+other+" only", func() bool { return pending(other) && !pending(first) })
+	// --lease 2s sets bucket election's TTL: doctor says so, and does not
+	// warn about it on every run.
+	dout, _, _ := runBin(t, "crawlmesh", "doctor", "--nats", url)
+	if !strings.Contains(dout, "kv election: ttl is 2s, set by the masters' --lease") || strings.Contains(dout, "warn") {
+		t.Errorf("doctor with masters at --lease 2s:\n%s", dout)
+	}
 	out, _, _ := runBin(t, "crawlmesh", "nodes", "--nats", url)
 	if !strings.Contains(out, "* term") {
 		t.Errorf("nodes does not show the leader and term:\n%s", out)
