@@ -412,8 +412,21 @@ func (c *Control) complete(ctx context.Context, id string) {
 	if err != nil || n > 0 {
 		return
 	}
+	// Every page is settled, its counters stored before its ack.
+	st, err := crawler.ReadCounters(ctx, c.js, id, cr.Partitions, mesh.StatOK, mesh.StatFailed, mesh.StatDead)
+	if err != nil {
+		return
+	}
 	now := c.now().UTC()
 	cr.State, cr.FinishedAt = mesh.CrawlCompleted, &now
+	if st[mesh.StatOK] == 0 && st[mesh.StatFailed]+st[mesh.StatDead] > 0 {
+		// A crawl that fetched nothing (its site down, every page refused)
+		// has failed, so `crawl wait` and scripts say so; its dead letters
+		// can still be re-queued.
+		cr.State, cr.NothingFetched = mesh.CrawlFailed, true
+		cr.Error = fmt.Sprintf("no page was fetched: %d failed, %d dead letters (see crawlmesh crawl logs %s and crawl deadletters %s)",
+			st[mesh.StatFailed], st[mesh.StatDead], id, id)
+	}
 	b, _ := json.Marshal(cr)
 	if _, err := c.crawls.Update(ctx, id, b, rev); err != nil {
 		return
@@ -422,6 +435,10 @@ func (c *Control) complete(ctx context.Context, id string) {
 	// reopens it and must not crawl the pages it had again.
 	dead, err := c.hasDeadLetters(ctx, id)
 	c.forgetKeeping(ctx, id, cr.Partitions, dead || err != nil)
+	if cr.NothingFetched {
+		c.log.Warn("crawl failed", "crawl", id, "reason", cr.Error)
+		return
+	}
 	c.log.Info("crawl completed", "crawl", id)
 }
 

@@ -71,9 +71,10 @@ func (c *Control) Requeue(ctx context.Context, id string, seq uint64) (RequeueRe
 	if err != nil {
 		return res, err
 	}
-	switch cr.State {
-	case mesh.CrawlRunning:
-	case mesh.CrawlCompleted:
+	reopen := cr.State == mesh.CrawlCompleted || cr.State == mesh.CrawlFailed && cr.NothingFetched
+	switch {
+	case cr.State == mesh.CrawlRunning:
+	case reopen:
 		kept, err := c.seenKept(ctx, id, cr.Partitions)
 		if err != nil {
 			return res, err
@@ -104,8 +105,8 @@ func (c *Control) Requeue(ctx context.Context, id string, seq uint64) (RequeueRe
 		return res, fmt.Errorf("crawl %s: its spec: %w", id, err)
 	}
 	lay := layoutOf(cr, s) // before reopening: a crawl reopened must get its tasks
-	if cr.State == mesh.CrawlCompleted {
-		cr.State, cr.FinishedAt = mesh.CrawlRunning, nil
+	if reopen {
+		cr.State, cr.FinishedAt, cr.Error, cr.NothingFetched = mesh.CrawlRunning, nil, "", false
 		b, _ := json.Marshal(cr)
 		if _, err := c.crawls.Update(ctx, id, b, rev); err != nil {
 			return res, fmt.Errorf("reopen crawl %s: %w", id, err)

@@ -3,6 +3,7 @@ package crawlctl_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,12 +69,18 @@ func (e *env) deadLetter(t *testing.T, crawl, url string) {
 }
 
 // done takes every task of crawl off the work queue, as workers finishing
-// them would.
+// them would, counting them as pages fetched.
 func (e *env) done(t *testing.T, crawl string) {
 	t.Helper()
 	s, err := e.js.Stream(t.Context(), mesh.TasksStream)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := len(e.queued(t, crawl)); n > 0 {
+		if _, err := e.js.PublishMsg(t.Context(), &nats.Msg{Subject: mesh.StatSubject(crawl, mesh.StatOK),
+			Header: nats.Header{"Nats-Incr": []string{strconv.Itoa(n)}}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := s.Purge(t.Context(), jetstream.WithPurgeSubject(mesh.TaskSubject(crawl))); err != nil {
 		t.Fatal(err)
@@ -96,6 +103,50 @@ func (e *env) seenKeys(t *testing.T, crawl string) uint64 {
 		n += c
 	}
 	return n
+}
+
+// TestNothingFetchedFails: a crawl none of whose pages was fetched (its
+// only page dead-lettered) fails, saying so, so `crawl wait` exits
+// non-zero; it keeps its seen-set, and re-queueing the letter reopens it
+// (found by review: such a crawl "completed" and crawl wait exited 0).
+func TestNothingFetchedFails(t *testing.T) {
+	e := newEnv(t, `name: t
+start_urls: ["http://127.0.0.1:1/"]
+`)
+	ctx, cancel := context.WithCancel(t.Context())
+	runDone, serveDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(runDone); _ = e.ctl.Run(ctx, 30*time.Millisecond) }()
+	go func() { defer close(serveDone); _ = e.ctl.Serve(ctx, e.nc) }()
+	defer func() { cancel(); <-runDone; <-serveDone }()
+	id, err := e.ctl.Start(t.Context(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.deadLetter(t, id, "http://127.0.0.1:1/")
+	status := func() crawlctl.Status {
+		st, err := crawlctl.ReadStatus(t.Context(), e.js, e.crawls, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	eventually(t, 5*time.Second, "the crawl ends", func() bool { return status().State != mesh.CrawlRunning })
+	st := status()
+	if st.State != mesh.CrawlFailed || !strings.Contains(st.Error, "no page was fetched: 0 failed, 1 dead letters") {
+		t.Fatalf("crawl whose only page was dead-lettered: %s %q; want failed, no page fetched", st.State, st.Error)
+	}
+	if n := e.seenKeys(t, id); n != 1 {
+		t.Errorf("seen-set: %d keys, want the one kept for a re-queue", n)
+	}
+	res, err := crawlctl.RequeueCall(t.Context(), e.nc, id, 0, 5*time.Second)
+	if err != nil || res.Requeued != 1 || !res.Reopened {
+		t.Fatalf("re-queue: %+v, %v; want 1 re-queued, reopened", res, err)
+	}
+	if st := status(); st.State != mesh.CrawlRunning || st.Error != "" {
+		t.Errorf("after the re-queue: %s %q; want running, no error", st.State, st.Error)
+	}
+	e.done(t, id)
+	eventually(t, 5*time.Second, "the crawl completes once its page is fetched", func() bool { return status().State == mesh.CrawlCompleted })
 }
 
 // TestRequeueReopensACompletedCrawl: a crawl whose page was dead-lettered

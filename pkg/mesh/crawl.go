@@ -79,7 +79,7 @@ const (
 	CrawlRunning   = "running"
 	CrawlCompleted = "completed"
 	CrawlCancelled = "cancelled"
-	CrawlFailed    = "failed" // a crawl-level error (Crawl.Error says which)
+	CrawlFailed    = "failed" // a crawl-level error, or no page fetched (Crawl.Error says which)
 )
 
 // Crawl is one run of a spider, stored in CrawlsBucket.
@@ -101,6 +101,11 @@ type Crawl struct {
 	// long ids, so a task redelivered across an upgrade still finds the id
 	// its first delivery stored.
 	ShortIDs bool `json:"short_ids,omitempty"`
+	// NothingFetched marks a crawl that failed because no page of it
+	// was fetched (every one failed or was dead-lettered), not for a
+	// crawl-level error: its tasks were not dropped, so its dead letters
+	// can be re-queued, reopening it.
+	NothingFetched bool `json:"nothing_fetched,omitempty"`
 }
 
 // Layout is the layout of the crawl's frontier, seen-set and ids, with its
