@@ -187,6 +187,8 @@ func TestRealSiteBadSpecs(t *testing.T) {
 		{"request: {cookies: {sid: '${env:S'}}\n", "request.cookies.sid", "not closed"},
 		{"request: {headers: {'bad header': x}}\n", "request.headers", "header name"},
 		{"request: {headers: {User-Agent: x}}\n", "request.headers.User-Agent", "request.user_agent"},
+		{"request: {headers: {Accept-Encoding: \"gzip, deflate, br\"}}\n", "request.headers.Accept-Encoding", "sets this header itself"},
+		{"request: {headers: {host: other.example}}\n", "request.headers.host", "remove it"},
 		{"request: {user_agent: '007bot/1'}\n", "request.user_agent", "robots.txt groups could not name it"},
 		{"request: {headers: {X-A: \"a\\r\\nb\"}}\n", "request.headers.X-A", "line break"},
 		{"request: {cookies: {'a b': x}}\n", "request.cookies", "cookie name"},

@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"sort"
@@ -195,6 +196,8 @@ func (c *checker) request(s *Spec) {
 				c.add("request.headers %q: not a valid header name", k)
 			case strings.EqualFold(k, "User-Agent"):
 				c.add("request.headers.%s: set request.user_agent instead (its product token picks the robots.txt group)", k)
+			case TransportHeader(k):
+				c.add("request.headers.%s: the mesh's HTTP client sets this header itself (compression, connection, framing); remove it", k)
 			case strings.ContainsAny(r.Headers[k], "\r\n\x00"):
 				c.add("request.headers.%s: a line break or NUL cannot be sent in a header", k)
 			}
@@ -249,4 +252,18 @@ func checkProxy(raw string) error {
 		return errors.New("no host")
 	}
 	return nil
+}
+
+// TransportHeader says header k belongs to the HTTP client, not to the
+// spec: set by hand, Accept-Encoding turns off the client's own
+// decompression, so pages and robots.txt would be read compressed
+// (found by review: a pasted browser header made robots.txt unreadable,
+// and so not obeyed); the others frame or route the request.
+func TransportHeader(k string) bool {
+	switch http.CanonicalHeaderKey(k) {
+	case "Accept-Encoding", "Host", "Content-Length", "Connection", "Transfer-Encoding", "Te", "Trailer",
+		"Upgrade", "Keep-Alive", "Proxy-Connection":
+		return true
+	}
+	return false
 }
