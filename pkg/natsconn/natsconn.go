@@ -38,7 +38,17 @@ type Config struct {
 	Timeout time.Duration
 	// InboxPrefix replaces _INBOX in reply subjects ("" keeps _INBOX).
 	InboxPrefix string
+	// PublishAckTimeout bounds the wait for an asynchronous publish's ack
+	// (0: [DefaultPublishAckTimeout]).
+	PublishAckTimeout time.Duration
 }
+
+// DefaultPublishAckTimeout: an ack lost while a stream's leader moves
+// (a server of the cluster killed) never arrives, and without a bound a
+// worker's task waited on it for good, holding its slot and blocking a
+// drain (found by review). Below the task's ack wait (30 s), so the page
+// fails and is retried before it would be delivered again to another.
+const DefaultPublishAckTimeout = 10 * time.Second
 
 // Hooks observe the connection's life; any may be nil.
 type Hooks struct {
@@ -147,7 +157,11 @@ func Dial(ctx context.Context, c Config, log *slog.Logger, h Hooks) (*nats.Conn,
 	if err != nil {
 		return nil, nil, explainConnect(where, err)
 	}
-	js, err := jetstream.New(nc)
+	ackTimeout := c.PublishAckTimeout
+	if ackTimeout <= 0 {
+		ackTimeout = DefaultPublishAckTimeout
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream client: %w", err)

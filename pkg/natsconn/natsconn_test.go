@@ -3,6 +3,7 @@ package natsconn_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
@@ -145,5 +147,37 @@ func TestDialNotNATS(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPublishAckTimeout: an asynchronous publish whose ack never comes (a
+// stream leader lost mid-publish; here a subscriber that swallows the
+// message) fails after the timeout instead of waiting for good (found by
+// review: workers' tasks hung on such futures, and drains never ended).
+func TestPublishAckTimeout(t *testing.T) {
+	s := natstest.RunServer(t)
+	nc, js, err := natsconn.Dial(t.Context(), natsconn.Config{URL: s.ClientURL(), Timeout: 5 * time.Second, PublishAckTimeout: 200 * time.Millisecond}, nil, natsconn.Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("swallowed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	f, err := js.PublishAsync("swallowed", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.Ok():
+		t.Fatal("acked by nobody")
+	case err := <-f.Err():
+		if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			t.Errorf("error %v, want the publish ack timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publish is still waiting for its ack after 10 s")
 	}
 }
