@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -246,6 +247,10 @@ func listCrawls(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStr
 	return nil
 }
 
+// statusRetry is how long crawl wait keeps trying to read a status that
+// fails, as a cluster's failover takes seconds.
+const statusRetry = 2 * time.Minute
+
 // waitCrawl shows progress until the crawl ends: a progress bar with rate
 // and ETA on a terminal (github.com/schollz/progressbar), a plain line
 // every few seconds otherwise. It fails unless the crawl completed.
@@ -253,12 +258,34 @@ func waitCrawl(ctx context.Context, c *cli, js jetstream.JetStream, crawls jetst
 	tty := isTerminal(c.stderr)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	var lastLine time.Time
+	var lastLine, failingSince time.Time
 	var pb *progressbar.ProgressBar
 	for {
 		st, err := crawlctl.ReadStatus(ctx, js, crawls, id)
 		if err != nil {
-			return err
+			// A server of the cluster dying, or JetStream moving a stream's
+			// leader, makes reads fail for a few seconds while the crawl
+			// goes on: scripts gating on the exit code must not fail for
+			// that (found by review). An unknown crawl fails at once.
+			if errors.Is(err, crawler.ErrUnknownCrawl) || ctx.Err() != nil {
+				return err
+			}
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+				fmt.Fprintf(c.stderr, "crawl %s: status not readable (%v); trying again for up to %v\n", id, err, statusRetry)
+			} else if time.Since(failingSince) > statusRetry {
+				return fmt.Errorf("crawl %s: status not readable for %v: %w", id, statusRetry, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+			}
+			continue
+		}
+		if !failingSince.IsZero() {
+			fmt.Fprintf(c.stderr, "crawl %s: status readable again\n", id)
+			failingSince = time.Time{}
 		}
 		done := st.State != mesh.CrawlRunning
 		switch {

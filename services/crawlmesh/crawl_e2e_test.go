@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -414,4 +415,40 @@ max_depth: 1
 	if out := strings.TrimSpace(m.mustCLI("throttle", "ls", "-o", "json")); out != "[]" {
 		t.Errorf("throttle ls -o json with none: %q, want []", out)
 	}
+}
+
+// TestCrawlWaitAcrossNATSRestart: crawl wait keeps going while NATS is
+// away (as during a cluster's failover) and exits 0 once the crawl
+// completes; it had exited 1 on the first status it could not read
+// (found by review).
+func TestCrawlWaitAcrossNATSRestart(t *testing.T) {
+	site := newTrapSite(t, 20, 0)
+	m := startMesh(t, 0) // no worker yet: the crawl waits
+	m.apply(site.spec("waitnats"))
+	id := strings.TrimSpace(m.mustCLI("crawl", "start", "waitnats"))
+	wait := start(t, "crawlmesh", "crawl", "wait", id, "--nats", m.url)
+	waitFor(t, 10*time.Second, "crawl wait reporting", func() bool { return strings.Contains(wait.Output(), "running") })
+	m.ns.Kill()
+	waitFor(t, 15*time.Second, "crawl wait noticing NATS is gone", func() bool {
+		return strings.Contains(wait.Output(), "status not readable") || !wait.Running()
+	})
+	if !wait.Running() {
+		t.Fatalf("crawl wait exited while NATS was away:\n%s", wait.Output())
+	}
+	m.ns.Restart()
+	waitFor(t, 15*time.Second, "nats-server back", func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(m.port), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	m.workers = append(m.workers, m.startWorker("w1"))
+	if code := exitCode(t, wait, 60*time.Second); code != 0 {
+		t.Fatalf("crawl wait: exit %d\n%s", code, wait.Output())
+	}
+	if !strings.Contains(wait.Output(), "status readable again") {
+		t.Errorf("crawl wait did not say the status came back:\n%s", wait.Output())
+	}
+	checkItems(t, m.export(id), site.expected())
 }
