@@ -661,12 +661,20 @@ func (g *Gate) try(ctx context.Context, key string, lim Limits) (*Permit, time.D
 			// Spacing in server time from server stamps only: our claim's
 			// stamp is at or before the moment we read it back, so waiting
 			// the rest from now puts our start at least Delay after the last.
+			stamp := created // the state we replaced: stamped before ours
 			e, err := g.hosts.GetRevision(ctx, key, newRev)
-			if err != nil {
+			switch {
+			case err == nil:
+				stamp = e.Created().UnixNano()
+			case !errors.Is(err, jetstream.ErrKeyNotFound):
 				p.Release(ctx, Outcome{})
 				return nil, 0, fmt.Errorf("host state %s: %w", key, err)
 			}
-			p.wait = max(time.Duration(st.LastStart+int64(delay+Margin)-e.Created().UnixNano()), 0)
+			// Not found: another worker's write already replaced ours
+			// (the bucket keeps one version). Waiting from the earlier
+			// stamp waits longer, never less; it had failed the task and
+			// spent one of its attempts (found by review).
+			p.wait = max(time.Duration(st.LastStart+int64(delay+Margin)-stamp), 0)
 		}
 		return p, 0, nil
 	}

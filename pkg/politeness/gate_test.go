@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -207,5 +208,61 @@ func TestPassedSlotKeepsDelay(t *testing.T) {
 		if d := starts[i].Sub(starts[i-1]); d < 295*time.Millisecond {
 			t.Errorf("start %d came %v after the previous, want >= 300ms", i, d)
 		}
+	}
+}
+
+// racingKV is bucket hosts with another worker's write slipped in just
+// before a gate reads back its own claim, as happens under load: the
+// bucket keeps one version, so the claim's revision is gone.
+type racingKV struct {
+	jetstream.KeyValue
+	armed, raced atomic.Bool
+}
+
+func (r *racingKV) GetRevision(ctx context.Context, key string, rev uint64) (jetstream.KeyValueEntry, error) {
+	if r.armed.CompareAndSwap(true, false) {
+		if e, err := r.KeyValue.Get(ctx, key); err == nil {
+			if _, err := r.KeyValue.Update(ctx, key, e.Value(), e.Revision()); err == nil {
+				r.raced.Store(true)
+			}
+		}
+	}
+	return r.KeyValue.GetRevision(ctx, key, rev)
+}
+
+// TestClaimReadBackRaced: a claim whose revision another worker's write
+// already replaced still gets its permit, spaced by the delay; the read
+// had failed with "key not found", failing the task and spending one of
+// its attempts, so pages were dead-lettered after fewer fetches than
+// max_attempts (found by review).
+func TestClaimReadBackRaced(t *testing.T) {
+	_, js := streamstest.Start(t, streams.Options{})
+	hosts := &racingKV{KeyValue: streamstest.Bucket(t, js, mesh.HostsBucket)}
+	g := politeness.New(hosts, streamstest.Bucket(t, js, mesh.ThrottleBucket), "wa", 10*time.Second, nil)
+	if err := g.Measure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	const host = "raced.example:80"
+	lim := politeness.Limits{Parallelism: 2, Delay: 200 * time.Millisecond}
+	p, err := g.Acquire(t.Context(), host, lim, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Now()
+	p.Started(first)
+	p.Release(t.Context(), politeness.Outcome{Latency: time.Millisecond})
+	hosts.armed.Store(true)
+	p, err = g.Acquire(t.Context(), host, lim, nil, nil)
+	if err != nil {
+		t.Fatalf("permit after a raced read-back: %v", err)
+	}
+	second := time.Now()
+	p.Started(second)
+	p.Release(t.Context(), politeness.Outcome{Latency: time.Millisecond})
+	if !hosts.raced.Load() {
+		t.Fatal("the read-back was not raced: the test did not test")
+	}
+	if d := second.Sub(first); d < 195*time.Millisecond {
+		t.Errorf("second start %v after the first, want >= 200ms", d)
 	}
 }
