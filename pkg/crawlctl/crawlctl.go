@@ -157,6 +157,9 @@ func planSeeds(crawl string, s *spec.Spec) (seedPlan, error) {
 		if err != nil {
 			return seedPlan{}, fmt.Errorf("start URL %q: %w", u, err)
 		}
+		if why := rules.SeedRefused(cu); why != "" {
+			return seedPlan{}, fmt.Errorf("start URL %q: %s", u, why)
+		}
 		p.pages = append(p.pages, mesh.Task{ID: mesh.URLHash(cu), Crawl: crawl, Spider: s.Name, URL: cu})
 	}
 	if p.maps, err = sitemapSeeds(crawl, s); err != nil {

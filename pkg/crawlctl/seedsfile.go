@@ -214,6 +214,13 @@ func (c *Control) seedFile(ctx context.Context, cr *mesh.Crawl, s *spec.Spec, re
 				bad(line, t, strings.TrimPrefix(cerr.Error(), "urlnorm: "))
 				break
 			}
+			if why := rules.SeedRefused(cu); why != "" {
+				// Seeds pass allowed_domains and links.deny like links:
+				// the spider's headers, cookies and session are for
+				// its own hosts (found by review).
+				bad(line, t, why)
+				break
+			}
 			rep.URLs++
 			id := mesh.URLHash(cu)
 			if inBatch[id] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,12 @@ func seedsFile() (string, map[string]bool, []int) {
 		case line == 5000:
 			b.WriteString("http://127.0.0.1:1/" + strings.Repeat("x", 9000) + "\n")
 			bad = append(bad, line)
+		case line%89 == 0: // outside allowed_domains
+			fmt.Fprintf(&b, "http://other.example/p/%d\n", line)
+			bad = append(bad, line)
+		case line%83 == 0: // matches links.deny
+			fmt.Fprintf(&b, "http://127.0.0.1:1/denied/%d\n", line)
+			bad = append(bad, line)
 		case line%101 == 0:
 			b.WriteString("# a comment\n")
 		case line%103 == 0:
@@ -54,10 +61,14 @@ func seedsFile() (string, map[string]bool, []int) {
 
 // TestStartSeedsFile: a crawl started with a seeds file of 10,000 lines
 // has exactly the unique valid URLs as depth-0 tasks; each bad line is in
-// the crawl's log with its line number.
+// the crawl's log with its line number. URLs outside allowed_domains or
+// matching links.deny are bad lines: they were requested, with the
+// spider's headers and session (found by review).
 func TestStartSeedsFile(t *testing.T) {
 	e := newEnv(t, `name: t
 start_urls: ["http://127.0.0.1:1/start"]
+allowed_domains: ["127.0.0.1"]
+links: {deny: ["/denied/"]}
 `)
 	st, err := files.Open(t.Context(), e.js)
 	if err != nil {
@@ -129,6 +140,12 @@ start_urls: ["http://127.0.0.1:1/start"]
 	}
 	if len(logs) != len(bad) {
 		t.Errorf("%d log entries, want one per bad line (%d)", len(logs), len(bad))
+	}
+	for _, want := range []string{"seeds file seeds.txt line 89: host other.example is not in allowed_domains",
+		`seeds file seeds.txt line 83: it matches links.deny "/denied/", so it is never requested`} {
+		if !slices.ContainsFunc(logs, func(l mesh.LogEntry) bool { return l.Error == want }) {
+			t.Errorf("no log entry %q", want)
+		}
 	}
 }
 

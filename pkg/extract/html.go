@@ -45,7 +45,7 @@ func (r *Rules) pageHTML(final *url.URL, body []byte) (Result, error) {
 			if pageURL == "" {
 				pageURL = r.pageURL(final)
 			}
-			if !ir.url.MatchString(pageURL) {
+			if !ir.matchesURL(pageURL) {
 				continue
 			}
 		}

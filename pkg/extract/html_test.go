@@ -154,6 +154,26 @@ items:
 	}
 }
 
+// An item rule's url pattern matches the decoded URL too, as link rules
+// do: "/bücher/" allowed the crawl into /b%C3%BCcher/1, whose items it
+// then never took (found by review).
+func TestHTMLURLFilterDecoded(t *testing.T) {
+	r := rules(t, `
+items:
+  - selector: h1
+    url: "/bücher/"
+    fields: {t: {}}
+`)
+	for _, u := range []string{"https://example.com/bücher/1", "https://example.com/b%C3%BCcher/2"} {
+		if res := page(t, r, u, "", "<h1>Buch</h1>"); len(res.Items) != 1 {
+			t.Errorf("%s: items %v, want the rule's", u, res.Items)
+		}
+	}
+	if res := page(t, r, "https://example.com/other/1", "", "<h1>x</h1>"); len(res.Items) != 0 {
+		t.Errorf("other page: items %v, want none", res.Items)
+	}
+}
+
 func TestHTMLLinks(t *testing.T) {
 	for _, c := range []struct {
 		what, links string

@@ -41,7 +41,7 @@ func (r *Rules) pageJSON(final *url.URL, body []byte) (Result, error) {
 			if pageURL == "" {
 				pageURL = r.pageURL(final)
 			}
-			if !ir.url.MatchString(pageURL) {
+			if !ir.matchesURL(pageURL) {
 				continue
 			}
 		}

@@ -3,6 +3,7 @@ package extract
 import (
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
@@ -164,20 +165,32 @@ func (r *Rules) allowed(c string) bool {
 	if r.allow == nil && r.deny == nil {
 		return true
 	}
-	// A canonical URL is percent-encoded, but users write patterns as
-	// they read URLs ("/bücher/", "/sp ace"): each is also tried on the
-	// decoded URL, so either spelling matches.
-	decoded := ""
-	if strings.IndexByte(c, '%') >= 0 {
-		if d, err := url.PathUnescape(c); err == nil && d != c {
-			decoded = d
-		}
-	}
+	decoded := urlnorm.Decoded(c)
 	matches := func(m anyOf) bool { return m.match(c) || (decoded != "" && m.match(decoded)) }
 	if r.allow != nil && !matches(r.allow) {
 		return false
 	}
 	return r.deny == nil || !matches(r.deny)
+}
+
+// SeedRefused says why the crawl must not request start URL or seeds-file
+// line c (canonical), or "": outside allowed_domains, or matching
+// links.deny ("never requested"). links.allow does not apply: it chooses
+// the links to follow, and a seed is the user's own choice.
+func (r *Rules) SeedRefused(c string) string {
+	if len(r.domains) > 0 {
+		scheme, rest, _ := strings.Cut(c, "://")
+		host, _, _ := strings.Cut(rest, "/")
+		if !spec.DomainAllowed(r.domains, &url.URL{Scheme: scheme, Host: host}) {
+			return "host " + host + " is not in allowed_domains"
+		}
+	}
+	if r.deny != nil {
+		if p, ok := r.deny.which(c, urlnorm.Decoded(c)); ok {
+			return "it matches links.deny " + strconv.Quote(p) + ", so it is never requested"
+		}
+	}
+	return ""
 }
 
 // linkSet gathers a page's links: checked, unique, in page order.

@@ -16,6 +16,7 @@ import (
 type anyOf []pattern
 
 type pattern struct {
+	src  string         // the expression as written
 	lit  string         // a literal every match contains ("" if none known)
 	only bool           // the pattern is just lit
 	re   *regexp.Regexp // nil when only
@@ -31,24 +32,39 @@ func compileAnyOf(exprs []string) (anyOf, error) {
 		// Not re.LiteralPrefix: it calls "^0$" complete with prefix "0"
 		// (an anchored one-pass program), yet "00" does not match it.
 		if lit, complete := wholeLiteral(e); complete {
-			m = append(m, pattern{lit: lit, only: true})
+			m = append(m, pattern{src: e, lit: lit, only: true})
 			continue
 		}
-		m = append(m, pattern{lit: requiredLiteral(e), re: re})
+		m = append(m, pattern{src: e, lit: requiredLiteral(e), re: re})
 	}
 	return m, nil
 }
 
 func (m anyOf) match(s string) bool {
 	for _, p := range m {
-		if p.lit != "" && !strings.Contains(s, p.lit) {
-			continue
-		}
-		if p.only || p.re.MatchString(s) {
+		if p.matches(s) {
 			return true
 		}
 	}
 	return false
+}
+
+// which returns the first pattern that matches canonical URL c or its
+// decoded form (see urlnorm.Decoded; "" for none).
+func (m anyOf) which(c, decoded string) (string, bool) {
+	for _, p := range m {
+		if p.matches(c) || decoded != "" && p.matches(decoded) {
+			return p.src, true
+		}
+	}
+	return "", false
+}
+
+func (p pattern) matches(s string) bool {
+	if p.lit != "" && !strings.Contains(s, p.lit) {
+		return false
+	}
+	return p.only || p.re.MatchString(s)
 }
 
 // wholeLiteral reports whether expr matches exactly one literal, anywhere

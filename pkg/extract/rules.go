@@ -11,6 +11,7 @@ import (
 	"github.com/itchyny/gojq"
 
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
+	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
 // Rules are a spec's extraction rules, compiled. They are read-only after
@@ -189,3 +190,13 @@ func compileXPath(expr string) (*xpathExpr, error) {
 
 func (x *xpathExpr) get() *xpath.Expr  { return x.pool.Get().(*xpath.Expr) }
 func (x *xpathExpr) put(e *xpath.Expr) { x.pool.Put(e) }
+
+// matchesURL: the rule's url pattern matches the page's canonical URL or
+// its decoded form, as link rules do ("/bücher/" matches /b%C3%BCcher/1).
+func (ir *itemRule) matchesURL(pageURL string) bool {
+	if ir.url.MatchString(pageURL) {
+		return true
+	}
+	d := urlnorm.Decoded(pageURL)
+	return d != "" && ir.url.MatchString(d)
+}

@@ -210,6 +210,7 @@ func TestRealSiteBadSpecs(t *testing.T) {
 		{"links: {deny: ['(?<=x)a']}\n", "links.deny[0]", "bad regular expression: error parsing regexp"},
 		{"links: {strip_query: ['[']}\n", "links.strip_query[0]", "bad glob"},
 		{"links: {strip_query: ['']}\n", "links.strip_query[0]", "empty"},
+		{"links: {deny: ['/shop', 'example\\.com/$']}\n", "start_urls[0]", `matches links.deny "example\\.com/$", so it would never be requested`},
 		{"links: {nofollow: maybe}\n", "links.nofollow: line 3", "bool"},
 		{"request: {timeout: soon}\n", "request.timeout: line 3", "soon"},
 		{"login: {url: 'https://example.com/', relogin_on: [401, x]}\n", "login.relogin_on[1]", "int"},

@@ -237,6 +237,10 @@ func (s *Spec) validate() Errors {
 			add("start_urls[%d] %q: %v", i, raw, strings.TrimPrefix(cerr.Error(), "urlnorm: "))
 		case len(s.AllowedDomains) > 0 && !DomainAllowed(s.AllowedDomains, u):
 			add("start_urls[%d] %q: host %s is not in allowed_domains", i, raw, u.Host)
+		default:
+			if p := s.deniedBy(raw); p != "" {
+				add("start_urls[%d] %q: it matches links.deny %q, so it would never be requested", i, raw, p)
+			}
 		}
 	}
 	if s.MaxDepth < 0 {
@@ -323,4 +327,25 @@ func checkSchedule(s string) error {
 		return fmt.Errorf("want 5 cron fields (minute hour day month weekday), @hourly and the like, or @every D: %v", err)
 	}
 	return nil
+}
+
+// deniedBy returns the links.deny pattern that start URL raw matches, in
+// its canonical or decoded form as the crawl's link rules read it ("" for
+// none, or for patterns reported as mistakes elsewhere).
+func (s *Spec) deniedBy(raw string) string {
+	if s.Links == nil || len(s.Links.Deny) == 0 {
+		return ""
+	}
+	c, err := urlnorm.Canonical(raw)
+	if err != nil {
+		return ""
+	}
+	d := urlnorm.Decoded(c)
+	for _, p := range s.Links.Deny {
+		re, err := regexp.Compile(p)
+		if err == nil && (re.MatchString(c) || d != "" && re.MatchString(d)) {
+			return p
+		}
+	}
+	return ""
 }

@@ -187,6 +187,19 @@ func removeDotSegments(in string) string {
 	return r
 }
 
+// Decoded is canonical URL c percent-decoded, or "" when that is c
+// itself. A canonical URL is percent-encoded, but users write patterns as
+// they read URLs ("/bücher/", "/sp ace"): link rules, item rules and the
+// start URL checks try each pattern on both, so either spelling matches.
+func Decoded(c string) string {
+	if strings.IndexByte(c, '%') >= 0 {
+		if d, err := url.PathUnescape(c); err == nil && d != c {
+			return d
+		}
+	}
+	return ""
+}
+
 // validHost accepts an IP address or dot-separated non-empty labels of
 // letters, digits, '-' and '_'.
 // ASCIIHost is host with internationalised labels in their ASCII
