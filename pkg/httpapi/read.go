@@ -188,14 +188,15 @@ func (a *api) spiderApply(w http.ResponseWriter, r *http.Request) {
 	if kv == nil {
 		return
 	}
-	b, _ := json.Marshal(s)
-	rev, err := kv.Put(ctx, s.Name, b)
+	rev, changed, err := crawlctl.ApplySpider(ctx, kv, s)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "store spider "+s.Name+": "+err.Error())
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	a.cfg.Log.Info("spider applied over HTTP", "spider", s.Name, "revision", rev, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, map[string]any{"name": s.Name, "revision": rev})
+	if changed {
+		a.cfg.Log.Info("spider applied over HTTP", "spider", s.Name, "revision", rev, "remote", r.RemoteAddr)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": s.Name, "revision": rev, "changed": changed})
 }
 
 func (a *api) spiderDelete(w http.ResponseWriter, r *http.Request) {

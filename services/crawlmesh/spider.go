@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natsconn"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
@@ -107,10 +108,13 @@ func spiderApply(ctx context.Context, c *cli, f *clientFlags, file string) error
 		return err
 	}
 	defer sess.Close()
-	b, _ := json.Marshal(s)
-	rev, err := sess.kv.Put(ctx, s.Name, b)
+	rev, changed, err := crawlctl.ApplySpider(ctx, sess.kv, s)
 	if err != nil {
-		return fmt.Errorf("store spider %s: %w", s.Name, err)
+		return err
+	}
+	if !changed {
+		fmt.Fprintf(c.stderr, "spider %s unchanged (revision %d)\n", s.Name, rev)
+		return nil
 	}
 	fmt.Fprintf(c.stderr, "spider %s applied (revision %d)\n", s.Name, rev)
 	return nil
