@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
 
@@ -20,7 +21,7 @@ type jsCollector struct {
 
 var (
 	descStreamMsgs = prometheus.NewDesc("crawlmesh_stream_messages",
-		"Messages stored in a crawlmesh stream (TASKS: the crawl frontier, DEADLETTER, RESULTS ...).", []string{"stream"}, nil)
+		"Messages stored in a crawlmesh stream (TASKS, and TASKS_1 ... with partitions: the crawl frontier; DEADLETTER, RESULTS).", []string{"stream"}, nil)
 	descStreamBytes = prometheus.NewDesc("crawlmesh_stream_bytes",
 		"Bytes stored in a crawlmesh stream.", []string{"stream"}, nil)
 	descPending = prometheus.NewDesc("crawlmesh_consumer_pending",
@@ -35,8 +36,8 @@ var (
 		"1 when this master could read the stream and consumer state at this scrape.", nil, nil)
 )
 
-// observedStreams are the streams reported; a fixed list keeps the label
-// set bounded.
+// observedStreams are the streams reported, with the work queues of the
+// mesh's other partitions; a fixed list keeps the label set bounded.
 var observedStreams = []string{mesh.TasksStream, mesh.DeadStream, mesh.ResultsStream}
 
 func (c *jsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -49,25 +50,43 @@ func (c *jsCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	up := 1.0
-	for _, name := range observedStreams {
+	parts := 1
+	stream := func(name string) {
 		s, err := c.js.Stream(ctx, name)
+		if err != nil {
+			up = 0
+			return
+		}
+		info := s.CachedInfo()
+		if name == mesh.TasksStream {
+			if n, err := crawler.PartitionsOf(info.Config); err == nil {
+				parts = n
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descStreamMsgs, prometheus.GaugeValue, float64(info.State.Msgs), name)
+		ch <- prometheus.MustNewConstMetric(descStreamBytes, prometheus.GaugeValue, float64(info.State.Bytes), name)
+	}
+	for _, name := range observedStreams {
+		stream(name)
+	}
+	// Every partition's work queue (TASKS_1 ...), labelled by its stream:
+	// with partitions, TASKS alone is a part of the frontier, and a
+	// stalled partition went unseen (found by review).
+	for p := 1; p < parts; p++ {
+		stream(mesh.TasksStreamOf(p))
+	}
+	for p := range parts {
+		cons, err := c.js.Consumer(ctx, mesh.TasksStreamOf(p), mesh.TasksConsumer)
 		if err != nil {
 			up = 0
 			continue
 		}
-		st := s.CachedInfo().State
-		ch <- prometheus.MustNewConstMetric(descStreamMsgs, prometheus.GaugeValue, float64(st.Msgs), name)
-		ch <- prometheus.MustNewConstMetric(descStreamBytes, prometheus.GaugeValue, float64(st.Bytes), name)
-	}
-	if cons, err := c.js.Consumer(ctx, mesh.TasksStream, mesh.TasksConsumer); err == nil {
 		ci := cons.CachedInfo()
-		labels := []string{mesh.TasksStream, mesh.TasksConsumer}
+		labels := []string{mesh.TasksStreamOf(p), mesh.TasksConsumer}
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(ci.NumPending), labels...)
 		ch <- prometheus.MustNewConstMetric(descAckPending, prometheus.GaugeValue, float64(ci.NumAckPending), labels...)
 		ch <- prometheus.MustNewConstMetric(descRedelivered, prometheus.GaugeValue, float64(ci.NumRedelivered), labels...)
 		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(ci.NumWaiting), labels...)
-	} else {
-		up = 0
 	}
 	ch <- prometheus.MustNewConstMetric(descJSUp, prometheus.GaugeValue, up)
 }
