@@ -50,6 +50,11 @@ func checkHost(h string) error {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return bad("the port is not a number in 1-65535 (a URL is not a host)")
 		}
+		if port == "80" || port == "443" {
+			// Canonical URLs drop a default port, so the override would
+			// never meet its host (found by review).
+			return fmt.Errorf("host %q: URLs name it without its default port %s: write %s", h, port, hh)
+		}
 		host = hh
 	}
 	if net.ParseIP(host) != nil {

@@ -126,6 +126,8 @@ func TestNewOverride(t *testing.T) {
 		{"example.com", "-2s", 0, "from 0 to 1h0m0s"},
 		{"example.com", "999999h", 0, "from 0 to 1h0m0s"},
 		{"example.com", "", 1001, "want 1-1000"},
+		{"example.com:80", "1s", 0, "without its default port 80: write example.com"},
+		{"Example.com:443", "1s", 0, "write Example.com"},
 	} {
 		o, err := politeness.NewOverride(c.host, c.delay, c.par, now)
 		switch {

@@ -144,6 +144,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"crawl", "requeue", "x"}, 2, []string{"--seq N", "--all"}},
 		{[]string{"crawl", "requeue", "x", "--seq", "3", "--all"}, 2, []string{"not both"}},
 		{[]string{"throttle", "set", "h.example", "--delay", "-2s"}, 2, []string{"--delay -2s: want zero or more"}},
+		{[]string{"throttle", "set", "h.example", "--parallelism", "0"}, 2, []string{"--parallelism 0: want 1-1000"}},
 		{[]string{"throttle", "set", "h.example", "--delay", "-2s", "--parallelism", "2"}, 2, []string{"--delay -2s"}},
 		{[]string{"crawl", "requeue", "x", "--seq", "three"}, 2, []string{"--seq"}},
 		{[]string{"crawl", "requeue"}, 2, []string{"crawl requeue ID --seq N|--all"}},

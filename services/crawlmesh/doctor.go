@@ -114,9 +114,15 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 			doctorAgent(n, add)
 		case mesh.RoleWorker:
 			workers++
-			if n.State == mesh.StatePaused || n.State == mesh.StateDraining {
+			switch n.State {
+			case mesh.StatePaused:
 				paused++
-				add("warn", "workers", "worker %s is %s: it takes no new tasks (crawlmesh node resume %s)", n.ID, n.State, n.ID)
+				add("warn", "workers", "worker %s is paused: it takes no new tasks (crawlmesh node resume %s)", n.ID, n.ID)
+			case mesh.StateDraining:
+				// A drain cannot be resumed (found by review: the advice
+				// to resume was refused).
+				paused++
+				add("warn", "workers", "worker %s is draining: it takes no new tasks and stops once its tasks are done (start it again, or its host agent does, to have it take tasks)", n.ID)
 			}
 			if p := n.Heartbeat.Partitions; p > 0 && p < parts {
 				add("fail", "workers", "worker %s pulls %d of the mesh's %d partitions (it started before the others were added): restart it, or tasks of hosts that hash to them wait",

@@ -26,6 +26,10 @@ func newThrottleCmd(c *cli, f *clientFlags) *cobra.Command {
 				if fl := cmd.Flags().Lookup("delay"); fl != nil && fl.Changed && delay < 0 {
 					return usagef("--delay %v: want zero or more, e.g. 500ms or 2s", delay)
 				}
+				// 0 stands for "not given" too: one given is out of range.
+				if fl := cmd.Flags().Lookup("parallelism"); fl != nil && fl.Changed && par == 0 {
+					return usagef("--parallelism 0: want 1-1000")
+				}
 				return runThrottle(cmd.Context(), c, f, cmd.Name(), pos, &delay, &par)
 			}}
 	}
