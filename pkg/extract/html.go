@@ -159,10 +159,13 @@ func (h *htmlPage) text(f *field, n *html.Node) (string, bool) {
 }
 
 // attrValue trims an attribute's value; href and src come back absolute
-// and canonical (as links are) when they are http(s) URLs.
+// and canonical (as links are) when they are http(s) URLs. An empty href
+// is the page itself, as browsers read it (found by review: it came back
+// ""); an empty src names nothing.
 func (h *htmlPage) attrValue(name, v string) string {
 	v = strings.TrimSpace(v)
-	if v == "" || !(strings.EqualFold(name, "href") || strings.EqualFold(name, "src")) {
+	href := strings.EqualFold(name, "href")
+	if !(href || strings.EqualFold(name, "src")) || v == "" && !href {
 		return v
 	}
 	if c, err := h.r.canonical(h.base, v); err == nil {

@@ -174,6 +174,21 @@ items:
 	}
 }
 
+// An empty href is the page itself, as browsers read it; an empty src
+// stays empty (found by review: href="" came back "").
+func TestHTMLEmptyHref(t *testing.T) {
+	r := rules(t, `
+items:
+  - selector: div
+    fields: {self: {css: a, attr: href}, img: {css: img, attr: src}}
+`)
+	res := page(t, r, "https://example.com/list?n=2", "", `<div><a href="">more</a><img src=""></div>`)
+	want := []map[string]any{{"self": "https://example.com/list?n=2", "img": ""}}
+	if !reflect.DeepEqual(res.Items, want) {
+		t.Errorf("items %#v, want %#v", res.Items, want)
+	}
+}
+
 func TestHTMLLinks(t *testing.T) {
 	for _, c := range []struct {
 		what, links string

@@ -210,6 +210,8 @@ func TestRealSiteBadSpecs(t *testing.T) {
 		{"links: {deny: ['(?<=x)a']}\n", "links.deny[0]", "bad regular expression: error parsing regexp"},
 		{"links: {strip_query: ['[']}\n", "links.strip_query[0]", "bad glob"},
 		{"links: {strip_query: ['']}\n", "links.strip_query[0]", "empty"},
+		{"allowed_domains: ['*.example.com']\n", "allowed_domains[0]", "write the domain itself (example.com)"},
+		{"allowed_domains: [example.com, .example.org]\n", "allowed_domains[1]", "it covers its subdomains"},
 		{"links: {deny: ['/shop', 'example\\.com/$']}\n", "start_urls[0]", `matches links.deny "example\\.com/$", so it would never be requested`},
 		{"links: {nofollow: maybe}\n", "links.nofollow: line 3", "bool"},
 		{"request: {timeout: soon}\n", "request.timeout: line 3", "soon"},

@@ -280,7 +280,11 @@ func checkDomain(d string) error {
 		}
 		host = h
 	}
-	if host == "" || strings.ContainsAny(host, "/:?#@ ") {
+	if strings.HasPrefix(host, "*") || strings.HasPrefix(host, ".") {
+		// Accepted, these never matched a host (found by review).
+		return fmt.Errorf("write the domain itself (%s): it covers its subdomains", strings.TrimLeft(host, "*."))
+	}
+	if host == "" || strings.ContainsAny(host, "/:?#@ *") {
 		return errors.New("want a host or host:port, e.g. example.com or 127.0.0.1:8088")
 	}
 	return nil
