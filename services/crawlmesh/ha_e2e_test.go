@@ -145,6 +145,11 @@ func TestMasterFailover(t *testing.T) {
 		})
 		_, at := w.current()
 		takeovers = append(takeovers, at.Sub(killed))
+		// The killed leader's heartbeat outlives it by up to the TTL: not
+		// a second leader for doctor.
+		if out, _, _ := m.cli("doctor"); strings.Contains(out, "masters say they lead") {
+			t.Errorf("doctor during an ordinary failover:\n%s", out)
+		}
 		startMaster(leader) // back as a standby
 	}
 	if _, errOut, code := m.cli("crawl", "wait", id, "--timeout", "10s"); code != 0 {
