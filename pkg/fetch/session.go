@@ -151,7 +151,15 @@ func (c *call) postLogin(ctx context.Context) error {
 		case slices.Contains(c.login.ReloginStatuses(), status):
 			return refused(status)
 		case isRedirect(status) && c.isLoginURL(target, loc):
-			return refused(status) // sent back to the login form
+			// Sent back to the login form: say so, with the path only (a
+			// query may carry a token), rather than a bare status (found
+			// by review).
+			back := loc
+			if u, err := target.Parse(strings.TrimSpace(loc)); err == nil {
+				back = u.Path
+			}
+			return &Error{Status: status, Reason: "login", CrawlLevel: true,
+				Err: fmt.Errorf("login to %s failed: status %d sent the crawler back to the login form (%s): check login.form's fields and values", shown, status, back)}
 		case !isRedirect(status):
 			if hop == 0 && (status < 200 || status > 399) {
 				return refused(status)

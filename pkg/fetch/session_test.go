@@ -213,6 +213,11 @@ func TestLoginRefusedRedirect(t *testing.T) {
 	if fe := fetchErr(t, err); fe.Reason != "login" || !fe.CrawlLevel || fe.Status != http.StatusSeeOther {
 		t.Errorf("err = %+v, want CrawlLevel Reason login status 303", fe)
 	}
+	// It says where the site sent the crawler, without the query.
+	want := "status 303 sent the crawler back to the login form (/login): check login.form"
+	if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "error=1") || strings.Contains(err.Error(), "pw-456") {
+		t.Errorf("err %q, want it to say %q, without the query or a form value", err, want)
+	}
 }
 
 func TestLoginRefused(t *testing.T) {
