@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -338,9 +339,15 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 		add("fail", "partitions", "%v", perr)
 	}
 	defs = defs.Partitioned(parts)
-	missing, drift := 0, 0
+	missing, drift, unreadable := 0, 0, 0
 	check := func(dd []streams.Drift, err error, name string) {
 		switch {
+		case err != nil && !assetMissing(err):
+			// A timeout is not a missing asset: with a server of the
+			// cluster gone its streams' leaders move for a few seconds
+			// (found by review: doctor said "deleted?").
+			unreadable++
+			add("fail", "assets", "%s could not be read: %v (a server of the cluster down, or a stream's leader moving? run doctor again in a few seconds)", name, err)
 		case err != nil:
 			missing++
 			if holder == "" {
@@ -388,10 +395,87 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 			missing, len(defs.Names()))
 	case missing > 0:
 		add("fail", "assets", "the mesh's streams and buckets do not exist yet: a starting master creates them once JetStream answers; if none is starting, start one (master, or crawlmesh up)")
-	case drift == 0:
+	case drift == 0 && unreadable == 0:
 		add("ok", "assets", "all %d streams, buckets and consumers present as defined in streams/", len(defs.Names()))
 	}
+	doctorReplicas(ctx, js, defs, add)
 	return missing == 0
+}
+
+// replicaSilent: a replica not heard from for this long is down or cut
+// off, not merely catching up (replicas answer their leader's heartbeats
+// every second or so).
+const replicaSilent = 5 * time.Second
+
+// assetMissing tells an asset that does not exist from one that could
+// not be read.
+func assetMissing(err error) bool {
+	var me *streams.MissingError
+	return errors.As(err, &me) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound)
+}
+
+// doctorReplicas reports replicas that are offline or behind their
+// leader: a cluster running on two servers of three looked healthy
+// (found by review). JetStream reports them per stream (KV and object
+// store buckets are streams too).
+func doctorReplicas(ctx context.Context, js jetstream.JetStream, defs streams.Definitions, add func(level, check, format string, a ...any)) {
+	names := make([]string, 0, len(defs.Streams)+len(defs.KV)+len(defs.ObjectStores))
+	for _, c := range defs.Streams {
+		names = append(names, c.Name)
+	}
+	for _, c := range defs.KV {
+		names = append(names, "KV_"+c.Bucket)
+	}
+	for _, c := range defs.ObjectStores {
+		names = append(names, "OBJ_"+c.Bucket)
+	}
+	byPeer := map[string][]string{} // "n3 offline" -> streams
+	replicated := false
+	for _, name := range names {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		s, err := js.Stream(rctx, name)
+		cancel()
+		if err != nil {
+			continue // reported by the asset check
+		}
+		cl := s.CachedInfo().Cluster
+		if cl == nil || len(cl.Replicas) == 0 {
+			continue
+		}
+		replicated = true
+		for _, r := range cl.Replicas {
+			switch {
+			case r.Offline || r.Active > replicaSilent:
+				// A killed server stays "not current" for long before
+				// JetStream calls it offline; silence tells them apart.
+				byPeer[r.Name+" not answering"] = append(byPeer[r.Name+" not answering"], name)
+			case !r.Current:
+				byPeer[r.Name+" behind its leader"] = append(byPeer[r.Name+" behind its leader"], name)
+			}
+		}
+	}
+	if !replicated {
+		return
+	}
+	if len(byPeer) == 0 {
+		add("ok", "replicas", "every replica of every replicated stream and bucket is online and current")
+		return
+	}
+	keys := make([]string, 0, len(byPeer))
+	for k := range byPeer {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		list := byPeer[k]
+		shown := list
+		if len(shown) > 4 {
+			shown = append(shown[:4:4], fmt.Sprintf("%d more", len(list)-4))
+		}
+		add("warn", "replicas", "server %s for %d stream(s) and bucket(s): %s (the cluster runs with fewer copies until it catches up; a server down for good needs replacing)",
+			k, len(list), strings.Join(shown, ", "))
+	}
 }
 
 // doctorPartitions reports the recorded partition count and any

@@ -241,6 +241,17 @@ func killOneNATSNode(t *testing.T, parts int) {
 	m.Cluster.Kill(victim)
 	o.Recovery = c.progressAfter(before, t0, 90*time.Second)
 	t.Logf("killed %s (TASKS leader) after %d pages; crawl progressing again %v later", m.Cluster.Name(victim), before, o.Recovery)
+	// doctor says the cluster runs without it (it said all was well).
+	want := "server " + m.Cluster.Name(victim) + " not answering"
+	var out string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if out, _, _ = m.CLI.Run("doctor", "--timeout", "3s"); strings.Contains(out, want) {
+			break
+		}
+	}
+	if !strings.Contains(out, want) || !strings.Contains(out, "WARN  replicas") {
+		t.Errorf("doctor with %s down does not say %q:\n%s", m.Cluster.Name(victim), want, out)
+	}
 	m.Cluster.Restart(victim)
 	o.Items, _ = c.finish(2 * time.Minute)
 	if l := m.Cluster.StreamLeader(m.JS, mesh.TasksStream); l < 0 {
