@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"net"
 	"strings"
@@ -343,5 +344,23 @@ func TestCrawlBarStartsSized(t *testing.T) {
 	newCrawlBar(&b, "c1", 1)
 	if out := b.String(); !strings.Contains(out, "0/1") || strings.Contains(out, "0/-") {
 		t.Errorf("bar of a crawl with one seed queued renders %q, want 0/1", out)
+	}
+}
+
+// nodes shows no task count for an offline node: its last heartbeat's
+// count is not what it runs (found by review: a cleanly drained worker
+// showed "offline 3 6").
+func TestNodesOfflineActive(t *testing.T) {
+	var b bytes.Buffer
+	printNodes(&b, nodesOutput{Nodes: []clusterview.Node{
+		{ID: "w1", Role: "worker", Online: true, State: "running", ActiveTasks: 3, Capacity: 8},
+		{ID: "w2", Role: "worker", Online: false, State: "running", ActiveTasks: 3, Capacity: 6},
+	}}, false)
+	lines := strings.Split(b.String(), "\n")
+	if f := strings.Fields(lines[1]); len(f) < 6 || f[0] != "w1" || f[4] != "3" {
+		t.Errorf("online node's line %q: want its 3 active tasks", lines[1])
+	}
+	if f := strings.Fields(lines[2]); len(f) < 6 || f[0] != "w2" || f[3] != "offline" || f[4] != "-" {
+		t.Errorf("offline node's line %q: want offline and - for its tasks", lines[2])
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -113,15 +114,16 @@ func printNodes(w io.Writer, out nodesOutput, wide bool) {
 	}
 	fmt.Fprintln(tw, head)
 	for _, n := range out.Nodes {
-		online, leader, state := "yes", "", n.State
+		online, leader, state, active := "yes", "", n.State, strconv.Itoa(n.ActiveTasks)
 		if !n.Online {
-			online, state = "no", "offline"
+			// Its last heartbeat's task count is not what it runs now.
+			online, state, active = "no", "offline", "-"
 		}
 		if n.Leader && n.Online {
 			leader = fmt.Sprintf("* term %d", n.Heartbeat.Term)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fs\t%+.2fs\t%s\t%s", n.ID, n.Role, online, leader, state,
-			n.ActiveTasks, n.Capacity, n.AgeSeconds, n.SkewSeconds, n.Heartbeat.Version, n.Heartbeat.Hostname)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1fs\t%+.2fs\t%s\t%s", n.ID, n.Role, online, leader, state,
+			active, n.Capacity, n.AgeSeconds, n.SkewSeconds, n.Heartbeat.Version, n.Heartbeat.Hostname)
 		if wide {
 			cfg := "-"
 			if c := n.Heartbeat.Config; c != nil && n.Online {
