@@ -155,7 +155,7 @@ func (h *htmlPage) text(f *field, n *html.Node) (string, bool) {
 	if n.Type == html.CommentNode {
 		return htmlnav.Collapse(n.Data), true
 	}
-	return htmlnav.Collapse(htmlnav.InnerText(n)), true
+	return htmlnav.Collapse(htmlnav.Text(n)), true
 }
 
 // attrValue trims an attribute's value; href and src come back absolute

@@ -189,6 +189,26 @@ items:
 	}
 }
 
+// A field's text reads as a reader sees it: <br> and block elements
+// separate words, script and style are no text, inline elements join
+// (found by review: "1 Main StSpringfield", "para1para2", "with var s =
+// 1;script.a{}").
+func TestHTMLFieldText(t *testing.T) {
+	r := rules(t, `
+items:
+  - selector: article
+    fields: {addr: {css: h2}, body: {css: div}, note: {css: h3}, name: {css: h4}, row: {css: tr}}
+`)
+	body := `<article><h2>1 Main St<br>Springfield</h2><div><p>para1</p><p>para2</p></div>` +
+		`<h3>with <script>var s = 1;</script>script<style>.a{}</style></h3><h4><b>Bold</b>face <i>x</i></h4>` +
+		`<table><tr><td>c</td><td>d</td></tr></table></article>`
+	res := page(t, r, "https://example.com/a", "", body)
+	want := []map[string]any{{"addr": "1 Main St Springfield", "body": "para1 para2", "note": "with script", "name": "Boldface x", "row": "c d"}}
+	if !reflect.DeepEqual(res.Items, want) {
+		t.Errorf("items\n got %#v\nwant %#v", res.Items, want)
+	}
+}
+
 func TestHTMLLinks(t *testing.T) {
 	for _, c := range []struct {
 		what, links string

@@ -12,6 +12,7 @@ import (
 
 	"github.com/antchfx/xpath"
 	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
 )
 
 // Nav is an xpath.NodeNavigator over a parsed HTML tree. Unlike
@@ -157,6 +158,54 @@ func InnerText(n *html.Node) string {
 	}
 	walk(n)
 	return b.String()
+}
+
+// Text is n's text as a reader sees it, for item fields and scripts'
+// .text(): InnerText without the content of script, style, template and
+// noscript elements, and with a space where a <br> or a block element
+// (p, div, li, td, h1 ...) breaks the line, so "1 Main St<br>Springfield"
+// reads "1 Main St Springfield", not "1 Main StSpringfield" (found by
+// review). XPath's string() keeps InnerText, as XPath defines it.
+func Text(n *html.Node) string {
+	if n.Type == html.TextNode {
+		return n.Data
+	}
+	var b strings.Builder
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			switch {
+			case c.Type == html.TextNode:
+				b.WriteString(c.Data)
+			case c.Type != html.ElementNode:
+			case hiddenText[c.DataAtom]:
+			case c.DataAtom == atom.Br:
+				b.WriteByte(' ')
+			case blockText[c.DataAtom]:
+				b.WriteByte(' ')
+				walk(c)
+				b.WriteByte(' ')
+			default:
+				walk(c)
+			}
+		}
+	}
+	walk(n)
+	return b.String()
+}
+
+// hiddenText are elements whose content no reader sees as text.
+var hiddenText = map[atom.Atom]bool{atom.Script: true, atom.Style: true, atom.Template: true, atom.Noscript: true}
+
+// blockText are elements that start a line of their own.
+var blockText = map[atom.Atom]bool{
+	atom.Address: true, atom.Article: true, atom.Aside: true, atom.Blockquote: true, atom.Dd: true, atom.Details: true,
+	atom.Dialog: true, atom.Div: true, atom.Dl: true, atom.Dt: true, atom.Fieldset: true, atom.Figcaption: true,
+	atom.Figure: true, atom.Footer: true, atom.Form: true, atom.H1: true, atom.H2: true, atom.H3: true, atom.H4: true,
+	atom.H5: true, atom.H6: true, atom.Header: true, atom.Hr: true, atom.Li: true, atom.Main: true, atom.Nav: true,
+	atom.Ol: true, atom.P: true, atom.Pre: true, atom.Section: true, atom.Summary: true, atom.Table: true,
+	atom.Tbody: true, atom.Td: true, atom.Tfoot: true, atom.Th: true, atom.Thead: true, atom.Tr: true, atom.Ul: true,
+	atom.Caption: true, atom.Option: true,
 }
 
 // Collapse trims s and turns every run of white space into one space:

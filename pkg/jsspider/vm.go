@@ -254,7 +254,7 @@ func (rt *vmState) elemText(call goja.FunctionCall) goja.Value {
 	if n.Type == html.TextNode || n.Type == html.CommentNode {
 		return rt.vm.ToValue(htmlnav.Collapse(n.Data))
 	}
-	return rt.vm.ToValue(htmlnav.Collapse(htmlnav.InnerText(n)))
+	return rt.vm.ToValue(htmlnav.Collapse(htmlnav.Text(n)))
 }
 
 func (rt *vmState) elemAttr(call goja.FunctionCall) goja.Value {
