@@ -105,6 +105,26 @@ func (e *env) seenKeys(t *testing.T, crawl string) uint64 {
 	return n
 }
 
+// lead runs the leader's checks (every 30ms) and serves its requests
+// until the test ends.
+func (e *env) lead(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	runDone, serveDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(runDone); _ = e.ctl.Run(ctx, 30*time.Millisecond) }()
+	go func() { defer close(serveDone); _ = e.ctl.Serve(ctx, e.nc) }()
+	t.Cleanup(func() { cancel(); <-runDone; <-serveDone })
+}
+
+func (e *env) status(t *testing.T, id string) crawlctl.Status {
+	t.Helper()
+	st, err := crawlctl.ReadStatus(t.Context(), e.js, e.crawls, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // TestNothingFetchedFails: a crawl none of whose pages was fetched (its
 // only page dead-lettered) fails, saying so, so `crawl wait` exits
 // non-zero; it keeps its seen-set, and re-queueing the letter reopens it
@@ -113,23 +133,13 @@ func TestNothingFetchedFails(t *testing.T) {
 	e := newEnv(t, `name: t
 start_urls: ["http://127.0.0.1:1/"]
 `)
-	ctx, cancel := context.WithCancel(t.Context())
-	runDone, serveDone := make(chan struct{}), make(chan struct{})
-	go func() { defer close(runDone); _ = e.ctl.Run(ctx, 30*time.Millisecond) }()
-	go func() { defer close(serveDone); _ = e.ctl.Serve(ctx, e.nc) }()
-	defer func() { cancel(); <-runDone; <-serveDone }()
+	e.lead(t)
 	id, err := e.ctl.Start(t.Context(), "t")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.deadLetter(t, id, "http://127.0.0.1:1/")
-	status := func() crawlctl.Status {
-		st, err := crawlctl.ReadStatus(t.Context(), e.js, e.crawls, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
+	status := func() crawlctl.Status { return e.status(t, id) }
 	eventually(t, 5*time.Second, "the crawl ends", func() bool { return status().State != mesh.CrawlRunning })
 	st := status()
 	if st.State != mesh.CrawlFailed || !strings.Contains(st.Error, "no page was fetched: 0 failed, 1 dead letters") {
@@ -160,11 +170,7 @@ func TestRequeueReopensACompletedCrawl(t *testing.T) {
 	e := newEnv(t, `name: t
 start_urls: ["http://127.0.0.1:1/", "http://127.0.0.1:1/b"]
 `)
-	ctx, cancel := context.WithCancel(t.Context())
-	runDone, serveDone := make(chan struct{}), make(chan struct{})
-	go func() { defer close(runDone); _ = e.ctl.Run(ctx, 30*time.Millisecond) }()
-	go func() { defer close(serveDone); _ = e.ctl.Serve(ctx, e.nc) }()
-	defer func() { cancel(); <-runDone; <-serveDone }()
+	e.lead(t)
 
 	id, err := e.ctl.Start(t.Context(), "t")
 	if err != nil {
@@ -172,13 +178,7 @@ start_urls: ["http://127.0.0.1:1/", "http://127.0.0.1:1/b"]
 	}
 	e.deadLetter(t, id, "http://127.0.0.1:1/b")
 	e.done(t, id)
-	status := func() crawlctl.Status {
-		st, err := crawlctl.ReadStatus(t.Context(), e.js, e.crawls, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
+	status := func() crawlctl.Status { return e.status(t, id) }
 	eventually(t, 5*time.Second, "the crawl completes", func() bool { return status().State == mesh.CrawlCompleted })
 	if n := e.seenKeys(t, id); n != 2 {
 		t.Fatalf("seen-set of a crawl completed with a dead letter: %d keys, want both kept", n)

@@ -141,24 +141,7 @@ func (n *Nav) MoveTo(other xpath.NodeNavigator) bool {
 func (n *Nav) String() string { return n.Value() }
 
 // InnerText is the text of n's descendants, as goquery's Text gives it.
-func InnerText(n *html.Node) string {
-	if n.Type == html.TextNode {
-		return n.Data
-	}
-	var b strings.Builder
-	var walk func(*html.Node)
-	walk = func(n *html.Node) {
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			if c.Type == html.TextNode {
-				b.WriteString(c.Data)
-			} else if c.FirstChild != nil {
-				walk(c)
-			}
-		}
-	}
-	walk(n)
-	return b.String()
-}
+func InnerText(n *html.Node) string { return text(n, false) }
 
 // Text is n's text as a reader sees it, for item fields and scripts'
 // .text(): InnerText without the content of script, style, template and
@@ -166,7 +149,9 @@ func InnerText(n *html.Node) string {
 // (p, div, li, td, h1 ...) breaks the line, so "1 Main St<br>Springfield"
 // reads "1 Main St Springfield", not "1 Main StSpringfield" (found by
 // review). XPath's string() keeps InnerText, as XPath defines it.
-func Text(n *html.Node) string {
+func Text(n *html.Node) string { return text(n, true) }
+
+func text(n *html.Node, readable bool) string {
 	if n.Type == html.TextNode {
 		return n.Data
 	}
@@ -177,8 +162,11 @@ func Text(n *html.Node) string {
 			switch {
 			case c.Type == html.TextNode:
 				b.WriteString(c.Data)
-			case c.Type != html.ElementNode:
-			case hiddenText[c.DataAtom]:
+			case !readable:
+				if c.FirstChild != nil {
+					walk(c)
+				}
+			case c.Type != html.ElementNode, hiddenText[c.DataAtom]:
 			case c.DataAtom == atom.Br:
 				b.WriteByte(' ')
 			case blockText[c.DataAtom]:

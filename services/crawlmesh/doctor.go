@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -462,12 +463,7 @@ func doctorReplicas(ctx context.Context, js jetstream.JetStream, defs streams.De
 		add("ok", "replicas", "every replica of every replicated stream and bucket is online and current")
 		return
 	}
-	keys := make([]string, 0, len(byPeer))
-	for k := range byPeer {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(byPeer)) {
 		list := byPeer[k]
 		shown := list
 		if len(shown) > 4 {
