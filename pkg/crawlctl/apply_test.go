@@ -55,3 +55,34 @@ func TestApplySpider(t *testing.T) {
 		t.Errorf("a spec over max_payload: %v; want the limit named and seeds files suggested", err)
 	}
 }
+
+// A spider stored before start URLs matching links.deny were refused
+// starts from its other start URLs, the denied one logged as skipped (it
+// is never requested); with nothing else to crawl, crawl start says so.
+func TestStoredDeniedStartURL(t *testing.T) {
+	e := newEnv(t, `name: t
+start_urls: ["http://127.0.0.1:1/a", "http://127.0.0.1:1/cart"]
+links: {deny: ["/cart"]}
+`)
+	id, err := e.ctl.Start(t.Context(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := e.queued(t, id); len(q) != 1 || q[0].URL != "http://127.0.0.1:1/a" {
+		t.Errorf("queued %+v, want /a alone", q)
+	}
+	logs := readLogs(t, e.js, id)
+	if len(logs) != 1 || logs[0].Error != `start URL http://127.0.0.1:1/cart skipped: it matches links.deny "/cart", so it is never requested` {
+		t.Errorf("logs %+v, want the skipped start URL", logs)
+	}
+	spiders, err := e.js.KeyValue(t.Context(), mesh.SpidersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spiders.Put(t.Context(), "only", []byte("name: only\nstart_urls: [\"http://127.0.0.1:1/cart\"]\nlinks: {deny: [\"/cart\"]}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ctl.Start(t.Context(), "only"); err == nil || !strings.Contains(err.Error(), "nothing to crawl") {
+		t.Errorf("start of a spider whose only start URL is denied: %v", err)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,12 +138,20 @@ func (c *Control) start(ctx context.Context, spider, id, seedsFile string) (stri
 	if err := c.seed(ctx, &cr, s, rev, plan); err != nil {
 		return "", err
 	}
+	for i, why := range plan.skipped {
+		c.log.Warn("start URL skipped", "crawl", cr.ID, "reason", why)
+		c.logEntry(cr.ID, mesh.LogEntry{Outcome: OutcomeBadSeed, Error: why}, fmt.Sprintf("%s.start.%d", cr.ID, i))
+	}
 	c.log.Info("crawl started", "crawl", cr.ID, "spider", s.Name)
 	return cr.ID, nil
 }
 
-// seedPlan is a crawl's first tasks: its start URLs and sitemaps.
-type seedPlan struct{ pages, maps []mesh.Task }
+// seedPlan is a crawl's first tasks: its start URLs and sitemaps, and
+// why start URLs were skipped.
+type seedPlan struct {
+	pages, maps []mesh.Task
+	skipped     []string
+}
 
 // planSeeds names crawl's first tasks; its error is the spec's, the same
 // on every try.
@@ -158,12 +167,18 @@ func planSeeds(crawl string, s *spec.Spec) (seedPlan, error) {
 			return seedPlan{}, fmt.Errorf("start URL %q: %w", u, err)
 		}
 		if why := rules.SeedRefused(cu); why != "" {
-			return seedPlan{}, fmt.Errorf("start URL %q: %s", u, why)
+			// Refused at apply; a spec stored before that crawls from
+			// its other starts (DESIGN: a denied URL is never requested).
+			p.skipped = append(p.skipped, fmt.Sprintf("start URL %s skipped: %s", u, why))
+			continue
 		}
 		p.pages = append(p.pages, mesh.Task{ID: mesh.URLHash(cu), Crawl: crawl, Spider: s.Name, URL: cu})
 	}
 	if p.maps, err = sitemapSeeds(crawl, s); err != nil {
 		return seedPlan{}, err
+	}
+	if len(p.pages) == 0 && len(p.maps) == 0 && len(p.skipped) > 0 {
+		return seedPlan{}, fmt.Errorf("spider %s: nothing to crawl: %s", s.Name, strings.Join(p.skipped, "; "))
 	}
 	return p, nil
 }

@@ -45,7 +45,8 @@ import (
 type RequeueResult struct {
 	ID       string `json:"id"`
 	Requeued int    `json:"requeued"`
-	// Reopened: the crawl had completed and is running again.
+	// Reopened: the crawl had ended (completed, or failed with no page
+	// fetched) and is running again.
 	Reopened bool `json:"reopened,omitempty"`
 	// Skipped are dead letters that hold no task (an undecodable message):
 	// they stay, to be read.

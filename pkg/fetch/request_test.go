@@ -2,6 +2,7 @@ package fetch_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -371,5 +372,44 @@ func TestSetLive(t *testing.T) {
 	}
 	if *hits != 1 {
 		t.Errorf("%d requests through the proxy; want 1", *hits)
+	}
+}
+
+// A spec stored before Accept-Encoding was refused at apply still gets
+// pages and robots.txt decompressed: set by hand, the header turned the
+// client's own gzip handling off, so a gzipped robots.txt read as no
+// rules and a disallowed page was fetched (found by review).
+func TestStoredAcceptEncodingNotSent(t *testing.T) {
+	s := newRecorder(t)
+	gz := func(body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+				_, _ = io.WriteString(w, body)
+				return
+			}
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			_, _ = io.WriteString(zw, body)
+			_ = zw.Close()
+		}
+	}
+	s.mux.HandleFunc("/robots.txt", gz("User-agent: *\nDisallow: /d/\n"))
+	s.mux.HandleFunc("/p", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		gz(`<a href="/ok/1">ok</a> <a href="/d/1">d</a>`)(w, r)
+	})
+	sp := specFor(t, s.URL, "request: {headers: {Accept-Encoding: \"gzip, deflate, br\"}}\nlinks: {follow: [a]}\n")
+	f := fetch.New(fetch.Config{}, nil)
+	p, err := f.Fetch(t.Context(), sp, s.URL+"/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Links) != 2 || p.Links[0] != s.URL+"/ok/1" {
+		t.Errorf("links of a gzipped page: %q, want /ok/1 and /d/1", p.Links)
+	}
+	_, err = f.Fetch(t.Context(), sp, s.URL+"/d/1")
+	var fe *fetch.Error
+	if !errors.As(err, &fe) || fe.Reason != "robots" {
+		t.Errorf("fetch of a page a gzipped robots.txt disallows: %v, want refused by robots.txt", err)
 	}
 }

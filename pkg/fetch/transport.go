@@ -18,7 +18,6 @@ import (
 	"golang.org/x/text/encoding"
 
 	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
-
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 	"github.com/crawlmesh/crawlmesh/pkg/robots"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
@@ -134,6 +133,9 @@ func (c *call) send(ctx context.Context, method string, u *url.URL, form string)
 	}
 	req.Header.Set("User-Agent", c.ua)
 	for k, v := range c.headers {
+		if spec.TransportHeader(k) {
+			continue // refused at apply; one stored before must not stop decompression
+		}
 		req.Header.Set(k, v)
 	}
 	c.addCookies(req)

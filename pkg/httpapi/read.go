@@ -173,7 +173,7 @@ func (a *api) spiderApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "body: "+err.Error())
 		return
 	}
-	s, err := spec.Parse(data)
+	s, err := spec.ParseNew(data)
 	if err != nil {
 		var errs spec.Errors
 		if !errors.As(err, &errs) {

@@ -203,7 +203,7 @@ func explainConnect(where string, err error) error {
 	case isTLSError(err):
 		return fmt.Errorf("TLS with NATS at %s: %v: check --tls-ca / --tls-cert / --tls-key and the URL scheme", where, err)
 	case noGreeting(err):
-		return fmt.Errorf("%s accepts connections but does not speak NATS (%v): point --nats at a NATS client port (4222 by default), not the monitoring port (8222) or another service", where, err)
+		return fmt.Errorf("%s accepts connections but sent no NATS greeting (%v): point --nats at a NATS client port (4222 by default), not the monitoring port (8222) or another service; a server that wants TLS first needs a tls:// URL and --tls-ca", where, err)
 	default:
 		return fmt.Errorf("connect to NATS at %s: %w", where, err)
 	}

@@ -141,7 +141,7 @@ func TestDialNotNATS(t *testing.T) {
 				t.Fatal("dial succeeded")
 			}
 			t.Logf("%v", err)
-			for _, want := range []string{"does not speak NATS", "NATS client port (4222 by default)", addr} {
+			for _, want := range []string{"sent no NATS greeting", "NATS client port (4222 by default)", addr} {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not say %q", err, want)
 				}

@@ -53,7 +53,7 @@ func checkHost(h string) error {
 		if port == "80" || port == "443" {
 			// Canonical URLs drop a default port, so the override would
 			// never meet its host (found by review).
-			return fmt.Errorf("host %q: URLs name it without its default port %s: write %s", h, port, hh)
+			return fmt.Errorf("host %q: URLs name it without its default port %s: write %s", h, port, strings.TrimSuffix(net.JoinHostPort(hh, ""), ":"))
 		}
 		host = hh
 	}

@@ -128,6 +128,7 @@ func TestNewOverride(t *testing.T) {
 		{"example.com", "", 1001, "want 1-1000"},
 		{"example.com:80", "1s", 0, "without its default port 80: write example.com"},
 		{"Example.com:443", "1s", 0, "write Example.com"},
+		{"[::1]:80", "1s", 0, "write [::1]"},
 	} {
 		o, err := politeness.NewOverride(c.host, c.delay, c.par, now)
 		switch {

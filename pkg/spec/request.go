@@ -196,8 +196,6 @@ func (c *checker) request(s *Spec) {
 				c.add("request.headers %q: not a valid header name", k)
 			case strings.EqualFold(k, "User-Agent"):
 				c.add("request.headers.%s: set request.user_agent instead (its product token picks the robots.txt group)", k)
-			case TransportHeader(k):
-				c.add("request.headers.%s: the mesh's HTTP client sets this header itself (compression, connection, framing); remove it", k)
 			case strings.ContainsAny(r.Headers[k], "\r\n\x00"):
 				c.add("request.headers.%s: a line break or NUL cannot be sent in a header", k)
 			}
@@ -258,10 +256,11 @@ func checkProxy(raw string) error {
 // spec: set by hand, Accept-Encoding turns off the client's own
 // decompression, so pages and robots.txt would be read compressed
 // (found by review: a pasted browser header made robots.txt unreadable,
-// and so not obeyed); the others frame or route the request.
+// and so not obeyed); the others frame or route the request. A spec
+// being applied may not set them; a stored one's are not sent.
 func TransportHeader(k string) bool {
 	switch http.CanonicalHeaderKey(k) {
-	case "Accept-Encoding", "Host", "Content-Length", "Connection", "Transfer-Encoding", "Te", "Trailer",
+	case "Accept-Encoding", "Host", "Content-Length", "Transfer-Encoding", "Te", "Trailer",
 		"Upgrade", "Keep-Alive", "Proxy-Connection":
 		return true
 	}

@@ -3,15 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
-	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/natstest"
+	"github.com/crawlmesh/crawlmesh/streams"
 )
 
 // deadNATS returns n NATS URLs on loopback ports nothing listens on: a
@@ -362,5 +365,29 @@ func TestNodesOfflineActive(t *testing.T) {
 	}
 	if f := strings.Fields(lines[2]); len(f) < 6 || f[0] != "w2" || f[3] != "offline" || f[4] != "-" {
 		t.Errorf("offline node's line %q: want offline and - for its tasks", lines[2])
+	}
+}
+
+// doctor on a mesh where only bucket election exists (a master starting:
+// it creates that bucket first, for its setup lease) says a master is
+// setting the mesh up, not that 16 assets were deleted by hand (seen in a
+// cluster's cold start).
+func TestDoctorElectionBucketOnly(t *testing.T) {
+	s := natstest.RunServerWith(t, &server.Options{JetStream: true, StoreDir: t.TempDir(), Port: -1})
+	_, js := natstest.Connect(t, s)
+	defs, err := streams.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range defs.KV {
+		if c.Bucket == mesh.ElectionBucket {
+			if _, err := js.CreateKeyValue(t.Context(), c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, errOut, _ := runCLI(t, nil, "doctor", "--nats", s.ClientURL())
+	if !strings.Contains(out, "a master is setting up the mesh's streams and buckets (only bucket election") || strings.Contains(out, "deleted?") {
+		t.Errorf("doctor with bucket election alone:\n%s%s", out, errOut)
 	}
 }

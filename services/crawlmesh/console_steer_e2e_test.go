@@ -138,7 +138,7 @@ func TestConsoleBrowserSteer(t *testing.T) {
 	br.shot("deadletters.png")
 	site.fixed.Store(true)
 	br.clickRow("re-queue the dead letter", "#dead-table tbody tr button.action")
-	br.waitText("#msg", brokenURL+" re-queued in crawl "+id+"; the crawl had completed and runs again", 10*time.Second)
+	br.waitText("#msg", brokenURL+" re-queued in crawl "+id+"; the crawl had ended and runs again", 10*time.Second)
 	br.waitText(`#crawl-status dd[data-key="state"]`, "completed", 60*time.Second)
 	br.waitText(`#crawl-status dd[data-key="items"]`, strconv.Itoa(pages), 10*time.Second)
 	br.waitText("#dead-summary", "No dead letters", 10*time.Second)

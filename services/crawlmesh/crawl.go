@@ -167,7 +167,7 @@ func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
 				}
 				fmt.Fprintf(c.stderr, "crawl %s: %d dead letter(s) re-queued", res.ID, res.Requeued)
 				if res.Reopened {
-					fmt.Fprint(c.stderr, "; the crawl had completed and runs again")
+					fmt.Fprint(c.stderr, "; the crawl had ended and runs again")
 				}
 				if res.Skipped > 0 {
 					fmt.Fprintf(c.stderr, "; %d undecodable letter(s) left to read", res.Skipped)

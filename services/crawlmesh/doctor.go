@@ -341,7 +341,11 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 	}
 	defs = defs.Partitioned(parts)
 	missing, drift, unreadable := 0, 0, 0
+	var present []string
 	check := func(dd []streams.Drift, err error, name string) {
+		if err == nil {
+			present = append(present, name)
+		}
 		switch {
 		case err != nil && !assetMissing(err):
 			// A timeout is not a missing asset: with a server of the
@@ -389,6 +393,13 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 	case missing > 0 && holder != "":
 		add("fail", "assets", "master %s is creating the mesh's streams and buckets (%d of %d still missing): masters and workers wait for them and go on by themselves",
 			holder, missing, len(defs.Names()))
+	case missing > 0 && slices.Equal(present, []string{"kv " + mesh.ElectionBucket}):
+		// A starting master creates bucket election first, to hold its
+		// setup lease in it; between the two, or while the lease cannot
+		// be read, only that bucket exists (seen in a cold start of a
+		// cluster: it read as assets deleted by hand).
+		add("fail", "assets", "a master is setting up the mesh's streams and buckets (only bucket %s, which holds its setup lease, exists yet): masters and workers wait for them and go on by themselves",
+			mesh.ElectionBucket)
 	case missing > 0 && missing < len(defs.Names()):
 		// Some there, some not: deleted by hand (or a JetStream store lost
 		// in part). Masters create assets when they start, not while running.
@@ -446,6 +457,9 @@ func doctorReplicas(ctx context.Context, js jetstream.JetStream, defs streams.De
 		}
 		replicated = true
 		for _, r := range cl.Replicas {
+			if r.Name == "" {
+				r.Name = "peer " + r.Peer // one JetStream does not know by name
+			}
 			switch {
 			case r.Offline || r.Active > replicaSilent:
 				// A killed server stays "not current" for long before
@@ -526,12 +540,20 @@ func doctorLeader(ctx context.Context, js jetstream.JetStream, view nodesOutput,
 	}
 	var ld election.Leader
 	_ = json.Unmarshal(e.Value(), &ld)
+	// Beats come at most TTL/2 apart (boot refuses a longer interval):
+	// older than that, the claimant has stopped beating.
+	stale := staleClaim
+	if nodes, err := js.KeyValue(ctx, mesh.NodesBucket); err == nil {
+		if st, err := nodes.Status(ctx); err == nil {
+			stale = max(stale, st.TTL()/2+250*time.Millisecond)
+		}
+	}
 	claimed := 0
 	for _, n := range view.Nodes {
 		if n.Role == mesh.RoleMaster && n.Online && n.Leader {
 			if n.ID != ld.ID {
 				add("warn", "leader", "master %s's heartbeat says it leads, the election key says %s (a leader change in progress?)", n.ID, ld.ID)
-				if n.AgeSeconds > staleClaim.Seconds() {
+				if n.AgeSeconds > stale.Seconds() {
 					// A killed leader's last heartbeat lives until its key
 					// expires: not a second leader (found by review: doctor
 					// failed every ordinary failover for seconds).
@@ -599,9 +621,9 @@ func doctorDuplicates(ctx context.Context, js jetstream.JetStream, add func(leve
 // in the agent's log.
 const agentRestartsWarn = 3
 
-// staleClaim: a master whose heartbeat is older than this while the
-// election key names another has stopped beating (beats come every
-// second by default).
+// staleClaim is the least age at which a master's heartbeat, while the
+// election key names another, counts as stopped (beats come every
+// second by default; doctorLeader raises it to half the bucket's TTL).
 const staleClaim = 1500 * time.Millisecond
 
 // doctorAgent reports a host agent whose workers keep restarting.

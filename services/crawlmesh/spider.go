@@ -99,7 +99,7 @@ func spiderApply(ctx context.Context, c *cli, f *clientFlags, file string) error
 	if err != nil {
 		return fmt.Errorf("read spec: %w", err)
 	}
-	s, err := spec.Parse(data)
+	s, err := spec.ParseNew(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}

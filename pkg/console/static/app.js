@@ -546,7 +546,7 @@ async function requeue(id, seq, url) {
   try {
     const r = await act('POST', path);
     say((seq ? url + ' re-queued' : r.requeued + ' dead letter(s) re-queued') + ' in crawl ' + id +
-      (r.reopened ? '; the crawl had completed and runs again.' : '.') +
+      (r.reopened ? '; the crawl had ended and runs again.' : '.') +
       (r.skipped ? ' ' + r.skipped + ' undecodable letter(s) stay to be read.' : ''));
     refresh();
   } catch (e) { say(e.message, true); }
