@@ -4,12 +4,49 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime/debug"
 	"strings"
 )
 
 // Version is the crawlmesh release, reported in heartbeats.
 // Overridden at link time with -ldflags "-X github.com/crawlmesh/crawlmesh/pkg/mesh.Version=...".
-var Version = "0.1.0-dev"
+// A build without it (go build in a checkout) adds the commit Go stamped
+// into the binary, so nodes shows how far a rolling upgrade has got
+// (found by review: every build said 0.1.0-dev).
+var Version = "0.1.0-dev" // a constant, so -X can set it
+
+func init() { Version = devVersion(Version, buildSettings()) }
+
+func buildSettings() []debug.BuildSetting {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Settings
+	}
+	return nil
+}
+
+// devVersion is v with "+<commit>" (and ".dirty" for uncommitted changes)
+// from the build's VCS stamp, when v is a development version and there
+// is a stamp.
+func devVersion(v string, settings []debug.BuildSetting) string {
+	if !strings.HasSuffix(v, "-dev") {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ".dirty"
+			}
+		}
+	}
+	if len(rev) < 12 {
+		return v
+	}
+	return v + "+" + rev[:12] + dirty
+}
 
 // NodesBucket is the KV bucket that holds one heartbeat key per live node.
 const NodesBucket = "nodes"
