@@ -20,9 +20,25 @@ type RobotsFile struct {
 	Status  int       `json:"status"`
 	Body    []byte    `json:"body,omitempty"` // at most robots.MaxSize; only for 2xx
 	Expires time.Time `json:"expires"`        // 2xx/4xx: now + RobotsTTL; 5xx/unreachable: now + 1m
+	// Fetched is when a 2xx or 4xx answer was read (zero for no answer):
+	// with it a lowered robots_ttl applies to answers kept already.
+	Fetched time.Time `json:"fetched,omitzero"`
 	// Why says what made it unreachable ("connection refused", "status
 	// 503"), for the pages' failure reason.
 	Why string `json:"why,omitempty"`
+}
+
+// ExpiresBy is when f stops standing with answers kept at most maxAge:
+// its expiry, or sooner once robots_ttl was lowered (found by review: a
+// changed robots.txt stayed unseen for the old TTL's hour).
+func (f RobotsFile) ExpiresBy(maxAge time.Duration) time.Time {
+	if f.Fetched.IsZero() || maxAge <= 0 {
+		return f.Expires
+	}
+	if by := f.Fetched.Add(maxAge); by.Before(f.Expires) {
+		return by
+	}
+	return f.Expires
 }
 
 // robotsRules is a host's robots.txt verdict and, when unreachable, why.
@@ -49,7 +65,9 @@ func (r robotsRules) unreachableErr(u *url.URL) *Error {
 // an unreachable host is a RobotsFile with Status 0. Load must call fetch,
 // if at all, before it returns (fetch uses the caller's permits).
 type RobotsStore interface {
-	Load(ctx context.Context, key string, fetch func(ctx context.Context) (RobotsFile, error)) (RobotsFile, error)
+	// Load returns the file kept for key unless it expired by
+	// [RobotsFile.ExpiresBy] maxAge, else the answer of fetch.
+	Load(ctx context.Context, key string, maxAge time.Duration, fetch func(ctx context.Context) (RobotsFile, error)) (RobotsFile, error)
 }
 
 // unreachableTTL is how long a 5xx or no answer stands (disallow all).
@@ -69,7 +87,12 @@ type robotsEntry struct {
 	ready   chan struct{} // closed when rules or err is set
 	rules   robotsRules
 	err     error
-	expires time.Time
+	file    RobotsFile // its expiry, and when it was read
+}
+
+// stale: the entry's answer has expired by maxAge (robots_ttl now).
+func (e *robotsEntry) stale(maxAge time.Duration) bool {
+	return e.err != nil || time.Now().After(e.file.ExpiresBy(maxAge))
 }
 
 func newRobotsCache() *robotsCache {
@@ -77,11 +100,11 @@ func newRobotsCache() *robotsCache {
 }
 
 // cached returns a fresh verdict for key without waiting.
-func (rc *robotsCache) cached(key string) (robotsRules, bool) {
+func (rc *robotsCache) cached(key string, maxAge time.Duration) (robotsRules, bool) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	e := rc.m[key]
-	if e == nil || !isDone(e.ready) || e.err != nil || time.Now().After(e.expires) {
+	if e == nil || !isDone(e.ready) || e.stale(maxAge) {
 		return robotsRules{}, false
 	}
 	return e.rules, true
@@ -98,12 +121,12 @@ func isDone(ch chan struct{}) bool {
 
 // load returns the verdict for key, running load when no goroutine of
 // this worker is loading it already.
-func (rc *robotsCache) load(ctx context.Context, key string, load func(ctx context.Context) (robotsRules, time.Time, error)) (robotsRules, error) {
+func (rc *robotsCache) load(ctx context.Context, key string, maxAge time.Duration, load func(ctx context.Context) (robotsRules, RobotsFile, error)) (robotsRules, error) {
 	var lastErr error
 	for range 3 { // a waiter whose loader failed tries itself, a bounded number of times
 		rc.mu.Lock()
 		e := rc.m[key]
-		if e != nil && isDone(e.ready) && (e.err != nil || time.Now().After(e.expires)) {
+		if e != nil && isDone(e.ready) && e.stale(maxAge) {
 			delete(rc.m, key)
 			e = nil
 		}
@@ -117,9 +140,9 @@ func (rc *robotsCache) load(ctx context.Context, key string, load func(ctx conte
 			e = &robotsEntry{ready: make(chan struct{})}
 			rc.m[key] = e
 			rc.mu.Unlock()
-			r, exp, err := load(ctx)
+			r, file, err := load(ctx)
 			rc.mu.Lock()
-			e.rules, e.expires, e.err = r, exp, err
+			e.rules, e.file, e.err = r, file, err
 			if err != nil && rc.m[key] == e {
 				delete(rc.m, key)
 			}
@@ -147,29 +170,29 @@ func (rc *robotsCache) load(ctx context.Context, key string, load func(ctx conte
 func (c *call) robotsFor(ctx context.Context, u *url.URL) (robotsRules, error) {
 	origin := u.Scheme + "://" + u.Host
 	key := origin + " " + c.token
-	if r, ok := c.f.robots.cached(key); ok {
+	maxAge := c.live.RobotsTTL
+	if r, ok := c.f.robots.cached(key, maxAge); ok {
 		return r, nil
 	}
 	// Never wait for a load another goroutine does while holding a permit:
 	// it may need that very permit.
 	c.ch.release(ctx)
-	r, err := c.f.robots.load(ctx, key, func(ctx context.Context) (robotsRules, time.Time, error) {
+	r, err := c.f.robots.load(ctx, key, maxAge, func(ctx context.Context) (robotsRules, RobotsFile, error) {
 		fetch := func(ctx context.Context) (RobotsFile, error) { return c.fetchRobots(ctx, origin) }
 		var file RobotsFile
 		var err error
 		if c.f.cfg.Robots != nil {
-			file, err = c.f.cfg.Robots.Load(ctx, key, fetch)
+			file, err = c.f.cfg.Robots.Load(ctx, key, maxAge, fetch)
 		} else {
 			file, err = fetch(ctx)
 		}
 		if err != nil {
-			return robotsRules{}, time.Time{}, err
+			return robotsRules{}, RobotsFile{}, err
 		}
-		exp := file.Expires
-		if exp.IsZero() {
-			exp = time.Now().Add(unreachableTTL)
+		if file.Expires.IsZero() {
+			file.Expires = time.Now().Add(unreachableTTL)
 		}
-		return robotsRules{rulesOf(file), file.Why}, exp, nil
+		return robotsRules{rulesOf(file), file.Why}, file, nil
 	})
 	if err != nil {
 		var fe *Error
@@ -273,9 +296,10 @@ func (c *call) fetchRobots(ctx context.Context, origin string) (RobotsFile, erro
 			return unreachable, nil
 		}
 		c.ch.end(transientStatus(status), retryAfter(resp.Header))
-		file := RobotsFile{Status: status, Body: capRobots(body), Expires: time.Now().Add(c.live.RobotsTTL)}
+		now := time.Now()
+		file := RobotsFile{Status: status, Body: capRobots(body), Expires: now.Add(c.live.RobotsTTL), Fetched: now}
 		if rulesOf(file).Kind() == robots.KindUnreachable {
-			file.Body, file.Expires = nil, time.Now().Add(unreachableTTL)
+			file.Body, file.Expires, file.Fetched = nil, time.Now().Add(unreachableTTL), time.Time{}
 			file.Why = fmt.Sprintf("status %d", status)
 		}
 		return file, nil

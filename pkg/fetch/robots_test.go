@@ -23,13 +23,13 @@ type memStore struct {
 	fetches int
 }
 
-func (m *memStore) Load(ctx context.Context, key string, load func(context.Context) (fetch.RobotsFile, error)) (fetch.RobotsFile, error) {
+func (m *memStore) Load(ctx context.Context, key string, maxAge time.Duration, load func(context.Context) (fetch.RobotsFile, error)) (fetch.RobotsFile, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.files == nil {
 		m.files = map[string]fetch.RobotsFile{}
 	}
-	if f, ok := m.files[key]; ok && time.Now().Before(f.Expires) {
+	if f, ok := m.files[key]; ok && time.Now().Before(f.ExpiresBy(maxAge)) {
 		return f, nil
 	}
 	m.fetches++
@@ -196,5 +196,36 @@ func TestRobotsRedirect(t *testing.T) {
 	_, err := fetch.New(fetch.Config{}, nil).Fetch(t.Context(), specFor(t, s.URL, ""), s.URL+"/no")
 	if fe := fetchErr(t, err); fe.Reason != "robots" {
 		t.Errorf("err %+v, want robots", fe)
+	}
+}
+
+// A lowered robots_ttl applies to answers kept already, in this worker's
+// cache and in the shared store: a robots.txt changed by its site was
+// not read again before the old TTL's hour was out (found by review).
+func TestRobotsTTLLowered(t *testing.T) {
+	s := newRecorder(t)
+	s.mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "User-agent: *\nAllow: /\n")
+	})
+	s.html("/", "<p>x</p>")
+	store := &memStore{}
+	f := fetch.New(fetch.Config{Robots: store, RobotsTTL: time.Hour}, nil)
+	sp := specFor(t, s.URL, "")
+	for range 2 {
+		if _, err := f.Fetch(t.Context(), sp, s.URL+"/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.count("/robots.txt"); n != 1 {
+		t.Fatalf("robots.txt read %d times within its hour, want once", n)
+	}
+	f.SetLive(fetch.Live{RobotsTTL: time.Nanosecond}) // what config set robots_ttl does
+	if _, err := f.Fetch(t.Context(), sp, s.URL+"/"); err != nil {
+		t.Fatal(err)
+	}
+	// (A TTL of 1ns makes even the new answer stale at once, so the
+	// page's second robots.txt check of the fetch may read it again.)
+	if n := s.count("/robots.txt"); n < 2 {
+		t.Errorf("robots.txt read %d times after robots_ttl was lowered below its age, want it read again", n)
 	}
 }

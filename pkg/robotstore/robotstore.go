@@ -82,14 +82,14 @@ func Key(storeKey string) string {
 // Load returns the stored file for key while it has not expired, else runs
 // fetch once mesh-wide and stores its answer. A bucket that cannot be read
 // or written never stops a crawl: Load then fetches on its own.
-func (s *Store) Load(ctx context.Context, key string, fetchFn func(ctx context.Context) (fetch.RobotsFile, error)) (fetch.RobotsFile, error) {
+func (s *Store) Load(ctx context.Context, key string, maxAge time.Duration, fetchFn func(ctx context.Context) (fetch.RobotsFile, error)) (fetch.RobotsFile, error) {
 	k := Key(key)
 	lock := "lock." + k
 	deadline := time.Now().Add(s.o.Wait)
 	// Each round either returns or waited for the lock to go; the deadline
 	// bounds the rounds.
 	for time.Now().Before(deadline) {
-		if f, ok := s.fresh(ctx, k); ok {
+		if f, ok := s.fresh(ctx, k, maxAge); ok {
 			return f, nil
 		}
 		_, err := s.kv.Create(ctx, lock, []byte(s.o.Owner), jetstream.KeyTTL(s.o.LockTTL))
@@ -97,7 +97,7 @@ func (s *Store) Load(ctx context.Context, key string, fetchFn func(ctx context.C
 			// Look again with the lock held: another worker may have
 			// stored the record and dropped its lock between our read and
 			// our Create.
-			if f, ok := s.fresh(ctx, k); ok {
+			if f, ok := s.fresh(ctx, k, maxAge); ok {
 				s.unlock(ctx, lock)
 				return f, nil
 			}
@@ -110,7 +110,7 @@ func (s *Store) Load(ctx context.Context, key string, fetchFn func(ctx context.C
 			s.o.Log.Warn("robots.txt lock unavailable, fetching alone", "err", err)
 			break
 		}
-		f, ok, err := s.wait(ctx, k, lock, deadline)
+		f, ok, err := s.wait(ctx, k, lock, deadline, maxAge)
 		if err != nil {
 			return fetch.RobotsFile{}, err
 		}
@@ -122,15 +122,15 @@ func (s *Store) Load(ctx context.Context, key string, fetchFn func(ctx context.C
 }
 
 // fresh reads the record; ok only if it exists and has not expired.
-func (s *Store) fresh(ctx context.Context, k string) (fetch.RobotsFile, bool) {
+func (s *Store) fresh(ctx context.Context, k string, maxAge time.Duration) (fetch.RobotsFile, bool) {
 	e, err := s.kv.Get(ctx, k)
 	if err != nil {
 		return fetch.RobotsFile{}, false
 	}
-	return s.decode(e)
+	return s.decode(e, maxAge)
 }
 
-func (s *Store) decode(e jetstream.KeyValueEntry) (fetch.RobotsFile, bool) {
+func (s *Store) decode(e jetstream.KeyValueEntry, maxAge time.Duration) (fetch.RobotsFile, bool) {
 	if e == nil || e.Operation() != jetstream.KeyValuePut {
 		return fetch.RobotsFile{}, false
 	}
@@ -138,7 +138,7 @@ func (s *Store) decode(e jetstream.KeyValueEntry) (fetch.RobotsFile, bool) {
 	if err := json.Unmarshal(e.Value(), &f); err != nil {
 		return fetch.RobotsFile{}, false
 	}
-	return f, f.Expires.After(s.o.now())
+	return f, f.ExpiresBy(maxAge).After(s.o.now())
 }
 
 // fetchAndStore runs fetchFn, stores a successful answer and deletes the
@@ -173,7 +173,7 @@ func (s *Store) unlock(ctx context.Context, lock string) {
 
 // wait watches the record and the lock until a fresh record appears (ok),
 // the lock goes (not ok: take it), or the deadline passes (not ok).
-func (s *Store) wait(ctx context.Context, k, lock string, deadline time.Time) (fetch.RobotsFile, bool, error) {
+func (s *Store) wait(ctx context.Context, k, lock string, deadline time.Time, maxAge time.Duration) (fetch.RobotsFile, bool, error) {
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	w, err := s.kv.WatchFiltered(wctx, []string{k, lock})
@@ -211,7 +211,7 @@ func (s *Store) wait(ctx context.Context, k, lock string, deadline time.Time) (f
 				lockSeen = true
 				continue
 			}
-			if f, ok := s.decode(e); ok {
+			if f, ok := s.decode(e, maxAge); ok {
 				return f, true, nil
 			}
 		}

@@ -40,7 +40,7 @@ func TestSingleFlight(t *testing.T) {
 	errs := make([]error, 5)
 	for i := range 5 {
 		s := New(kv, Options{Owner: "w"})
-		wg.Go(func() { got[i], errs[i] = s.Load(t.Context(), key, fetchFn) })
+		wg.Go(func() { got[i], errs[i] = s.Load(t.Context(), key, time.Hour, fetchFn) })
 	}
 	wg.Wait()
 	if n := calls.Load(); n != 1 {
@@ -52,7 +52,7 @@ func TestSingleFlight(t *testing.T) {
 		}
 	}
 	// A later load reads the record.
-	f, err := New(kv, Options{}).Load(t.Context(), key, func(context.Context) (fetch.RobotsFile, error) {
+	f, err := New(kv, Options{}).Load(t.Context(), key, time.Hour, func(context.Context) (fetch.RobotsFile, error) {
 		t.Error("fetched although a fresh record exists")
 		return fetch.RobotsFile{}, nil
 	})
@@ -73,18 +73,40 @@ func TestExpiredRefetched(t *testing.T) {
 		return fetch.RobotsFile{Status: 200 + int(n), Expires: time.Now().Add(50 * time.Millisecond)}, nil
 	}
 	s := New(kv, Options{})
-	if f, err := s.Load(t.Context(), key, fetchFn); err != nil || f.Status != 201 {
+	if f, err := s.Load(t.Context(), key, time.Hour, fetchFn); err != nil || f.Status != 201 {
 		t.Fatalf("first load = %+v, %v", f, err)
 	}
-	if f, _ := s.Load(t.Context(), key, fetchFn); f.Status != 201 {
+	if f, _ := s.Load(t.Context(), key, time.Hour, fetchFn); f.Status != 201 {
 		t.Errorf("second load (fresh) = %+v, want the stored 201", f)
 	}
 	time.Sleep(100 * time.Millisecond)
-	if f, err := s.Load(t.Context(), key, fetchFn); err != nil || f.Status != 202 {
+	if f, err := s.Load(t.Context(), key, time.Hour, fetchFn); err != nil || f.Status != 202 {
 		t.Errorf("load after expiry = %+v, %v; want a refetch (202)", f, err)
 	}
 	if n := calls.Load(); n != 2 {
 		t.Errorf("fetch ran %d times, want 2", n)
+	}
+}
+
+// TestMaxAgeLowered: a record read 10 s ago, good for an hour, is fetched
+// again by a worker whose robots_ttl is now 5 s.
+func TestMaxAgeLowered(t *testing.T) {
+	kv := bucket(t)
+	var calls atomic.Int32
+	fetchFn := func(context.Context) (fetch.RobotsFile, error) {
+		n := calls.Add(1)
+		now := time.Now()
+		return fetch.RobotsFile{Status: 200 + int(n), Expires: now.Add(time.Hour), Fetched: now.Add(-10 * time.Second)}, nil
+	}
+	s := New(kv, Options{})
+	if f, err := s.Load(t.Context(), key, time.Hour, fetchFn); err != nil || f.Status != 201 {
+		t.Fatalf("first load = %+v, %v", f, err)
+	}
+	if f, _ := s.Load(t.Context(), key, time.Hour, fetchFn); f.Status != 201 {
+		t.Errorf("load within robots_ttl 1h = %+v, want the stored 201", f)
+	}
+	if f, err := s.Load(t.Context(), key, 5*time.Second, fetchFn); err != nil || f.Status != 202 {
+		t.Errorf("load with robots_ttl 5s = %+v, %v; want a refetch (202)", f, err)
 	}
 }
 
@@ -105,7 +127,7 @@ func TestDeadHolder(t *testing.T) {
 	for range 3 {
 		s := New(kv, Options{LockTTL: time.Second, Wait: 20 * time.Second})
 		wg.Go(func() {
-			if f, err := s.Load(t.Context(), key, fetchFn); err != nil || f.Status != 404 {
+			if f, err := s.Load(t.Context(), key, time.Hour, fetchFn); err != nil || f.Status != 404 {
 				t.Errorf("load = %+v, %v", f, err)
 			}
 		})
@@ -126,11 +148,11 @@ func TestFetchErrorReleases(t *testing.T) {
 	kv := bucket(t)
 	s := New(kv, Options{})
 	boom := errors.New("boom")
-	if _, err := s.Load(t.Context(), key, func(context.Context) (fetch.RobotsFile, error) { return fetch.RobotsFile{}, boom }); !errors.Is(err, boom) {
+	if _, err := s.Load(t.Context(), key, time.Hour, func(context.Context) (fetch.RobotsFile, error) { return fetch.RobotsFile{}, boom }); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want boom", err)
 	}
 	t0 := time.Now()
-	f, err := s.Load(t.Context(), key, func(context.Context) (fetch.RobotsFile, error) {
+	f, err := s.Load(t.Context(), key, time.Hour, func(context.Context) (fetch.RobotsFile, error) {
 		return fetch.RobotsFile{Status: 200, Expires: time.Now().Add(time.Hour)}, nil
 	})
 	if err != nil || f.Status != 200 || time.Since(t0) > 2*time.Second {
@@ -147,7 +169,7 @@ func TestWaitBounded(t *testing.T) {
 	}
 	s := New(kv, Options{Wait: 300 * time.Millisecond})
 	t0 := time.Now()
-	f, err := s.Load(t.Context(), key, func(context.Context) (fetch.RobotsFile, error) {
+	f, err := s.Load(t.Context(), key, time.Hour, func(context.Context) (fetch.RobotsFile, error) {
 		return fetch.RobotsFile{Status: 200, Expires: time.Now().Add(time.Hour)}, nil
 	})
 	if err != nil || f.Status != 200 {
@@ -160,7 +182,7 @@ func TestWaitBounded(t *testing.T) {
 	_ = kv.Delete(t.Context(), Key(key))
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	if _, err := New(kv, Options{}).Load(ctx, key, nil); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := New(kv, Options{}).Load(ctx, key, time.Hour, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("load with an ending ctx: %v, want deadline exceeded", err)
 	}
 }
