@@ -84,10 +84,10 @@ type robotsCache struct {
 }
 
 type robotsEntry struct {
-	ready   chan struct{} // closed when rules or err is set
-	rules   robotsRules
-	err     error
-	file    RobotsFile // its expiry, and when it was read
+	ready chan struct{} // closed when rules or err is set
+	rules robotsRules
+	err   error
+	file  RobotsFile // its expiry, and when it was read
 }
 
 // stale: the entry's answer has expired by maxAge (robots_ttl now).
