@@ -2,8 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
@@ -78,4 +82,64 @@ func TestBenchPartitionPlacement(t *testing.T) {
 	if rows[1].Pages != 600 || rows[1].Items != 600 {
 		t.Errorf("crawl: %d pages, %d items; want 600 each", rows[1].Pages, rows[1].Items)
 	}
+}
+
+// TestBenchKilledStopsItsNodes: a bench killed mid-run (SIGKILL, as a test
+// timeout does) leaves none of its nats-server, master and worker
+// processes running: they held its output pipes, and a killed bench had
+// hung the test that ran it until the package's timeout (seen in CI).
+func TestBenchKilledStopsItsNodes(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("needs /proc to find the bench's processes")
+	}
+	b := start(t, "crawlmesh", "bench", "--pages", "300000", "--workers", "1", "--no-colly")
+	var nodes []int
+	waitFor(t, 60*time.Second, "the bench's server, master and worker running", func() bool {
+		nodes = childrenOf(b.PID())
+		return len(nodes) >= 3
+	})
+	t.Cleanup(func() { // should the test fail, they must not outlive it
+		for _, pid := range nodes {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	b.Signal(syscall.SIGKILL)
+	waitFor(t, 30*time.Second, "the killed bench's nodes gone", func() bool {
+		for _, pid := range nodes {
+			if syscall.Kill(pid, 0) == nil && !zombie(pid) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// childrenOf lists the processes whose parent is pid (from /proc).
+func childrenOf(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
+			// pid (comm) state ppid ...: comm may hold spaces, so read after ")".
+			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+			if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				out = append(out, child)
+			}
+		}
+	}
+	return out
+}
+
+// zombie: pid has exited and waits for its parent to reap it.
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] == "Z"
 }

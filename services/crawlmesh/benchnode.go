@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -67,6 +68,16 @@ func newBenchNodeCmd(c *cli) *cobra.Command {
 }
 
 func runBenchNode(ctx context.Context, c *cli, o *benchNodeOpts) error {
+	// The bench holds this process's stdin open and never writes: EOF
+	// means the bench is gone (killed), and so is the reason to run. A
+	// killed bench had left its servers running, holding its output
+	// pipes, which hung the test that ran it (seen in CI).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
 	if o.role == "nats" && o.routes != "" {
 		return runBenchClusterNode(ctx, c, o)
 	}
@@ -148,9 +159,10 @@ func tagList(tag string) []string {
 
 // benchProc is a child process of `crawlmesh bench`.
 type benchProc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
+	name  string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	stdin io.WriteCloser // held open while this process lives (see runBenchNode)
 }
 
 // startBenchNode starts `<this binary> bench-node args...`; its output goes
@@ -164,7 +176,11 @@ func startBenchNode(c *cli, name string, args ...string) (*benchProc, error) {
 	cmd := exec.Command(self, append([]string{"bench-node"}, args...)...)
 	cmd.Stderr = c.stderr
 	cmd.Env = benchEnv()
-	p := &benchProc{name: name, cmd: cmd, done: make(chan struct{})}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", name, err)
+	}
+	p := &benchProc{name: name, cmd: cmd, done: make(chan struct{}), stdin: stdin}
 	return p, nil
 }
 

@@ -61,6 +61,9 @@ func RunBinEnv(t testing.TB, timeout time.Duration, env []string, bin string, ar
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(Bins(t), bin), args...)
 	cmd.Env = append(CleanEnv(), env...)
+	// A child it left running (killed at the timeout) must not hold the
+	// output pipes, and the test, for good.
+	cmd.WaitDelay = 10 * time.Second
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
