@@ -352,7 +352,7 @@ func doctorAssets(ctx context.Context, js jetstream.JetStream, add func(level, c
 			// cluster gone its streams' leaders move for a few seconds
 			// (found by review: doctor said "deleted?").
 			unreadable++
-			add("fail", "assets", "%s could not be read: %v (a server of the cluster down, or a stream's leader moving? run doctor again in a few seconds)", name, err)
+			add("fail", "assets", "%s could not be read: %v (its leader is being elected, as when it was just created or a server of the cluster went down; run doctor again in a few seconds)", name, err)
 		case err != nil:
 			missing++
 			if holder == "" {

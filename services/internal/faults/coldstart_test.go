@@ -122,6 +122,7 @@ var waitingSays = []string{
 	"is setting up the mesh's streams and buckets",
 	"elect one within a lease",
 	"no worker is online yet",
+	"its leader is being elected",
 }
 
 // doctorDuringStart runs `crawlmesh doctor` from the processes' start until
