@@ -540,23 +540,16 @@ func doctorLeader(ctx context.Context, js jetstream.JetStream, view nodesOutput,
 	}
 	var ld election.Leader
 	_ = json.Unmarshal(e.Value(), &ld)
-	// Beats come at most TTL/2 apart (boot refuses a longer interval):
-	// older than that, the claimant has stopped beating.
-	stale := staleClaim
-	if nodes, err := js.KeyValue(ctx, mesh.NodesBucket); err == nil {
-		if st, err := nodes.Status(ctx); err == nil {
-			stale = max(stale, st.TTL()/2+250*time.Millisecond)
-		}
-	}
 	claimed := 0
 	for _, n := range view.Nodes {
 		if n.Role == mesh.RoleMaster && n.Online && n.Leader {
 			if n.ID != ld.ID {
-				add("warn", "leader", "master %s's heartbeat says it leads, the election key says %s (a leader change in progress?)", n.ID, ld.ID)
-				if n.AgeSeconds > stale.Seconds() {
-					// A killed leader's last heartbeat lives until its key
-					// expires: not a second leader (found by review: doctor
-					// failed every ordinary failover for seconds).
+				add("warn", "leader", "master %s's heartbeat says it leads (term %d), the election key says %s (term %d): a leader change in progress?", n.ID, n.Heartbeat.Term, ld.ID, ld.Term)
+				if n.Heartbeat.Term < ld.Term {
+					// An older term is fenced: workers refuse its
+					// commands. A killed leader's last heartbeat says so
+					// until its key expires; it is no second leader (found
+					// by review: doctor failed every ordinary failover).
 					continue
 				}
 			}
@@ -620,11 +613,6 @@ func doctorDuplicates(ctx context.Context, js jetstream.JetStream, add func(leve
 // report a warning: a worker that keeps dying crawls little and says why
 // in the agent's log.
 const agentRestartsWarn = 3
-
-// staleClaim is the least age at which a master's heartbeat, while the
-// election key names another, counts as stopped (beats come every
-// second by default; doctorLeader raises it to half the bucket's TTL).
-const staleClaim = 1500 * time.Millisecond
 
 // doctorAgent reports a host agent whose workers keep restarting.
 func doctorAgent(n clusterview.Node, add func(level, check, format string, a ...any)) {
