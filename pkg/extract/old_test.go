@@ -7,13 +7,15 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"github.com/crawlmesh/crawlmesh/pkg/htmlnav"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
 // oldExtract is pkg/fetch's extract as it was before this package (items
 // by CSS, links by follow selectors), kept to check old specs still mean
-// what they meant and to measure against.
+// what they meant and to measure against; its field text is read as
+// fields now read it (see below).
 func oldExtract(body []byte, final *url.URL, s *spec.Spec) ([]map[string]string, []string, error) {
 	doc, err := goquery.NewDocumentFromReader(bytes.NewReader(body))
 	if err != nil {
@@ -31,8 +33,13 @@ func oldExtract(body []byte, final *url.URL, s *spec.Spec) ([]map[string]string,
 				if fld.Attr != "" {
 					v, _ := sel.Attr(fld.Attr)
 					item[name] = strings.TrimSpace(v)
+				} else if sel.Length() > 0 {
+					// The text as fields now read it (htmlnav.Text: <br>
+					// and blocks separate words, script and style hold
+					// none), where goquery's Text ran words together.
+					item[name] = htmlnav.Collapse(htmlnav.Text(sel.Get(0)))
 				} else {
-					item[name] = strings.Join(strings.Fields(sel.Text()), " ")
+					item[name] = ""
 				}
 			}
 			items = append(items, item)
