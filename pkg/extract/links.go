@@ -153,14 +153,8 @@ func matchAny(globs []glob, name string) bool {
 // allowed checks a canonical URL against allowed_domains, then allow and
 // deny (regular expressions on the whole URL).
 func (r *Rules) allowed(c string) bool {
-	if len(r.domains) > 0 {
-		scheme, rest, _ := strings.Cut(c, "://")
-		// A canonical URL has no user info and always a path, so the host
-		// ends at the first '/': no second url.Parse per link.
-		host, _, _ := strings.Cut(rest, "/")
-		if !spec.DomainAllowed(r.domains, &url.URL{Scheme: scheme, Host: host}) {
-			return false
-		}
+	if _, ok := r.domainAllowed(c); !ok {
+		return false
 	}
 	if r.allow == nil && r.deny == nil {
 		return true
@@ -178,12 +172,8 @@ func (r *Rules) allowed(c string) bool {
 // links.deny ("never requested"). links.allow does not apply: it chooses
 // the links to follow, and a seed is the user's own choice.
 func (r *Rules) SeedRefused(c string) string {
-	if len(r.domains) > 0 {
-		scheme, rest, _ := strings.Cut(c, "://")
-		host, _, _ := strings.Cut(rest, "/")
-		if !spec.DomainAllowed(r.domains, &url.URL{Scheme: scheme, Host: host}) {
-			return "host " + host + " is not in allowed_domains"
-		}
+	if host, ok := r.domainAllowed(c); !ok {
+		return "host " + host + " is not in allowed_domains"
 	}
 	if r.deny != nil {
 		if p, ok := r.deny.which(c, urlnorm.Decoded(c)); ok {
@@ -191,6 +181,19 @@ func (r *Rules) SeedRefused(c string) string {
 		}
 	}
 	return ""
+}
+
+// domainAllowed says whether canonical URL c's host is in allowed_domains
+// (any host when none are given), and names the host.
+func (r *Rules) domainAllowed(c string) (string, bool) {
+	if len(r.domains) == 0 {
+		return "", true
+	}
+	scheme, rest, _ := strings.Cut(c, "://")
+	// A canonical URL has no user info and always a path, so the host
+	// ends at the first '/': no second url.Parse per link.
+	host, _, _ := strings.Cut(rest, "/")
+	return host, spec.DomainAllowed(r.domains, &url.URL{Scheme: scheme, Host: host})
 }
 
 // linkSet gathers a page's links: checked, unique, in page order.

@@ -369,7 +369,7 @@ func (s *Spec) newSpecChecks() Errors {
 			}
 		}
 		for i, raw := range s.StartURLs {
-			if p := DeniedBy(deny, raw); p != "" {
+			if p := deniedBy(deny, raw); p != "" {
 				c.add("start_urls[%d] %q: it matches links.deny %q, so it would never be requested", i, raw, p)
 			}
 		}
@@ -377,10 +377,10 @@ func (s *Spec) newSpecChecks() Errors {
 	return c.errs
 }
 
-// DeniedBy returns the pattern of deny that URL raw matches, in its
+// deniedBy returns the pattern of deny that URL raw matches, in its
 // canonical or decoded form as the crawl's link rules read it ("" for
 // none).
-func DeniedBy(deny []*regexp.Regexp, raw string) string {
+func deniedBy(deny []*regexp.Regexp, raw string) string {
 	c, err := urlnorm.Canonical(raw)
 	if err != nil {
 		return ""
