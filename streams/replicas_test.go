@@ -232,7 +232,17 @@ func TestScaleUpOfR1Assets(t *testing.T) {
 			for _, c := range d.ObjectStores {
 				_ = js.DeleteObjectStore(ctx, c.Bucket)
 			}
-			if err := streams.Ensure(ctx, js, d, streams.Options{Replicas: 1}); err != nil {
+			// A stream created again right after its deletion can meet a
+			// replica still removing the old one ("error creating store
+			// for stream", seen once in CI): the setup tries again, as a
+			// starting master does.
+			var err error
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				if err = streams.Ensure(ctx, js, d, streams.Options{Replicas: 1}); err == nil || time.Now().After(deadline) {
+					break
+				}
+			}
+			if err != nil {
 				t.Fatalf("Ensure R1: %v", err)
 			}
 			wantAll(t, replicas(t, js, d), 1)
