@@ -155,6 +155,7 @@ func ParseNew(data []byte) (*Spec, error) { return parse(data, true) }
 func parse(data []byte, applying bool) (*Spec, error) {
 	var s Spec
 	var errs Errors
+	var undecoded []string // paths whose values did not decode
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&s); err != nil {
@@ -168,6 +169,9 @@ func parse(data []byte, applying bool) (*Spec, error) {
 		aborted := false
 		for _, m := range withPaths(data, te.Errors) {
 			errs = append(errs, friendlyYAML(m))
+			if path, _, ok := strings.Cut(m, ": "); ok {
+				undecoded = append(undecoded, path)
+			}
 			// A key given twice stops the decoding of its whole mapping:
 			// what validation would say of the rest is not so.
 			aborted = aborted || strings.Contains(m, "already defined")
@@ -181,6 +185,7 @@ func parse(data []byte, applying bool) (*Spec, error) {
 	if applying {
 		verrs = append(verrs, s.newSpecChecks()...)
 	}
+	verrs = withoutPaths(verrs, undecoded)
 	// The text's tree gives mistakes their lines and fields their order:
 	// read it again only when there is either to give.
 	var root yaml.Node
@@ -392,4 +397,28 @@ func deniedBy(deny []*regexp.Regexp, raw string) string {
 		}
 	}
 	return ""
+}
+
+// withoutPaths drops the mistakes about a field whose value did not
+// decode: it is zero, and "request.timeout 0s: must be more than 0" under
+// "request.timeout: duration `abc`" would blame the user for a value they
+// never wrote.
+func withoutPaths(errs Errors, paths []string) Errors {
+	if len(paths) == 0 {
+		return errs
+	}
+	out := errs[:0:0]
+	for _, m := range errs {
+		about := false
+		for _, p := range paths {
+			if rest, ok := strings.CutPrefix(m, p); ok && (rest == "" || strings.ContainsRune(" :[.", rune(rest[0]))) {
+				about = true
+				break
+			}
+		}
+		if !about {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -101,6 +101,12 @@ func TestDurationForms(t *testing.T) {
 		!strings.Contains(err.Error(), "soon") {
 		t.Errorf("bad delay: err = %v, want one naming the value", err)
 	}
+	// A value that did not decode is one mistake, not also a zero value's.
+	_, err := spec.Parse([]byte("name: d\nstart_urls: [http://a.example/]\nrequest:\n  timeout: abc\n"))
+	var errs spec.Errors
+	if !errors.As(err, &errs) || len(errs) != 1 || !strings.Contains(errs[0], "request.timeout: line 4: duration `abc`") {
+		t.Errorf("request.timeout abc: err = %#v, want the one mistake naming the value and its line", err)
+	}
 	if _, err := spec.Parse([]byte("name: d\nstart_urls: [http://a.example/]\npoliteness: {delay: -1s}\n")); err == nil ||
 		!strings.Contains(err.Error(), "politeness.delay") {
 		t.Errorf("negative delay: err = %v, want politeness.delay refused", err)
