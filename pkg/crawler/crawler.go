@@ -63,6 +63,7 @@ type Crawler struct {
 	maxAttempts atomic.Int64 // live (SetRetry); cfg.MaxAttempts is the start's
 	backoffD    atomic.Int64 // time.Duration
 	oks         sync.Map     // crawl id -> *atomic.Int64: pages this worker finished ok (log sampling)
+	warned      sync.Map     // crawl id -> *atomic.Int64: pages with warnings this worker logged
 }
 
 // Success lines are sampled: the first logAllOK pages a worker finishes
@@ -74,7 +75,21 @@ type Crawler struct {
 const (
 	logAllOK   = 1000
 	logEveryOK = 10
+	// A success with warnings (a jq error) is logged whatever the
+	// sampling, for the first logAllWarned such pages a worker finishes
+	// in a crawl: a spec author sees why a field is missing even past
+	// the first 1,000 pages, and a spec broken on every page does not
+	// write a line a page.
+	logAllWarned = 100
 )
+
+// warnedLine says whether this success with warnings of crawl is logged
+// outside the sampling, and whether it is the crawl's first here.
+func (c *Crawler) warnedLine(crawl string) (keep, first bool) {
+	v, _ := c.warned.LoadOrStore(crawl, new(atomic.Int64))
+	n := v.(*atomic.Int64).Add(1)
+	return n <= logAllWarned, n == 1
+}
 
 // sampleOK says whether this success of crawl is logged, and how many
 // pages its line stands for.
@@ -272,9 +287,20 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	c.m.pages.WithLabelValues(t.Spider, statusClass(page.Status)).Inc()
 	c.m.items.WithLabelValues(t.Spider).Add(float64(len(page.Items)))
-	if keep, n := c.sampleOK(t.Crawl); keep {
+	keep, n := false, 0
+	if len(page.Warnings) > 0 {
+		var first bool
+		if keep, first = c.warnedLine(t.Crawl); first {
+			log.Warn("the spider's expressions failed on a page, their values are missing (crawl logs shows each such page)",
+				"url", t.URL, "warnings", page.Warnings)
+		}
+	}
+	if !keep { // a line outside the sampling stands for its page alone
+		keep, n = c.sampleOK(t.Crawl)
+	}
+	if keep {
 		c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: page.Status, Outcome: "ok",
-			Items: len(page.Items), Links: len(page.Links), Incomplete: page.Incomplete, Sampled: n}, t0)
+			Items: len(page.Items), Links: len(page.Links), Incomplete: page.Incomplete, Warnings: page.Warnings, Sampled: n}, t0)
 	}
 	c.m.outcome(t.Spider, outcomeOK)
 	_ = msg.Ack()

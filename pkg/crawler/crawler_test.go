@@ -1,11 +1,13 @@
 package crawler_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -905,5 +908,62 @@ func TestHandleItemTooLarge(t *testing.T) {
 	}
 	if le, raw := e.lastLog(t); le.Outcome != "failed" || !strings.Contains(le.Error, "item 1 is") || !strings.Contains(le.Error, "max_payload") {
 		t.Errorf("last log entry %s: want the page failed naming item 1 and max_payload", raw)
+	}
+}
+
+// A jq error on a page's data is a missing value, as a selector matching
+// nothing is; the task log says which expression failed and why, and the
+// worker logs the crawl's first such page (found by review: the value
+// was missing with no word anywhere).
+func TestHandleJQWarnings(t *testing.T) {
+	e := newEnv(t)
+	mux := http.NewServeMux()
+	for _, p := range []string{"/{$}", "/next"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"products": [{"name": "Tea", "price": 7}], "next": "/next"}`))
+		})
+	}
+	s := newSite(t, mux)
+	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, `links: {json: [.next]}
+items:
+  - json: ".products[]"
+    fields:
+      name: {json: .name}
+      price: {json: ".price | ascii_downcase"}
+`))
+	var logs bytes.Buffer
+	w := e.worker(crawler.Config{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	seeds := e.seed(t, 0, s.URL+"/")
+	w.Handle(t.Context(), e.next(t, seeds[0].ID))
+	w.Handle(t.Context(), e.next(t, ""))
+
+	items := e.results(t)
+	if len(items) != 2 || items[0].Text("name") != "Tea" || items[0].Data["price"] != nil {
+		t.Fatalf("items %+v, want 2 named Tea without a price", items)
+	}
+	var entries []mesh.LogEntry
+	err := crawlctl.ReadSubject(t.Context(), e.js, mesh.LogsStream, mesh.LogSubject(crawlID), 0, func(b []byte) error {
+		var le mesh.LogEntry
+		if err := json.Unmarshal(b, &le); err != nil {
+			return err
+		}
+		entries = append(entries, le)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"items[0].fields.price: ascii_downcase cannot be applied to: number (7)"}
+	if len(entries) != 2 {
+		t.Fatalf("log entries %+v, want 2", entries)
+	}
+	for _, le := range entries {
+		if le.Outcome != "ok" || !slices.Equal(le.Warnings, want) {
+			t.Errorf("log entry %+v, want ok with warnings %q", le, want)
+		}
+	}
+	if n := strings.Count(logs.String(), "expressions failed"); n != 1 {
+		t.Errorf("worker logged the warning %d times, want once a crawl:\n%s", n, logs.String())
 	}
 }

@@ -74,4 +74,5 @@ func (c *Crawler) ended(crawl string) {
 	c.fetch.EndCrawl(crawl)
 	c.failing.Delete(crawl)
 	c.oks.Delete(crawl)
+	c.warned.Delete(crawl)
 }

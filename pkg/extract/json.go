@@ -46,11 +46,14 @@ func (r *Rules) pageJSON(final *url.URL, body []byte) (Result, error) {
 			}
 		}
 		var elems []any
-		if err := run(ctx, ir.jq, doc, func(v any) bool { elems = append(elems, v); return true }); err != nil {
+		err := run(ctx, ir.jq, doc, func(v any) bool { elems = append(elems, v); return true }, func(err error) {
+			res.warn(fmt.Sprintf("items[%d].json", ir.index), err)
+		})
+		if err != nil {
 			return Result{}, err
 		}
 		for _, e := range elems {
-			item, ok, err := jsonItem(ctx, ir, e)
+			item, ok, err := jsonItem(ctx, ir, e, &res)
 			if err != nil {
 				return Result{}, err
 			}
@@ -62,13 +65,13 @@ func (r *Rules) pageJSON(final *url.URL, body []byte) (Result, error) {
 		}
 	}
 	links := linkSet{r: r}
-	for _, code := range r.jsonLink {
+	for i, code := range r.jsonLink {
 		err := run(ctx, code, doc, func(v any) bool {
 			if s, ok := v.(string); ok {
 				links.add(final, s)
 			}
 			return true
-		})
+		}, func(err error) { res.warn(fmt.Sprintf("links.json[%d]", i), err) })
 		if err != nil {
 			return Result{}, err
 		}
@@ -93,13 +96,15 @@ func decodeJSON(body []byte) (any, error) {
 	return v, nil
 }
 
-func jsonItem(ctx context.Context, ir *itemRule, e any) (map[string]any, bool, error) {
+func jsonItem(ctx context.Context, ir *itemRule, e any, res *Result) (map[string]any, bool, error) {
 	item := make(map[string]any, len(ir.fields))
 	for _, f := range ir.fields {
 		c := collect{f: f}
 		if f.jq == nil {
 			c.add(jsonText(e), true)
-		} else if err := run(ctx, f.jq, e, func(v any) bool { return c.add(jsonText(v), true) }); err != nil {
+		} else if err := run(ctx, f.jq, e, func(v any) bool { return c.add(jsonText(v), true) }, func(err error) {
+			res.warn(fmt.Sprintf("items[%d].fields.%s", ir.index, f.name), err)
+		}); err != nil {
 			return nil, false, err
 		}
 		v, ok := c.value(true)
@@ -115,9 +120,9 @@ func jsonItem(ctx context.Context, ir *itemRule, e any) (map[string]any, bool, e
 
 // run feeds the non-null outputs of code on v to out until it returns
 // false. A jq error ends the outputs (the data is not shaped as the
-// expression expects: like a selector matching nothing); only running out
-// of time is an error.
-func run(ctx context.Context, code *gojq.Code, v any, out func(any) bool) error {
+// expression expects: like a selector matching nothing) and goes to
+// jqErr, for the page's warnings; only running out of time is an error.
+func run(ctx context.Context, code *gojq.Code, v any, out func(any) bool, jqErr func(error)) error {
 	iter := code.RunWithContext(ctx, v)
 	for n := 0; n < maxOutputs; n++ {
 		x, ok := iter.Next()
@@ -127,6 +132,9 @@ func run(ctx context.Context, code *gojq.Code, v any, out func(any) bool) error 
 		if err, isErr := x.(error); isErr {
 			if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 				return fmt.Errorf("jq ran over %v on this page", jqTimeout)
+			}
+			if h := (*gojq.HaltError)(nil); !errors.As(err, &h) || h.Value() != nil {
+				jqErr(err) // a bare halt is a stop, not a mistake
 			}
 			return nil
 		}

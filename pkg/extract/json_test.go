@@ -189,3 +189,58 @@ func TestIsJSON(t *testing.T) {
 		}
 	}
 }
+
+// A jq error leaves the value missing, as a selector matching nothing
+// does, and says so in the page's warnings: a spec author whose field
+// never appears learns why (found by review).
+func TestJSONWarnings(t *testing.T) {
+	r := rules(t, `
+links: {json: [".next | ascii_downcase", ".links[] | halt"]}
+items:
+  - json: ".products[]"
+    fields:
+      name: {json: .name}
+      lower: {json: ".price | ascii_downcase"}
+`)
+	res := page(t, r, apiURL, "application/json", apiPage)
+	if len(res.Items) != 4 || res.Items[0]["name"] != "Tea" || res.Items[0]["lower"] != nil {
+		t.Errorf("items = %v, want 4, the first named Tea, none with lower", res.Items)
+	}
+	// One warning per expression and page, the first element's error.
+	want := []string{
+		"items[0].fields.lower: ascii_downcase cannot be applied to: number (12.50)",
+		`items[0].fields.name: expected an object but got: string ("odd")`,
+	}
+	if !reflect.DeepEqual(res.Warnings, want) {
+		t.Errorf("warnings = %q, want %q", res.Warnings, want)
+	}
+
+	r = rules(t, `
+links: {json: [".next | ascii_downcase", ".links[] | halt", ".next | 1 + ."]}
+items:
+  - json: ".products[] | .x.y"
+    fields:
+      k: {json: .}
+  - json: ".products[]"
+    fields:
+      a: {json: ".a | error(\"bad a\")"}
+`)
+	res = page(t, r, apiURL, "application/json", apiPage)
+	want = []string{"items[0].json: ", "items[1].fields.a: ", "links.json[2]: "}
+	if len(res.Warnings) != 3 {
+		t.Fatalf("warnings = %q, want 3 (the cap)", res.Warnings)
+	}
+	for i, p := range want {
+		if !strings.HasPrefix(res.Warnings[i], p) {
+			t.Errorf("warning %d = %q, want it to start %q", i, res.Warnings[i], p)
+		}
+	}
+	if !strings.Contains(res.Warnings[1], "bad a") {
+		t.Errorf("warning = %q, want the expression's own error text", res.Warnings[1])
+	}
+	for _, w := range res.Warnings {
+		if strings.Contains(w, "halt") {
+			t.Errorf("warning %q: a bare halt is a stop, not a mistake", w)
+		}
+	}
+}

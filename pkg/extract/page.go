@@ -16,6 +16,28 @@ type Result struct {
 	Links []string
 	// Incomplete counts elements dropped for lacking a required field.
 	Incomplete int
+	// Warnings are the spec's expressions that failed on this page's data
+	// (a jq error such as ascii_downcase of a number): the first error of
+	// each, for at most maxWarnings expressions. What they would have
+	// given is missing, as when a selector matches nothing; the warning
+	// says why.
+	Warnings []string
+}
+
+const maxWarnings = 3
+
+// warn records err of the expression at where (items[0].fields.price),
+// unless that expression has a warning already.
+func (r *Result) warn(where string, err error) {
+	if len(r.Warnings) >= maxWarnings {
+		return
+	}
+	for _, have := range r.Warnings {
+		if strings.HasPrefix(have, where+": ") {
+			return
+		}
+	}
+	r.Warnings = append(r.Warnings, where+": "+err.Error())
 }
 
 // IsJSON reports whether a Content-Type is JSON: application/json, the

@@ -30,6 +30,7 @@ type Rules struct {
 }
 
 type itemRule struct {
+	index  int    // in the spec's items: names the rule in warnings
 	kind   string // spec.KindCSS, KindXPath or KindJSON
 	css    cascadia.SelectorGroup
 	xpath  *xpathExpr
@@ -100,8 +101,8 @@ func Compile(s *spec.Spec) (*Rules, error) {
 		r.strip = compileGlobs(l.StripQuery)
 	}
 	r.html, r.json = len(r.follow) > 0, len(r.jsonLink) > 0
-	for _, it := range s.Items {
-		ir := &itemRule{kind: it.Kind()}
+	for i, it := range s.Items {
+		ir := &itemRule{index: i, kind: it.Kind()}
 		switch ir.kind {
 		case spec.KindCSS:
 			ir.css, r.html = css(it.Selector), true

@@ -135,6 +135,7 @@ type Page struct {
 	Items      []map[string]any // values: string or []string
 	Links      []string         // canonical, allowed, unique, in page order
 	Incomplete int              // elements dropped for lacking a required field
+	Warnings   []string         // the spec's expressions that failed on this page's data
 	// Raw is the page for a programmable spider (script, command), which
 	// the caller runs; Items and Links are then empty.
 	Raw *spiderproto.Page

@@ -232,7 +232,7 @@ func (c *call) page(ctx context.Context, resp *response, final *url.URL, rules *
 	if err != nil {
 		return nil, &Error{Status: status, Reason: "parse", Err: err}
 	}
-	page.Items, page.Links, page.Incomplete = res.Items, res.Links, res.Incomplete
+	page.Items, page.Links, page.Incomplete, page.Warnings = res.Items, res.Links, res.Incomplete, res.Warnings
 	return page, nil
 }
 

@@ -190,9 +190,13 @@ type LogEntry struct {
 	Links   int       `json:"links,omitempty"`
 	// Incomplete counts elements that were not items for lacking a
 	// required field.
-	Incomplete int     `json:"incomplete,omitempty"`
-	Sitemaps   int     `json:"sitemaps,omitempty"` // child sitemaps a sitemap task listed
-	Duration   float64 `json:"duration_seconds"`
+	Incomplete int `json:"incomplete,omitempty"`
+	// Warnings are the spec's expressions that failed on the page's data
+	// ("items[0].fields.price: ascii_downcase cannot be applied to: number
+	// (7)"): their values are missing.
+	Warnings []string `json:"warnings,omitempty"`
+	Sitemaps int      `json:"sitemaps,omitempty"` // child sitemaps a sitemap task listed
+	Duration float64  `json:"duration_seconds"`
 	// Sampled, on an "ok" line, is the number of successful pages the line
 	// stands for: past its first 1,000 successes in a crawl a worker logs
 	// one success in 10. Other outcomes are never sampled.

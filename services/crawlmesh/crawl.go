@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -418,6 +419,9 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 		}
 		if e.Error != "" {
 			line += " (" + e.Error + ")"
+		}
+		if len(e.Warnings) > 0 {
+			line += " (missing values: " + strings.Join(e.Warnings, "; ") + ")"
 		}
 		if e.Sampled > 1 {
 			line += fmt.Sprintf(" (one line for %d successes)", e.Sampled)
