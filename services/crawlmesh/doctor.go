@@ -83,11 +83,14 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 	defer nc.Close()
 	add("ok", "nats", "connected to %s (server %s)", natsconn.Redact(nc.ConnectedUrl()), nc.ConnectedServerVersion())
 	if ai, err := js.AccountInfo(ctx); err == nil {
+		// The account's limits: a server's max_file_store and max_memory_store
+		// bound it too, but only the system account can read those, so no
+		// account limit is not "unlimited" (found by review).
 		lim := func(v int64) string {
 			if v < 0 {
-				return "unlimited"
+				return "no account limit (the servers' own JetStream limits apply)"
 			}
-			return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20))
+			return fmt.Sprintf("the account's %.1f MiB", float64(v)/(1<<20))
 		}
 		add("ok", "jetstream", "enabled; storage %.1f MiB used of %s, memory %.1f MiB of %s, %d streams",
 			float64(ai.Store)/(1<<20), lim(ai.Limits.MaxStore), float64(ai.Memory)/(1<<20), lim(ai.Limits.MaxMemory), ai.Streams)
