@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"github.com/crawlmesh/crawlmesh/streams"
+	"github.com/crawlmesh/crawlmesh/streams/streamstest"
 )
 
 // deadNATS returns n NATS URLs on loopback ports nothing listens on: a
@@ -389,5 +392,35 @@ func TestDoctorElectionBucketOnly(t *testing.T) {
 	out, errOut, _ := runCLI(t, nil, "doctor", "--nats", s.ClientURL())
 	if !strings.Contains(out, "a master is setting up the mesh's streams and buckets (only bucket election") || strings.Contains(out, "deleted?") {
 		t.Errorf("doctor with bucket election alone:\n%s%s", out, errOut)
+	}
+}
+
+// spider ls shows a spider's first start URL and how many more (a spec
+// may hold thousands), -o wide every one, and names on stderr a stored
+// spider that cannot be read rather than leaving it out unsaid.
+func TestSpiderListStartURLs(t *testing.T) {
+	nc, js := streamstest.Start(t, streams.Options{})
+	url := nc.ConnectedUrl()
+	kv := streamstest.Bucket(t, js, mesh.SpidersBucket)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "many.yaml")
+	if err := os.WriteFile(file, []byte("name: many\nstart_urls: [http://a.example/, http://a.example/2, http://a.example/3]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := runCLI(t, nil, "spider", "apply", "-f", file, "--nats", url); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	if _, err := kv.Put(t.Context(), "broken", []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, nil, "spider", "ls", "--nats", url)
+	if code != 0 || !strings.Contains(out, "http://a.example/ (+2 more)") || strings.Contains(out, "a.example/3") {
+		t.Errorf("spider ls: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(errOut, "spider broken cannot be read") {
+		t.Errorf("spider ls stderr %q, want the unreadable spider named", errOut)
+	}
+	if out, _, _ := runCLI(t, nil, "spider", "ls", "-o", "wide", "--nats", url); !strings.Contains(out, "http://a.example/ http://a.example/2 http://a.example/3") {
+		t.Errorf("spider ls -o wide:\n%s", out)
 	}
 }

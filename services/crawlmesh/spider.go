@@ -131,9 +131,14 @@ func spiderList(ctx context.Context, c *cli, f *clientFlags, kv jetstream.KeyVal
 		if err != nil {
 			continue
 		}
-		if s, err := spec.Parse(e.Value()); err == nil {
-			specs = append(specs, s)
+		s, err := spec.Parse(e.Value())
+		if err != nil {
+			// Listed on stderr, not dropped: a spider that vanished from
+			// the list would be a mystery (its crawls cannot start).
+			fmt.Fprintf(c.stderr, "spider %s cannot be read: %v\n", k, err)
+			continue
 		}
+		specs = append(specs, s)
 	}
 	if f.output == "json" {
 		return writeJSON(c.stdout, specs)
@@ -141,9 +146,21 @@ func spiderList(ctx context.Context, c *cli, f *clientFlags, kv jetstream.KeyVal
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTART URLS\tMAX DEPTH\tMAX PAGES\tSCHEDULE")
 	for _, s := range specs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", s.Name, strings.Join(s.StartURLs, " "), s.MaxDepth, s.MaxPages, s.Schedule)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", s.Name, startURLs(s.StartURLs, f.output == "wide"), s.MaxDepth, s.MaxPages, s.Schedule)
 	}
 	return tw.Flush()
+}
+
+// startURLs is a spider's start URLs for a listing: the first and how
+// many more (a spec may hold thousands), or with wide all of them.
+func startURLs(urls []string, wide bool) string {
+	switch {
+	case len(urls) == 0:
+		return "-"
+	case wide || len(urls) == 1:
+		return strings.Join(urls, " ")
+	}
+	return fmt.Sprintf("%s (+%d more)", urls[0], len(urls)-1)
 }
 
 // session is a connection with one bucket the master created open.
