@@ -6,10 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
+	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 )
 
@@ -38,4 +43,34 @@ func ApplySpider(ctx context.Context, kv jetstream.KeyValue, s *spec.Spec) (rev 
 		return 0, false, fmt.Errorf("store spider %s: %w", s.Name, err)
 	}
 	return rev, true, nil
+}
+
+// GoSpiderWarning says when spider s names a Go spider (go:) that no
+// online worker has compiled in, among workers that list theirs (older
+// versions do not): its crawls would fail every page. "" when it is
+// fine or cannot be told. A warning, not a refusal: a worker built with
+// it may start later.
+func GoSpiderWarning(s *spec.Spec, nodes []clusterview.Node) string {
+	if s.Go == "" {
+		return ""
+	}
+	have := map[string]bool{}
+	listed := 0
+	for _, n := range nodes {
+		if n.Role != mesh.RoleWorker || !n.Online || n.Heartbeat.GoSpiders == nil {
+			continue
+		}
+		listed++
+		for _, g := range n.Heartbeat.GoSpiders {
+			if g == s.Go {
+				return ""
+			}
+			have[g] = true
+		}
+	}
+	if listed == 0 {
+		return ""
+	}
+	return fmt.Sprintf("no online worker has the Go spider %q (they have: %s): its crawls fail until a worker built with it runs",
+		s.Go, strings.Join(slices.Sorted(maps.Keys(have)), ", "))
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
@@ -84,5 +85,34 @@ links: {deny: ["/cart"]}
 	}
 	if _, err := e.ctl.Start(t.Context(), "only"); err == nil || !strings.Contains(err.Error(), "nothing to crawl") {
 		t.Errorf("start of a spider whose only start URL is denied: %v", err)
+	}
+}
+
+// GoSpiderWarning warns only when online workers list their Go spiders
+// and none has the spec's: workers of older versions list none, and an
+// offline worker's list says nothing of now.
+func TestGoSpiderWarning(t *testing.T) {
+	w := func(id string, online bool, goSpiders ...string) clusterview.Node {
+		return clusterview.Node{ID: id, Role: mesh.RoleWorker, Online: online, Heartbeat: mesh.Heartbeat{GoSpiders: goSpiders}}
+	}
+	s := &spec.Spec{Name: "s", Go: "titels"}
+	for _, c := range []struct {
+		name  string
+		nodes []clusterview.Node
+		want  string
+	}{
+		{"no workers", nil, ""},
+		{"older workers list none", []clusterview.Node{w("w1", true)}, ""},
+		{"one has it", []clusterview.Node{w("w1", true, "titles"), w("w2", true, "titels")}, ""},
+		{"only an offline one has it", []clusterview.Node{w("w1", true, "titles", "prices"), w("w2", false, "titels")},
+			`no online worker has the Go spider "titels" (they have: prices, titles)`},
+	} {
+		got := crawlctl.GoSpiderWarning(s, c.nodes)
+		if !strings.HasPrefix(got, c.want) || (c.want == "") != (got == "") {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+	if got := crawlctl.GoSpiderWarning(&spec.Spec{Name: "d"}, []clusterview.Node{w("w1", true, "titles")}); got != "" {
+		t.Errorf("declarative spec: %q", got)
 	}
 }

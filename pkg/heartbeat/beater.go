@@ -48,6 +48,8 @@ type Status struct {
 	Config *mesh.NodeConfig
 	// Partitions is how many work-queue partitions a worker pulls from.
 	Partitions int
+	// GoSpiders are a worker's compiled-in Go spiders.
+	GoSpiders []string
 }
 
 // Beater owns one node's heartbeat key.
@@ -169,7 +171,7 @@ func (b *Beater) value() []byte {
 		Role: b.role, Version: mesh.Version, State: s.State, Leader: s.Leader, Term: s.Term,
 		StartedAt: b.started, ActiveTasks: s.ActiveTasks, Capacity: s.Capacity,
 		Instance: b.instance, PID: os.Getpid(), Agent: b.agent, Children: s.Children, Config: s.Config,
-		Partitions: s.Partitions,
+		Partitions: s.Partitions, GoSpiders: s.GoSpiders,
 	}
 	v, _ := json.Marshal(hb) // cannot fail: plain fields
 	return v

@@ -196,7 +196,11 @@ func (a *api) spiderApply(w http.ResponseWriter, r *http.Request) {
 	if changed {
 		a.cfg.Log.Info("spider applied over HTTP", "spider", s.Name, "revision", rev, "remote", r.RemoteAddr)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"name": s.Name, "revision": rev, "changed": changed})
+	out := map[string]any{"name": s.Name, "revision": rev, "changed": changed}
+	if warn := crawlctl.GoSpiderWarning(s, a.cfg.Nodes()); warn != "" {
+		out["warning"] = warn
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *api) spiderDelete(w http.ResponseWriter, r *http.Request) {

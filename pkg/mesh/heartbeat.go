@@ -36,6 +36,9 @@ type Heartbeat struct {
 	// Agent is the id of the host agent that runs this worker ("" for a
 	// worker started by other means).
 	Agent string `json:"agent,omitempty"`
+	// GoSpiders are the spiders written in Go that a worker has compiled
+	// in (spec field go:), sorted; spider apply warns of one no worker has.
+	GoSpiders []string `json:"go_spiders,omitempty"`
 	// Children are an agent's worker processes (role agent only).
 	Children []Child `json:"children,omitempty"`
 	// Config is the node's effective cluster configuration (bucket

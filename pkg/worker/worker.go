@@ -38,6 +38,8 @@ type Config struct {
 	// Agent is the id of the host agent that started this worker, carried
 	// in its heartbeat; "" when none did.
 	Agent string
+	// GoSpiders names the Go spiders this worker has, for its heartbeat.
+	GoSpiders []string
 	// Drain, when closed, drains the worker as the drain command does: a
 	// host agent asks its children so without NATS permissions of its own.
 	Drain <-chan struct{}
@@ -137,7 +139,7 @@ func (w *Worker) registerMetrics(r prometheus.Registerer) {
 func (w *Worker) status() heartbeat.Status {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := heartbeat.Status{State: w.state, ActiveTasks: w.active, Capacity: w.concurrency, Partitions: w.partitions}
+	st := heartbeat.Status{State: w.state, ActiveTasks: w.active, Capacity: w.concurrency, Partitions: w.partitions, GoSpiders: w.cfg.GoSpiders}
 	if w.cfg.Config != nil {
 		st.Config = w.cfg.Config.Status()
 	}

@@ -415,6 +415,27 @@ max_depth: 1
 	if out := strings.TrimSpace(m.mustCLI("throttle", "ls", "-o", "json")); out != "[]" {
 		t.Errorf("throttle ls -o json with none: %q, want []", out)
 	}
+
+	// A Go spider no worker has (a typo) is stored with a warning that
+	// names what the workers have; the one they have gets none.
+	apply := func(goName string) string {
+		f := filepath.Join(t.TempDir(), "spec.yaml")
+		if err := os.WriteFile(f, []byte("name: typo\ngo: "+goName+"\nstart_urls: [\""+site.srv.URL+"/\"]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, code := m.cli("spider", "apply", "-f", f)
+		if code != 0 {
+			t.Fatalf("spider apply go: %s: exit %d\n%s", goName, code, errOut)
+		}
+		return errOut
+	}
+	if errOut := apply("titels"); !strings.Contains(errOut, `warning: no online worker has the Go spider "titels" (they have: `) ||
+		!strings.Contains(errOut, "titles") {
+		t.Errorf("spider apply of go: titels said %q, want a warning naming the workers' Go spiders", errOut)
+	}
+	if errOut := apply("titles"); strings.Contains(errOut, "warning") {
+		t.Errorf("spider apply of go: titles said %q, want no warning", errOut)
+	}
 }
 
 // TestCrawlWaitAcrossNATSRestart: crawl wait keeps going while NATS is

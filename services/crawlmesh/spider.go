@@ -114,9 +114,16 @@ func spiderApply(ctx context.Context, c *cli, f *clientFlags, file string) error
 	}
 	if !changed {
 		fmt.Fprintf(c.stderr, "spider %s unchanged (revision %d)\n", s.Name, rev)
-		return nil
+	} else {
+		fmt.Fprintf(c.stderr, "spider %s applied (revision %d)\n", s.Name, rev)
 	}
-	fmt.Fprintf(c.stderr, "spider %s applied (revision %d)\n", s.Name, rev)
+	if s.Go != "" {
+		if view, err := fetchNodes(ctx, sess.nc, sess.js, f.timeout); err == nil {
+			if w := crawlctl.GoSpiderWarning(s, view.Nodes); w != "" {
+				fmt.Fprintf(c.stderr, "warning: %s\n", w)
+			}
+		}
+	}
 	return nil
 }
 

@@ -771,7 +771,9 @@ function init() {
     showSpecErrors([]);
     try {
       const r = await act('POST', 'spiders', $('#spec-yaml').value, 'application/yaml');
-      say('Spider ' + r.name + ' applied (revision ' + r.revision + ').');
+      const what = r.changed === false ? ' unchanged' : ' applied';
+      if (r.warning) say('Spider ' + r.name + what + ' (revision ' + r.revision + '), but ' + r.warning + '.', true);
+      else say('Spider ' + r.name + what + ' (revision ' + r.revision + ').');
       spidersLoaded = 0;
       refresh();
     } catch (e) {

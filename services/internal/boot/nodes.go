@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -196,7 +198,8 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 	w, err = worker.New(env.NC, env.Nodes, worker.Config{
 		ID: n.ID, Concurrency: eff.Int(clusterconfig.Concurrency), HeartbeatInterval: n.HeartbeatInterval, HeartbeatTTL: n.HeartbeatTTL,
 		Clock: n.Clock(), Log: env.Log, Registerer: env.Reg, Tasks: tasks, Agent: o.Agent, Drain: o.Drain,
-		Paused: eff.Bool(clusterconfig.Paused), Config: cw,
+		GoSpiders: slices.Sorted(maps.Keys(goSpiders)),
+		Paused:    eff.Bool(clusterconfig.Paused), Config: cw,
 		Apply: func(e clusterconfig.Effective) []error {
 			setLevel(n, e)
 			liveMu.Lock()
