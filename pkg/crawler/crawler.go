@@ -64,6 +64,31 @@ type Crawler struct {
 	backoffD    atomic.Int64 // time.Duration
 	oks         sync.Map     // crawl id -> *atomic.Int64: pages this worker finished ok (log sampling)
 	warned      sync.Map     // crawl id -> *atomic.Int64: pages with warnings this worker logged
+	running     sync.Map     // crawl id -> *runScope: ends when the crawl stops running
+}
+
+// runScope is done once its crawl stops running on this worker (the
+// crawls cache saw it end): its tasks waiting for a host's turn stop
+// waiting at once.
+type runScope struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// whileRunning returns ctx, cut short should crawl stop running. Found by
+// review: after a cancel, a crawl's tasks still waited their host's turn,
+// one delay each (long after 503s had slowed the host), holding every
+// task the workers could pull, and other crawls fetched nothing for
+// minutes.
+func (c *Crawler) whileRunning(ctx context.Context, crawl string) (context.Context, context.CancelFunc) {
+	v, ok := c.running.Load(crawl)
+	if !ok {
+		sctx, cancel := context.WithCancel(context.Background())
+		v, _ = c.running.LoadOrStore(crawl, &runScope{ctx: sctx, cancel: cancel})
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(v.(*runScope).ctx, cancel)
+	return tctx, func() { stop(); cancel() }
 }
 
 // Success lines are sampled: the first logAllOK pages a worker finishes
@@ -197,21 +222,52 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	stop := c.keepAlive(msg)
 	lim := c.limits(cr)
 	gate := c.gate(lim)
+	// The waits for the host's turn (Prepare's requests and the page's
+	// permit) last only while the crawl runs.
+	wctx, endWait := c.whileRunning(ctx, t.Crawl)
+	defer endWait()
+	if now, err := c.crawls.Get(ctx, t.Crawl); err == nil && now != cached && now.State != mesh.CrawlRunning {
+		// It ended before its scope was made, which nothing will end now.
+		if v, ok := c.running.LoadAndDelete(t.Crawl); ok {
+			v.(*runScope).cancel()
+		}
+		stop()
+		c.drop(ctx, msg, t, attempt, "crawl "+now.State, t0)
+		return
+	}
+	ended := func() (string, bool) {
+		if ctx.Err() != nil || wctx.Err() == nil {
+			return "", false
+		}
+		state := "ended"
+		if now, err := c.crawls.Get(ctx, t.Crawl); err == nil && now.State != mesh.CrawlRunning {
+			state = now.State
+		}
+		return "crawl " + state + " while its task waited for the host", true
+	}
 	// Prepare (robots.txt, login) goes before the page's permit: its own
 	// requests take their permits from gate, so parallelism 1 never waits
 	// on itself.
-	delay, perr := c.fetch.Prepare(ctx, cr.Parsed, t.Crawl, t.URL, gate)
+	delay, perr := c.fetch.Prepare(wctx, cr.Parsed, t.Crawl, t.URL, gate)
 	if perr != nil {
 		stop()
+		if why, ok := ended(); ok {
+			c.drop(ctx, msg, t, attempt, why, t0)
+			return
+		}
 		c.failed(ctx, msg, t, attempt, perr, t0)
 		return
 	}
 	if delay > lim.Delay {
 		lim.Delay = delay
 	}
-	permit, err := c.take(ctx, t, *lim)
+	permit, err := c.take(wctx, t, *lim)
 	if err != nil {
 		stop()
+		if why, ok := ended(); ok {
+			c.drop(ctx, msg, t, attempt, why, t0)
+			return
+		}
 		if c.stopping(ctx, msg, t, attempt) { // someone else takes it at once
 			return
 		}

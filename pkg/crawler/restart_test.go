@@ -2,13 +2,16 @@ package crawler_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
+	"github.com/crawlmesh/crawlmesh/pkg/fetch"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/pkg/natstest"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 	"github.com/crawlmesh/crawlmesh/streams/streamstest"
 )
@@ -151,4 +154,51 @@ func TestHandBackSpendsNoAttempt(t *testing.T) {
 	if n := s.hitsOf("/"); n != 1 {
 		t.Errorf("the page was requested %d times, want 1", n)
 	}
+}
+
+// Tasks waiting for their host's turn stop waiting when their crawl is
+// cancelled: they are dropped at once. Found by review: they waited one
+// politeness delay each (long after 503s had slowed the host), holding
+// every task the workers could pull, so other crawls fetched nothing for
+// minutes.
+func TestHandleCancelledWhileWaitingForHost(t *testing.T) {
+	e := newEnv(t)
+	s := shop(t)
+	sp := s.spec(t, shopRules+"politeness: {robots_txt: false, delay: 30s}\n")
+	e.putCrawl(t, mesh.CrawlRunning, sp)
+	seeds := e.seed(t, 0, s.URL+"/", s.URL+"/a", s.URL+"/b")
+	ctx, cancel := context.WithCancel(t.Context())
+	crawls := crawler.NewCrawls(e.crawls, nil)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = crawls.Run(ctx) })
+	defer wg.Wait()
+	defer cancel()
+	if _, err := crawls.Get(ctx, crawlID); err != nil { // known as running
+		t.Fatal(err)
+	}
+	gate := politeness.New(streamstest.Bucket(t, e.js, mesh.HostsBucket), streamstest.Bucket(t, e.js, mesh.ThrottleBucket), "w1", 10*time.Second, nil)
+	w := crawler.New(e.js, e.seen, crawls, fetch.New(fetch.Config{}, nil), crawler.Config{Node: "w1", Gate: gate})
+	var handlers sync.WaitGroup
+	for range seeds {
+		m := e.next(t, "")
+		handlers.Go(func() { w.Handle(ctx, m) })
+	}
+	natstest.Eventually(t, 10*time.Second, "the first page fetched", func() bool { return s.total() == 1 })
+	e.putCrawl(t, mesh.CrawlCancelled, sp)
+	done := make(chan struct{})
+	go func() { handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second): // each waits 30 s and 60 s for its turn otherwise
+		cancel()
+		<-done
+		t.Fatal("tasks of the cancelled crawl still waited for their host's turn 15 s after the cancel")
+	}
+	if n := s.total(); n != 1 {
+		t.Errorf("%d requests, want 1: the others' crawl was cancelled while they waited", n)
+	}
+	if d := e.counter(t, mesh.StatDropped); d != 2 {
+		t.Errorf("dropped = %d, want the 2 waiting tasks", d)
+	}
+	e.pendingIs(t, 0)
 }
