@@ -92,7 +92,8 @@ func readBucket[T any](a *api, bucket string, read func(context.Context, jetstre
 }
 
 // entries is every value of kv that decode takes, in key order; keys
-// deleted meanwhile and values decode refuses are left out.
+// deleted meanwhile and values decode refuses are left out. Any other
+// failure to read a key is an error, not a shorter list served as whole.
 func entries[T any](ctx context.Context, kv jetstream.KeyValue, decode func(jetstream.KeyValueEntry) (T, bool)) ([]T, error) {
 	ks, err := keys(ctx, kv)
 	if err != nil {
@@ -101,8 +102,11 @@ func entries[T any](ctx context.Context, kv jetstream.KeyValue, decode func(jets
 	out := []T{}
 	for _, k := range ks {
 		e, err := kv.Get(ctx, k)
-		if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", k, err)
 		}
 		if v, ok := decode(e); ok {
 			out = append(out, v)
