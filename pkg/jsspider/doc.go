@@ -67,8 +67,11 @@
 //     which it grows by more than [Options.MaxHeap] (default 256 MiB) is
 //     interrupted and fails with "script exceeded the memory limit (256
 //     MiB) on URL"; its runtime is dropped, so the memory is freed by the
-//     next GC. A parse seen over its budget is confirmed by a GC first
-//     (garbage does not count against it), and one parse is stopped a
+//     next GC (a parse that starts with more than the budget unswept since
+//     the last GC runs one first, so a runaway's garbage does not loosen
+//     its retry's bound). A parse seen over its budget is confirmed by a
+//     GC first (garbage does not count against it) unless the heap grows
+//     by twice the budget before that GC ends, and one parse is stopped a
 //     tick, the one running longest; the others are measured afresh from
 //     then on. Limits, honestly: it cannot tell whose memory grew, so a
 //     parse that started before a runaway one and is still running when

@@ -17,14 +17,32 @@ const memTick = 5 * time.Millisecond
 // its start, and the process died out of memory.
 const heapMetric = "/memory/classes/heap/objects:bytes"
 
+// markedMetric is the heap the last GC found live.
+const markedMetric = "/gc/heap/live:bytes"
+
 // liveHeap is the heap's objects now (see heapMetric).
-func liveHeap() uint64 {
-	s := []metrics.Sample{{Name: heapMetric}}
+func liveHeap() uint64 { return readUint(heapMetric) }
+
+func readUint(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0
 	}
 	return s[0].Value.Uint64()
+}
+
+// baseline is the heap a parse starts from. Garbage not yet swept would
+// raise it: a runaway's 2 GiB string, stopped a moment ago, let the retry
+// of its page grow by 2 GiB more and succeed (found by review, the worker
+// at 4.7 GB). So when the heap holds more than budget since the last GC,
+// a GC comes first; a worker's ordinary garbage stays far below it.
+func baseline(budget uint64) uint64 {
+	if now := liveHeap(); now <= readUint(markedMetric)+budget {
+		return now
+	}
+	runtime.GC()
+	return liveHeap()
 }
 
 // watch is one running parse as the memory watchdog sees it.
@@ -47,7 +65,7 @@ var memWatch struct {
 // now; over is called if the live heap grows past it. The returned
 // function unregisters it.
 func watchHeap(budget uint64, over func()) (stop func()) {
-	w := &watch{base: liveHeap(), budget: budget, over: over, start: time.Now()}
+	w := &watch{base: baseline(budget), budget: budget, over: over, start: time.Now()}
 	memWatch.mu.Lock()
 	if memWatch.active == nil {
 		memWatch.active = make(map[*watch]struct{})
@@ -68,13 +86,24 @@ func watchHeap(budget uint64, over func()) (stop func()) {
 func watchLoop() {
 	t := time.NewTicker(memTick)
 	defer t.Stop()
-	collected := false
+	var gcDone chan struct{} // a confirming GC runs until closed
+	confirmed := false       // the last tick's overrun outlived a GC
 	for range t.C {
+		if gcDone != nil {
+			select {
+			case <-gcDone:
+				gcDone, confirmed = nil, true
+			default:
+			}
+		}
 		live := liveHeap()
 		memWatch.mu.Lock()
 		if len(memWatch.active) == 0 {
 			memWatch.running = false
 			memWatch.mu.Unlock()
+			if gcDone != nil {
+				<-gcDone // the GC goroutine ends with the watchdog
+			}
 			return
 		}
 		// The heap is the process's: every parse running sees what any of
@@ -86,20 +115,27 @@ func watchLoop() {
 		// milliseconds). The others are measured from then on: the real
 		// culprit exceeds its budget again. Stopping every parse over it
 		// took sound pages beside a hoarding one to the dead letters.
+		//
+		// The GC runs beside the watch: a heap that grows by twice the
+		// budget before it ends is not garbage, and is stopped then.
+		// Waiting for the GC (seconds with a heap of gigabytes) let a
+		// doubling string double twice more, and the worker reach 4.7 GB
+		// (found by review).
 		var victim *watch
 		for w := range memWatch.active {
 			if !w.fired && live > w.base && live-w.base > w.budget && (victim == nil || w.start.Before(victim.start)) {
 				victim = w
 			}
 		}
-		if victim != nil && !collected {
-			memWatch.mu.Unlock()
-			runtime.GC()
-			collected = true
-			continue // judged again on the next tick, on the heap the GC left
+		fire := victim != nil && (confirmed || live-victim.base > 2*victim.budget)
+		if victim != nil && !fire && gcDone == nil {
+			gcDone = make(chan struct{})
+			go func(done chan struct{}) { runtime.GC(); close(done) }(gcDone)
 		}
-		collected = false
-		if victim != nil {
+		if victim == nil || fire {
+			confirmed = false
+		}
+		if fire {
 			victim.fired = true
 			// Under the lock: once watchHeap's stop returns, over is
 			// never called, so a reused runtime is never hit.
