@@ -138,9 +138,7 @@ func (v *View) apply(e jetstream.KeyValueEntry) {
 	n := v.nodes[e.Key()]
 	if e.Operation() != jetstream.KeyValuePut {
 		if n != nil && n.Online {
-			n.Online = false
-			t := now
-			n.OfflineSince = &t
+			n.offline(now)
 			v.log.Info("node offline", "node", n.ID, "role", n.Role, "rev", e.Revision())
 		}
 		return
@@ -164,6 +162,18 @@ func (v *View) apply(e jetstream.KeyValueEntry) {
 	n.SkewSeconds = hb.UpdateTS.Sub(e.Created()).Seconds()
 }
 
+// StateOffline is the state of a node whose heartbeat expired.
+const StateOffline = "offline"
+
+// offline marks n offline. A dead node leads nothing, runs nothing and
+// holds no task: its last heartbeat (n.Heartbeat) says what it did. Found
+// by review: the console, the API and crawlmesh_node_leader showed a
+// killed leader as leader and running beside the new one.
+func (n *Node) offline(now time.Time) {
+	n.Online, n.OfflineSince = false, &now
+	n.Leader, n.State, n.ActiveTasks = false, StateOffline, 0
+}
+
 // endSnapshot turns offline the nodes the view held online that the fresh
 // snapshot no longer has (they expired while no watch ran).
 func (v *View) endSnapshot(seen map[string]bool) {
@@ -171,9 +181,7 @@ func (v *View) endSnapshot(seen map[string]bool) {
 	v.mu.Lock()
 	for id, n := range v.nodes {
 		if n.Online && !seen[id] {
-			n.Online = false
-			t := now
-			n.OfflineSince = &t
+			n.offline(now)
 			v.log.Info("node offline", "node", id, "role", n.Role)
 		}
 	}
@@ -222,9 +230,7 @@ func (v *View) verify(ctx context.Context) {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			v.mu.Lock()
 			if n := v.nodes[id]; n != nil && n.Online && v.now().Sub(n.seen) > v.stale {
-				n.Online = false
-				t := v.now()
-				n.OfflineSince = &t
+				n.offline(v.now())
 				v.log.Info("node offline", "node", id, "role", n.Role, "why", "its key is gone; the watch did not say so")
 			}
 			v.mu.Unlock()

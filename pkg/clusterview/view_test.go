@@ -2,6 +2,7 @@ package clusterview_test
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"testing"
 	"time"
@@ -431,5 +432,35 @@ func TestMissedExpiryNoticed(t *testing.T) {
 	time.Sleep(3 * ttl)
 	if n, ok := node(v, "w2"); !ok || !n.Online {
 		t.Errorf("a beating node %+v went offline", n)
+	}
+}
+
+// A node gone offline leads nothing, runs nothing and holds no task; its
+// last heartbeat still says what it did. Found by review: the console,
+// the API and crawlmesh_node_leader showed a killed leader as leader and
+// running beside the new one.
+func TestOfflineNodeLeadsNothing(t *testing.T) {
+	kv := nodesKV(t)
+	v := startView(t, kv)
+	hb, _ := json.Marshal(mesh.Heartbeat{Key: "m1", Role: mesh.RoleMaster, Leader: true, Term: 3, State: mesh.StateRunning,
+		ActiveTasks: 5, UpdateTS: time.Now().UTC()})
+	if _, err := kv.Put(t.Context(), "m1", hb); err != nil {
+		t.Fatal(err)
+	}
+	if n := waitOnline(t, v, "m1"); !n.Leader || n.ActiveTasks != 5 {
+		t.Fatalf("online: %+v", n)
+	}
+	if err := kv.Delete(t.Context(), "m1"); err != nil {
+		t.Fatal(err)
+	}
+	n := waitOffline(t, v, "m1", 3*time.Second)
+	if n.Leader || n.State != clusterview.StateOffline || n.ActiveTasks != 0 || !n.Heartbeat.Leader {
+		t.Errorf("offline: leader %v, state %q, active %d, last heartbeat's leader %v; want false, offline, 0, true",
+			n.Leader, n.State, n.ActiveTasks, n.Heartbeat.Leader)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(v)
+	if got, ok := gauge(t, reg, "crawlmesh_node_leader", map[string]string{"node": "m1"}); !ok || got != 0 {
+		t.Errorf("crawlmesh_node_leader{node=m1} = %v (present %v), want 0", got, ok)
 	}
 }

@@ -107,8 +107,10 @@ func (a *api) authorised(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, "state-changing API disabled: start the master with --api-token-file (or CRAWLMESH_API_TOKEN)")
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.Token)) != 1 {
+		// The scheme is case-insensitive (RFC 9110, 11.1): "bearer" too.
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer")
+		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.cfg.Token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="crawlmesh"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <token>")
 			return

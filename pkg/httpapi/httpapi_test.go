@@ -30,6 +30,9 @@ func TestAuthorisation(t *testing.T) {
 		{locked, "POST", "/api/v1/crawls", "", 401, "Bearer"},
 		{locked, "POST", "/api/v1/crawls", "Bearer 0123456789abcdeF", 401, "wrong token"},
 		{locked, "POST", "/api/v1/crawls", "Basic 0123456789abcdef", 401, "wrong token"},
+		{locked, "POST", "/api/v1/crawls", "bearer 0123456789abcdef", 400, "body"}, // the scheme in any case
+		{locked, "POST", "/api/v1/crawls", "BEARER  0123456789abcdef", 400, "body"},
+		{locked, "POST", "/api/v1/crawls", "Bearer0123456789abcdef", 401, "wrong token"},
 		{locked, "POST", "/api/v1/crawls/c1/cancel", "", 401, ""},
 		{locked, "DELETE", "/api/v1/nodes", "Bearer 0123456789abcdef", 404, "no route DELETE"},
 		{locked, "GET", "/api/v1/nope", "", 404, "no route"},

@@ -167,6 +167,10 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("CSV download %s: %d, %d lines, want %d", csvHref, resp.StatusCode, lines, pages+1)
 	}
 
+	// A malformed escape in the address is read as it is, not thrown.
+	run("open a malformed address", chromedp.Navigate(base+"#crawl/%E0%A4%A"))
+	waitText("#msg", "Could not read the crawl view", 10*time.Second)
+
 	// A master started without a token: actions disabled, with the reason.
 	addr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	harness.StartProc(t, "master m9", "master", "--nats", m.Cluster.URL(), "--id", "m9", "--http", addr)

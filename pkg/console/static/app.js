@@ -32,6 +32,7 @@ function say(text, isError) {
   const m = $('#msg');
   m.textContent = text;
   m.className = isError ? 'error' : 'ok';
+  delete m.dataset.read;
 }
 
 async function get(path) {
@@ -170,9 +171,10 @@ async function nodes() {
       el('th', { scope: 'row', class: 'id', text: n.id }),
       el('td', { class: 'role', text: n.role }),
       el('td', { class: 'online' }, stateText(n.online ? 'online' : 'offline')),
-      el('td', { text: n.leader ? 'leader' : (n.role === 'master' ? 'standby' : '—') }),
-      el('td', { text: n.state || '—' }),
-      el('td', { text: agent ? 'runs ' + kids.length + ' worker process(es)' : n.active_tasks + ' of ' + n.capacity }),
+      // An offline node leads and runs nothing; its last heartbeat is not now.
+      el('td', { text: !n.online ? '—' : n.leader ? 'leader' : (n.role === 'master' ? 'standby' : '—') }),
+      el('td', { text: (n.online && n.state) || '—' }),
+      el('td', { text: !n.online ? '—' : agent ? 'runs ' + kids.length + ' worker process(es)' : n.active_tasks + ' of ' + n.capacity }),
       el('td', { text: secs(n.heartbeat_age_seconds) }),
       el('td', { text: secs(n.clock_skew_seconds) }),
       el('td', { text: hb.hostname || '' }),
@@ -466,6 +468,7 @@ async function crawls() {
 }
 
 async function cancelCrawl(id) {
+  if (!confirm('Cancel crawl ' + id + '? Its queued pages are dropped.')) return;
   try { await act('POST', 'crawls/' + encodeURIComponent(id) + '/cancel'); say('Crawl ' + id + ' cancelled.'); refresh(); } catch (e) { say(e.message, true); }
 }
 
@@ -604,7 +607,7 @@ const SINK_FIELDS = ['name', 'type', 'url', 'table', 'spiders'];
 function sinkState(r) {
   const st = r.status || {};
   switch (r.state) {
-    case 'ok': return ['delivering', 'delivering: every batch accepted'];
+    case 'ok': return ['delivering', st.delivered ? 'delivering: every batch accepted' : 'ready: no item delivered yet'];
     case 'failing': return ['failing', st.permanent ? 'failing: needs a fix, retried slowly' : 'failing: retried with back-off'];
     case 'starting': return ['starting', 'starting: the leading master is opening it'];
     case 'waiting': return ['waiting', 'waiting for the leading master to start it'];
@@ -711,7 +714,9 @@ const views = { nodes, spiders, crawls, crawl, schedules, throttle, config, sink
 // ---- routing and polling
 
 function route() {
-  const h = decodeURIComponent(location.hash.slice(1)) || 'nodes';
+  let h = location.hash.slice(1);
+  try { h = decodeURIComponent(h); } catch (e) { /* a malformed escape: read the hash as it is */ }
+  h = h || 'nodes';
   let view = h, id = '';
   if (h.startsWith('crawl/')) { view = 'crawl'; id = h.slice(6); }
   if (!views[view]) view = 'nodes';
@@ -730,12 +735,20 @@ let busy = false;
 async function refresh() {
   if (busy) return;
   busy = true;
+  // The view read, named in an error even if the operator moved on.
+  const view = state.view;
   try {
-    await views[state.view]();
-    if (state.view === 'crawls') await spidersForStart();
-    document.body.dataset.loaded = state.view;
+    await views[view]();
+    if (view === 'crawls') await spidersForStart();
+    document.body.dataset.loaded = view;
+    // A read error is over once the view reads again (an action's
+    // message stays until the next one).
+    if ($('#msg').dataset.read && view === state.view) say('');
   } catch (e) {
-    say('Could not read the ' + state.view + ' view: ' + e.message, true);
+    if (view === state.view) {
+      say('Could not read the ' + view + ' view: ' + e.message, true);
+      $('#msg').dataset.read = '1';
+    }
   } finally {
     busy = false;
   }
@@ -752,8 +765,14 @@ async function spidersForStart() {
   if (cur) sel.value = cur;
 }
 
+// The master's info (whether actions are on) is read again now and then:
+// a master restarted with or without a token changes it.
+const INFO_MS = 15000;
+let infoRead = 0;
 function poll() {
-  if (document.visibilityState === 'visible') refresh();
+  if (document.visibilityState !== 'visible') return;
+  if (Date.now() - infoRead > INFO_MS) { infoRead = Date.now(); loadInfo(); }
+  refresh();
 }
 
 function init() {
@@ -807,6 +826,7 @@ function init() {
   $('#sink-type').addEventListener('change', () => { urlHelp(); clearSinkErrors(); });
   urlHelp();
   window.addEventListener('hashchange', route);
+  infoRead = Date.now();
   loadInfo().then(route);
   setInterval(poll, POLL_MS);
 }
