@@ -73,6 +73,7 @@ type Runner struct {
 	order   []string                   // scripts in insertion order, to bound the map
 	byCrawl map[string]map[string]bool // crawl -> cmds keys
 	dirs    int                        // working directories made, to name the next
+	lines   lineSampler                // program log lines per crawl
 	retired sync.WaitGroup             // older versions' pools closing; Close waits
 }
 
@@ -186,7 +187,7 @@ func (r *Runner) script(version, spider string, src func() (string, error)) (*js
 	}
 	opts := jsspider.Options{Timeout: r.cfg.ScriptTimeout}
 	if r.cfg.Stderr != nil {
-		opts.Log = func(p *spiderproto.Page, line string) { r.cfg.Stderr(p.Crawl, p.Spider, "console.log: "+line) }
+		opts.Log = func(p *spiderproto.Page, line string) { r.stderr(p.Crawl, p.Spider, "console.log: "+line) }
 	}
 	p := jsspider.NewPool(prg, opts)
 	r.scripts[version] = p
@@ -239,7 +240,7 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 	cfg := cmdspider.Config{Name: s.Name, Argv: s.Command, Dir: dir, Size: r.cfg.Processes,
 		Timeout: r.cfg.CommandTimeout, Log: r.log}
 	if r.cfg.Stderr != nil {
-		cfg.Stderr = func(line string) { r.cfg.Stderr(crawl, s.Name, line) }
+		cfg.Stderr = func(line string) { r.stderr(crawl, s.Name, line) }
 	}
 	pool := cmdspider.NewPool(cfg)
 	r.cmds[key] = &cmdEntry{pool: pool, dir: dir, used: time.Now()}
@@ -294,8 +295,17 @@ func alive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
+// stderr hands a program's log line to Config.Stderr, sampled (see
+// logAllLines).
+func (r *Runner) stderr(crawl, spider, line string) {
+	if line, ok := r.lines.keep(crawl, line); ok {
+		r.cfg.Stderr(crawl, spider, line)
+	}
+}
+
 // EndCrawl stops the command processes of a crawl that no longer runs.
 func (r *Runner) EndCrawl(crawl string) {
+	r.lines.forget(crawl)
 	r.mu.Lock()
 	var ended []*cmdEntry
 	for key := range r.byCrawl[crawl] {
