@@ -494,3 +494,23 @@ func watchPeak(t *testing.T, f func()) uint64 {
 	<-sampled
 	return peak.Load()
 }
+
+// A script's values read as JSON.stringify writes them: NaN and
+// ±Infinity (parseFloat of a missing price) are null, a missing field,
+// also in lists and objects; a Date is its ISO text. Found by review:
+// NaN failed the page on every attempt, and a Date kept its JSON quotes.
+func TestJSValuesAsJSON(t *testing.T) {
+	pool := NewPool(mustCompile(t, `function parse(page) {
+		return {items: [{price: parseFloat(''), inf: 1/0, ok: 1.5, when: new Date(0),
+			list: [1, NaN, 'x', -Infinity], obj: {a: NaN, d: new Date(1000), n: [Infinity, 2]}}]};
+	}`), Options{})
+	ans, err := pool.Parse(context.Background(), htmlPage("http://x.test/", "<p>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"ok": "1.5", "when": "1970-01-01T00:00:00.000Z", "list": []string{"1", "x"},
+		"obj": `{"a":null,"d":"1970-01-01T00:00:01.000Z","n":[null,2]}`}
+	if len(ans.Items) != 1 || !reflect.DeepEqual(ans.Items[0], want) {
+		t.Fatalf("got %#v\nwant %#v", ans.Items, want)
+	}
+}

@@ -8,8 +8,10 @@ package spiderproto
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Page is what a spider gets for one fetched page (2xx only).
@@ -55,6 +57,10 @@ func Normalize(a *Answer) error {
 			if err != nil {
 				return fmt.Errorf("items[%d].%s: %w", i, k, err)
 			}
+			if nv == nil { // NaN or ±Infinity: JSON's null, a missing value
+				delete(it, k)
+				continue
+			}
 			it[k] = nv
 		}
 	}
@@ -82,13 +88,52 @@ func value(v any, top bool) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, s.(string))
+			if s != nil {
+				out = append(out, s.(string))
+			}
 		}
 		return out, nil
+	case time.Time: // a script's Date, as JSON.stringify writes it
+		return jsDate(x), nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, nil // JSON.stringify's null
+		}
 	}
-	b, err := json.Marshal(v)
+	b, err := json.Marshal(jsonable(v))
 	if err != nil {
 		return nil, fmt.Errorf("value %T is not JSON: %v", v, err)
 	}
 	return string(b), nil
 }
+
+// jsonable is v as JSON.stringify sees a script's values: NaN and
+// ±Infinity are null, a Date its ISO text (found by review: parseFloat of
+// a missing price, NaN, failed the page on every attempt, and a Date kept
+// its JSON quotes inside the string).
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil
+		}
+	case time.Time:
+		return jsDate(x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = jsonable(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonable(e)
+		}
+		return out
+	}
+	return v
+}
+
+// jsDate is a Date as JavaScript's toISOString writes it.
+func jsDate(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
