@@ -28,6 +28,11 @@ func (c *checker) programmable(s *Spec) {
 	if len(kinds) > 1 {
 		c.add("%s: a spider is one of script, script_file, command or go; choose one", strings.Join(kinds, " and "))
 	}
+	if s.Command != nil && len(s.Command) == 0 {
+		// Else the spider is a declarative one with no rules: it fetched
+		// its start URL and extracted nothing, without a word (review).
+		c.add("command: empty; give the program and its arguments, e.g. [python3, spider.py]")
+	}
 	if len(s.Files) > 0 && len(s.Command) == 0 {
 		c.add("files: only a command spider gets files in its working directory (script_file names a script's file)")
 	}

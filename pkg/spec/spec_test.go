@@ -346,6 +346,7 @@ func TestValidateOtherFields(t *testing.T) {
 		{"negative depth", func(s *spec.Spec) { s.MaxDepth = -1 }, "max_depth"},
 		{"negative parallelism", func(s *spec.Spec) { s.Politeness.Parallelism = -1 }, "politeness.parallelism"},
 		{"go with follow", func(s *spec.Spec) { s.Go = "x"; s.Follow = []string{"a"} }, "go"},
+		{"empty command", func(s *spec.Spec) { s.Command = []string{} }, "command"},
 		{"empty follow", func(s *spec.Spec) { s.Follow = []string{" "} }, "follow[0]"},
 		{"item without fields", func(s *spec.Spec) { s.Items = []spec.ItemRule{{Selector: "div"}} }, "items[0].fields"},
 		{"bad item selector", func(s *spec.Spec) {
