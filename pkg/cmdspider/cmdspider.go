@@ -372,7 +372,7 @@ func (p *Pool) start() (*proc, error) {
 	cmd.Dir = cfg.Dir
 	cmd.Env = p.env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		closeAll(inR, inW, outR, outW, errR, errW)
 		return nil, &StartError{Spider: cfg.Name, Argv: cfg.Argv, Err: err}

@@ -1,16 +1,20 @@
 package cmdspider_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -361,4 +365,36 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Errorf("Parse after Close: %v", err)
 	}
 	p.Close() // twice is fine
+}
+
+// A worker killed -9 (or out of memory) takes its spider processes with
+// it: they were left running with parent 1 (found by review).
+func TestSpiderDiesWithItsWorker(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the kernel's parent-death signal is Linux's")
+	}
+	owner := exec.Command(os.Args[0], "-test.run=^$")
+	owner.Env = append(os.Environ(), helperEnvs("owner")...)
+	out, err := owner.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = owner.Process.Kill(); _ = owner.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the owner printed no spider pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || !alive(pid) {
+		t.Fatalf("spider pid %q: %v, alive %v", line, err, alive(pid))
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if err := owner.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = owner.Wait()
+	waitGone(t, pid)
 }

@@ -2,6 +2,7 @@ package cmdspider_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/crawlmesh/crawlmesh/pkg/cmdspider"
 	"github.com/crawlmesh/crawlmesh/pkg/spiderproto"
 )
 
@@ -33,6 +35,8 @@ func TestMain(m *testing.M) {
 	case "die":
 		fmt.Fprintln(os.Stderr, "Traceback: cannot import name 'bs4'")
 		os.Exit(2)
+	case "owner":
+		helperOwner()
 	default:
 		os.Exit(99)
 	}
@@ -106,6 +110,25 @@ func helperSpider() {
 		}
 		_ = out.Encode(answer)
 	}
+}
+
+// helperOwner is a worker as a spider sees it: it runs the helper spider
+// through a Pool, gives it a page it works on for an hour, prints its pid
+// and waits to be killed.
+func helperOwner() {
+	p := cmdspider.NewPool(cmdspider.Config{Name: "t", Argv: helperArgv(), Env: helperEnvs("spider"), Size: 1})
+	ans, err := p.Parse(context.Background(), spiderproto.Page{URL: "http://x.test/", Body: "ok"})
+	if err != nil || len(ans.Items) != 1 {
+		fmt.Fprintln(os.Stderr, "owner:", ans, err)
+		os.Exit(1)
+	}
+	// The spider busy on a page does not read its stdin, so it cannot see
+	// the pipe close when the owner dies.
+	go func() { _, _ = p.Parse(context.Background(), spiderproto.Page{URL: "http://x.test/2", Body: "sleep:1h"}) }()
+	time.Sleep(200 * time.Millisecond)
+	fmt.Println(ans.Items[0]["pid"])
+	time.Sleep(time.Hour)
+	os.Exit(0)
 }
 
 // alive reports whether pid is a live (not zombie) process.

@@ -106,8 +106,10 @@ func New(cfg Config) *Runner {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = filepath.Join(os.TempDir(), "crawlmesh-spiders")
 	}
-	return &Runner{cfg: cfg, log: cfg.Log.With("component", "progspider"), scripts: map[string]*jsspider.Pool{},
+	r := &Runner{cfg: cfg, log: cfg.Log.With("component", "progspider"), scripts: map[string]*jsspider.Pool{},
 		cmds: map[string]*cmdEntry{}, failed: map[string]error{}, byCrawl: map[string]map[string]bool{}}
+	r.sweepLocked() // at start: a dead worker's spiders must not run until the first command
+	return r
 }
 
 // Parse runs s's code on page.
@@ -261,9 +263,9 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 	return pool, nil
 }
 
-// sweepLocked removes, before this process's first command, the
-// directories of processes that are gone (killed -9 before they could
-// remove them). Each process works under WorkDir/<pid>: two meshes on one
+// sweepLocked removes, when the Runner is made and before this process's
+// first command, the directories of processes that are gone (killed -9
+// before they could remove them), and kills what still runs in them. Each process works under WorkDir/<pid>: two meshes on one
 // host may run workers of the same node id, and a live process's
 // directory is never touched.
 func (r *Runner) sweepLocked() {
@@ -277,7 +279,11 @@ func (r *Runner) sweepLocked() {
 		if err != nil || pid == os.Getpid() || alive(pid) {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(r.cfg.WorkDir, de.Name())); err != nil {
+		dir := filepath.Join(r.cfg.WorkDir, de.Name())
+		if k := killOrphans(dir); k > 0 {
+			r.log.Warn("killed spider processes a stopped worker left running", "dir", dir, "processes", k)
+		}
+		if err := os.RemoveAll(dir); err != nil {
 			r.log.Warn("removing a working directory a stopped process left", "dir", de.Name(), "err", err)
 			continue
 		}

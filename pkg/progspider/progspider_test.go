@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -314,5 +315,57 @@ func TestCommandWorkDirsRemoved(t *testing.T) {
 	r.Close()
 	if _, err := os.Stat(work); !os.IsNotExist(err) {
 		t.Fatalf("after Close: this process's directory is still there: %v", err)
+	}
+}
+
+// A worker killed -9 left its spiders' processes running in its working
+// directory (their own and children, with parent 1): a worker starting on
+// the host kills them as it removes the directory; a process working
+// elsewhere, or in a live worker's directory, is left alone.
+func TestStoppedWorkersSpidersKilled(t *testing.T) {
+	if _, err := os.Stat("/proc/self/cwd"); err != nil {
+		t.Skip("no /proc: orphan spiders are found by their working directory in /proc (Linux)")
+	}
+	root := t.TempDir()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadDir := filepath.Join(root, strconv.Itoa(dead.Process.Pid), "cmd-0123456789abcdef-c1-1")
+	liveDir := filepath.Join(root, strconv.Itoa(os.Getppid()), "cmd-0123456789abcdef-c1-1")
+	elsewhere := t.TempDir()
+	sleep := func(dir string) *exec.Cmd {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c := exec.Command("sleep", "300")
+		c.Dir = dir
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+		return c
+	}
+	orphan, inLive, other := sleep(deadDir), sleep(liveDir), sleep(elsewhere)
+	exited := make(chan error, 1)
+	go func() { exited <- orphan.Wait() }()
+
+	r := New(Config{WorkDir: root})
+	defer r.Close()
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Errorf("the orphan exited cleanly; want it killed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stopped worker's spider process still runs 10 s after a worker started")
+	}
+	if _, err := os.Stat(deadDir); !os.IsNotExist(err) {
+		t.Errorf("the stopped worker's directory is still there: %v", err)
+	}
+	for name, c := range map[string]*exec.Cmd{"in a live worker's directory": inLive, "elsewhere": other} {
+		if err := c.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Errorf("a process working %s was killed: %v", name, err)
+		}
 	}
 }
