@@ -124,7 +124,9 @@ func helperOwner() {
 	}
 	// The spider busy on a page does not read its stdin, so it cannot see
 	// the pipe close when the owner dies.
-	go func() { _, _ = p.Parse(context.Background(), spiderproto.Page{URL: "http://x.test/2", Body: "sleep:1h"}) }()
+	go func() {
+		_, _ = p.Parse(context.Background(), spiderproto.Page{URL: "http://x.test/2", Body: "sleep:1h"})
+	}()
 	time.Sleep(200 * time.Millisecond)
 	fmt.Println(ans.Items[0]["pid"])
 	time.Sleep(time.Hour)
