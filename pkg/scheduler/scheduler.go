@@ -42,7 +42,23 @@ func Parse(s string) (cron.Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schedule %q: %w", s, err)
 	}
+	if sched.Next(time.Now()).IsZero() { // stored before apply refused it
+		return nil, fmt.Errorf("schedule %q: no date matches it (such as 30 February), so it never fires", s)
+	}
 	return sched, nil
+}
+
+// zoneOf is the time zone a schedule's ticks are in: its own CRON_TZ= or
+// TZ= prefix, else the scheduler's.
+func zoneOf(raw string, loc *time.Location) string {
+	for _, p := range []string{"CRON_TZ=", "TZ="} {
+		if rest, ok := strings.CutPrefix(raw, p); ok {
+			if name, _, ok := strings.Cut(rest, " "); ok {
+				return name
+			}
+		}
+	}
+	return loc.String()
 }
 
 // TickID is the crawl id of spider's tick at t.
@@ -114,7 +130,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // missed ticks are skipped ("fire once").
 func (e *entry) due(now time.Time) time.Time {
 	var last time.Time
-	for t, n := e.sched.Next(e.last), 0; !t.After(now) && n < 1_000_000; t, n = e.sched.Next(t), n+1 {
+	// A zero time is "never" (no date matches): not a tick, and no reason
+	// to look a million times more.
+	for t, n := e.sched.Next(e.last), 0; !t.IsZero() && !t.After(now) && n < 1_000_000; t, n = e.sched.Next(t), n+1 {
 		last = t
 	}
 	if last.IsZero() {
@@ -207,7 +225,7 @@ func (s *Scheduler) List(ctx context.Context, now time.Time) ([]Schedule, error)
 	out := make([]Schedule, 0, len(found))
 	now = now.In(s.loc)
 	for name, sc := range found {
-		e := Schedule{Spider: name, Schedule: sc.raw, TimeZone: s.loc.String(), AppliedAt: sc.applied}
+		e := Schedule{Spider: name, Schedule: sc.raw, TimeZone: zoneOf(sc.raw, s.loc), AppliedAt: sc.applied}
 		sched, err := Parse(sc.raw)
 		if err != nil {
 			e.Error = err.Error()

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +50,9 @@ func TestCronInZone(t *testing.T) {
 }
 
 func TestParseRejects(t *testing.T) {
-	for _, s := range []string{"", "* *", "@every", "61 * * * *"} {
+	// "0 0 30 2 *" (30 February) matches no date: it made the leader look
+	// for its next tick a million times each pass (found by review).
+	for _, s := range []string{"", "* *", "@every", "61 * * * *", "0 0 30 2 *", "CRON_TZ=Asia/Tokyo 0 0 31 4 *"} {
 		if _, err := Parse(s); err == nil {
 			t.Errorf("Parse(%q) accepted", s)
 		}
@@ -71,6 +74,35 @@ func TestList(t *testing.T) {
 	got, err := s.List(t.Context(), time.Now())
 	if err != nil || len(got) != 1 || got[0].Spider != "hourly" || got[0].TimeZone != "UTC" {
 		t.Fatalf("List = %+v, %v; want hourly alone, in UTC", got, err)
+	}
+	// A schedule in its own zone says that zone; one stored before apply
+	// refused it, that matches no date, says why it is ignored.
+	for name, sched := range map[string]string{"tokyo": "CRON_TZ=Asia/Tokyo 0 3 * * *", "never": "0 0 30 2 *"} {
+		y := "name: " + name + "\nstart_urls: [\"http://127.0.0.1:1/\"]\nschedule: \"" + sched + "\"\n"
+		if _, err := kv.Put(t.Context(), name, []byte(y)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	more, err := s.List(t.Context(), time.Now())
+	if err != nil || len(more) != 3 {
+		t.Fatalf("List = %+v, %v", more, err)
+	}
+	for _, e := range more {
+		switch e.Spider {
+		case "tokyo":
+			if e.TimeZone != "Asia/Tokyo" || e.Error != "" {
+				t.Errorf("tokyo: %+v, want time zone Asia/Tokyo", e)
+			}
+		case "never":
+			if !strings.Contains(e.Error, "never fires") {
+				t.Errorf("never: %+v, want the reason it is ignored", e)
+			}
+		}
+	}
+	for _, name := range []string{"tokyo", "never"} {
+		if err := kv.Purge(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	applied := got[0].AppliedAt.Truncate(time.Second) // @every ticks fall on whole seconds
 	if got[0].LastTick != nil || !got[0].NextRun.Equal(applied.Add(time.Hour)) {

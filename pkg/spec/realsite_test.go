@@ -297,6 +297,7 @@ func TestNewSpecChecks(t *testing.T) {
 		{"links: {deny: ['/shop', 'example\\.com/$']}\n", "start_urls[0]", `matches links.deny "example\\.com/$", so it would never be requested`},
 		{"allowed_domains: [example.com, '*.example.org']\n", "allowed_domains[1]", "write the domain itself (example.org)"},
 		{"allowed_domains: [example.com, .example.org]\n", "allowed_domains[1]", "it covers its subdomains"},
+		{"schedule: \"0 0 30 2 *\"\n", "schedule", "no date matches it (such as 30 February)"},
 	} {
 		src := "name: b\nstart_urls: [https://example.com/]\n" + c.src
 		_, err := spec.ParseNew([]byte(src))

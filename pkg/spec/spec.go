@@ -366,6 +366,14 @@ func (s *Spec) newSpecChecks() Errors {
 			}
 		}
 	}
+	if s.Schedule != "" {
+		// A cron schedule no date matches (30 February): the scheduler
+		// looked for its next tick a million times each pass, a core of
+		// the leader, and every other schedule fired late (review).
+		if sched, err := cron.ParseStandard(s.Schedule); err == nil && sched.Next(time.Now()).IsZero() {
+			c.add("schedule %q: no date matches it (such as 30 February), so it would never fire", s.Schedule)
+		}
+	}
 	if s.Links != nil && len(s.Links.Deny) > 0 {
 		deny := make([]*regexp.Regexp, 0, len(s.Links.Deny))
 		for _, p := range s.Links.Deny {
