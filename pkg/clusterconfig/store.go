@@ -273,7 +273,7 @@ func SetLive(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue,
 			offline = errors.Is(gerr, jetstream.ErrKeyNotFound)
 			if gerr == nil {
 				if hb, err := mesh.DecodeHeartbeat(hbe.Value()); err == nil && hb.Role != "" && !k.AppliesTo(hb.Role) {
-					return Entry{}, false, fmt.Errorf("%w: %s applies to %v only, and node %s is a %s", ErrBadValue, key, k.Roles, s.Target, hb.Role)
+					return Entry{}, false, fmt.Errorf("%w: %s applies to %v only, and node %s is %s", ErrBadValue, key, k.Roles, s.Target, mesh.RoleArticle(hb.Role))
 				}
 			}
 		}

@@ -317,6 +317,9 @@ func (m *Master) handle(_ context.Context, c mesh.Command) mesh.Reply {
 		default:
 		}
 		return mesh.Reply{OK: true, State: mesh.StateRunning}
+	case mesh.CmdScale: // a worker refuses it too: only an agent scales
+		return mesh.Reply{OK: false, NA: true, State: mesh.StateRunning,
+			Error: "scale is for a host agent (crawlmesh agent); this is a master"}
 	default:
 		return mesh.Reply{OK: false, NA: true, State: mesh.StateRunning,
 			Error: fmt.Sprintf("a master runs no tasks, so %s does not apply; send it to a worker", c.Name)}

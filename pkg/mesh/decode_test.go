@@ -209,3 +209,11 @@ func TestDecodeSitemapTask(t *testing.T) {
 		}
 	}
 }
+
+func TestRoleArticle(t *testing.T) {
+	for role, want := range map[string]string{mesh.RoleAgent: "an agent", mesh.RoleWorker: "a worker", mesh.RoleMaster: "a master"} {
+		if got := mesh.RoleArticle(role); got != want {
+			t.Errorf("RoleArticle(%q) = %q, want %q", role, got, want)
+		}
+	}
+}

@@ -60,6 +60,14 @@ const (
 	RoleAgent = "agent"
 )
 
+// RoleArticle is a role with its article, for messages: "an agent", "a worker".
+func RoleArticle(role string) string {
+	if role != "" && strings.ContainsRune("aeiou", rune(role[0])) {
+		return "an " + role
+	}
+	return "a " + role
+}
+
 // RoleOperator is the crawlmesh CLI's role: it has no heartbeat, but it
 // has its own NATS user and inbox prefix.
 const RoleOperator = "operator"

@@ -253,14 +253,21 @@ func runConfigGet(ctx context.Context, c *cli, f *clientFlags, cf *configFlags, 
 			}
 		}
 		view = clusterconfig.View(es, cf.node, role, reported)
-		if !view.Online {
-			fmt.Fprintf(c.stderr, "node %s is not online (or reports no config): values resolved from the bucket for a %s; %q means its flag or the default\n",
-				cf.node, role, clusterconfig.SourceUnknown)
+		switch {
+		case role == mesh.RoleAgent:
+			fmt.Fprintf(c.stderr, "node %s is a host agent: its workers (%s-1 …) take the configuration, and config get --node %s-1 shows one's\n",
+				cf.node, cf.node, cf.node)
+		case !view.Online:
+			fmt.Fprintf(c.stderr, "node %s is not online (or reports no config): values resolved from the bucket for %s; %q means its flag or the default\n",
+				cf.node, mesh.RoleArticle(role), clusterconfig.SourceUnknown)
 		}
 	}
 	if only != "" {
 		v, ok := view.Values[only]
 		if !ok {
+			if cf.node == "" {
+				return fmt.Errorf("%s does not apply to the %s role", only, view.Role)
+			}
 			return fmt.Errorf("%s does not apply to %s %s", only, view.Role, cf.node)
 		}
 		view.Values = map[string]mesh.ConfigValue{only: v}
