@@ -72,7 +72,7 @@ var keys = []Key{
 	{Name: MaxAttempts, Type: "int", Range: "1-100", Default: "3", Roles: workers, parse: intIn(1, 100),
 		Doc: "fetch attempts before a transiently failing task goes to the dead letters"},
 	{Name: RetryBackoff, Type: "duration", Range: "10ms-10m", Default: "1s", Roles: workers, parse: durationIn(10*time.Millisecond, 10*time.Minute),
-		Doc: "delay before the first retry of a transient failure, doubled at each attempt"},
+		Doc: "delay before the first retry of a transient failure, doubled at each attempt; a retry also waits its host's turn, and a host that keeps failing is slowed mesh-wide by itself (its delay doubles per failure, up to 30 s; halves per success)"},
 	{Name: Proxies, Type: "list", Range: "comma-separated http, https, socks5 or socks5h URLs; \"\" for none", Default: "", Roles: workers, parse: proxies,
 		Doc: "proxies (round-robin) of spiders that set no request.proxies; a password only as ${env:NAME}"},
 	// RFC 9309 2.4: a cached robots.txt SHOULD NOT be used for more than 24 hours.
@@ -83,7 +83,7 @@ var keys = []Key{
 	{Name: LogLevel, Type: "level", Range: "debug, info, warn, error", Default: "info", Roles: all, parse: level,
 		Doc: "the node's log level"},
 	{Name: Paused, Type: "bool", Range: "true, false", Default: "false", Roles: workers, parse: boolean,
-		Doc: "a paused worker takes no new tasks (node pause|resume writes it)"},
+		Doc: "a paused worker takes no new tasks and gives back the ones it holds that wait for their host's turn; what it fetches finishes (node pause|resume writes it)"},
 }
 
 // Keys returns the key table.

@@ -39,6 +39,10 @@ type Config struct {
 	// Slots are the worker's fetch slots, held only while fetching; nil
 	// means no limit here.
 	Slots FetchSlots
+	// Taking, when set, returns a context done while the worker takes no
+	// new tasks (paused): a task still waiting for its host's turn then
+	// goes back to the queue, costing no attempt.
+	Taking func() context.Context
 }
 
 // FetchSlots is a semaphore of concurrent fetches.
@@ -80,16 +84,25 @@ type runScope struct {
 // one delay each (long after 503s had slowed the host), holding every
 // task the workers could pull, and other crawls fetched nothing for
 // minutes.
-func (c *Crawler) whileRunning(ctx context.Context, crawl string) (context.Context, context.CancelFunc) {
+// The second context returned is done once the crawl stopped running.
+func (c *Crawler) whileRunning(ctx context.Context, crawl string) (context.Context, context.Context, context.CancelFunc) {
 	v, ok := c.running.Load(crawl)
 	if !ok {
 		sctx, cancel := context.WithCancel(context.Background())
 		v, _ = c.running.LoadOrStore(crawl, &runScope{ctx: sctx, cancel: cancel})
 	}
+	scope := v.(*runScope).ctx
 	tctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(v.(*runScope).ctx, cancel)
-	return tctx, func() { stop(); cancel() }
+	stop := context.AfterFunc(scope, cancel)
+	stopTaking := func() bool { return true }
+	if c.cfg.Taking != nil {
+		stopTaking = context.AfterFunc(c.cfg.Taking(), cancel)
+	}
+	return tctx, scope, func() { stop(); stopTaking(); cancel() }
 }
+
+// paused says whether the worker took no new tasks while this one waited.
+func (c *Crawler) paused() bool { return c.cfg.Taking != nil && c.cfg.Taking().Err() != nil }
 
 // Success lines are sampled: the first logAllOK pages a worker finishes
 // in a crawl are logged one by one, then one in logEveryOK, carrying
@@ -223,8 +236,8 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	lim := c.limits(cr)
 	gate := c.gate(lim)
 	// The waits for the host's turn (Prepare's requests and the page's
-	// permit) last only while the crawl runs.
-	wctx, endWait := c.whileRunning(ctx, t.Crawl)
+	// permit) last only while the crawl runs and the worker takes tasks.
+	wctx, crawlRuns, endWait := c.whileRunning(ctx, t.Crawl)
 	defer endWait()
 	if now, err := c.crawls.Get(ctx, t.Crawl); err == nil && now != cached && now.State != mesh.CrawlRunning {
 		// It ended before its scope was made, which nothing will end now.
@@ -236,7 +249,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	ended := func() (string, bool) {
-		if ctx.Err() != nil || wctx.Err() == nil {
+		if ctx.Err() != nil || crawlRuns.Err() == nil {
 			return "", false
 		}
 		state := "ended"
@@ -255,6 +268,10 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 			c.drop(ctx, msg, t, attempt, why, t0)
 			return
 		}
+		if ctx.Err() == nil && wctx.Err() != nil && c.paused() {
+			c.handBack(msg, t, attempt)
+			return
+		}
 		c.failed(ctx, msg, t, attempt, perr, t0)
 		return
 	}
@@ -266,6 +283,10 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		stop()
 		if why, ok := ended(); ok {
 			c.drop(ctx, msg, t, attempt, why, t0)
+			return
+		}
+		if ctx.Err() == nil && wctx.Err() != nil && c.paused() {
+			c.handBack(msg, t, attempt) // paused: not started, so no attempt spent
 			return
 		}
 		if c.stopping(ctx, msg, t, attempt) { // someone else takes it at once

@@ -2,6 +2,7 @@ package crawler_test
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -201,4 +202,50 @@ func TestHandleCancelledWhileWaitingForHost(t *testing.T) {
 		t.Errorf("dropped = %d, want the 2 waiting tasks", d)
 	}
 	e.pendingIs(t, 0)
+}
+
+// A worker paused gives back the tasks still waiting for their host's
+// turn, costing them no attempt: they have not started. Found by review:
+// a pause let each worker start the 4 × concurrency tasks it held, 408
+// requests over the 10 s after it.
+func TestHandlePausedWhileWaitingForHost(t *testing.T) {
+	e := newEnv(t)
+	s := shop(t)
+	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, shopRules+"politeness: {robots_txt: false, delay: 30s}\n"))
+	seeds := e.seed(t, 0, s.URL+"/", s.URL+"/a", s.URL+"/b")
+	taking, pause := context.WithCancel(t.Context())
+	gate := politeness.New(streamstest.Bucket(t, e.js, mesh.HostsBucket), streamstest.Bucket(t, e.js, mesh.ThrottleBucket), "w1", 10*time.Second, nil)
+	w := e.worker(crawler.Config{Node: "w1", Gate: gate, Taking: func() context.Context { return taking }})
+	var handlers sync.WaitGroup
+	for range seeds {
+		m := e.next(t, "")
+		handlers.Go(func() { w.Handle(t.Context(), m) })
+	}
+	natstest.Eventually(t, 10*time.Second, "the first page fetched", func() bool { return s.total() == 1 })
+	pause()
+	done := make(chan struct{})
+	go func() { handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("a paused worker's tasks still waited for their host's turn 15 s after the pause")
+	}
+	if n := s.total(); n != 1 {
+		t.Errorf("%d requests, want 1: the others waited when the worker paused", n)
+	}
+	// Both are back on the queue as fresh deliveries, no attempt spent.
+	for range 2 {
+		m := e.next(t, "")
+		var tk mesh.Task
+		if err := json.Unmarshal(m.Data(), &tk); err != nil {
+			t.Fatal(err)
+		}
+		md, _ := m.Metadata()
+		if tk.HandedBack != 1 || tk.Tried != 0 || md.NumDelivered != 1 {
+			t.Errorf("task %s back with handed_back %d, tried %d, delivery %d; want 1, 0, 1", tk.URL, tk.HandedBack, tk.Tried, md.NumDelivered)
+		}
+	}
+	if d := e.counter(t, mesh.StatDropped); d != 0 {
+		t.Errorf("dropped = %d, want 0", d)
+	}
 }

@@ -167,9 +167,17 @@ func TestWorkerHeartbeat(t *testing.T) {
 func TestWorkerPauseResume(t *testing.T) {
 	nc, kv := setup(t)
 	w, _ := startWorker(t, nc, kv, "w1")
+	taking := w.Taking()
+	if taking.Err() != nil {
+		t.Fatal("a running worker's Taking is done")
+	}
 	r := send(t, nc, "w1", mesh.Command{Name: mesh.CmdPause})
 	if r.State != mesh.StatePaused || r.Node != "w1" || r.Role != mesh.RoleWorker {
 		t.Errorf("pause reply = %+v", r)
+	}
+	// Paused: its held tasks waiting for their host's turn go back.
+	if taking.Err() == nil || w.Taking().Err() == nil {
+		t.Error("a paused worker's Taking is not done")
 	}
 	waitHeartbeat(t, kv, "w1", `heartbeat state "paused"`, func(hb mesh.Heartbeat) bool { return hb.State == mesh.StatePaused })
 	if st, _ := w.State(); st != mesh.StatePaused {
@@ -178,6 +186,9 @@ func TestWorkerPauseResume(t *testing.T) {
 	r = send(t, nc, "w1", mesh.Command{Name: mesh.CmdResume})
 	if r.State != mesh.StateRunning {
 		t.Errorf("resume reply = %+v", r)
+	}
+	if w.Taking().Err() != nil {
+		t.Error("a resumed worker's Taking is done")
 	}
 	waitHeartbeat(t, kv, "w1", `heartbeat state "running"`, func(hb mesh.Heartbeat) bool { return hb.State == mesh.StateRunning })
 }

@@ -190,7 +190,7 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 		f = fetch.New(fc, goSpiders)
 		cr = crawler.New(env.JS, kvs[0], crawls, f, crawler.Config{
 			Node: n.ID, KeepAlive: keepAlive, Log: log, Reg: reg,
-			Gate: gate, Slots: w.Slots(), Programs: programs,
+			Gate: gate, Slots: w.Slots(), Taking: w.Taking, Programs: programs,
 		})
 		applyCrawling(cw.Effective(), f, cr)
 		return conss, cr.Handle, nil
