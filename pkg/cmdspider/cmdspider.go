@@ -338,6 +338,7 @@ type proc struct {
 	waitErr    error         // set before exited closes
 	stderrDone chan struct{}
 	served     int           // answers read; only the slot's holder uses it
+	lastURL    string        // the page of the last answer read
 	dead       chan struct{} // closed by kill: readers stop delivering
 	killOnce   sync.Once
 	closeOnce  sync.Once
@@ -470,6 +471,19 @@ func (pr *proc) stderrLoop(sink func(string)) {
 	}
 }
 
+// exitedCleanly waits (StopGrace at most) for the process to exit and
+// says whether its status was 0.
+func (pr *proc) exitedCleanly() bool {
+	t := time.NewTimer(StopGrace)
+	defer t.Stop()
+	select {
+	case <-pr.exited:
+		return pr.waitErr == nil
+	case <-t.C:
+		return false
+	}
+}
+
 // errIdleDeath: the process had died before the page was written.
 var errIdleDeath = errors.New("process died while idle")
 
@@ -480,7 +494,17 @@ func (pr *proc) exchange(ctx context.Context, p *Pool, page spiderproto.Page) (a
 	pr.mu.Lock()
 	extra := pr.unsolicited
 	pr.mu.Unlock()
-	if extra != nil {
+	if extra != nil && pr.served > 0 {
+		// A second line for the page before (its first was its answer):
+		// the process is out of step, not this page. It is restarted and
+		// the page goes to a fresh one (found by review: the innocent next
+		// page failed and spent an attempt).
+		msg := fmt.Sprintf("command spider %s wrote a second line after its answer for %s: %s; the process is restarted", pr.name, pr.lastURL, quote(extra))
+		p.log.Warn(msg)
+		p.stderrSink()("crawlmesh: " + msg)
+		return ans, errIdleDeath, false
+	}
+	if extra != nil { // before any page: a banner, a debugging print
 		return ans, &PageError{Kind: ErrGarbage, Msg: fmt.Sprintf("command spider %s answered out of turn before %s (a line no page asked for): %s", pr.name, page.URL, quote(extra))}, false
 	}
 	if pr.served > 0 {
@@ -533,6 +557,14 @@ func (pr *proc) exchange(ctx context.Context, p *Pool, page spiderproto.Page) (a
 		if pr.readErr != nil { // an over-long line, not a crash
 			return ans, &PageError{Kind: ErrGarbage, Msg: fmt.Sprintf("command spider %s answered garbage on %s: %v", pr.name, page.URL, pr.readErr)}, false
 		}
+		if pr.served > 0 && pr.exitedCleanly() {
+			// It exited with status 0 after its last answer (a spider
+			// that serves N pages, then leaves): the page may have been
+			// written before the exit showed, but it was never read. A
+			// fresh process gets it; one that exits 0 on its first page
+			// fails it, below (found by review: 21 innocent pages failed).
+			return ans, errIdleDeath, false
+		}
 		return ans, pr.crashed(page.URL), false
 	case <-t.C:
 		return ans, timedOut(), false
@@ -544,6 +576,7 @@ func (pr *proc) exchange(ctx context.Context, p *Pool, page spiderproto.Page) (a
 		return ans, &PageError{Kind: ErrGarbage, Msg: fmt.Sprintf("command spider %s answered garbage on %s: %v: %s", pr.name, page.URL, err, quote(line))}, false
 	}
 	pr.served++
+	pr.lastURL = page.URL
 	items := a.Items[:0]
 	for _, it := range a.Items {
 		if it != nil { // a null item is no item

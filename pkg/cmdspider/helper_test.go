@@ -60,9 +60,15 @@ func helperEnvs(mode string, extra ...string) []string {
 //	hang         starts a child in its group, reports "child PID" on stderr, never answers
 //	stderr:TEXT  TEXT on stderr, then the item
 //
-// With CMDSPIDER_EXIT_ON=N it exits with status 3 on its Nth page.
+// With CMDSPIDER_EXIT_ON=N it exits with status 3 on its Nth page; with
+// CMDSPIDER_EXIT0_AFTER=N with status 0 after answering its Nth; with
+// CMDSPIDER_BANNER set it prints a line before reading any page.
 func helperSpider() {
 	exitOn, _ := strconv.Atoi(os.Getenv("CMDSPIDER_EXIT_ON"))
+	exit0After, _ := strconv.Atoi(os.Getenv("CMDSPIDER_EXIT0_AFTER"))
+	if os.Getenv("CMDSPIDER_BANNER") != "" {
+		fmt.Println("spider v1 ready")
+	}
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(nil, 64<<20)
 	out := json.NewEncoder(os.Stdout)
@@ -109,6 +115,9 @@ func helperSpider() {
 			fmt.Fprintln(os.Stderr, strings.TrimPrefix(body, "stderr:"))
 		}
 		_ = out.Encode(answer)
+		if n == exit0After {
+			os.Exit(0)
+		}
 	}
 }
 
