@@ -28,28 +28,40 @@ type DeadLetter struct {
 // and node in its headers). It reads up to the subject's count at the
 // start, with an ordered consumer, so memory stays flat per letter.
 func ReadDeadLetters(ctx context.Context, js jetstream.JetStream, crawl string) ([]DeadLetter, error) {
+	dl, _, err := ReadDeadLettersUpTo(ctx, js, crawl, 0)
+	return dl, err
+}
+
+// ReadDeadLettersUpTo reads the first limit dead letters of a crawl (0:
+// all) and says how many it has: a page showing thousands read them all
+// at every poll, megabytes and seconds of the master's time (review).
+func ReadDeadLettersUpTo(ctx context.Context, js jetstream.JetStream, crawl string, limit int) ([]DeadLetter, uint64, error) {
 	subj := mesh.DeadSubject(crawl)
 	s, err := js.Stream(ctx, mesh.DeadStream)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", mesh.DeadStream, err)
+		return nil, 0, fmt.Errorf("stream %s: %w", mesh.DeadStream, err)
 	}
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", mesh.DeadStream, err)
+		return nil, 0, fmt.Errorf("stream %s: %w", mesh.DeadStream, err)
 	}
 	total := info.State.Subjects[subj]
 	if total == 0 {
-		return nil, nil
+		return nil, 0, nil
+	}
+	want := total
+	if limit > 0 && uint64(limit) < want {
+		want = uint64(limit)
 	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", subj, err)
+		return nil, total, fmt.Errorf("read %s: %w", subj, err)
 	}
 	var out []DeadLetter
-	for uint64(len(out)) < total {
+	for uint64(len(out)) < want {
 		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 		if err != nil {
-			return out, fmt.Errorf("read dead letter %d of %d: %w", len(out)+1, total, err)
+			return out, total, fmt.Errorf("read dead letter %d of %d: %w", len(out)+1, total, err)
 		}
 		d := DeadLetter{Reason: msg.Headers().Get("Crawlmesh-Reason"), Node: msg.Headers().Get("Crawlmesh-Node")}
 		d.Attempts, _ = strconv.Atoi(msg.Headers().Get("Crawlmesh-Attempts"))
@@ -63,5 +75,5 @@ func ReadDeadLetters(ctx context.Context, js jetstream.JetStream, crawl string) 
 		}
 		out = append(out, d)
 	}
-	return out, nil
+	return out, total, nil
 }

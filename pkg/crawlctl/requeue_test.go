@@ -2,7 +2,9 @@ package crawlctl_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -237,5 +239,25 @@ start_urls: ["http://127.0.0.1:1/", "http://127.0.0.1:1/b"]
 	}
 	if _, err := e.ctl.Requeue(t.Context(), "nope", 0); !errors.Is(err, crawler.ErrUnknownCrawl) {
 		t.Errorf("re-queue in an unknown crawl: %v", err)
+	}
+}
+
+// ReadDeadLettersUpTo reads the first limit letters and says how many
+// there are.
+func TestReadDeadLettersUpTo(t *testing.T) {
+	e := newEnv(t, "name: t\nstart_urls: [\"http://127.0.0.1:1/\"]\n")
+	for i := range 5 {
+		u := fmt.Sprintf("http://127.0.0.1:1/p/%d", i)
+		b, _ := json.Marshal(mesh.Task{ID: mesh.URLHash(u), Crawl: "c1", Spider: "t", URL: u})
+		if _, err := e.js.Publish(t.Context(), mesh.DeadSubject("c1"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dl, total, err := crawlctl.ReadDeadLettersUpTo(t.Context(), e.js, "c1", 2)
+	if err != nil || total != 5 || len(dl) != 2 || dl[0].URL != "http://127.0.0.1:1/p/0" {
+		t.Fatalf("limit 2: %+v, total %d, %v; want the first 2 of 5", dl, total, err)
+	}
+	if dl, total, err := crawlctl.ReadDeadLettersUpTo(t.Context(), e.js, "c1", 0); err != nil || total != 5 || len(dl) != 5 {
+		t.Fatalf("limit 0: %d letters, total %d, %v; want all 5", len(dl), total, err)
 	}
 }

@@ -356,7 +356,16 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := a.ctx(r)
 	defer cancel()
-	dl, err := crawlctl.ReadDeadLetters(ctx, a.cfg.JS, r.PathValue("id"))
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "limit: want a number of dead letters (0 or none: all)")
+			return
+		}
+		limit = n
+	}
+	dl, total, err := crawlctl.ReadDeadLettersUpTo(ctx, a.cfg.JS, r.PathValue("id"), limit)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -364,6 +373,8 @@ func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
 	if dl == nil {
 		dl = []crawlctl.DeadLetter{}
 	}
+	// The list may be the first limit: the header says how many there are.
+	w.Header().Set("Crawlmesh-Total", strconv.FormatUint(total, 10))
 	writeJSON(w, http.StatusOK, dl)
 }
 

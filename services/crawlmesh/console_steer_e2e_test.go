@@ -128,6 +128,17 @@ func TestConsoleBrowserSteer(t *testing.T) {
 	if st.Dead != 1 || st.Items != pages-1 {
 		t.Fatalf("crawl %s before the fix: %+v; want 1 dead letter, %d items", id, st, pages-1)
 	}
+	// The API gives the first N on ?limit=N, and says how many there are.
+	resp, err := http.Get(api + "crawls/" + id + "/deadletters?limit=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&all)
+	resp.Body.Close()
+	if len(all) != 1 || resp.Header.Get("Crawlmesh-Total") != "1" {
+		t.Errorf("GET deadletters?limit=0: %d letters, Crawlmesh-Total %q; want 1 and 1", len(all), resp.Header.Get("Crawlmesh-Total"))
+	}
 	br.run("open the crawl", chromedp.Navigate(base+"#crawl/"+url.PathEscape(id)))
 	brokenURL := site.URL + site.broken
 	br.waitText("#dead-table tbody", brokenURL, 10*time.Second)

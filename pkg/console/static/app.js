@@ -488,7 +488,7 @@ async function crawl() {
   const base = API + 'crawls/' + encodeURIComponent(id) + '/export?format=';
   $('#dl-jsonl').href = base + 'jsonl';
   $('#dl-csv').href = base + 'csv';
-  await Promise.all([items(), logs(), dead()]);
+  await Promise.all([items(), logs(), dead(c.dead_letters)]);
 }
 
 async function items() {
@@ -526,10 +526,20 @@ async function logs() {
   if (page.entries.length && $('#logs-follow').checked) ol.scrollTop = ol.scrollHeight;
 }
 
-async function dead() {
+// The dead letters are read again only when their count changes (or 30 s
+// passed), and the first DEAD_SHOWN of them: a crawl with thousands read them all at every
+// poll, a megabyte and seconds of the master's time (found by review).
+const DEAD_SHOWN = 500;
+let deadRead = '';
+async function dead(count) {
   const id = state.crawl;
-  const list = await get('crawls/' + encodeURIComponent(id) + '/deadletters');
-  $('#dead-summary').textContent = list.length ? list.length + ' dead letter(s).' : 'No dead letters.';
+  const key = id + '/' + count + '/' + Math.floor(Date.now() / 30000); // and every 30 s
+  if (key === deadRead) { showAuth(); return; }
+  const list = await get('crawls/' + encodeURIComponent(id) + '/deadletters?limit=' + DEAD_SHOWN);
+  deadRead = key;
+  $('#dead-summary').textContent = !list.length ? 'No dead letters.'
+    : count > list.length ? 'The first ' + list.length + ' of ' + count + ' dead letters (all of them: crawlmesh crawl deadletters ' + id + ').'
+      : list.length + ' dead letter(s).';
   $('#dead-requeue-all').dataset.off = list.length === 0 ? '1' : '0';
   fill($('#dead-table tbody'), list.map((d) => {
     const rq = el('button', { type: 'button', class: 'action', text: 'Re-queue' });
@@ -548,6 +558,7 @@ async function requeue(id, seq, url) {
   const path = 'crawls/' + encodeURIComponent(id) + '/deadletters/' + (seq ? seq + '/' : '') + 'requeue';
   try {
     const r = await act('POST', path);
+    deadRead = '';
     say((seq ? url + ' re-queued' : r.requeued + ' dead letter(s) re-queued') + ' in crawl ' + id +
       (r.reopened ? '; the crawl had ended and runs again.' : '.') +
       (r.skipped ? ' ' + r.skipped + ' undecodable letter(s) stay to be read.' : ''));
