@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,6 +87,27 @@ func TestConsoleBrowserSteer(t *testing.T) {
 		t.Errorf("dialogs %q: want one asking about doomed", asked)
 	}
 	dialogMu.Unlock()
+
+	// A worker's actions from its row (review: the console could not
+	// pause, resume, drain or size a worker): each reaches the worker.
+	state := func(id string) (string, int) {
+		hb, err := m.Heartbeat(id)
+		if err != nil {
+			return "", 0
+		}
+		return hb.State, hb.Capacity
+	}
+	br.run("open the nodes", chromedp.Navigate(base+"#nodes"))
+	br.clickRow("pause w1", `#nodes-table tr[data-id="w1"] button[data-cmd="pause"]`)
+	br.waitText("#msg", "Worker w1 paused", 10*time.Second)
+	harness.Eventually(t, 10*time.Second, "w1 paused", func() bool { st, _ := state("w1"); return st == mesh.StatePaused })
+	br.waitText(`#nodes-table tr[data-id="w1"]`, "paused", 10*time.Second)
+	br.clickRow("resume w1", `#nodes-table tr[data-id="w1"] button[data-cmd="resume"]`)
+	harness.Eventually(t, 10*time.Second, "w1 running", func() bool { st, _ := state("w1"); return st == mesh.StateRunning })
+	br.run("set w2's concurrency", chromedp.SetValue(chromedp.CSS("#conc-node"), "w2"), chromedp.SetValue(chromedp.CSS("#conc-n"), "3"),
+		chromedp.Click(chromedp.CSS("#conc-submit")))
+	br.waitText("#msg", "Worker w2 now runs up to 3 tasks", 10*time.Second)
+	harness.Eventually(t, 10*time.Second, "w2 at concurrency 3", func() bool { _, c := state("w2"); return c == 3 })
 
 	// Throttle set: the override shows on the page and is stored.
 	br.run("set a throttle override", chromedp.Navigate(base+"#throttle"), chromedp.WaitVisible(chromedp.CSS("#th-host")),
@@ -192,6 +214,17 @@ func TestConsoleBrowserSteer(t *testing.T) {
 		t.Errorf("cancelled crawl's row %q does not show its %d dropped tasks", row, cst.Dropped)
 	}
 	t.Logf("cancelled crawl: %d ok, %d dropped; row %q", cst.PagesOK, cst.Dropped, row)
+
+	// Drain, asked in a dialog: the worker finishes and exits.
+	br.run("open the nodes", chromedp.Navigate(base+"#nodes"))
+	br.clickRow("drain w2", `#nodes-table tr[data-id="w2"] button[data-cmd="drain"]`)
+	br.waitText("#msg", "Worker w2 draining", 10*time.Second)
+	br.waitText(`#nodes-table tr[data-id="w2"] .online`, "offline", 30*time.Second)
+	dialogMu.Lock()
+	if !slices.ContainsFunc(asked, func(q string) bool { return strings.Contains(q, "Drain worker w2") }) {
+		t.Errorf("dialogs %q: want one asking before draining w2", asked)
+	}
+	dialogMu.Unlock()
 	br.checkLoopback()
 }
 

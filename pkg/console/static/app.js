@@ -179,11 +179,69 @@ async function nodes() {
       el('td', { text: secs(n.clock_skew_seconds) }),
       el('td', { text: hb.hostname || '' }),
       el('td', { class: 'agent id', text: hb.agent ? 'agent ' + hb.agent : '—' }),
+      el('td', { class: 'acts' }, ...workerActions(n)),
     ));
     if (agent && n.online) rows.push(childrenRow(n.id, kids));
   }
   fill($('#nodes-table tbody'), rows);
   agentsForScale(list.filter((n) => n.role === 'agent' && n.online).map((n) => n.id));
+  choices($('#conc-node'), list.filter((n) => n.role === 'worker' && n.online).map((n) => n.id), 'no worker online', $('#conc-submit'));
+}
+
+// workerActions are the buttons of an online worker's row: pause or
+// resume, and drain (asked first: the worker exits).
+function workerActions(n) {
+  if (n.role !== 'worker' || !n.online) return [];
+  const out = [];
+  const button = (cmd, text) => {
+    const b = el('button', { type: 'button', class: 'action', 'data-cmd': cmd, text });
+    b.setAttribute('aria-label', text + ' ' + n.id);
+    b.addEventListener('click', () => nodeCommand(n.id, cmd));
+    out.push(b);
+  };
+  if (n.state === 'running') button('pause', 'Pause');
+  if (n.state === 'paused') button('resume', 'Resume');
+  if (n.state === 'running' || n.state === 'paused') button('drain', 'Drain');
+  return out;
+}
+
+const DONE = { pause: 'paused: it takes no new tasks', resume: 'resumed', drain: 'draining: it finishes its tasks and exits' };
+
+async function nodeCommand(id, cmd) {
+  if (cmd === 'drain' && !confirm('Drain worker ' + id + '? It finishes its tasks and exits.')) return;
+  try {
+    await act('POST', 'nodes/' + encodeURIComponent(id) + '/' + cmd);
+    say('Worker ' + id + ' ' + DONE[cmd] + '.');
+    refresh();
+  } catch (e) { say(e.message, true); }
+}
+
+async function setConcurrency() {
+  const id = $('#conc-node').value;
+  const raw = $('#conc-n').value.trim();
+  const st = $('#conc-status');
+  st.textContent = '';
+  if (!id) { say('No worker is online.', true); return; }
+  if (!/^\d+$/.test(raw)) { st.textContent = 'Tasks in flight: give a whole number.'; say(st.textContent, true); $('#conc-n').focus(); return; }
+  try {
+    await act('POST', 'nodes/' + encodeURIComponent(id) + '/set-concurrency', { n: +raw });
+    say('Worker ' + id + ' now runs up to ' + raw + ' tasks at once (kept in the cluster configuration).');
+    refresh();
+  } catch (e) { st.textContent = e.message; say(e.message, true); }
+}
+
+// choices fills a select with ids, rebuilt only when they change (an open
+// choice is kept), and turns its form's button off when there are none.
+function choices(sel, ids, none, submit) {
+  const cur = sel.value;
+  const want = ids.length ? ids.join(' ') : '(none)';
+  if (sel.dataset.ids !== want) {
+    sel.dataset.ids = want;
+    sel.replaceChildren(...(ids.length ? ids.map((id) => el('option', { value: id, text: id })) : [el('option', { value: '', text: none })]));
+    if (ids.includes(cur)) sel.value = cur;
+  }
+  submit.dataset.off = ids.length ? '0' : '1';
+  showAuth();
 }
 
 // childrenRow lists an agent's worker processes under its row, with what
@@ -200,23 +258,11 @@ function childrenRow(agent, kids) {
     el('td', { class: 'id', text: c.http || '—' }))));
   const inner = kids.length ? el('table', { class: 'children' }, cap, head, body) : el('p', { text: 'Agent ' + agent + ' runs no worker process (scaled to 0).' });
   const td = el('td', {}, inner);
-  td.colSpan = 10;
+  td.colSpan = 11;
   return el('tr', { 'data-id': agent + ' children', 'data-agent': agent, class: 'children-row' }, td);
 }
 
-function agentsForScale(ids) {
-  const sel = $('#scale-agent');
-  const cur = sel.value;
-  // Rebuilt only when the agents change, so an open choice is kept.
-  const want = ids.length ? ids.join(' ') : '(none)';
-  if (sel.dataset.ids !== want) {
-    sel.dataset.ids = want;
-    sel.replaceChildren(...(ids.length ? ids.map((id) => el('option', { value: id, text: id })) : [el('option', { value: '', text: 'no host agent online' })]));
-    if (ids.includes(cur)) sel.value = cur;
-  }
-  $('#scale-submit').dataset.off = ids.length ? '0' : '1';
-  showAuth();
-}
+function agentsForScale(ids) { choices($('#scale-agent'), ids, 'no host agent online', $('#scale-submit')); }
 
 async function scaleAgent() {
   const agent = $('#scale-agent').value;
@@ -828,6 +874,7 @@ function init() {
     try { await act('PUT', 'throttle/' + encodeURIComponent(host), body); say('Override for ' + host + ' set.'); refresh(); } catch (e) { say(e.message, true); }
   });
   $('#scale-form').addEventListener('submit', (ev) => { ev.preventDefault(); scaleAgent(); });
+  $('#conc-form').addEventListener('submit', (ev) => { ev.preventDefault(); setConcurrency(); });
   $('#config-form').addEventListener('submit', (ev) => { ev.preventDefault(); configWrite(false); });
   $('#cfg-remove').addEventListener('click', () => configWrite(true));
   $('#cfg-key').addEventListener('change', () => { keyHelp(); clearCfgErrors(); });
