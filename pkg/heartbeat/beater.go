@@ -50,6 +50,8 @@ type Status struct {
 	Partitions int
 	// GoSpiders are a worker's compiled-in Go spiders.
 	GoSpiders []string
+	// ScheduleTZ is a master's schedule time zone.
+	ScheduleTZ string
 }
 
 // Beater owns one node's heartbeat key.
@@ -171,7 +173,7 @@ func (b *Beater) value() []byte {
 		Role: b.role, Version: mesh.Version, State: s.State, Leader: s.Leader, Term: s.Term,
 		StartedAt: b.started, ActiveTasks: s.ActiveTasks, Capacity: s.Capacity,
 		Instance: b.instance, PID: os.Getpid(), Agent: b.agent, Children: s.Children, Config: s.Config,
-		Partitions: s.Partitions, GoSpiders: s.GoSpiders,
+		Partitions: s.Partitions, GoSpiders: s.GoSpiders, ScheduleTZ: s.ScheduleTZ,
 	}
 	v, _ := json.Marshal(hb) // cannot fail: plain fields
 	return v

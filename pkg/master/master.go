@@ -93,6 +93,9 @@ func New(nc *nats.Conn, nodes jetstream.KeyValue, cfg Config) (*Master, error) {
 	opts := append(heartbeat.Timing(cfg.HeartbeatInterval, cfg.HeartbeatTTL, cfg.Clock, cfg.Log),
 		heartbeat.WithStatus(func() heartbeat.Status {
 			st := heartbeat.Status{State: mesh.StateRunning, Leader: m.isLeading(), Term: m.term.Load()}
+			if cfg.Scheduler != nil {
+				st.ScheduleTZ = cfg.Scheduler.Zone()
+			}
 			if cfg.Config != nil {
 				st.Config = cfg.Config.Status()
 			}

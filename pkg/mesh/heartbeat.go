@@ -36,6 +36,10 @@ type Heartbeat struct {
 	// Agent is the id of the host agent that runs this worker ("" for a
 	// worker started by other means).
 	Agent string `json:"agent,omitempty"`
+	// ScheduleTZ is the time zone a master evaluates cron schedules in
+	// (its --schedule-tz): doctor warns when masters differ, since a
+	// schedule would fire at another hour after a failover.
+	ScheduleTZ string `json:"schedule_tz,omitempty"`
 	// GoSpiders are the spiders written in Go that a worker has compiled
 	// in (spec field go:), sorted; spider apply warns of one no worker has.
 	GoSpiders []string `json:"go_spiders,omitempty"`

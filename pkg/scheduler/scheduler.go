@@ -48,6 +48,9 @@ func Parse(s string) (cron.Schedule, error) {
 	return sched, nil
 }
 
+// Zone is the time zone schedules without their own are evaluated in.
+func (s *Scheduler) Zone() string { return s.loc.String() }
+
 // zoneOf is the time zone a schedule's ticks are in: its own CRON_TZ= or
 // TZ= prefix, else the scheduler's.
 func zoneOf(raw string, loc *time.Location) string {

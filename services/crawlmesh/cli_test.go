@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -422,5 +423,33 @@ func TestSpiderListStartURLs(t *testing.T) {
 	}
 	if out, _, _ := runCLI(t, nil, "spider", "ls", "-o", "wide", "--nats", url); !strings.Contains(out, "http://a.example/ http://a.example/2 http://a.example/3") {
 		t.Errorf("spider ls -o wide:\n%s", out)
+	}
+}
+
+// doctor warns when online masters evaluate schedules in different time
+// zones, naming each; one zone, or an offline master's, is fine.
+func TestDoctorScheduleZones(t *testing.T) {
+	master := func(id, tz string, online bool) clusterview.Node {
+		return clusterview.Node{ID: id, Role: mesh.RoleMaster, Online: online, Heartbeat: mesh.Heartbeat{ScheduleTZ: tz}}
+	}
+	for _, c := range []struct {
+		nodes []clusterview.Node
+		want  string
+	}{
+		{[]clusterview.Node{master("m1", "UTC", true), master("m2", "UTC", true)}, ""},
+		{[]clusterview.Node{master("m1", "UTC", true), master("m2", "Asia/Tokyo", false)}, ""},
+		{[]clusterview.Node{master("m1", "UTC", true), master("m2", "Asia/Tokyo", true), master("m3", "UTC", true)},
+			"different time zones (Asia/Tokyo: m2; UTC: m1, m3)"},
+	} {
+		var got []string
+		doctorScheduleZones(nodesOutput{Nodes: c.nodes}, func(level, check, format string, a ...any) {
+			got = append(got, level+" "+fmt.Sprintf(format, a...))
+		})
+		switch {
+		case c.want == "" && len(got) > 0:
+			t.Errorf("%+v: %q, want nothing", c.nodes, got)
+		case c.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], "warn ") || !strings.Contains(got[0], c.want)):
+			t.Errorf("%+v: %q, want a warning with %q", c.nodes, got, c.want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/services/internal/harness"
@@ -435,6 +436,17 @@ max_depth: 1
 	}
 	if errOut := apply("titles"); strings.Contains(errOut, "warning") {
 		t.Errorf("spider apply of go: titles said %q, want no warning", errOut)
+	}
+	// The master's heartbeat says its schedules' time zone (doctor
+	// compares the masters').
+	var nodes struct{ Nodes []clusterview.Node }
+	if err := json.Unmarshal([]byte(m.mustCLI("nodes", "-o", "json")), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Nodes {
+		if n.ID == "m1" && n.Heartbeat.ScheduleTZ != "UTC" {
+			t.Errorf("m1's heartbeat says schedule_tz %q, want UTC", n.Heartbeat.ScheduleTZ)
+		}
 	}
 }
 

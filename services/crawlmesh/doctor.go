@@ -157,6 +157,7 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 	doctorLeader(ctx, js, view, add)
 	doctorDuplicates(ctx, js, add)
 	doctorConfig(ctx, js, view, add)
+	doctorScheduleZones(view, add)
 	// Checks of what nodes report in their heartbeats go here, each with
 	// the view and add: the host agent's (children that keep restarting)
 	// belongs beside doctorConfig.
@@ -209,6 +210,27 @@ func mastersJoining(ctx context.Context, js jetstream.JetStream) (string, bool) 
 		return "", false
 	}
 	return fmt.Sprintf("a master finished creating the mesh's streams and buckets %v ago and is joining", ago.Round(time.Millisecond)), true
+}
+
+// doctorScheduleZones warns when online masters evaluate cron schedules
+// in different time zones (--schedule-tz): a schedule would fire at
+// another hour after a failover (found by review: 9 hours apart).
+func doctorScheduleZones(view nodesOutput, add func(level, check, format string, a ...any)) {
+	byZone := map[string][]string{}
+	for _, n := range view.Nodes {
+		if n.Role == mesh.RoleMaster && n.Online && n.Heartbeat.ScheduleTZ != "" {
+			byZone[n.Heartbeat.ScheduleTZ] = append(byZone[n.Heartbeat.ScheduleTZ], n.ID)
+		}
+	}
+	if len(byZone) < 2 {
+		return
+	}
+	var parts []string
+	for _, z := range slices.Sorted(maps.Keys(byZone)) {
+		parts = append(parts, z+": "+strings.Join(byZone[z], ", "))
+	}
+	add("warn", "schedules", "masters evaluate cron schedules in different time zones (%s): after a failover a schedule fires at another hour; start every master with the same --schedule-tz (or give schedules CRON_TZ=)",
+		strings.Join(parts, "; "))
 }
 
 // doctorConfig checks the cluster configuration: stored values no node
