@@ -205,7 +205,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 		log.Warn("crawl record unavailable, task retried", "err", err)
-		_ = msg.NakWithDelay(time.Second)
+		c.retryLater(ctx, msg, t, attempt, time.Second)
 		return
 	}
 	cached := cr
@@ -297,9 +297,9 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		// task back and fail the same way, and a few such rounds make
 		// "delivered 6 times without finishing": the task and what it
 		// leads to were lost to a NATS restart. Each round now waits
-		// longer (1 s, 2 s, 4 s ... by default).
+		// longer (1 s, 2 s, 4 s ... by default), and costs no attempt.
 		log.Warn("host state unreadable, task retried", "url", t.URL, "attempt", attempt, "err", err)
-		_ = msg.NakWithDelay(c.backoff(attempt, 0))
+		c.retryLater(ctx, msg, t, attempt, c.backoff(t.HandedBack+1, 0))
 		return
 	}
 	// The wait for the host's turn can be long (a slow host, parallelism
@@ -341,7 +341,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		mine, err := c.pub.With(layoutOf(cr)).Claim(ctx, t.Crawl, page.URL, t.ID, redelivered)
 		if err != nil {
 			log.Warn("claim of redirect target failed, task retried", "err", err)
-			_ = msg.NakWithDelay(time.Second)
+			c.retryLater(ctx, msg, t, attempt, time.Second)
 			return
 		}
 		if !mine {
@@ -359,7 +359,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 		log.Warn("publish failed, task retried", "err", err)
-		_ = msg.NakWithDelay(c.backoff(attempt, 0))
+		c.retryLater(ctx, msg, t, attempt, c.backoff(t.HandedBack+1, 0))
 		return
 	}
 	c.m.pages.WithLabelValues(t.Spider, statusClass(page.Status)).Inc()
@@ -567,6 +567,36 @@ func (c *Crawler) stopping(ctx context.Context, msg jetstream.Msg, t mesh.Task, 
 	c.handBack(msg, t, attempt)
 	return true
 }
+
+// retryLater gives a task back after d without spending one of its
+// attempts: what failed was the mesh (NATS stalled, its JetStream
+// restarting, its disk full), not the page. Found by review: a NATS
+// stall of 15 s spent an attempt of each task it caught, and pages that
+// answered 503 twice, then 200, were dead-lettered after two fetches.
+// The task is held meanwhile (kept alive), so no other worker takes it
+// at once and fails the same way. After maxFreeRetries hand-backs a
+// retry is counted again, so a task the mesh can never take still ends
+// in the dead letters.
+func (c *Crawler) retryLater(ctx context.Context, msg jetstream.Msg, t mesh.Task, attempt int, d time.Duration) {
+	if t.HandedBack >= maxFreeRetries {
+		_ = msg.NakWithDelay(d)
+		return
+	}
+	stop := c.keepAlive(msg)
+	w := time.NewTimer(min(d, maxFreeWait))
+	select {
+	case <-ctx.Done(): // stopping: hand it back now
+	case <-w.C:
+	}
+	w.Stop()
+	stop()
+	c.handBack(msg, t, attempt)
+}
+
+const (
+	maxFreeRetries = 50
+	maxFreeWait    = 30 * time.Second
+)
 
 // handBack gives back a task this stopping worker will not finish,
 // without spending one of its attempts: it is published anew (its
