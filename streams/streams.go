@@ -328,9 +328,25 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, p *planner, c jet
 		rctx, cancel := request(ctx)
 		defer cancel()
 		_, err := js.CreateOrUpdateStream(rctx, c)
-		return err
+		return insufficient(err, c)
 	})
 	return reconcile("stream "+c.Name, applyErr, func() ([]Drift, error) { return CheckStream(ctx, js, c) })
+}
+
+// errCodeStorageExceeded is nats-server's JSStorageResourcesExceededErr.
+const errCodeStorageExceeded jetstream.ErrorCode = 10047
+
+// insufficient explains the server's "insufficient storage resources" for
+// a stream with max_bytes: JetStream reserves a stream's max_bytes of its
+// storage up front, so a server with less (max_file_store) refuses it, and
+// an operator read only the server's words (found by review).
+func insufficient(err error, c jetstream.StreamConfig) error {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeStorageExceeded || c.MaxBytes <= 0 {
+		return err
+	}
+	return fmt.Errorf("%w: JetStream reserves each stream's max_bytes up front, and %s's is %d MiB (%d MiB times %d replica(s) in all); give the servers' JetStream more storage (max_file_store), see deploy/OPERATIONS.md, Storage",
+		err, c.Name, c.MaxBytes>>20, c.MaxBytes>>20*int64(max(c.Replicas, 1)), max(c.Replicas, 1))
 }
 
 func ensureObjectStore(ctx context.Context, js jetstream.JetStream, p *planner, c jetstream.ObjectStoreConfig) ([]Drift, error) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/crawlmesh/crawlmesh/pkg/agent"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -23,6 +24,11 @@ type agentConfig struct {
 	workerBin    string
 	drainTimeout time.Duration
 	node         nodeconfig.Node // id, heartbeat interval, logging
+	// given are the flags the operator gave the agent: only those reach
+	// the workers' command lines, so a worker's config get says "flag"
+	// only for a flag someone gave (found by review: the agent's defaults
+	// read as flags and hid the cluster-wide defaults).
+	given map[string]bool
 }
 
 // newAgentCmd is `crawlmesh agent`: a host agent supervising N workers.
@@ -45,6 +51,8 @@ func newAgentCmd(c *cli, f *clientFlags) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			a.given = map[string]bool{}
+			cmd.Flags().Visit(func(fl *pflag.Flag) { a.given[fl.Name] = true })
 			return runAgent(cmd.Context(), c, f, a, args)
 		},
 	}
@@ -98,8 +106,13 @@ func runAgent(ctx context.Context, c *cli, f *clientFlags, a agentConfig, worker
 		DrainTimeout: a.drainTimeout,
 		Command: func(id, httpAddr string) *exec.Cmd {
 			args := append(append([]string{}, prefix...), "--id", id, "--agent", a.node.ID, "--http", httpAddr,
-				"--heartbeat-interval", a.node.HeartbeatInterval.String(),
-				"--log-level", a.node.LogLevel, "--log-format", a.node.LogFormat)
+				"--log-format", a.node.LogFormat)
+			if a.given["heartbeat-interval"] {
+				args = append(args, "--heartbeat-interval", a.node.HeartbeatInterval.String())
+			}
+			if a.given["log-level"] {
+				args = append(args, "--log-level", a.node.LogLevel)
+			}
 			cmd := exec.Command(bin, append(args, workerArgs...)...)
 			cmd.Env = childEnv
 			return cmd

@@ -88,6 +88,15 @@ func TestAgent(t *testing.T) {
 	all := []string{"a1-1", "a1-2", "a1-3"}
 	waitFor(t, 30*time.Second, "agent a1 with 3 workers online", func() bool { return kv.childrenRunning("a1", all...) })
 
+	// The agent was given no --heartbeat-interval or --log-level: its
+	// workers' values come from the defaults, not from a flag (review).
+	for _, key := range []string{"heartbeat_interval", "log_level"} {
+		out := m.mustCLI("config", "get", key, "--node", "a1-1", "-o", "json")
+		if !strings.Contains(out, `"source": "default"`) && !strings.Contains(out, `"source":"default"`) {
+			t.Errorf("config get %s --node a1-1:\n%s\nwant its source default", key, out)
+		}
+	}
+
 	// Each child serves /metrics and /healthz on its own loopback port.
 	first, _ := kv.get("a1")
 	for _, ch := range first.Children {
