@@ -209,6 +209,12 @@ func (f *clientFlags) open(ctx context.Context, bucket string) (*session, error)
 	}
 	if err != nil {
 		nc.Close()
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			// A bucket that did not answer exists (or may): its stream's
+			// server stalled or is restarting (found by review: "has a
+			// master started?" during a server freeze).
+			return nil, fmt.Errorf("open bucket %s: %w (JetStream did not answer within --timeout %v: a NATS server may be down, restarting or electing the bucket's leader; try again, or give --timeout more)", bucket, err, f.timeout)
+		}
 		return nil, fmt.Errorf("open bucket %s: %w (%s)", bucket, err, whyNoAssets(ctx, js))
 	}
 	return &session{nc: nc, js: js, kv: kv}, nil
