@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/clusterview"
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
@@ -451,5 +452,49 @@ func TestDoctorScheduleZones(t *testing.T) {
 		case c.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], "warn ") || !strings.Contains(got[0], c.want)):
 			t.Errorf("%+v: %q, want a warning with %q", c.nodes, got, c.want)
 		}
+	}
+}
+
+// doctor fails on tasks a work queue holds that its consumer will not
+// deliver (below its ack floor), as a server whose disk filled up left
+// them. A stream that keeps acked messages stands in for that state.
+func TestDoctorStrandedTasks(t *testing.T) {
+	s := natstest.RunServerWith(t, &server.Options{JetStream: true, StoreDir: t.TempDir(), Port: -1})
+	_, js := natstest.Connect(t, s)
+	st, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: mesh.TasksStream, Subjects: []string{"crawlmesh.task.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := st.CreateConsumer(t.Context(), jetstream.ConsumerConfig{Durable: mesh.TasksConsumer, AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := func() []string {
+		var got []string
+		doctorStranded(t.Context(), js, 1, func(level, check, format string, a ...any) {
+			got = append(got, level+" "+fmt.Sprintf(format, a...))
+		})
+		return got
+	}
+	for range 5 {
+		if _, err := js.Publish(t.Context(), "crawlmesh.task.c1", []byte("t")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := report(); len(got) != 0 {
+		t.Fatalf("5 pending tasks: %q, want nothing", got)
+	}
+	batch, err := cons.Fetch(3, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := report()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "fail stream TASKS holds 3 task(s) its consumer workers will not deliver") {
+		t.Errorf("3 tasks below the ack floor: %q, want a failure counting them", got)
 	}
 }

@@ -181,6 +181,7 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 		}
 	}
 	doctorSinks(ctx, js, add)
+	doctorStranded(ctx, js, parts, add)
 	return report()
 }
 
@@ -293,6 +294,46 @@ func scopeFlag(s clusterconfig.Scope) string {
 
 // doctorSinks reports each sink: delivering, failing (with its redacted
 // error), or not picked up by any master.
+// doctorStranded warns of tasks a work queue holds that its consumer will
+// never deliver: below its ack floor, neither pending nor awaiting an ack.
+// A server whose disk filled up left 914 so, and the crawl ran for good
+// (found by review). Read twice, a second apart, so an ack in flight is
+// not taken for one.
+func doctorStranded(ctx context.Context, js jetstream.JetStream, parts int, add func(level, check, format string, a ...any)) {
+	stranded := func(p int) (uint64, error) {
+		s, err := js.Stream(ctx, mesh.TasksStreamOf(p))
+		if err != nil {
+			return 0, err
+		}
+		c, err := s.Consumer(ctx, mesh.TasksConsumer)
+		if err != nil {
+			return 0, err
+		}
+		si, ci := s.CachedInfo(), c.CachedInfo()
+		held := ci.NumPending + uint64(ci.NumAckPending)
+		if si.State.Msgs <= held || si.State.FirstSeq > ci.AckFloor.Stream {
+			return 0, nil
+		}
+		return si.State.Msgs - held, nil
+	}
+	for p := range max(parts, 1) {
+		n, err := stranded(p)
+		if err != nil || n == 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		if again, err := stranded(p); err != nil || again == 0 {
+			continue
+		}
+		add("fail", "tasks", "stream %s holds %d task(s) its consumer %s will not deliver (below its ack floor: a server's storage failed?); their crawls never complete. Delete the consumer (nats consumer rm %s %s) and restart a master: it creates it again from the stream's first task, and de-duplication keeps the crawl exact",
+			mesh.TasksStreamOf(p), n, mesh.TasksConsumer, mesh.TasksStreamOf(p), mesh.TasksConsumer)
+	}
+}
+
 func doctorSinks(ctx context.Context, js jetstream.JetStream, add func(level, check, format string, a ...any)) {
 	kv, err := js.KeyValue(ctx, mesh.SinksBucket)
 	if err != nil {
