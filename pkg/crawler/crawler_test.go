@@ -769,8 +769,8 @@ func TestHandleCancelledWhileWaiting(t *testing.T) {
 	sp := s.spec(t, shopRules)
 	e.putCrawl(t, mesh.CrawlRunning, sp)
 	seeds := e.seed(t, 0, s.URL+"/")
-	ctx, cancel := context.WithCancel(t.Context())
-	crawls := crawler.NewCrawls(e.crawls, nil)
+	ctx := t.Context()
+	crawls := e.runningCrawls(t)
 	ended := make(chan struct{}, 1)
 	crawls.OnEnd(func(string) {
 		select {
@@ -778,13 +778,6 @@ func TestHandleCancelledWhileWaiting(t *testing.T) {
 		default:
 		}
 	})
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = crawls.Run(ctx) })
-	defer wg.Wait()
-	defer cancel()
-	if _, err := crawls.Get(ctx, crawlID); err != nil { // known as running
-		t.Fatal(err)
-	}
 	// The slot comes only after the cancel has reached the worker's cache.
 	slots := slotsFunc(func(ctx context.Context) error {
 		e.putCrawl(t, mesh.CrawlCancelled, sp)
@@ -807,6 +800,21 @@ func TestHandleCancelledWhileWaiting(t *testing.T) {
 	if d, ok := e.counter(t, mesh.StatDropped), e.counter(t, mesh.StatOK); d != 1 || ok != 0 {
 		t.Errorf("counters dropped=%d ok=%d, want 1 and 0", d, ok)
 	}
+}
+
+// runningCrawls is a worker's crawls cache following the bucket until the
+// test ends, with the test's crawl known as running.
+func (e *env) runningCrawls(t *testing.T) *crawler.Crawls {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	crawls := crawler.NewCrawls(e.crawls, nil)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = crawls.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	if _, err := crawls.Get(ctx, crawlID); err != nil {
+		t.Fatal(err)
+	}
+	return crawls
 }
 
 // slotsFunc is a FetchSlots whose Acquire is the function.

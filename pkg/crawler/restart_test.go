@@ -171,14 +171,8 @@ func TestHandleCancelledWhileWaitingForHost(t *testing.T) {
 	e.putCrawl(t, mesh.CrawlRunning, sp)
 	seeds := e.seed(t, 0, s.URL+"/", s.URL+"/a", s.URL+"/b")
 	ctx, cancel := context.WithCancel(t.Context())
-	crawls := crawler.NewCrawls(e.crawls, nil)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = crawls.Run(ctx) })
-	defer wg.Wait()
 	defer cancel()
-	if _, err := crawls.Get(ctx, crawlID); err != nil { // known as running
-		t.Fatal(err)
-	}
+	crawls := e.runningCrawls(t)
 	gate := politeness.New(streamstest.Bucket(t, e.js, mesh.HostsBucket), streamstest.Bucket(t, e.js, mesh.ThrottleBucket), "w1", 10*time.Second, nil)
 	w := crawler.New(e.js, e.seen, crawls, fetch.New(fetch.Config{}, nil), crawler.Config{Node: "w1", Gate: gate})
 	var handlers sync.WaitGroup

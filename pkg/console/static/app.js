@@ -216,20 +216,6 @@ async function nodeCommand(id, cmd) {
   } catch (e) { say(e.message, true); }
 }
 
-async function setConcurrency() {
-  const id = $('#conc-node').value;
-  const raw = $('#conc-n').value.trim();
-  const st = $('#conc-status');
-  st.textContent = '';
-  if (!id) { say('No worker is online.', true); return; }
-  if (!/^\d+$/.test(raw)) { st.textContent = 'Tasks in flight: give a whole number.'; say(st.textContent, true); $('#conc-n').focus(); return; }
-  try {
-    await act('POST', 'nodes/' + encodeURIComponent(id) + '/set-concurrency', { n: +raw });
-    say('Worker ' + id + ' now runs up to ' + raw + ' tasks at once (kept in the cluster configuration).');
-    refresh();
-  } catch (e) { st.textContent = e.message; say(e.message, true); }
-}
-
 // choices fills a select with ids, rebuilt only when they change (an open
 // choice is kept), and turns its form's button off when there are none.
 function choices(sel, ids, none, submit) {
@@ -264,19 +250,26 @@ function childrenRow(agent, kids) {
 
 function agentsForScale(ids) { choices($('#scale-agent'), ids, 'no host agent online', $('#scale-submit')); }
 
-async function scaleAgent() {
-  const agent = $('#scale-agent').value;
-  const raw = $('#scale-n').value.trim();
-  const st = $('#scale-status');
+// numberCommand sends a node command that takes a number (scale,
+// set-concurrency) from a form: its node select, number input and status.
+async function numberCommand(sel, input, status, cmd, none, what, done) {
+  const id = $(sel).value;
+  const raw = $(input).value.trim();
+  const st = $(status);
   st.textContent = '';
-  if (!agent) { say('No host agent is online to scale.', true); return; }
-  if (!/^-?\d+$/.test(raw)) { st.textContent = 'Workers: give a whole number.'; say('Workers: give a whole number.', true); $('#scale-n').focus(); return; }
+  if (!id) { say(none, true); return; }
+  if (!/^-?\d+$/.test(raw)) { st.textContent = what + ': give a whole number.'; say(st.textContent, true); $(input).focus(); return; }
   try {
-    const r = await act('POST', 'nodes/' + encodeURIComponent(agent) + '/scale', { n: +raw });
-    say('Agent ' + agent + ' now runs ' + (r.workers ?? raw) + ' worker process(es); those it stops are drained first.');
+    const r = await act('POST', 'nodes/' + encodeURIComponent(id) + '/' + cmd, { n: +raw });
+    say(done(id, r, raw));
     refresh();
   } catch (e) { st.textContent = e.message; say(e.message, true); }
 }
+
+const scaleAgent = () => numberCommand('#scale-agent', '#scale-n', '#scale-status', 'scale', 'No host agent is online to scale.', 'Workers',
+  (id, r, raw) => 'Agent ' + id + ' now runs ' + (r.workers ?? raw) + ' worker process(es); those it stops are drained first.');
+const setConcurrency = () => numberCommand('#conc-node', '#conc-n', '#conc-status', 'set-concurrency', 'No worker is online.', 'Tasks in flight',
+  (id, r, raw) => 'Worker ' + id + ' now runs up to ' + raw + ' tasks at once (kept in the cluster configuration).');
 
 // ---- cluster config
 
