@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
