@@ -545,6 +545,9 @@ func (pr *proc) exchange(ctx context.Context, p *Pool, page spiderproto.Page) (a
 		case errors.Is(werr, os.ErrDeadlineExceeded):
 			return ans, timedOut(), false
 		}
+		if pr.served > 0 && pr.exitedCleanly() {
+			return ans, errIdleDeath, false // left with status 0 after its last answer (below)
+		}
 		return ans, pr.crashed(page.URL), false // EPIPE: it is gone
 	}
 
