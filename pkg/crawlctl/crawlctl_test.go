@@ -262,6 +262,13 @@ func TestListStatus(t *testing.T) {
 	if !slices.Equal(got, ids) {
 		t.Errorf("listed %q, want %q", got, ids)
 	}
+	// A record no version wrote is left out, not an error for good.
+	if _, err := e.crawls.Put(t.Context(), "junk", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	if sts, err := crawlctl.ListStatus(t.Context(), e.js, e.crawls); err != nil || len(sts) != len(ids) {
+		t.Errorf("with a record that does not decode: %d crawls, %v; want the %d others", len(sts), err, len(ids))
+	}
 	// The counters cannot be read: an error, not an empty list.
 	if err := e.js.DeleteStream(t.Context(), mesh.StatsStream); err != nil {
 		t.Fatal(err)

@@ -311,10 +311,10 @@ func readUpTo(ctx context.Context, s jetstream.Stream, subject string, last uint
 }
 
 // ListStatus reads the status of every crawl in bucket crawls, in key
-// order. A crawl deleted meanwhile is left out; any other failure to read
-// one is an error: a list cut short and served as whole (found by review:
-// 170 of 257 crawls, with 200, while NATS stalled) says crawls are gone
-// that are not. Statuses are read listStatusReaders at a time: a status
+// order. A crawl deleted meanwhile, or whose record cannot be decoded, is
+// left out; any other failure to read one is an error: a list cut short
+// and served as whole (found by review: 170 of 257 crawls, with 200, while
+// NATS stalled) says crawls are gone that are not. Statuses are read listStatusReaders at a time: a status
 // is a dozen requests, and hundreds of crawls one after another took
 // seconds of the master's time per console poll.
 func ListStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.KeyValue) ([]Status, error) {
@@ -329,7 +329,11 @@ func ListStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.Ke
 	for i, k := range keys {
 		g.Go(func() error {
 			st, err := ReadStatus(gctx, js, crawls, k)
-			if errors.Is(err, crawler.ErrUnknownCrawl) {
+			var syntax *json.SyntaxError
+			var typ *json.UnmarshalTypeError
+			if errors.Is(err, crawler.ErrUnknownCrawl) || errors.As(err, &syntax) || errors.As(err, &typ) {
+				// Deleted meanwhile, or a record no version wrote (written
+				// by hand): it would fail every listing for good.
 				return nil
 			}
 			if err != nil {

@@ -84,25 +84,53 @@ type runScope struct {
 // one delay each (long after 503s had slowed the host), holding every
 // task the workers could pull, and other crawls fetched nothing for
 // minutes.
-// The second context returned is done once the crawl stopped running.
-func (c *Crawler) whileRunning(ctx context.Context, crawl string) (context.Context, context.Context, context.CancelFunc) {
+// The returned context's cause says which ended it: errCrawlEnded or
+// errPaused (the worker stopped taking tasks); a resume or a reopened
+// crawl since does not change what the task saw.
+func (c *Crawler) whileRunning(ctx context.Context, crawl string) (context.Context, context.CancelFunc) {
 	v, ok := c.running.Load(crawl)
 	if !ok {
 		sctx, cancel := context.WithCancel(context.Background())
 		v, _ = c.running.LoadOrStore(crawl, &runScope{ctx: sctx, cancel: cancel})
 	}
-	scope := v.(*runScope).ctx
-	tctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(scope, cancel)
+	tctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(v.(*runScope).ctx, func() { cancel(errCrawlEnded) })
 	stopTaking := func() bool { return true }
 	if c.cfg.Taking != nil {
-		stopTaking = context.AfterFunc(c.cfg.Taking(), cancel)
+		stopTaking = context.AfterFunc(c.cfg.Taking(), func() { cancel(errPaused) })
 	}
-	return tctx, scope, func() { stop(); stopTaking(); cancel() }
+	return tctx, func() { stop(); stopTaking(); cancel(nil) }
 }
 
-// paused says whether the worker took no new tasks while this one waited.
-func (c *Crawler) paused() bool { return c.cfg.Taking != nil && c.cfg.Taking().Err() != nil }
+var (
+	errCrawlEnded = errors.New("the crawl stopped running")
+	errPaused     = errors.New("the worker was paused")
+)
+
+// waitCut handles a task whose wait for its host's turn was cut short by
+// whileRunning, and says whether it did: one whose crawl ended is
+// dropped (but handed back if the crawl runs again, reopened by a
+// requeue); one whose worker was paused is handed back, no attempt
+// spent. Found by review: reading the state now instead of the cause, a
+// pause with a quick resume read as a NATS failure and spent attempts.
+func (c *Crawler) waitCut(ctx, wctx context.Context, msg jetstream.Msg, t mesh.Task, attempt int, t0 time.Time) bool {
+	if ctx.Err() != nil || wctx.Err() == nil {
+		return false
+	}
+	switch context.Cause(wctx) {
+	case errCrawlEnded:
+		if now, err := c.crawls.Get(ctx, t.Crawl); err == nil && now.State != mesh.CrawlRunning {
+			c.drop(ctx, msg, t, attempt, "crawl "+now.State+" while its task waited for the host", t0)
+			return true
+		}
+		c.handBack(msg, t, attempt) // running again: take it afresh
+		return true
+	case errPaused:
+		c.handBack(msg, t, attempt)
+		return true
+	}
+	return false
+}
 
 // Success lines are sampled: the first logAllOK pages a worker finishes
 // in a crawl are logged one by one, then one in logEveryOK, carrying
@@ -237,7 +265,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	gate := c.gate(lim)
 	// The waits for the host's turn (Prepare's requests and the page's
 	// permit) last only while the crawl runs and the worker takes tasks.
-	wctx, crawlRuns, endWait := c.whileRunning(ctx, t.Crawl)
+	wctx, endWait := c.whileRunning(ctx, t.Crawl)
 	defer endWait()
 	if now, err := c.crawls.Get(ctx, t.Crawl); err == nil && now != cached && now.State != mesh.CrawlRunning {
 		// It ended before its scope was made, which nothing will end now.
@@ -248,28 +276,13 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		c.drop(ctx, msg, t, attempt, "crawl "+now.State, t0)
 		return
 	}
-	ended := func() (string, bool) {
-		if ctx.Err() != nil || crawlRuns.Err() == nil {
-			return "", false
-		}
-		state := "ended"
-		if now, err := c.crawls.Get(ctx, t.Crawl); err == nil && now.State != mesh.CrawlRunning {
-			state = now.State
-		}
-		return "crawl " + state + " while its task waited for the host", true
-	}
 	// Prepare (robots.txt, login) goes before the page's permit: its own
 	// requests take their permits from gate, so parallelism 1 never waits
 	// on itself.
 	delay, perr := c.fetch.Prepare(wctx, cr.Parsed, t.Crawl, t.URL, gate)
 	if perr != nil {
 		stop()
-		if why, ok := ended(); ok {
-			c.drop(ctx, msg, t, attempt, why, t0)
-			return
-		}
-		if ctx.Err() == nil && wctx.Err() != nil && c.paused() {
-			c.handBack(msg, t, attempt)
+		if c.waitCut(ctx, wctx, msg, t, attempt, t0) {
 			return
 		}
 		c.failed(ctx, msg, t, attempt, perr, t0)
@@ -281,12 +294,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	permit, err := c.take(wctx, t, *lim)
 	if err != nil {
 		stop()
-		if why, ok := ended(); ok {
-			c.drop(ctx, msg, t, attempt, why, t0)
-			return
-		}
-		if ctx.Err() == nil && wctx.Err() != nil && c.paused() {
-			c.handBack(msg, t, attempt) // paused: not started, so no attempt spent
+		if c.waitCut(ctx, wctx, msg, t, attempt, t0) {
 			return
 		}
 		if c.stopping(ctx, msg, t, attempt) { // someone else takes it at once
@@ -582,20 +590,36 @@ func (c *Crawler) retryLater(ctx context.Context, msg jetstream.Msg, t mesh.Task
 		_ = msg.NakWithDelay(d)
 		return
 	}
+	// The hand-back itself needs JetStream: while it cannot be stored
+	// (NATS still stalled), the task is held and the hand-back tried again,
+	// each wait longer; a Nak would spend the attempt after all (found by
+	// review). Bounded: past maxFreeHold, or when the worker stops, the
+	// task goes back as it can.
 	stop := c.keepAlive(msg)
-	w := time.NewTimer(min(d, maxFreeWait))
-	select {
-	case <-ctx.Done(): // stopping: hand it back now
-	case <-w.C:
+	defer stop()
+	deadline := time.Now().Add(maxFreeHold)
+	for {
+		w := time.NewTimer(min(d, maxFreeWait))
+		select {
+		case <-ctx.Done():
+		case <-w.C:
+		}
+		w.Stop()
+		if c.tryHandBack(msg, t, attempt) {
+			return
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			_ = msg.Nak()
+			return
+		}
+		d *= 2
 	}
-	w.Stop()
-	stop()
-	c.handBack(msg, t, attempt)
 }
 
 const (
 	maxFreeRetries = 50
 	maxFreeWait    = 30 * time.Second
+	maxFreeHold    = 5 * time.Minute
 )
 
 // handBack gives back a task this stopping worker will not finish,
@@ -605,10 +629,17 @@ const (
 // before. Should the ack be lost, both messages run: as redelivered ones,
 // whose children, items and counters carry the same de-duplication ids.
 func (c *Crawler) handBack(msg jetstream.Msg, t mesh.Task, attempt int) {
+	if !c.tryHandBack(msg, t, attempt) {
+		_ = msg.Nak()
+	}
+}
+
+// tryHandBack is handBack without the Nak: false when the new message
+// could not be stored (the task is still this delivery's).
+func (c *Crawler) tryHandBack(msg jetstream.Msg, t mesh.Task, attempt int) bool {
 	md, err := msg.Metadata()
 	if err != nil {
-		_ = msg.Nak()
-		return
+		return false
 	}
 	t.Tried = attempt - 1 // this delivery was no attempt; those before were
 	t.HandedBack++
@@ -617,10 +648,10 @@ func (c *Crawler) handBack(msg jetstream.Msg, t mesh.Task, attempt int) {
 	defer cancel()
 	id := "handback." + md.Stream + "." + strconv.FormatUint(md.Sequence.Stream, 10)
 	if _, err := c.js.Publish(ctx, msg.Subject(), b, jetstream.WithMsgID(id)); err != nil {
-		_ = msg.Nak()
-		return
+		return false
 	}
 	_ = msg.DoubleAck(ctx)
+	return true
 }
 
 // dead copies the task to the dead-letter stream with the reason, then

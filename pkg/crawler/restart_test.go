@@ -208,16 +208,33 @@ func TestHandlePausedWhileWaitingForHost(t *testing.T) {
 	s := shop(t)
 	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, shopRules+"politeness: {robots_txt: false, delay: 30s}\n"))
 	seeds := e.seed(t, 0, s.URL+"/", s.URL+"/a", s.URL+"/b")
+	var mu sync.Mutex
 	taking, pause := context.WithCancel(t.Context())
+	current, asked := taking, 0 // asked: tasks that took the context
 	gate := politeness.New(streamstest.Bucket(t, e.js, mesh.HostsBucket), streamstest.Bucket(t, e.js, mesh.ThrottleBucket), "w1", 10*time.Second, nil)
-	w := e.worker(crawler.Config{Node: "w1", Gate: gate, Taking: func() context.Context { return taking }})
+	w := e.worker(crawler.Config{Node: "w1", Gate: gate, Taking: func() context.Context {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		return current
+	}})
 	var handlers sync.WaitGroup
 	for range seeds {
 		m := e.next(t, "")
 		handlers.Go(func() { w.Handle(t.Context(), m) })
 	}
 	natstest.Eventually(t, 10*time.Second, "the first page fetched", func() bool { return s.total() == 1 })
+	natstest.Eventually(t, 10*time.Second, "all three tasks past the start of their wait", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return asked == 3
+	})
+	// Paused, and resumed at once: what ended the waits was the pause,
+	// whatever the worker's state by the time they look (found by review).
 	pause()
+	mu.Lock()
+	current = t.Context()
+	mu.Unlock()
 	done := make(chan struct{})
 	go func() { handlers.Wait(); close(done) }()
 	select {

@@ -76,6 +76,10 @@ type Scheduler struct {
 	loc     *time.Location
 	log     *slog.Logger
 	now     func() time.Time
+	// refused are the schedules refresh warned of, so each is warned of
+	// once, not at every pass (found by review: 5 lines a second). Only
+	// Run's goroutine uses it.
+	refused map[string]scheduled
 }
 
 // New returns a scheduler over bucket spiders, evaluating cron in loc.
@@ -188,15 +192,27 @@ func (s *Scheduler) refresh(ctx context.Context, entries map[string]*entry) {
 		}
 		sched, err := Parse(sc.raw)
 		if err != nil {
-			s.log.Warn("bad schedule ignored", "spider", k, "err", err)
+			if s.refused == nil {
+				s.refused = map[string]scheduled{}
+			}
+			if r, ok := s.refused[k]; !ok || r.raw != sc.raw || !r.applied.Equal(sc.applied) {
+				s.log.Warn("bad schedule ignored", "spider", k, "err", err)
+				s.refused[k] = sc
+			}
 			continue
 		}
+		delete(s.refused, k)
 		// Ticks count from the apply time: the same on every master.
 		entries[k] = &entry{sched: sched, raw: sc.raw, applied: sc.applied, last: sc.applied}
 	}
 	for k := range entries {
 		if _, ok := found[k]; !ok {
 			delete(entries, k)
+		}
+	}
+	for k := range s.refused {
+		if _, ok := found[k]; !ok {
+			delete(s.refused, k)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"bytes"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +114,38 @@ func TestList(t *testing.T) {
 	if e := got[0]; e.LastTick == nil || !e.LastTick.Equal(applied.Add(2*time.Hour)) ||
 		e.LastCrawl != TickID("hourly", applied.Add(2*time.Hour)) || !e.NextRun.Equal(applied.Add(3*time.Hour)) {
 		t.Errorf("150 min later: %+v; want last tick at 2h, next at 3h", e)
+	}
+}
+
+// A stored schedule that never fires is warned of once, not at every
+// pass of the scheduler (found by review: 5 lines a second, for ever);
+// again if it changes.
+func TestRefusedScheduleWarnedOnce(t *testing.T) {
+	_, js := streamstest.Start(t, streams.Options{})
+	kv := streamstest.Bucket(t, js, mesh.SpidersBucket)
+	put := func(sched string) {
+		y := "name: never\nstart_urls: [\"http://127.0.0.1:1/\"]\nschedule: \"" + sched + "\"\n"
+		if _, err := kv.Put(t.Context(), "never", []byte(y)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("0 0 30 2 *")
+	var logs bytes.Buffer
+	s := New(kv, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	entries := map[string]*entry{}
+	for range 5 {
+		s.refresh(t.Context(), entries)
+	}
+	if n := strings.Count(logs.String(), "bad schedule ignored"); n != 1 {
+		t.Errorf("warned %d times over 5 passes, want once:\n%s", n, logs.String())
+	}
+	put("0 0 31 4 *")
+	s.refresh(t.Context(), entries)
+	s.refresh(t.Context(), entries)
+	if n := strings.Count(logs.String(), "bad schedule ignored"); n != 2 {
+		t.Errorf("warned %d times after the schedule changed, want 2", n)
+	}
+	if len(entries) != 0 {
+		t.Errorf("entries %v: a refused schedule has none", entries)
 	}
 }
