@@ -389,6 +389,10 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	c.m.outcome(t.Spider, outcomeOK)
 	_ = msg.Ack()
+	if c.log.Enabled(ctx, slog.LevelDebug) { // every page, sampled or not
+		log.Debug("page ok", "url", t.URL, "final_url", page.URL, "status", page.Status, "attempt", attempt,
+			"items", len(page.Items), "links", len(page.Links), "seconds", time.Since(t0).Seconds())
+	}
 }
 
 // limits are the crawl's politeness limits; Prepare may raise Delay to
@@ -736,6 +740,12 @@ func (c *Crawler) keepAlive(msg jetstream.Msg) (stop func()) {
 
 func (c *Crawler) logEntry(t mesh.Task, e mesh.LogEntry, t0 time.Time) {
 	e.Time, e.Node, e.Duration = time.Now().UTC(), c.cfg.Node, time.Since(t0).Seconds()
+	// log_level debug shows each task's outcome on the node too (an "ok"
+	// has its own line, for every page).
+	if e.Outcome != "ok" && c.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log.Debug("task "+e.Outcome, "crawl", t.Crawl, "task", t.ID, "url", e.URL, "attempt", e.Attempt,
+			"status", e.Status, "error", e.Error)
+	}
 	b, _ := json.Marshal(e)
 	// Logs are best effort: a lost line must not hold up the crawl.
 	_, _ = c.js.PublishAsync(mesh.LogSubject(t.Crawl), b)

@@ -975,3 +975,23 @@ items:
 		t.Errorf("worker logged the warning %d times, want once a crawl:\n%s", n, logs.String())
 	}
 }
+
+// At log_level debug a worker logs every page it finishes and every other
+// outcome of a task (found by review: debug added almost nothing).
+func TestHandleDebugLog(t *testing.T) {
+	e := newEnv(t)
+	s := shop(t)
+	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, shopRules))
+	var logs bytes.Buffer
+	w := e.worker(crawler.Config{Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	seeds := e.seed(t, 0, s.URL+"/", s.URL+"/missing")
+	for range seeds {
+		w.Handle(t.Context(), e.next(t, ""))
+	}
+	out := logs.String()
+	for _, want := range []string{`msg="page ok"`, "url=" + s.URL + "/ ", `msg="task failed"`, "url=" + s.URL + "/missing", "status=404"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("debug log lacks %q:\n%s", want, out)
+		}
+	}
+}
