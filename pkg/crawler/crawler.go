@@ -102,6 +102,26 @@ func (c *Crawler) whileRunning(ctx context.Context, crawl string) (context.Conte
 	return tctx, func() { stop(); stopTaking(); cancel(nil) }
 }
 
+// endedSince says whether the crawls cache has a record of crawl, newer
+// than cached (the one the task began with), that is not running, and
+// its state. Only a record the watch delivered since the task began
+// counts: a re-queued task read a fresher one than a cache that still
+// says completed.
+func (c *Crawler) endedSince(ctx context.Context, crawl string, cached *CrawlInfo) (string, bool) {
+	now, err := c.crawls.Get(ctx, crawl)
+	if err != nil || now == cached || now.State == mesh.CrawlRunning {
+		return "", false
+	}
+	return now.State, true
+}
+
+// endScope ends crawl's run scope, cutting its tasks' waits short.
+func (c *Crawler) endScope(crawl string) {
+	if v, ok := c.running.LoadAndDelete(crawl); ok {
+		v.(*runScope).cancel()
+	}
+}
+
 var (
 	errCrawlEnded = errors.New("the crawl stopped running")
 	errPaused     = errors.New("the worker was paused")
@@ -152,16 +172,24 @@ const (
 // warnedLine says whether this success with warnings of crawl is logged
 // outside the sampling, and whether it is the crawl's first here.
 func (c *Crawler) warnedLine(crawl string) (keep, first bool) {
-	v, _ := c.warned.LoadOrStore(crawl, new(atomic.Int64))
-	n := v.(*atomic.Int64).Add(1)
+	n := countUp(&c.warned, crawl)
 	return n <= logAllWarned, n == 1
+}
+
+// countUp adds one to crawl's counter in m (crawl id -> *atomic.Int64)
+// and returns it; a page's path allocates only for a crawl's first.
+func countUp(m *sync.Map, crawl string) int64 {
+	v, ok := m.Load(crawl)
+	if !ok {
+		v, _ = m.LoadOrStore(crawl, new(atomic.Int64))
+	}
+	return v.(*atomic.Int64).Add(1)
 }
 
 // sampleOK says whether this success of crawl is logged, and how many
 // pages its line stands for.
 func (c *Crawler) sampleOK(crawl string) (bool, int) {
-	v, _ := c.oks.LoadOrStore(crawl, new(atomic.Int64))
-	n := v.(*atomic.Int64).Add(1)
+	n := countUp(&c.oks, crawl)
 	switch {
 	case n <= logAllOK:
 		return true, 0
@@ -267,13 +295,11 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	// permit) last only while the crawl runs and the worker takes tasks.
 	wctx, endWait := c.whileRunning(ctx, t.Crawl)
 	defer endWait()
-	if now, err := c.crawls.Get(ctx, t.Crawl); err == nil && now != cached && now.State != mesh.CrawlRunning {
+	if state, ended := c.endedSince(ctx, t.Crawl, cached); ended {
 		// It ended before its scope was made, which nothing will end now.
-		if v, ok := c.running.LoadAndDelete(t.Crawl); ok {
-			v.(*runScope).cancel()
-		}
+		c.endScope(t.Crawl)
 		stop()
-		c.drop(ctx, msg, t, attempt, "crawl "+now.State, t0)
+		c.drop(ctx, msg, t, attempt, "crawl "+state, t0)
 		return
 	}
 	// Prepare (robots.txt, login) goes before the page's permit: its own
@@ -315,11 +341,11 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	// bucket's watch, so this costs no request; only a record the watch
 	// delivered since the task began counts (a re-queued task read a
 	// fresher one than a cache that still says completed).
-	if now, err := c.crawls.Get(ctx, t.Crawl); err == nil && now != cached && now.State != mesh.CrawlRunning {
+	if state, ended := c.endedSince(ctx, t.Crawl, cached); ended {
 		permit.Release(ctx, politeness.Outcome{})
 		c.releaseSlot()
 		stop()
-		c.drop(ctx, msg, t, attempt, "crawl "+now.State, t0)
+		c.drop(ctx, msg, t, attempt, "crawl "+state, t0)
 		return
 	}
 	if t.Kind == mesh.TaskSitemap {

@@ -75,7 +75,5 @@ func (c *Crawler) ended(crawl string) {
 	c.failing.Delete(crawl)
 	c.oks.Delete(crawl)
 	c.warned.Delete(crawl)
-	if v, ok := c.running.LoadAndDelete(crawl); ok {
-		v.(*runScope).cancel()
-	}
+	c.endScope(crawl)
 }

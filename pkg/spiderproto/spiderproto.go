@@ -57,7 +57,7 @@ func Normalize(a *Answer) error {
 			if err != nil {
 				return fmt.Errorf("items[%d].%s: %w", i, k, err)
 			}
-			if nv == nil { // NaN or ±Infinity: JSON's null, a missing value
+			if nv == nil { // NaN or ±Infinity: see value
 				delete(it, k)
 				continue
 			}
@@ -68,7 +68,10 @@ func Normalize(a *Answer) error {
 }
 
 func value(v any, top bool) (any, error) {
-	switch x := v.(type) {
+	js := jsonable(v)
+	switch x := js.(type) {
+	case nil: // NaN or ±Infinity: JSON's null, a missing value
+		return nil, nil
 	case string:
 		return x, nil
 	case []string:
@@ -81,9 +84,6 @@ func value(v any, top bool) (any, error) {
 		}
 		out := make([]string, 0, len(x))
 		for _, e := range x {
-			if e == nil {
-				continue
-			}
 			s, err := value(e, false)
 			if err != nil {
 				return nil, err
@@ -93,14 +93,8 @@ func value(v any, top bool) (any, error) {
 			}
 		}
 		return out, nil
-	case time.Time: // a script's Date, as JSON.stringify writes it
-		return jsDate(x), nil
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, nil // JSON.stringify's null
-		}
 	}
-	b, err := json.Marshal(jsonable(v))
+	b, err := json.Marshal(js)
 	if err != nil {
 		return nil, fmt.Errorf("value %T is not JSON: %v", v, err)
 	}
