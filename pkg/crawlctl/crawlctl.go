@@ -635,6 +635,11 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.Ke
 	if err != nil {
 		return Status{}, err
 	}
+	return statusOf(ctx, js, id, cr)
+}
+
+// statusOf reads the counters and queue of crawl id, whose record is cr.
+func statusOf(ctx context.Context, js jetstream.JetStream, id string, cr *mesh.Crawl) (Status, error) {
 	st := Status{ID: cr.ID, Spider: cr.Spider, State: cr.State, Error: cr.Error, CreatedAt: cr.CreatedAt, FinishedAt: cr.FinishedAt}
 	v, err := crawler.ReadCounters(ctx, js, id, cr.Partitions, mesh.Stats...)
 	if err != nil {

@@ -15,9 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
 )
@@ -309,50 +307,3 @@ func readUpTo(ctx context.Context, s jetstream.Stream, subject string, last uint
 		}
 	}
 }
-
-// ListStatus reads the status of every crawl in bucket crawls, in key
-// order. A crawl deleted meanwhile, or whose record cannot be decoded, is
-// left out; any other failure to read one is an error: a list cut short
-// and served as whole (found by review: 170 of 257 crawls, with 200, while
-// NATS stalled) says crawls are gone that are not. Statuses are read listStatusReaders at a time: a status
-// is a dozen requests, and hundreds of crawls one after another took
-// seconds of the master's time per console poll.
-func ListStatus(ctx context.Context, js jetstream.JetStream, crawls jetstream.KeyValue) ([]Status, error) {
-	keys, err := crawls.Keys(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, err
-	}
-	sts := make([]Status, len(keys))
-	found := make([]bool, len(keys))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(listStatusReaders)
-	for i, k := range keys {
-		g.Go(func() error {
-			st, err := ReadStatus(gctx, js, crawls, k)
-			var syntax *json.SyntaxError
-			var typ *json.UnmarshalTypeError
-			if errors.Is(err, crawler.ErrUnknownCrawl) || errors.As(err, &syntax) || errors.As(err, &typ) {
-				// Deleted meanwhile, or a record no version wrote (written
-				// by hand): it would fail every listing for good.
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("status of crawl %s: %w", k, err)
-			}
-			sts[i], found[i] = st, true
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	out := sts[:0]
-	for i, st := range sts {
-		if found[i] {
-			out = append(out, st)
-		}
-	}
-	return out, nil
-}
-
-const listStatusReaders = 8

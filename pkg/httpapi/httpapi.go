@@ -98,7 +98,11 @@ func SecurityHeaders(h http.Handler) http.Handler {
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
 	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
-type api struct{ cfg Config }
+type api struct {
+	cfg Config
+	// statuses keeps ended crawls' statuses between the console's polls.
+	statuses crawlctl.StatusCache
+}
 
 // authorised wraps a state-changing handler with the token check.
 func (a *api) authorised(h http.HandlerFunc) http.HandlerFunc {

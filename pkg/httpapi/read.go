@@ -229,7 +229,7 @@ func (a *api) spiderDelete(w http.ResponseWriter, r *http.Request) {
 
 // crawlList is every crawl's status, newest first.
 func (a *api) crawlList(ctx context.Context, kv jetstream.KeyValue) ([]crawlctl.Status, error) {
-	out, err := crawlctl.ListStatus(ctx, a.cfg.JS, kv)
+	out, err := a.statuses.List(ctx, a.cfg.JS, kv)
 	if err != nil {
 		return nil, err
 	}
