@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
+	"github.com/crawlmesh/crawlmesh/pkg/logsample"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/politeness"
 )
@@ -64,11 +65,11 @@ type Crawler struct {
 
 	failing sync.Map // crawl id -> reason: crawls this worker had the masters fail
 
-	maxAttempts atomic.Int64 // live (SetRetry); cfg.MaxAttempts is the start's
-	backoffD    atomic.Int64 // time.Duration
-	oks         sync.Map     // crawl id -> *atomic.Int64: pages this worker finished ok (log sampling)
-	warned      sync.Map     // crawl id -> *atomic.Int64: pages with warnings this worker logged
-	running     sync.Map     // crawl id -> *runScope: ends when the crawl stops running
+	maxAttempts atomic.Int64      // live (SetRetry); cfg.MaxAttempts is the start's
+	backoffD    atomic.Int64      // time.Duration
+	oks         logsample.Sampler // per crawl: pages this worker finished ok
+	warned      logsample.Sampler // per crawl: pages with warnings this worker finished
+	running     sync.Map          // crawl id -> *runScope: ends when the crawl stops running
 }
 
 // runScope is done once its crawl stops running on this worker (the
@@ -169,34 +170,14 @@ const (
 	logAllWarned = 100
 )
 
-// warnedLine says whether this success with warnings of crawl is logged
-// outside the sampling, and whether it is the crawl's first here.
-func (c *Crawler) warnedLine(crawl string) (keep, first bool) {
-	n := countUp(&c.warned, crawl)
-	return n <= logAllWarned, n == 1
-}
-
-// countUp adds one to crawl's counter in m (crawl id -> *atomic.Int64)
-// and returns it; a page's path allocates only for a crawl's first.
-func countUp(m *sync.Map, crawl string) int64 {
-	v, ok := m.Load(crawl)
-	if !ok {
-		v, _ = m.LoadOrStore(crawl, new(atomic.Int64))
-	}
-	return v.(*atomic.Int64).Add(1)
-}
-
-// sampleOK says whether this success of crawl is logged, and how many
-// pages its line stands for.
-func (c *Crawler) sampleOK(crawl string) (bool, int) {
-	n := countUp(&c.oks, crawl)
-	switch {
-	case n <= logAllOK:
-		return true, 0
-	case (n-logAllOK)%logEveryOK == 0:
+// okLine says whether this success of crawl is logged, and how many
+// pages its line stands for (0: itself alone).
+func (c *Crawler) okLine(crawl string) (bool, int) {
+	n, keep := c.oks.Next(crawl)
+	if keep && c.oks.Sampled(n) {
 		return true, logEveryOK
 	}
-	return false, 0
+	return keep, 0
 }
 
 // SetRetry changes the attempts and first retry delay of a running
@@ -229,6 +210,8 @@ func New(js jetstream.JetStream, seen jetstream.KeyValue, crawls *Crawls, f *fet
 	}
 	c := &Crawler{cfg: cfg, js: js, pub: NewPublisher(js, seen), crawls: crawls, fetch: f,
 		filter: newFilter(200_000), m: newMetrics(cfg.Reg), log: cfg.Log.With("component", "crawler")}
+	c.oks.All, c.oks.Every = logAllOK, logEveryOK
+	c.warned.All = logAllWarned
 	c.SetRetry(cfg.MaxAttempts, cfg.Backoff)
 	crawls.OnEnd(c.ended)
 	return c
@@ -401,13 +384,15 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	keep, n := false, 0
 	if len(page.Warnings) > 0 {
 		var first bool
-		if keep, first = c.warnedLine(t.Crawl); first {
+		var k int64
+		k, keep = c.warned.Next(t.Crawl)
+		if first = k == 1; first {
 			log.Warn("the spider's expressions failed on a page, their values are missing (crawl logs shows each such page)",
 				"url", t.URL, "warnings", page.Warnings)
 		}
 	}
 	if !keep { // a line outside the sampling stands for its page alone
-		keep, n = c.sampleOK(t.Crawl)
+		keep, n = c.okLine(t.Crawl)
 	}
 	if keep {
 		c.logEntry(t, mesh.LogEntry{URL: t.URL, Attempt: attempt, Status: page.Status, Outcome: "ok",

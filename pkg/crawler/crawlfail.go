@@ -73,7 +73,7 @@ func (c *Crawler) requestFail(ctx context.Context, crawl, reason string) error {
 func (c *Crawler) ended(crawl string) {
 	c.fetch.EndCrawl(crawl)
 	c.failing.Delete(crawl)
-	c.oks.Delete(crawl)
-	c.warned.Delete(crawl)
+	c.oks.Forget(crawl)
+	c.warned.Forget(crawl)
 	c.endScope(crawl)
 }

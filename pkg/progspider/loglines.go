@@ -2,7 +2,8 @@ package progspider
 
 import (
 	"fmt"
-	"sync"
+
+	"github.com/crawlmesh/crawlmesh/pkg/logsample"
 )
 
 // A spider's stderr and console.log lines go to the crawl's logs, which
@@ -16,33 +17,21 @@ const (
 	logEveryLine = 100
 )
 
-// lineSampler counts a worker's program log lines per crawl.
-type lineSampler struct {
-	mu sync.Mutex
-	n  map[string]int // crawl -> lines seen
+// newLineSampler counts a worker's program log lines per crawl.
+func newLineSampler() *lineSampler {
+	return &lineSampler{s: logsample.Sampler{All: logAllLines, Every: logEveryLine}}
 }
 
+type lineSampler struct{ s logsample.Sampler }
+
 // keep says whether the crawl's next line is logged, and how it reads.
-func (s *lineSampler) keep(crawl, line string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.n == nil {
-		s.n = map[string]int{}
-	}
-	s.n[crawl]++
-	n := s.n[crawl]
-	switch {
-	case n <= logAllLines:
-		return line, true
-	case (n-logAllLines)%logEveryLine == 0:
+func (l *lineSampler) keep(crawl, line string) (string, bool) {
+	n, keep := l.s.Next(crawl)
+	if keep && l.s.Sampled(n) {
 		return fmt.Sprintf("%s (one line of %d: past %d lines on this worker, the crawl's program output is sampled)", line, logEveryLine, logAllLines), true
 	}
-	return "", false
+	return line, keep
 }
 
 // forget drops a crawl's count (it ended).
-func (s *lineSampler) forget(crawl string) {
-	s.mu.Lock()
-	delete(s.n, crawl)
-	s.mu.Unlock()
-}
+func (l *lineSampler) forget(crawl string) { l.s.Forget(crawl) }

@@ -73,7 +73,7 @@ type Runner struct {
 	order   []string                   // scripts in insertion order, to bound the map
 	byCrawl map[string]map[string]bool // crawl -> cmds keys
 	dirs    int                        // working directories made, to name the next
-	lines   lineSampler                // program log lines per crawl
+	lines   *lineSampler               // program log lines per crawl
 	retired sync.WaitGroup             // older versions' pools closing; Close waits
 }
 
@@ -107,7 +107,7 @@ func New(cfg Config) *Runner {
 		cfg.WorkDir = filepath.Join(os.TempDir(), "crawlmesh-spiders")
 	}
 	r := &Runner{cfg: cfg, log: cfg.Log.With("component", "progspider"), scripts: map[string]*jsspider.Pool{},
-		cmds: map[string]*cmdEntry{}, failed: map[string]error{}, byCrawl: map[string]map[string]bool{}}
+		cmds: map[string]*cmdEntry{}, failed: map[string]error{}, byCrawl: map[string]map[string]bool{}, lines: newLineSampler()}
 	r.sweepLocked() // at start: a dead worker's spiders must not run until the first command
 	return r
 }
