@@ -76,10 +76,6 @@ type Scheduler struct {
 	loc     *time.Location
 	log     *slog.Logger
 	now     func() time.Time
-	// refused are the schedules refresh warned of, so each is warned of
-	// once, not at every pass (found by review: 5 lines a second). Only
-	// Run's goroutine uses it.
-	refused map[string]scheduled
 }
 
 // New returns a scheduler over bucket spiders, evaluating cron in loc.
@@ -94,6 +90,9 @@ func New(spiders jetstream.KeyValue, start Starter, loc *time.Location, log *slo
 }
 
 type entry struct {
+	// sched is nil for a schedule that does not parse: kept as an entry
+	// so that it is warned of once, not at every pass (found by review:
+	// 5 lines a second).
 	sched   cron.Schedule
 	raw     string
 	applied time.Time
@@ -137,6 +136,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // missed ticks are skipped ("fire once").
 func (e *entry) due(now time.Time) time.Time {
 	var last time.Time
+	if e.sched == nil {
+		return last
+	}
 	// A zero time is "never" (no date matches): not a tick, and no reason
 	// to look a million times more.
 	for t, n := e.sched.Next(e.last), 0; !t.IsZero() && !t.After(now) && n < 1_000_000; t, n = e.sched.Next(t), n+1 {
@@ -192,27 +194,15 @@ func (s *Scheduler) refresh(ctx context.Context, entries map[string]*entry) {
 		}
 		sched, err := Parse(sc.raw)
 		if err != nil {
-			if s.refused == nil {
-				s.refused = map[string]scheduled{}
-			}
-			if r, ok := s.refused[k]; !ok || r.raw != sc.raw || !r.applied.Equal(sc.applied) {
-				s.log.Warn("bad schedule ignored", "spider", k, "err", err)
-				s.refused[k] = sc
-			}
-			continue
+			s.log.Warn("bad schedule ignored", "spider", k, "err", err)
+			sched = nil // the entry stands for the warning
 		}
-		delete(s.refused, k)
 		// Ticks count from the apply time: the same on every master.
 		entries[k] = &entry{sched: sched, raw: sc.raw, applied: sc.applied, last: sc.applied}
 	}
 	for k := range entries {
 		if _, ok := found[k]; !ok {
 			delete(entries, k)
-		}
-	}
-	for k := range s.refused {
-		if _, ok := found[k]; !ok {
-			delete(s.refused, k)
 		}
 	}
 }

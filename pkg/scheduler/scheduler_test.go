@@ -145,7 +145,7 @@ func TestRefusedScheduleWarnedOnce(t *testing.T) {
 	if n := strings.Count(logs.String(), "bad schedule ignored"); n != 2 {
 		t.Errorf("warned %d times after the schedule changed, want 2", n)
 	}
-	if len(entries) != 0 {
-		t.Errorf("entries %v: a refused schedule has none", entries)
+	if e := entries["never"]; e == nil || e.sched != nil || e.due(time.Now().Add(time.Hour)) != (time.Time{}) {
+		t.Errorf("entry %+v: a refused schedule is kept without a schedule, never due", e)
 	}
 }
