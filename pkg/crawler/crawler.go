@@ -613,19 +613,24 @@ func (c *Crawler) retryLater(ctx context.Context, msg jetstream.Msg, t mesh.Task
 	stop := c.keepAlive(msg)
 	defer stop()
 	deadline := time.Now().Add(maxFreeHold)
-	for {
+	for tries := 1; ; tries++ {
 		w := time.NewTimer(min(d, maxFreeWait))
 		select {
 		case <-ctx.Done():
 		case <-w.C:
 		}
 		w.Stop()
-		if c.tryHandBack(msg, t, attempt) {
+		err := c.tryHandBack(msg, t, attempt)
+		if err == nil {
 			return
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
+			c.log.Warn("task given back as a retry: its hand-back could not be stored", "crawl", t.Crawl, "url", t.URL, "tries", tries, "err", err)
 			_ = msg.Nak()
 			return
+		}
+		if tries == 1 {
+			c.log.Warn("task held: its hand-back could not be stored, trying again", "crawl", t.Crawl, "url", t.URL, "err", err)
 		}
 		d *= 2
 	}
@@ -644,17 +649,17 @@ const (
 // before. Should the ack be lost, both messages run: as redelivered ones,
 // whose children, items and counters carry the same de-duplication ids.
 func (c *Crawler) handBack(msg jetstream.Msg, t mesh.Task, attempt int) {
-	if !c.tryHandBack(msg, t, attempt) {
+	if c.tryHandBack(msg, t, attempt) != nil {
 		_ = msg.Nak()
 	}
 }
 
-// tryHandBack is handBack without the Nak: false when the new message
-// could not be stored (the task is still this delivery's).
-func (c *Crawler) tryHandBack(msg jetstream.Msg, t mesh.Task, attempt int) bool {
+// tryHandBack is handBack without the Nak: an error when the new
+// message could not be stored (the task is still this delivery's).
+func (c *Crawler) tryHandBack(msg jetstream.Msg, t mesh.Task, attempt int) error {
 	md, err := msg.Metadata()
 	if err != nil {
-		return false
+		return err
 	}
 	t.Tried = attempt - 1 // this delivery was no attempt; those before were
 	t.HandedBack++
@@ -663,10 +668,10 @@ func (c *Crawler) tryHandBack(msg jetstream.Msg, t mesh.Task, attempt int) bool 
 	defer cancel()
 	id := "handback." + md.Stream + "." + strconv.FormatUint(md.Sequence.Stream, 10)
 	if _, err := c.js.Publish(ctx, msg.Subject(), b, jetstream.WithMsgID(id)); err != nil {
-		return false
+		return err
 	}
 	_ = msg.DoubleAck(ctx)
-	return true
+	return nil
 }
 
 // dead copies the task to the dead-letter stream with the reason, then

@@ -3,9 +3,13 @@ package crawler_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
@@ -59,6 +63,68 @@ func TestHandleHostStateUnreadable(t *testing.T) {
 	}
 	if n := e.subjectCount(t, mesh.DeadStream, mesh.DeadSubject(crawlID)); n != 0 {
 		t.Errorf("%d dead letters, want 0", n)
+	}
+}
+
+// A hand-back that cannot be stored at first (the work queue refuses
+// writes: NATS still stalled, or full) holds the task and tries again; the
+// task comes back once it can be stored, still without spending an
+// attempt. A Nak in between would have spent it (found by review).
+func TestHandBackStoredOnALaterTry(t *testing.T) {
+	e := newEnv(t)
+	s := shop(t)
+	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, shopRules+"politeness: {robots_txt: false}\n"))
+	seeds := e.seed(t, 0, s.URL+"/")
+	gate := politeness.New(streamstest.Bucket(t, e.js, mesh.HostsBucket), streamstest.Bucket(t, e.js, mesh.ThrottleBucket), "w1", 10*time.Second, nil)
+	if err := e.js.DeleteKeyValue(t.Context(), mesh.HostsBucket); err != nil {
+		t.Fatal(err)
+	}
+	// The work queue holds its one task and takes no more: the hand-back's
+	// publish fails until the limit is lifted.
+	str, err := e.js.Stream(t.Context(), mesh.TasksStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := str.CachedInfo().Config
+	full := cfg
+	full.MaxMsgs, full.Discard = 1, jetstream.DiscardNew
+	if _, err := e.js.UpdateStream(t.Context(), full); err != nil {
+		t.Fatal(err)
+	}
+	var logs natstest.SyncBuffer
+	w := e.worker(crawler.Config{Node: "w1", Gate: gate, Backoff: 200 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	done := make(chan struct{})
+	go func() { defer close(done); w.Handle(t.Context(), e.next(t, seeds[0].ID)) }()
+	natstest.Eventually(t, 10*time.Second, "the worker says it holds the task", func() bool {
+		return strings.Contains(logs.String(), "task held: its hand-back could not be stored")
+	})
+	select {
+	case <-done:
+		t.Fatal("Handle returned while the hand-back could not be stored: the task went back as a retry")
+	default:
+	}
+	if _, err := e.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Handle still holds the task 10 s after the work queue takes writes again")
+	}
+	m := e.next(t, seeds[0].ID)
+	md, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tk mesh.Task
+	if err := json.Unmarshal(m.Data(), &tk); err != nil {
+		t.Fatal(err)
+	}
+	if md.NumDelivered != 1 || tk.HandedBack != 1 || tk.Tried != 0 {
+		t.Errorf("back as delivery %d, handed_back %d, tried %d: want a fresh message that spent no attempt", md.NumDelivered, tk.HandedBack, tk.Tried)
+	}
+	if strings.Contains(logs.String(), "given back as a retry") {
+		t.Errorf("the task was Nak'd after all:\n%s", logs.String())
 	}
 }
 

@@ -5,13 +5,11 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -258,19 +256,6 @@ func TestWorkerDrainingRefusesPause(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test's read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func TestWorkerShutdown(t *testing.T) {
 	nc, kv := setup(t)
 	_, run := startWorker(t, nc, kv, "w1")
@@ -289,7 +274,7 @@ func TestWorkerShutdown(t *testing.T) {
 
 func TestWorkerStopsOnCancel(t *testing.T) {
 	nc, kv := setup(t)
-	var logs syncBuffer
+	var logs natstest.SyncBuffer
 	w, err := New(nc, kv, Config{ID: "w1", Concurrency: 4, HeartbeatInterval: hbInterval, HeartbeatTTL: hbTTL,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
