@@ -28,33 +28,13 @@ import (
 // spent one of each task it caught, and pages that answered 503 twice,
 // then 200, were dead-lettered after two fetches (found by review).
 func TestHandleHostStateUnreadable(t *testing.T) {
-	e := newEnv(t)
-	s := shop(t)
-	// robots.txt is taken as read (as it is mid-crawl, from the shared
-	// cache): the first thing that needs the host state is the page's turn.
-	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, shopRules+"politeness: {robots_txt: false}\n"))
-	seeds := e.seed(t, 0, s.URL+"/")
-	gate := politeness.New(streamstest.Bucket(t, e.js, mesh.HostsBucket), streamstest.Bucket(t, e.js, mesh.ThrottleBucket), "w1", 10*time.Second, nil)
-	if err := e.js.DeleteKeyValue(t.Context(), mesh.HostsBucket); err != nil {
-		t.Fatal(err)
-	}
+	e, s, seed, gate := hostStateUnreadable(t)
 	w := e.worker(crawler.Config{Node: "w1", Gate: gate, Backoff: 2 * time.Second})
-	first := e.next(t, seeds[0].ID)
+	first := e.next(t, seed)
 	md0, _ := first.Metadata()
 	w.Handle(t.Context(), first)
 
-	m := e.next(t, seeds[0].ID)
-	md, err := m.Metadata()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tk mesh.Task
-	if err := json.Unmarshal(m.Data(), &tk); err != nil {
-		t.Fatal(err)
-	}
-	if md.NumDelivered != 1 || tk.HandedBack != 1 || tk.Tried != 0 {
-		t.Errorf("back as delivery %d, handed_back %d, tried %d: want a fresh message that spent no attempt", md.NumDelivered, tk.HandedBack, tk.Tried)
-	}
+	md := e.backWithoutAttemptSpent(t, seed)
 	if gap := md.Timestamp.Sub(md0.Timestamp); gap < 2*time.Second {
 		t.Errorf("back %v after it was first stored: want the 2 s back-off first", gap)
 	}
@@ -71,14 +51,7 @@ func TestHandleHostStateUnreadable(t *testing.T) {
 // task comes back once it can be stored, still without spending an
 // attempt. A Nak in between would have spent it (found by review).
 func TestHandBackStoredOnALaterTry(t *testing.T) {
-	e := newEnv(t)
-	s := shop(t)
-	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, shopRules+"politeness: {robots_txt: false}\n"))
-	seeds := e.seed(t, 0, s.URL+"/")
-	gate := politeness.New(streamstest.Bucket(t, e.js, mesh.HostsBucket), streamstest.Bucket(t, e.js, mesh.ThrottleBucket), "w1", 10*time.Second, nil)
-	if err := e.js.DeleteKeyValue(t.Context(), mesh.HostsBucket); err != nil {
-		t.Fatal(err)
-	}
+	e, _, seed, gate := hostStateUnreadable(t)
 	// The work queue holds its one task and takes no more: the hand-back's
 	// publish fails until the limit is lifted.
 	str, err := e.js.Stream(t.Context(), mesh.TasksStream)
@@ -94,7 +67,7 @@ func TestHandBackStoredOnALaterTry(t *testing.T) {
 	var logs natstest.SyncBuffer
 	w := e.worker(crawler.Config{Node: "w1", Gate: gate, Backoff: 200 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	done := make(chan struct{})
-	go func() { defer close(done); w.Handle(t.Context(), e.next(t, seeds[0].ID)) }()
+	go func() { defer close(done); w.Handle(t.Context(), e.next(t, seed)) }()
 	natstest.Eventually(t, 10*time.Second, "the worker says it holds the task", func() bool {
 		return strings.Contains(logs.String(), "task held: its hand-back could not be stored")
 	})
@@ -111,7 +84,34 @@ func TestHandBackStoredOnALaterTry(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Handle still holds the task 10 s after the work queue takes writes again")
 	}
-	m := e.next(t, seeds[0].ID)
+	e.backWithoutAttemptSpent(t, seed)
+	if strings.Contains(logs.String(), "given back as a retry") {
+		t.Errorf("the task was Nak'd after all:\n%s", logs.String())
+	}
+}
+
+// hostStateUnreadable is a running crawl of a shop whose seed's host
+// state cannot be read (bucket hosts is gone), and worker w1's gate. The
+// crawl takes robots.txt as read (as it is mid-crawl, from the shared
+// cache): the first thing that needs the host state is the page's turn.
+func hostStateUnreadable(t *testing.T) (e *env, s *site, seed string, gate *politeness.Gate) {
+	t.Helper()
+	e, s = newEnv(t), shop(t)
+	e.putCrawl(t, mesh.CrawlRunning, s.spec(t, shopRules+"politeness: {robots_txt: false}\n"))
+	seeds := e.seed(t, 0, s.URL+"/")
+	gate = politeness.New(streamstest.Bucket(t, e.js, mesh.HostsBucket), streamstest.Bucket(t, e.js, mesh.ThrottleBucket), "w1", 10*time.Second, nil)
+	if err := e.js.DeleteKeyValue(t.Context(), mesh.HostsBucket); err != nil {
+		t.Fatal(err)
+	}
+	return e, s, seeds[0].ID, gate
+}
+
+// backWithoutAttemptSpent takes task id from the work queue again and
+// checks that it was handed back once, as a fresh message that spent no
+// attempt.
+func (e *env) backWithoutAttemptSpent(t *testing.T, id string) *jetstream.MsgMetadata {
+	t.Helper()
+	m := e.next(t, id)
 	md, err := m.Metadata()
 	if err != nil {
 		t.Fatal(err)
@@ -123,9 +123,7 @@ func TestHandBackStoredOnALaterTry(t *testing.T) {
 	if md.NumDelivered != 1 || tk.HandedBack != 1 || tk.Tried != 0 {
 		t.Errorf("back as delivery %d, handed_back %d, tried %d: want a fresh message that spent no attempt", md.NumDelivered, tk.HandedBack, tk.Tried)
 	}
-	if strings.Contains(logs.String(), "given back as a retry") {
-		t.Errorf("the task was Nak'd after all:\n%s", logs.String())
-	}
+	return md
 }
 
 // withoutStats runs f while stream STATS is gone (a NATS server that is
