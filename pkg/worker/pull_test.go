@@ -70,3 +70,70 @@ func TestCommandsDoNotPileUpPulls(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// With several partitions, one whose tasks all wait (a polite host's
+// turn) holds at most its share of the worker's tasks: before, it took
+// every one as other tasks finished, and a crawl in another partition
+// got none until the polite crawl's backlog was done.
+func TestSlowPartitionLeavesRoom(t *testing.T) {
+	nc, js := streamstest.Start(t, streams.Options{NodesTTL: hbTTL, Partitions: 2})
+	kv := streamstest.Bucket(t, js, mesh.NodesBucket)
+	var cons []jetstream.Consumer
+	for p := range 2 {
+		c, err := js.Consumer(t.Context(), mesh.TasksStreamOf(p), mesh.TasksConsumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons = append(cons, c)
+	}
+	for i := range 100 {
+		if _, err := js.Publish(t.Context(), mesh.TaskSubjectOf(0, "slow"), []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	defer close(release)
+	tasks := func(context.Context) ([]jetstream.Consumer, func(context.Context, jetstream.Msg), error) {
+		return cons, func(ctx context.Context, m jetstream.Msg) {
+			if mesh.PartitionOfTaskSubject(m.Subject()) == 0 {
+				select { // waiting for its host's turn
+				case <-release:
+				case <-ctx.Done():
+				}
+				_ = m.Nak()
+				return
+			}
+			_ = m.Ack()
+		}, nil
+	}
+	const concurrency = 4
+	w, err := New(nc, kv, Config{ID: "w1", Concurrency: concurrency, HeartbeatInterval: hbInterval, HeartbeatTTL: hbTTL, Tasks: tasks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, w.Run)
+	limit := partCap(concurrency*overcommit, concurrency, 2)
+	if limit >= concurrency*overcommit {
+		t.Fatalf("partCap %d: no bound on a partition of two", limit)
+	}
+	info := func(c jetstream.Consumer) *jetstream.ConsumerInfo {
+		ci, err := c.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ci
+	}
+	natstest.Eventually(t, 10*time.Second, "the slow partition's share held", func() bool { return info(cons[0]).NumAckPending >= limit })
+	for i := range 20 {
+		if _, err := js.Publish(t.Context(), mesh.TaskSubjectOf(1, "fast"), []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.Eventually(t, 10*time.Second, "the other partition's 20 tasks done", func() bool {
+		ci := info(cons[1])
+		return ci.NumPending == 0 && ci.NumAckPending == 0 && ci.AckFloor.Stream == 20
+	})
+	if n := info(cons[0]).NumAckPending; n > limit {
+		t.Errorf("the slow partition holds %d tasks, want at most %d", n, limit)
+	}
+}

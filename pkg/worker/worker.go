@@ -385,7 +385,7 @@ func (w *Worker) consume(ctx context.Context) {
 		// waits for a host's turn, and a buffered task is kept alive by
 		// nobody, so it went past its ack wait and came again, one
 		// delivery nearer the dead letters (found by review).
-		w.consumeParts(ctx, cons, handle, n*overcommit)
+		w.consumeParts(ctx, cons, handle, n*overcommit, n)
 	}
 }
 
@@ -394,17 +394,20 @@ func (w *Worker) consume(ctx context.Context) {
 // the partitions compete for: each partition's puller takes what is free,
 // fetches that many without waiting, and returns what it did not get; a
 // partition with nothing pending waits for work holding one token only, so
-// an empty partition never holds the capacity a busy one could use.
-func (w *Worker) consumeParts(ctx context.Context, cons []jetstream.Consumer, handle func(context.Context, jetstream.Msg), held int) {
+// an empty partition never holds the capacity a busy one could use. With
+// several partitions, one may hold at most partCap of them.
+func (w *Worker) consumeParts(ctx context.Context, cons []jetstream.Consumer, handle func(context.Context, jetstream.Msg), held, concurrency int) {
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	tokens := make(chan struct{}, held)
 	for range held {
 		tokens <- struct{}{}
 	}
+	limit := partCap(held, concurrency, len(cons))
 	var pullers sync.WaitGroup
 	for _, c := range cons {
-		pullers.Go(func() { w.pullPart(rctx, ctx, c, handle, tokens, held) })
+		p := &puller{c: c, tokens: tokens, own: make(chan struct{}, limit), held: held}
+		pullers.Go(func() { w.pullPart(rctx, ctx, p, handle) })
 	}
 	select {
 	case <-ctx.Done():
@@ -414,51 +417,97 @@ func (w *Worker) consumeParts(ctx context.Context, cons []jetstream.Consumer, ha
 	pullers.Wait() // tasks already taken run on under ctx (w.tasks)
 }
 
+// partCap is how many of a worker's held tasks one of parts partitions
+// may hold. Tasks waiting for a polite host's turn hold theirs, and as
+// other tasks finish and give theirs back, a partition whose tasks all
+// wait for one host took every one, so crawls in the other partitions
+// waited behind it. At least concurrency: a partition working alone still
+// fills every fetch slot.
+func partCap(held, concurrency, parts int) int {
+	if parts <= 1 {
+		return held
+	}
+	return min(held, max(concurrency, (held+parts-1)/parts))
+}
+
+// puller is one partition's share of consumeParts: the worker's tokens,
+// and its own bound on them (own holds one entry per task it holds).
+type puller struct {
+	c      jetstream.Consumer
+	tokens chan struct{}
+	own    chan struct{}
+	held   int
+}
+
+// take waits for one task's room, then takes what more is free at once,
+// up to the worker's held; 0 when rctx ends first.
+func (p *puller) take(rctx context.Context) int {
+	select {
+	case <-rctx.Done():
+		return 0
+	case p.own <- struct{}{}:
+	}
+	select {
+	case <-rctx.Done():
+		<-p.own
+		return 0
+	case <-p.tokens:
+	}
+	k := 1
+	for k < p.held {
+		select {
+		case p.own <- struct{}{}:
+		default:
+			return k
+		}
+		select {
+		case <-p.tokens:
+			k++
+		default:
+			<-p.own
+			return k
+		}
+	}
+	return k
+}
+
+// give returns n tasks' room.
+func (p *puller) give(n int) {
+	for range n {
+		<-p.own
+		p.tokens <- struct{}{}
+	}
+}
+
 // pullPart is one partition's puller of consumeParts: it stops pulling
 // when rctx ends; the tasks it took run until ctx ends.
-func (w *Worker) pullPart(rctx, ctx context.Context, c jetstream.Consumer, handle func(context.Context, jetstream.Msg),
-	tokens chan struct{}, held int) {
+func (w *Worker) pullPart(rctx, ctx context.Context, p *puller, handle func(context.Context, jetstream.Msg)) {
 	for rctx.Err() == nil {
-		select {
-		case <-rctx.Done():
+		k := p.take(rctx)
+		if k == 0 {
 			return
-		case <-tokens:
 		}
-		k := 1
-	more:
-		for k < held {
-			select {
-			case <-tokens:
-				k++
-			default:
-				break more
-			}
-		}
-		batch, err := c.FetchNoWait(k)
+		batch, err := p.c.FetchNoWait(k)
 		got := 0
 		if err == nil {
-			got = w.run(ctx, batch.Messages(), handle, tokens)
+			got = w.run(ctx, batch.Messages(), handle, p)
 			err = batch.Error()
 		}
 		if got == 0 && err == nil && rctx.Err() == nil {
 			// Nothing pending: wait for one task, holding one token.
-			for range k - 1 {
-				tokens <- struct{}{}
-			}
+			p.give(k - 1)
 			k = 1
 			// Cut short when the pull stops (SIGTERM, a change): a stopping
 			// worker must not wait out the 2 s for a task it would not run.
 			fctx, cancel := context.WithTimeout(rctx, 2*time.Second)
-			batch, err = c.Fetch(1, jetstream.FetchContext(fctx))
+			batch, err = p.c.Fetch(1, jetstream.FetchContext(fctx))
 			if err == nil {
-				got = w.run(ctx, batch.Messages(), handle, tokens)
+				got = w.run(ctx, batch.Messages(), handle, p)
 				err = batch.Error()
 			}
 			cancel()
 		}
-		for range k - got {
-			tokens <- struct{}{}
-		}
+		p.give(k - got)
 		idle := errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 		if err != nil && !idle && rctx.Err() == nil {
 			w.log.Warn("task pull failed, retrying", "err", err)
@@ -470,9 +519,9 @@ func (w *Worker) pullPart(rctx, ctx context.Context, c jetstream.Consumer, handl
 	}
 }
 
-// run starts a task for every message of msgs; each returns its token
-// when done. It returns how many it started.
-func (w *Worker) run(ctx context.Context, msgs <-chan jetstream.Msg, handle func(context.Context, jetstream.Msg), tokens chan struct{}) int {
+// run starts a task for every message of msgs; each gives its room back
+// to p when done. It returns how many it started.
+func (w *Worker) run(ctx context.Context, msgs <-chan jetstream.Msg, handle func(context.Context, jetstream.Msg), p *puller) int {
 	n := 0
 	for msg := range msgs {
 		n++
@@ -480,7 +529,7 @@ func (w *Worker) run(ctx context.Context, msgs <-chan jetstream.Msg, handle func
 		w.tasks.Go(func() {
 			handle(ctx, msg)
 			w.end()
-			tokens <- struct{}{}
+			p.give(1)
 		})
 	}
 	return n
