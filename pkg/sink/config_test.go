@@ -101,3 +101,33 @@ func TestUnsetVariable(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// TestValueThatChangesTheDestination: a variable's value that would
+// change the URL's parts ('@' in a password) is refused naming the
+// variable and the character, never printing the value: the driver read
+// the rest of the password as the host and its error printed it (found
+// by review).
+func TestValueThatChangesTheDestination(t *testing.T) {
+	e := newEnv(t)
+	e.add(sink.Sink{Name: "db", Type: sink.TypePostgres, Postgres: &sink.Postgres{URL: "postgres://app:${env:PW}@127.0.0.1:1/x"}})
+	e.add(sink.Sink{Name: "kw", Type: sink.TypePostgres, Postgres: &sink.Postgres{URL: "host=127.0.0.1 port=1 user=app password=${env:PW2}"}})
+	e.add(sink.Sink{Name: "hook", Type: sink.TypeWebhook, Webhook: &sink.Webhook{URL: "http://127.0.0.1:1/h?token=${env:TOK}"}})
+	env := map[string]string{"PW": "Se@cr3tTail99", "PW2": "two words", "TOK": "abc&admin=1"}
+	e.run(func(n string) (string, bool) { v, ok := env[n]; return v, ok })
+	for name, want := range map[string]string{"db": "${env:PW} holds '@'", "kw": "${env:PW2} holds ' '", "hook": "${env:TOK} holds '&'"} {
+		eventually(t, 10*time.Second, name+" failing", func() bool { return e.status(name).State == sink.StateFailing })
+		if st := e.status(name); !st.Permanent || !strings.Contains(st.LastError, want) {
+			t.Errorf("%s: status %+v, want a fix asked for, saying %q", name, st, want)
+		}
+	}
+	for _, secret := range []string{"cr3tTail99", "words", "admin=1"} {
+		for _, name := range []string{"db", "kw", "hook"} {
+			if st := e.status(name); strings.Contains(st.LastError, secret) {
+				t.Errorf("%s's status holds %q: %s", name, secret, st.LastError)
+			}
+		}
+		if strings.Contains(e.logs.String(), secret) {
+			t.Errorf("the logs hold %q:\n%s", secret, e.logs.String())
+		}
+	}
+}

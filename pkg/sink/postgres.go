@@ -199,7 +199,8 @@ func (p *pgSink) classify(err error) error {
 		switch {
 		case strings.HasPrefix(pe.Code, "42"), // undefined column or table, wrong type, no privilege
 			strings.HasPrefix(pe.Code, "28"), // password or authorization refused
-			pe.Code == "3D000":               // no such database
+			pe.Code == "3D000",               // no such database
+			pe.Code == "3F000":               // no such schema (--table SCHEMA.NAME)
 			p.ready = false
 			return Permanent(errors.New("postgres: " + msg))
 		case strings.HasPrefix(pe.Code, "22"), strings.HasPrefix(pe.Code, "23"): // bad data, constraint

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +119,9 @@ func (r *runner) open() error {
 	switch r.s.Type {
 	case TypePostgres:
 		cs, err := envsubst.Expand(r.s.Postgres.URL, lookup)
+		if err == nil {
+			err = fitsInto(r.s.Postgres.URL, vals)
+		}
 		if err != nil {
 			return Permanent(fmt.Errorf("--postgres: %v on the master", err))
 		}
@@ -125,6 +129,9 @@ func (r *runner) open() error {
 		r.d = newPostgres(cs, r.s.Postgres.Table, r.red)
 	case TypeWebhook:
 		u, err := envsubst.Expand(r.s.Webhook.URL, lookup)
+		if err == nil {
+			err = fitsInto(r.s.Webhook.URL, vals)
+		}
 		if err != nil {
 			return Permanent(fmt.Errorf("--webhook: %v on the master", err))
 		}
@@ -134,6 +141,47 @@ func (r *runner) open() error {
 		return Permanent(fmt.Errorf("type %q", r.s.Type))
 	}
 	return nil
+}
+
+// fitsInto refuses a variable's value that would change the shape of
+// the destination it is put in: in a URL, a character that ends a part
+// ('@' ends the user info, '/', '?' and '#' the host, '&' a query value)
+// or a '%' that starts no escape; in a keyword connection string, a
+// space or quote that ends the value. The driver then read the rest of
+// a password as the host, and its error ("lookup cr3t@127.0.0.1")
+// printed a piece of the secret that no redactor knew (found by review).
+// Only the variable and the character are named, never the value.
+func fitsInto(raw string, vals map[string]string) error {
+	isURL := strings.Contains(raw, "://")
+	for _, name := range envsubst.Refs(raw) {
+		quoted := strings.Contains(raw, "'${env:"+name+"}'")
+		v := vals[name]
+		what := ""
+		for i := 0; i < len(v) && what == ""; i++ {
+			switch c := v[i]; {
+			case c < ' ' || c == 0x7f:
+				what = "a control character"
+			case isURL && strings.IndexByte("@/?#& ", c) >= 0:
+				what = fmt.Sprintf("%q", c)
+			case isURL && c == '%' && (i+2 >= len(v) || !isHex(v[i+1]) || !isHex(v[i+2])):
+				what = "a '%' that starts no %XX escape"
+			case !isURL && (c == '\'' || c == '\\' || c == ' ' && !quoted):
+				what = fmt.Sprintf("%q", c)
+			}
+		}
+		switch {
+		case what == "":
+		case isURL:
+			return fmt.Errorf("the value of ${env:%s} holds %s, which would change the URL's parts: percent-encode it in the variable (%%40 for '@', %%2F for '/', %%25 for '%%'), as in any URL", name, what)
+		default:
+			return fmt.Errorf("the value of ${env:%s} holds %s, which would end the value in the connection string: use the URL form with the value percent-encoded", name, what)
+		}
+	}
+	return nil
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // consumer opens the sink's durable consumer, creating it at the first
