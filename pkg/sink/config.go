@@ -277,13 +277,13 @@ func literalCredential(name, v string, refs []string) bool {
 // credential (token, api_key, secret, signature ...).
 func secretParam(name string) bool {
 	n := strings.ToLower(name)
-	for _, w := range []string{"token", "secret", "passw", "apikey", "api_key", "api-key", "auth", "signature", "credential"} {
+	for _, w := range []string{"token", "secret", "passw", "apikey", "api_key", "api-key", "auth", "signature", "credential", "jwt", "session"} {
 		if strings.Contains(n, w) {
 			return true
 		}
 	}
 	switch n {
-	case "key", "sig", "pwd", "pass", "code":
+	case "key", "sig", "sid", "pwd", "pass", "code":
 		return true
 	}
 	return false

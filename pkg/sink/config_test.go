@@ -41,6 +41,8 @@ func TestValidate(t *testing.T) {
 		{hook("https://u:pw@example.com/"), "holds a password"},
 		{hook("https://example.com/hook?token=hunter2"), `query parameter "token" holds a literal credential`},
 		{hook("https://example.com/hook?x=1&api_key=hunter2"), `"api_key"`},
+		{hook("https://example.com/hook?jwt=eyJhbGciOi"), `"jwt"`},
+		{hook("https://example.com/hook?session=abc123"), `"session"`},
 		{hook("https://example.com/hook?sig=pre${env:SIG}"), `"sig"`},
 		{hook("https://example.com/hook?page=2&access_token=${env:T}"), ""},
 		{hook("http://127.0.0.1:99999/x"), "port 99999"},
