@@ -45,7 +45,8 @@ type runner struct {
 	crawlSeen []string // order the crawls of st.Crawls were first seen
 	lastPut   time.Time
 	lastLag   time.Time
-	dirty     bool // st changed since the last put
+	cons      jetstream.Consumer // the sink's consumer, for the lag while a batch fails
+	dirty     bool               // st changed since the last put
 }
 
 func newRunner(mg *Manager, s Sink) *runner {
@@ -290,6 +291,7 @@ func (r *runner) cycle(ctx context.Context, cons jetstream.Consumer) error {
 		!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.Canceled) && len(batch) == 0 {
 		return err
 	}
+	r.cons = cons
 	if len(batch) > 0 {
 		if err := r.deliver(ctx, batch); err != nil {
 			return nil // ctx ended mid-batch: it stays unacked and comes again
@@ -401,6 +403,11 @@ func (r *runner) attempts(ctx context.Context, b Batch) error {
 		}
 		r.mg.m.failures.WithLabelValues(r.s.Name).Inc()
 		r.fail(ctx, err)
+		// The lag grows while a batch fails: an alert on it must see that
+		// (found by review: 0 through a 45 s outage, 800 items behind).
+		if r.cons != nil {
+			r.lag(ctx, r.cons)
+		}
 		r.log.Warn("sink delivery failed; retrying", "batch", b.ID, "items", len(b.Items), "err", err.Error(),
 			"permanent", IsPermanent(err), "retry_in", backoff)
 		if r.s.Webhook != nil && time.Since(t0) >= time.Duration(r.s.Webhook.GiveUp) {

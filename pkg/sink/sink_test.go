@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 	"github.com/crawlmesh/crawlmesh/pkg/pgtest"
@@ -475,6 +476,49 @@ func TestWebhookGivesUp(t *testing.T) {
 		ci, err := cons.Info(t.Context())
 		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
 	})
+}
+
+// TestLagWhileFailing: crawlmesh_sink_lag_items follows the backlog of a
+// sink whose batch keeps failing; it was set only after a delivery ended,
+// so it read 0 through a 45 s outage with 800 items behind (review).
+func TestLagWhileFailing(t *testing.T) {
+	e := newEnv(t)
+	e.crawl("c-1", "books", time.Now().UTC(), nil)
+	e.publish("c-1", "books", 0, 30)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	e.add(sink.Sink{Name: "hook", Type: sink.TypeWebhook, BatchSize: 10, Webhook: &sink.Webhook{URL: srv.URL, GiveUp: sink.Duration(time.Hour)}})
+	reg := prometheus.NewRegistry()
+	mg, err := sink.New(sink.Config{JS: e.js, Sinks: e.sinks, Crawls: e.crawls, Node: "m1", Registerer: reg,
+		Log: slog.New(slog.NewTextHandler(e.logs, nil)), AckWait: 2 * time.Second, MinBackoff: 50 * time.Millisecond,
+		MaxBackoff: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mg.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	lag := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "crawlmesh_sink_lag_items" {
+				for _, m := range mf.GetMetric() {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+	eventually(t, 10*time.Second, "the lag metric showing the 30 items behind", func() bool { return lag() == 30 })
+	if st := e.status("hook"); st.Delivered != 0 || st.Failures == 0 {
+		t.Fatalf("status %+v: want failing, nothing delivered", st)
+	}
 }
 
 // TestRemoveDropsConsumer: sink rm deletes the consumer and status.
