@@ -521,6 +521,57 @@ func TestLagWhileFailing(t *testing.T) {
 	}
 }
 
+// TestBatchBoundedInBytes: large items make smaller batches. A batch was
+// bounded by count alone, and 60 items of 900 KB took the leader to
+// 886 MB while it encoded them (review).
+func TestBatchBoundedInBytes(t *testing.T) {
+	e := newEnv(t)
+	e.crawl("c-1", "books", time.Now().UTC(), nil)
+	big := strings.Repeat("x", 600<<10)
+	const n = 40
+	for i := range n {
+		u := fmt.Sprintf("http://127.0.0.1:1/big/%d.html", i)
+		b, _ := json.Marshal(mesh.Item{URL: u, Spider: "books", Crawl: "c-1", FetchedAt: time.Now().UTC(), Data: map[string]any{"body": big}})
+		if _, err := e.js.Publish(t.Context(), mesh.ResultSubject("c-1"), b, jetstream.WithMsgID(mesh.ItemID("c-1", u, 0))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var sizes []int
+	ids := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var items []struct {
+			ID string `json:"id"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&items); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		sizes = append(sizes, len(items))
+		for _, it := range items {
+			ids[it.ID] = true
+		}
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	e.add(sink.Sink{Name: "hook", Type: sink.TypeWebhook, Webhook: &sink.Webhook{URL: srv.URL}}) // 500 items a batch
+	e.run(nil)
+	eventually(t, 30*time.Second, "every big item delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ids) == n
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, k := range sizes {
+		if k*600<<10 > 8<<20 {
+			t.Errorf("batches of %v items of 600 KiB: want at most 8 MiB a batch", sizes)
+			break
+		}
+	}
+}
+
 // TestRemoveDropsConsumer: sink rm deletes the consumer and status.
 func TestRemoveDropsConsumer(t *testing.T) {
 	e := newEnv(t)

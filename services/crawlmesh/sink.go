@@ -45,7 +45,7 @@ func newSinkCmd(c *cli, f *clientFlags) *cobra.Command {
 	fl.StringVar(&o.table, "table", "", "PostgreSQL table, created if missing (default "+sink.DefaultTable+")")
 	fl.StringVar(&o.webhook, "webhook", "", "URL that gets each batch as a POSTed JSON array (header "+sink.BatchHeader+")")
 	fl.StringArrayVar(&o.spiders, "spider", nil, "take only this spider's crawls (repeat for more; default every spider)")
-	fl.IntVar(&o.batchSize, "batch-size", 0, "most items a batch holds (default 500 for postgres, 100 for a webhook)")
+	fl.IntVar(&o.batchSize, "batch-size", 0, "most items a batch holds (default 500 for postgres, 100 for a webhook); a batch also holds at most 8 MiB of items")
 	fl.DurationVar(&o.batchWait, "batch-wait", 0, "how long a batch waits to fill before it goes (default 1s)")
 	fl.DurationVar(&o.giveUp, "give-up", 0, "webhook: how long a failing batch is retried before its items go to the dead letters (default 10m)")
 	fl.DurationVar(&o.tmo, "request-timeout", 0, "webhook: timeout of one POST (default 10s)")
