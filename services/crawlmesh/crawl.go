@@ -131,7 +131,7 @@ func newCrawlCmd(c *cli, f *clientFlags) *cobra.Command {
 			})
 		},
 	}
-	logs.Flags().BoolVar(&follow, "follow", false, "keep printing new lines")
+	logs.Flags().BoolVar(&follow, "follow", false, "keep printing new lines until the crawl has ended and its last lines are printed")
 	dead := &cobra.Command{
 		Use: "deadletters ID", Short: "a crawl's dead letters: URL, reason, attempts, node, time", Args: nArgs(1, 1, "crawl deadletters ID"),
 		RunE: func(cmd *cobra.Command, pos []string) error {
@@ -431,7 +431,7 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 	}
 	subject := mesh.LogSubject(id)
 	if follow && cr.State == mesh.CrawlRunning {
-		err = followSubject(ctx, js, mesh.LogsStream, subject, crawlEnded(ctx, kv, id), printLine)
+		err = followSubject(ctx, js, mesh.LogsStream, subject, crawlEnded(ctx, js, kv, id), printLine)
 	} else { // an ended crawl writes no more
 		err = crawlctl.ReadSubject(ctx, js, mesh.LogsStream, subject, 0, printLine)
 	}
@@ -441,9 +441,9 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 	return err
 }
 
-// crawlEnded is closed when crawl id's record leaves running (or ctx
-// ends); its watch stops then.
-func crawlEnded(ctx context.Context, kv jetstream.KeyValue, id string) <-chan struct{} {
+// crawlEnded is closed when crawl id's record leaves running and its
+// tasks have left the work queue (or ctx ends); its watch stops then.
+func crawlEnded(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, id string) <-chan struct{} {
 	ended := make(chan struct{})
 	w, err := kv.Watch(ctx, id, jetstream.IgnoreDeletes())
 	if err != nil {
@@ -466,6 +466,7 @@ func crawlEnded(ctx context.Context, kv jetstream.KeyValue, id string) <-chan st
 				}
 				var cr mesh.Crawl
 				if json.Unmarshal(e.Value(), &cr) == nil && cr.State != mesh.CrawlRunning {
+					drained(ctx, js, id, cr.Partitions)
 					return
 				}
 			}
@@ -474,9 +475,45 @@ func crawlEnded(ctx context.Context, kv jetstream.KeyValue, id string) <-chan st
 	return ended
 }
 
+// drained waits until no task of crawl is left in the work queue, for
+// at most drainWait. A completed crawl has none by then; a cancelled or
+// failed one's queue is purged, and what workers held finishes, or is
+// dropped with its line, after the record says so (see quietFor).
+func drained(ctx context.Context, js jetstream.JetStream, crawl string, parts int) {
+	deadline := time.Now().Add(drainWait)
+	for time.Now().Before(deadline) {
+		if n, err := crawler.Pending(ctx, js, crawl, parts); err != nil || n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// timerC is t's channel; nil (never ready) without a timer.
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+const (
+	drainWait = 30 * time.Second
+	// After the end, --follow reads on until no line has come for
+	// quietFor (at most drainWait): the tasks a cancel caught on workers
+	// log after the record changed, and nothing in NATS counts them once
+	// the queue is purged (found by review: --follow ended two lines
+	// short). A page still fetching after that logs to `crawl logs`.
+	quietFor = 2 * time.Second
+)
+
 // followSubject calls fn with each message of subject in stream, in
-// order, as they come, until ended is closed; then it returns once the
-// messages stored by that moment are delivered.
+// order, as they come, until ended is closed; then it returns once no
+// message has come for quietFor (at most drainWait).
 func followSubject(ctx context.Context, js jetstream.JetStream, stream, subject string, ended <-chan struct{}, fn func([]byte) error) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
@@ -501,33 +538,27 @@ func followSubject(ctx context.Context, js jetstream.JetStream, stream, subject 
 		close(done) // first: a handler waiting to hand a message over returns
 		cc.Stop()
 	}()
-	var read, end uint64
-	ending := false
+	var quiet <-chan time.Time // after the end: no line for quietFor
+	var last *time.Timer
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ended:
-			ended = nil // once: the end is the last message stored now
-			last, err := crawlctl.LastSeq(ctx, js, stream, subject)
-			if err != nil {
-				return err
-			}
-			ending, end = true, last
-			if read >= end {
-				return nil
-			}
+			ended = nil
+			last = time.NewTimer(drainWait)
+			defer last.Stop()
+			quiet = time.After(quietFor)
+		case <-quiet:
+			return nil
+		case <-timerC(last):
+			return nil
 		case m := <-msgs:
 			if err := fn(m.Data()); err != nil {
 				return err
 			}
-			md, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("read %s: %w", subject, err)
-			}
-			read = md.Sequence.Stream
-			if ending && read >= end {
-				return nil
+			if quiet != nil {
+				quiet = time.After(quietFor)
 			}
 		}
 	}
