@@ -370,3 +370,32 @@ func TestUpDemo(t *testing.T) {
 		}
 	}
 }
+
+// TestUpStopsWithItsMaster: `node shutdown` of up's master stops up, as
+// it stops a master process; up served on without it, its console and
+// /healthz frozen at the master's last beat (found by review).
+func TestUpStopsWithItsMaster(t *testing.T) {
+	natsPort := freePort(t)
+	up := start(t, "crawlmesh", "up", "--workers", "1", "--data", t.TempDir(),
+		"--nats-port", strconv.Itoa(natsPort), "--http", "127.0.0.1:"+strconv.Itoa(freePort(t)))
+	url := "nats://127.0.0.1:" + strconv.Itoa(natsPort)
+	master := hostID() + "-master"
+	waitFor(t, 20*time.Second, "up's NATS port open", func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(natsPort), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	nc := connect(t, url)
+	waitFor(t, 20*time.Second, "up's master online", func() bool { return view(t, nc)[master] })
+	if _, errOut, code := runBin(t, "crawlmesh", "node", "shutdown", master, "--nats", url); code != 0 {
+		t.Fatalf("node shutdown %s: exit %d\n%s", master, code, errOut)
+	}
+	if code := exitCode(t, up, 15*time.Second); code != 0 {
+		t.Fatalf("up exit code after its master's shutdown = %d; output:\n%s", code, up.Output())
+	}
+	if !strings.Contains(up.Output(), "crawlmesh up: stopped") {
+		t.Errorf("up did not report a clean stop:\n%s", up.Output())
+	}
+}

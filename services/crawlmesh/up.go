@@ -239,7 +239,18 @@ func launchMesh(ctx context.Context, cancel context.CancelFunc, u upConfig, log 
 		m.stop()
 		return nil, err
 	}
-	runs = append(runs, mst.Run)
+	// The master carries up's console, API and /metrics view: once it is
+	// shut down by command, up stops as a master process does. Served on
+	// without it, they showed the master online and /healthz ok, frozen
+	// at its last beat (found by review).
+	runs = append(runs, func(ctx context.Context) error {
+		err := mst.Run(ctx)
+		if err == nil && ctx.Err() == nil {
+			log.Info("the master was shut down by command: crawlmesh up stops")
+			m.cancel()
+		}
+		return err
+	})
 	m.api = func(token string) http.Handler { return menv.APIHandler(mst, token) }
 	for i := 1; i <= u.workers; i++ {
 		env, n, err := join(base+"-worker-"+strconv.Itoa(i), "worker")
