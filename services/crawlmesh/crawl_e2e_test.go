@@ -143,6 +143,12 @@ func TestCrawlTrapSite(t *testing.T) {
 	site := newTrapSite(t, 5, 0)
 	m := startMesh(t, 3)
 	m.apply(site.spec("traps"))
+	// spider get keeps the spec's order (a re-apply of its output kept the
+	// CSV columns; sorted keys moved them, found by review).
+	got := m.mustCLI("spider", "get", "traps")
+	if a, b, c := strings.Index(got, `"name"`), strings.Index(got, `"start_urls"`), strings.Index(got, `"allowed_domains"`); a < 0 || !(a < b && b < c) {
+		t.Errorf("spider get does not keep the spec's order:\n%s", got)
+	}
 	id := strings.TrimSpace(m.mustCLI("crawl", "start", "traps"))
 	if !strings.HasPrefix(id, "traps-") {
 		t.Fatalf("crawl start printed %q, want the crawl id alone", id)

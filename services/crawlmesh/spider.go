@@ -62,9 +62,14 @@ func newSpiderCmd(c *cli, f *clientFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var v any
-				_ = json.Unmarshal(e.Value(), &v)
-				return writeJSON(c.stdout, v)
+				// As stored, keys in the spec's order: decoded into a map
+				// they came sorted, and a re-apply of that output moved the
+				// CSV columns, which follow the order the fields are written
+				// in (found by review).
+				if !json.Valid(e.Value()) {
+					return fmt.Errorf("spider %q: the stored spec is not JSON", pos[0])
+				}
+				return writeJSON(c.stdout, json.RawMessage(e.Value()))
 			})
 		},
 	}
