@@ -67,6 +67,24 @@ type Admission struct {
 // found them ("" for seeds); redelivered says the parent ran before, so
 // claims it made then count as its own.
 func (p *Publisher) Admit(ctx context.Context, crawl string, maxPages int, parentID string, redelivered bool, cands []mesh.Task) (Admission, error) {
+	// In batches: every claim is an async publish, and 300,000 links of
+	// one page at once stalled the client ("too many outstanding async
+	// published messages") on every try (found by review).
+	if len(cands) > admitBatch {
+		var adm Admission
+		for start := 0; start < len(cands); start += admitBatch {
+			part, err := p.admit(ctx, crawl, maxPages, parentID, redelivered, cands[start:min(start+admitBatch, len(cands))])
+			adm.Tasks, adm.Skipped = append(adm.Tasks, part.Tasks...), adm.Skipped+part.Skipped
+			if err != nil {
+				return adm, err
+			}
+		}
+		return adm, nil
+	}
+	return p.admit(ctx, crawl, maxPages, parentID, redelivered, cands)
+}
+
+func (p *Publisher) admit(ctx context.Context, crawl string, maxPages int, parentID string, redelivered bool, cands []mesh.Task) (Admission, error) {
 	var adm Admission
 	futs := make([]jetstream.PubAckFuture, len(cands))
 	for i, t := range cands {

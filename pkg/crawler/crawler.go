@@ -368,7 +368,14 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if err := c.publishPage(ctx, msg, t, cr, page, redelivered); err != nil {
 		var fe *fetch.Error
-		if errors.As(err, &fe) {
+		var api *jetstream.APIError
+		if errors.As(err, &api) && api.Code == 400 {
+			// JetStream refused what this page made (a message too large,
+			// say): no retry heals that, and taken for a NATS outage it
+			// was retried for ever at no cost (found by review).
+			fe = &fetch.Error{Reason: "publish-refused", Err: fmt.Errorf("NATS refused what the page made: %w", err)}
+		}
+		if fe != nil || errors.As(err, &fe) {
 			c.failed(ctx, msg, t, attempt, fe, t0)
 			return
 		}
@@ -387,7 +394,7 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 		var k int64
 		k, keep = c.warned.Next(t.Crawl)
 		if first = k == 1; first {
-			log.Warn("the spider's expressions failed on a page, their values are missing (crawl logs shows each such page)",
+			log.Warn("a page has warnings: expressions that failed (their values are missing) or links left out; crawl logs shows each such page",
 				"url", t.URL, "warnings", page.Warnings)
 		}
 	}
@@ -447,6 +454,41 @@ func (c *Crawler) take(ctx context.Context, t mesh.Task, lim politeness.Limits) 
 	return c.cfg.Gate.Acquire(ctx, u.Host, lim, before, after)
 }
 
+// Bounds on the links taken from one page. A URL longer than
+// maxLinkBytes is no page anyone links to (browsers and sitemaps stop
+// far below), and its task would pass the work queue's message limit; a
+// page of 300,000 links kept a crawl refetching it for minutes (found by
+// review). Both are said on the page's log line.
+const (
+	maxLinkBytes = 8 << 10
+	maxPageLinks = 20_000
+)
+
+// boundLinks is page's links within those bounds, noting on the page what
+// it left out.
+func boundLinks(page *fetch.Page) []string {
+	links, long := page.Links, 0
+	for _, l := range page.Links {
+		if len(l) > maxLinkBytes {
+			long++
+		}
+	}
+	if long > 0 {
+		links = make([]string, 0, len(page.Links)-long)
+		for _, l := range page.Links {
+			if len(l) <= maxLinkBytes {
+				links = append(links, l)
+			}
+		}
+		page.Warnings = append(page.Warnings, fmt.Sprintf("%d links longer than %d bytes left out", long, maxLinkBytes))
+	}
+	if len(links) > maxPageLinks {
+		page.Warnings = append(page.Warnings, fmt.Sprintf("%d links: the first %d followed", len(links), maxPageLinks))
+		links = links[:maxPageLinks]
+	}
+	return links
+}
+
 // publishPage publishes children, items and counters and waits for every
 // acknowledgement. An item too large for a NATS message fails the page
 // (a *fetch.Error, not to be retried) before anything is published.
@@ -465,7 +507,7 @@ func (c *Crawler) publishPage(ctx context.Context, msg jetstream.Msg, t mesh.Tas
 	var futs []jetstream.PubAckFuture
 	if s.MaxDepth == 0 || t.Depth+1 <= s.MaxDepth {
 		var cands []mesh.Task
-		for _, link := range page.Links {
+		for _, link := range boundLinks(page) {
 			id := mesh.URLHash(link)
 			if !redelivered && c.filter.seen(t.Crawl, id) {
 				continue

@@ -971,7 +971,7 @@ items:
 			t.Errorf("log entry %+v, want ok with warnings %q", le, want)
 		}
 	}
-	if n := strings.Count(logs.String(), "expressions failed"); n != 1 {
+	if n := strings.Count(logs.String(), "a page has warnings"); n != 1 {
 		t.Errorf("worker logged the warning %d times, want once a crawl:\n%s", n, logs.String())
 	}
 }

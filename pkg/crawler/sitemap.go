@@ -20,7 +20,8 @@ import (
 const MaxSitemapDepth = 3
 
 // admitBatch bounds the candidates offered to the seen-set at once, so a
-// sitemap of 50,000 URLs does not stall the async publisher.
+// sitemap of 50,000 URLs, or a page of 300,000 links, does not stall the
+// async publisher.
 const admitBatch = 1000
 
 // SitemapTask is the task of a sitemap file (or, for a robots.txt URL, of
