@@ -13,8 +13,8 @@
 //
 // The command is executed directly, never through a shell, in its own
 // process group, in Config.Dir, with the worker's environment minus
-// CRAWLMESH_* and NATS_* variables (the worker's secrets are not the
-// spider's business) plus Config.Env.
+// CRAWLMESH_* and NATS_* variables and those named in Config.Hide (the
+// worker's secrets are not the spider's business) plus Config.Env.
 package cmdspider
 
 import (
@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,9 +64,12 @@ type Config struct {
 	Argv []string
 	// Dir is the working directory, already holding the spider's files.
 	Dir string
-	// Env is added to the worker's environment (minus CRAWLMESH_* and
-	// NATS_*), as "KEY=value".
+	// Env is added to the worker's environment (minus CRAWLMESH_*,
+	// NATS_* and Hide), as "KEY=value".
 	Env []string
+	// Hide names variables of the worker's environment the program does
+	// not get.
+	Hide []string
 	// Size is the most processes run at once (default 1).
 	Size int
 	// Timeout bounds one page (default 30s).
@@ -154,7 +158,7 @@ func NewPool(cfg Config) *Pool {
 	p := &Pool{
 		cfg:     cfg,
 		log:     log.With("spider", cfg.Name),
-		env:     childEnv(os.Environ(), cfg.Env),
+		env:     childEnv(os.Environ(), cfg.Hide, cfg.Env),
 		sem:     make(chan struct{}, cfg.Size),
 		closing: make(chan struct{}),
 	}
@@ -167,12 +171,12 @@ func NewPool(cfg Config) *Pool {
 }
 
 // childEnv is the worker's environment without its own and NATS
-// variables, plus extra.
-func childEnv(base, extra []string) []string {
+// variables and those in hide, plus extra.
+func childEnv(base, hide, extra []string) []string {
 	out := make([]string, 0, len(base)+len(extra))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(strings.ToUpper(k), "CRAWLMESH_") || strings.HasPrefix(strings.ToUpper(k), "NATS_") {
+		if strings.HasPrefix(strings.ToUpper(k), "CRAWLMESH_") || strings.HasPrefix(strings.ToUpper(k), "NATS_") || slices.Contains(hide, k) {
 			continue
 		}
 		out = append(out, kv)

@@ -352,7 +352,8 @@ func TestCannotStart(t *testing.T) {
 func TestEnvironmentHidesWorkerSecrets(t *testing.T) {
 	t.Setenv("CRAWLMESH_SECRET", "s3cret")
 	t.Setenv("NATS_PASSWORD", "pw")
-	p := newPool(t, cmdspider.Config{Env: helperEnvs("spider", "EXTRA=yes")})
+	t.Setenv("SPEC_SECRET", "the spec's") // a variable the spider's spec refers to
+	p := newPool(t, cmdspider.Config{Env: helperEnvs("spider", "EXTRA=yes"), Hide: []string{"SPEC_SECRET"}})
 	it := parse(t, p, page(0, "")).Items[0]
 	if it["secret"] != "" || it["extra"] != "yes" {
 		t.Errorf("spider saw secret %q extra %q", it["secret"], it["extra"])

@@ -87,7 +87,7 @@ func helperSpider() {
 		answer := map[string]any{
 			"items": []map[string]any{{
 				"url": page.URL, "pid": os.Getpid(), "n": n, "price": json.Number("12.50"),
-				"secret": os.Getenv("CRAWLMESH_SECRET") + os.Getenv("NATS_PASSWORD"), "extra": os.Getenv("EXTRA"),
+				"secret": os.Getenv("CRAWLMESH_SECRET") + os.Getenv("NATS_PASSWORD") + os.Getenv("SPEC_SECRET"), "extra": os.Getenv("EXTRA"),
 				"tags": []any{"a", nil, 2},
 			}},
 			"links": []string{"/next"},

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/crawlmesh/crawlmesh/pkg/cmdspider"
+	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/jsspider"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
@@ -239,8 +241,11 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 	if err := populate(dir, paths); err != nil {
 		return nil, crawlLevel(fmt.Errorf("spider %s: working directory: %w", s.Name, err))
 	}
+	// The variables the spec itself refers to (a login password, a header
+	// key) are for the mesh's requests, not for the program.
+	specJSON, _ := json.Marshal(s)
 	cfg := cmdspider.Config{Name: s.Name, Argv: s.Command, Dir: dir, Size: r.cfg.Processes,
-		Timeout: r.cfg.CommandTimeout, Log: r.log}
+		Timeout: r.cfg.CommandTimeout, Log: r.log, Hide: envsubst.Refs(string(specJSON))}
 	if r.cfg.Stderr != nil {
 		cfg.Stderr = func(line string) { r.stderr(crawl, s.Name, line) }
 	}

@@ -369,3 +369,26 @@ func TestStoppedWorkersSpidersKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandGetsNoSpecSecrets: a command spider's environment lacks the
+// variables its own spec refers to (a header key, a login password):
+// they are for the mesh's requests, and a program could read them and
+// return them as an item (found by review).
+func TestCommandGetsNoSpecSecrets(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Fatal("sh is not installed: this test needs it")
+	}
+	t.Setenv("SPEC_KEY", "k-secret")
+	t.Setenv("OTHER_VAR", "visible")
+	r := New(Config{})
+	defer r.Close()
+	sp := &spec.Spec{Name: "envcmd", Request: &spec.Request{Headers: map[string]string{"X-Key": "${env:SPEC_KEY}"}},
+		Command: []string{"sh", "-c", `while read -r line; do printf '{"items":[{"key":"%s","other":"%s"}],"links":[]}\n' "$SPEC_KEY" "$OTHER_VAR"; done`}}
+	ans, err := parse(t, r, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := ans.Items[0]; it["key"] != "" || it["other"] != "visible" {
+		t.Errorf("the command saw key %q other %q; want no SPEC_KEY and OTHER_VAR", it["key"], it["other"])
+	}
+}

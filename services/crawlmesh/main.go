@@ -15,6 +15,7 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/nodeconfig"
 	"github.com/crawlmesh/crawlmesh/pkg/signals"
+	"github.com/crawlmesh/crawlmesh/services/internal/boot"
 )
 
 // cli carries what every command needs from the process.
@@ -24,6 +25,9 @@ type cli struct {
 }
 
 func main() {
+	if err := boot.Undumpable(); err != nil {
+		fmt.Fprintln(os.Stderr, "crawlmesh: cannot protect the process's environment from other processes:", err)
+	}
 	ctx, stop := signals.Context(context.Background())
 	code := run(ctx, os.Args[1:], &cli{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
 	stop()

@@ -250,6 +250,9 @@ func (e *Env) Drain() {
 // SIGINT/SIGTERM (a second exits at once); an error is printed as one line
 // "name: error" and exits 1.
 func Main(name string, run func(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error) {
+	if err := Undumpable(); err != nil {
+		fmt.Fprintln(os.Stderr, name+": cannot protect the process's environment from other processes:", err)
+	}
 	ctx, stop := signals.Context(context.Background())
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
 	stop()
