@@ -156,7 +156,7 @@ func TestRealSiteGoodSpecs(t *testing.T) {
 		"links: {follow: [a], allow: ['^https://example\\.com/'], nofollow: true}\n",
 		"follow: [a]\nlinks: {deny: [/cart]}\n",
 		"links: {json: ['.next', '.links[] | .href', '.items[]?.url // empty']}\n",
-		"request: {timeout: 2, proxies: ['https://p.example:8443'], headers: {Authorization: 'Bearer ${env:TOKEN}'}}\n",
+		"request: {timeout: 2s, proxies: ['https://p.example:8443'], headers: {Authorization: 'Bearer ${env:TOKEN}'}}\n",
 		"request: {proxies: ['http://${env:PROXY_HOST}:3128']}\n",
 		"login: {url: '${env:LOGIN_URL}', form: {u: x}}\n",
 		"login: {url: 'https://example.com/login', relogin_on: [419]}\n",

@@ -92,17 +92,23 @@ func (p Politeness) ObeyRobots() bool { return p.RobotsTxt == nil || *p.RobotsTx
 // Duration is a time.Duration written as "100ms" in specs.
 type Duration time.Duration
 
-// UnmarshalYAML accepts "250ms", "1s" ... or a number of seconds.
-// A bad value is a *yaml.TypeError, so decoding goes on and the spec's
-// other mistakes are listed too.
+// UnmarshalYAML accepts "250ms", "1s" ..., and 0. A number without a
+// unit is refused: it was read as seconds, and `delay: 100`, meant as
+// milliseconds, waited 100 s between requests (found by review; the
+// CLI's durations refuse it too). A bad value is a *yaml.TypeError, so
+// decoding goes on and the spec's other mistakes are listed too.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if f, err := strconv.ParseFloat(n.Value, 64); err == nil && f != 0 {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: duration `%s` has no unit: write %sms or %ss", n.Line, n.Value, n.Value, n.Value)}}
+	}
 	if err := d.parse(n.Value); err != nil {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	return nil
 }
 
-// UnmarshalJSON accepts "250ms" or a number of seconds.
+// UnmarshalJSON accepts "250ms" or a number of seconds (records a
+// version wrote; a spec as a user writes it goes through UnmarshalYAML).
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {

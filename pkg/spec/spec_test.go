@@ -89,8 +89,7 @@ func TestDurationForms(t *testing.T) {
 	}{
 		{`"250ms"`, 250 * time.Millisecond},
 		{`"1s"`, time.Second},
-		{`2`, 2 * time.Second},
-		{`0.5`, 500 * time.Millisecond},
+		{`0`, 0},
 	} {
 		s := mustParse(t, `{"name":"d","start_urls":["http://a.example/"],"politeness":{"delay":`+c.src+`}}`)
 		if got := s.Politeness.Delay.Std(); got != c.want {
@@ -100,6 +99,14 @@ func TestDurationForms(t *testing.T) {
 	if _, err := spec.Parse([]byte("name: d\nstart_urls: [http://a.example/]\npoliteness: {delay: soon}\n")); err == nil ||
 		!strings.Contains(err.Error(), "soon") {
 		t.Errorf("bad delay: err = %v, want one naming the value", err)
+	}
+	// A number without a unit is refused (it was read as seconds: `delay:
+	// 100`, meant as milliseconds, waited 100 s; found by review).
+	for _, v := range []string{"100", "2", "0.5", `"100"`} {
+		_, err := spec.Parse([]byte("name: d\nstart_urls: [http://a.example/]\npoliteness: {delay: " + v + "}\n"))
+		if err == nil || !strings.Contains(err.Error(), "has no unit") {
+			t.Errorf("delay %s: err = %v, want it refused for its missing unit", v, err)
+		}
 	}
 	// A value that did not decode is one mistake, not also a zero value's.
 	_, err := spec.Parse([]byte("name: d\nstart_urls: [http://a.example/]\nrequest:\n  timeout: abc\n"))
