@@ -171,11 +171,20 @@ func Dial(ctx context.Context, c Config, log *slog.Logger, h Hooks) (*nats.Conn,
 		actx, cancel := context.WithTimeout(ctx, min(c.Timeout, RequestTimeout(ctx, c.Timeout)))
 		defer cancel()
 		_, err := js.AccountInfo(actx)
+		if last := nc.LastError(); err != nil && errors.Is(last, nats.ErrPermissionViolation) {
+			// The answer could not reach us: the user may not subscribe
+			// to its inbox (or publish the request). Said as a timeout
+			// after 2 minutes of waiting, it sent operators to wait
+			// longer (found by review). No wait heals it.
+			return fmt.Errorf("NATS at %s denies this user what it needs (%w): are these the credentials of another role? Each role's user has only its own subjects (deploy/nats)", where, last)
+		}
 		return err
 	})
 	if err != nil {
 		nc.Close()
 		switch {
+		case errors.Is(err, nats.ErrPermissionViolation):
+			return nil, nil, err
 		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 			return nil, nil, fmt.Errorf("NATS at %s has JetStream disabled: start nats-server with -js (or a jetstream {} block in its config)", where)
 		case NotReady(err):

@@ -181,3 +181,22 @@ func TestPublishAckTimeout(t *testing.T) {
 		t.Fatal("the publish is still waiting for its ack after 10 s")
 	}
 }
+
+// TestDialAnotherRolesUser: a user that may not receive answers on its
+// inbox (the credentials of another role, whose inbox prefix differs) is
+// told so, not that JetStream was slow to answer (found by review).
+func TestDialAnotherRolesUser(t *testing.T) {
+	s := natstest.RunServerWith(t, &server.Options{JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{{Username: "worker", Password: "pw-not-in-errors", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"$JS.API.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX_worker.>"}},
+		}}}})
+	url := "nats://127.0.0.1:" + strconv.Itoa(s.Addr().(*net.TCPAddr).Port)
+	_, _, err := natsconn.Dial(t.Context(), natsconn.Config{URL: url, User: "worker", Password: "pw-not-in-errors", Timeout: 2 * time.Second}, nil, natsconn.Hooks{})
+	if err == nil || !strings.Contains(err.Error(), "denies this user what it needs") || !strings.Contains(err.Error(), "_INBOX") {
+		t.Fatalf("dial with a user that cannot receive on its inbox: %v; want the permission named", err)
+	}
+	if strings.Contains(err.Error(), "pw-not-in-errors") {
+		t.Errorf("error shows the password: %v", err)
+	}
+}
