@@ -51,6 +51,8 @@ func TestValidate(t *testing.T) {
 		{"proxies", "http://u:${env:PROXY_PW}@p.example:3128", "http://u:${env:PROXY_PW}@p.example:3128", ""},
 		{"proxies", "http://${env:PROXY_USER}:${env:PROXY_PW}@p.example:3128", "http://${env:PROXY_USER}:${env:PROXY_PW}@p.example:3128", ""},
 		{"proxies", "http://${env:PROXY_USER}:hunter2@p.example:3128", "", "write it as ${env:NAME}"},
+		{"proxies", "http://TOKEN123@p.example:3128", "", "user info in the bucket"},
+		{"proxies", "http://p.example:3128/?pass=hunter2", "", "no query"},
 		{"proxies", "http://${env:PROXY_USER}@p.example:3128", "http://${env:PROXY_USER}@p.example:3128", ""},
 		{"proxies", "${env:PROXY_URL}", "${env:PROXY_URL}", ""},
 		{"proxies", "http://u:hunter2@p.example:3128", "", "write it as ${env:NAME}"},

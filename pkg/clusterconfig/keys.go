@@ -246,6 +246,14 @@ func proxies(s string) (string, error) {
 		if pw := password(p); pw != "" && pw != strings.Join(refs(pw), "") {
 			return "", fmt.Errorf("proxy %d: a password in the bucket would be readable by every node and operator: write it as ${env:NAME} and set NAME on the workers", i+1)
 		}
+		// A user name alone is often the proxy's token, and a proxy URL
+		// has no use for a query: both were stored as written (review).
+		if u.User != nil && password(p) == "" && len(refs(u.User.Username())) == 0 && !strings.Contains(p, "${env:") {
+			return "", fmt.Errorf("proxy %d: user info in the bucket would be readable by every node and operator: write it as ${env:NAME} and set NAME on the workers", i+1)
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return "", fmt.Errorf("proxy %d: a proxy URL takes no query or fragment", i+1)
+		}
 	}
 	return strings.Join(parts, ","), nil
 }

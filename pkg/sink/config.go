@@ -300,6 +300,10 @@ func checkWebhookURL(raw string) error {
 	if p, ok := u.User.Password(); ok && !isPlaceholder(p) {
 		return fmt.Errorf("%w: --webhook: the URL holds a password: %s", ErrInvalid, errSecret)
 	}
+	// A user name alone is a webhook's token as often as not (review).
+	if u.User != nil && u.User.Username() != "" && !isPlaceholder(u.User.Username()) {
+		return fmt.Errorf("%w: --webhook: the URL holds user info: %s", ErrInvalid, errSecret)
+	}
 	if port := u.Port(); port != "" {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return fmt.Errorf("%w: --webhook: port %s: want 1-65535", ErrInvalid, port)

@@ -42,6 +42,8 @@ func TestValidate(t *testing.T) {
 		{hook("https://example.com/hook?token=hunter2"), `query parameter "token" holds a literal credential`},
 		{hook("https://example.com/hook?x=1&api_key=hunter2"), `"api_key"`},
 		{hook("https://example.com/hook?jwt=eyJhbGciOi"), `"jwt"`},
+		{hook("https://TOKEN123@example.com/hook"), "user info"},
+		{hook("https://${env:HOOK_USER}@example.com/hook"), ""},
 		{hook("https://example.com/hook?session=abc123"), `"session"`},
 		{hook("https://example.com/hook?sig=pre${env:SIG}"), `"sig"`},
 		{hook("https://example.com/hook?page=2&access_token=${env:T}"), ""},

@@ -298,6 +298,11 @@ func TestNewSpecChecks(t *testing.T) {
 		{"allowed_domains: [example.com, '*.example.org']\n", "allowed_domains[1]", "write the domain itself (example.org)"},
 		{"allowed_domains: [example.com, .example.org]\n", "allowed_domains[1]", "it covers its subdomains"},
 		{"schedule: \"0 0 30 2 *\"\n", "schedule", "no date matches it (such as 30 February)"},
+		// Credentials written out are stored and served by the open API.
+		{"request: {proxies: ['http://u:pw@p:3128']}\n", "request.proxies[0]", "${env:NAME}"},
+		{"request: {proxies: ['http://TOKEN@p:3128']}\n", "request.proxies[0]", "${env:NAME}"},
+		{"request: {headers: {Authorization: 'Bearer abc'}}\n", "request.headers.Authorization", "${env:NAME}"},
+		{"request: {headers: {X-Api-Key: abc}}\n", "request.headers.X-Api-Key", "${env:NAME}"},
 	} {
 		src := "name: b\nstart_urls: [https://example.com/]\n" + c.src
 		_, err := spec.ParseNew([]byte(src))

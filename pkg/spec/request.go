@@ -235,6 +235,36 @@ func (c *checker) request(s *Spec) {
 	}
 }
 
+// credentialHeader says header k carries a credential by its name
+// (found by review: a literal Authorization was stored, and served by
+// the open spiders API).
+func credentialHeader(k string) bool {
+	n := strings.ToLower(k)
+	if n == "authorization" || n == "proxy-authorization" {
+		return true
+	}
+	for _, w := range []string{"token", "secret", "password", "passwd", "api-key", "apikey", "api_key"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// literalUserinfo says URL raw has user info written out (no ${env:}
+// reference in it): a proxy's user name is often its token.
+func literalUserinfo(raw string) bool {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return false
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 && !strings.Contains(rest[:i], "${") {
+		rest = rest[:i]
+	}
+	at := strings.LastIndex(rest, "@")
+	return at > 0 && !strings.Contains(rest[:at], "${env:")
+}
+
 func checkProxy(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
