@@ -14,6 +14,7 @@ import (
 
 	"github.com/crawlmesh/crawlmesh/pkg/demosite"
 	"github.com/crawlmesh/crawlmesh/pkg/metrics"
+	"github.com/crawlmesh/crawlmesh/pkg/synthsite"
 )
 
 // demoSiteConfig is what `crawlmesh demo-site` takes.
@@ -21,6 +22,7 @@ type demoSiteConfig struct {
 	listen    string
 	base      string
 	printSpec bool
+	synthetic int // pages of pkg/synthsite's site instead of the bookshop
 }
 
 // runDemoSite serves the demo bookshop of `up --demo` as a process of its
@@ -41,6 +43,7 @@ func newDemoSiteCmd(c *cli) *cobra.Command {
 	fs.StringVar(&d.listen, "listen", "127.0.0.1:8088", "listen address of the site")
 	fs.StringVar(&d.base, "base", "", "the site's URL as crawlers reach it, e.g. http://demosite:8088 (default: http:// plus the listen address)")
 	fs.BoolVar(&d.printSpec, "print-spec", false, "print the demo spider spec for --base on stdout and exit")
+	fs.IntVar(&d.synthetic, "synthetic", 0, "serve the synthetic site of N pages that bench crawls and deploy/examples' spiders read (/p/0.html ...) instead of the bookshop")
 	return cmd
 }
 
@@ -52,6 +55,9 @@ func runDemoSite(ctx context.Context, c *cli, d demoSiteConfig) error {
 		if err := checkBase(d.base); err != nil {
 			return usageError{err}
 		}
+	}
+	if d.synthetic < 0 || d.synthetic > 0 && d.printSpec {
+		return usagef("--synthetic %d: want a number of pages, without --print-spec (deploy/examples/README.md has its spider)", d.synthetic)
 	}
 	if d.printSpec {
 		base := d.base
@@ -84,11 +90,16 @@ func serveDemoSite(ctx context.Context, c *cli, d demoSiteConfig) error {
 			return err
 		}
 	}
-	srv := &http.Server{Handler: demosite.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	h, what := demosite.Handler(), "demo site"
+	pages, items := demosite.Expected()
+	if d.synthetic > 0 {
+		h, what = synthsite.New(synthsite.Config{Pages: d.synthetic}), "synthetic site"
+		pages, items = d.synthetic, d.synthetic
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	pages, items := demosite.Expected()
-	log.Info("demo site serving", "addr", ln.Addr().String(), "base", base, "pages", pages, "items", items)
+	log.Info(what+" serving", "addr", ln.Addr().String(), "base", base, "pages", pages, "items", items)
 	select {
 	case err := <-done:
 		return fmt.Errorf("demo site on %s: %w", ln.Addr(), err)

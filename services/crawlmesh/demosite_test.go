@@ -115,6 +115,43 @@ func TestDemoSitePrintSpec(t *testing.T) {
 	}
 }
 
+// TestDemoSiteSynthetic: --synthetic N serves the synthetic site that
+// deploy/examples' spiders are written for (its README had nothing to
+// serve it; found by review).
+func TestDemoSiteSynthetic(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr syncBuf
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"demo-site", "--listen", "127.0.0.1:0", "--synthetic", "20"}, testCLI(&stdout, &stderr))
+	}()
+	addrRE := regexp.MustCompile(`synthetic site serving".*base=(\S+) pages=20`)
+	var base string
+	waitFor(t, 10*time.Second, "demo-site logs its address", func() bool {
+		m := addrRE.FindStringSubmatch(stderr.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	})
+	for path, want := range map[string]int{"/p/0.html": 200, "/p/19.html": 200, "/p/20.html": 404} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 200 && !strings.Contains(string(b), `class="item"`) {
+			t.Errorf("GET %s = %d, want %d with an item:\n%.200s", path, resp.StatusCode, want, b)
+		}
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("demo-site exit %d after cancel", c)
+	}
+}
+
 func TestDemoSiteUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--print-spec", "--base", "ftp://demosite"},
@@ -122,6 +159,8 @@ func TestDemoSiteUsageErrors(t *testing.T) {
 		{"--print-spec", "--listen", "127.0.0.1:0"}, // the port is not known: --base is needed
 		{"--listen", "nonsense"},
 		{"extra"},
+		{"--synthetic", "-1"},
+		{"--synthetic", "5", "--print-spec", "--base", "http://demosite:8088"},
 	} {
 		var stdout, stderr syncBuf
 		if c := run(t.Context(), append([]string{"demo-site"}, args...), testCLI(&stdout, &stderr)); c != 2 {
