@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -74,21 +77,32 @@ func runDemo(ctx context.Context, c *cli, natsURL string, log *slog.Logger, keep
 		return err
 	}
 	wantPages, wantItems := demosite.Expected()
-	fmt.Fprintf(c.stderr, `
+	// The summary is the command's result: on stdout, apart from the
+	// progress and logs on stderr, for scripts (found by review).
+	fmt.Fprintf(c.stdout, `
 demo crawl %s: %s in %.1fs
   pages:   %d fetched (the site has %d), %d failed (robots.txt keeps the crawler out of /admin/), %d dead letters
   items:   %d (the site has %d)
   rate:    %.1f pages/s
   results: stream %s on %s, subject %s
-  export:  go run ./services/crawlmesh results export %s --format jsonl --out books.jsonl --nats %s
+  export:  %s results export %s --format jsonl --out books.jsonl --nats %s
            (while the mesh runs; its data stays in --data for the next crawlmesh up)
 `, id, st.State, st.Elapsed, st.PagesOK, wantPages, st.PagesFailed, st.Dead, st.Items, wantItems, st.Rate,
-		mesh.ResultsStream, natsURL, mesh.ResultSubject(id), id, natsURL)
+		mesh.ResultsStream, natsURL, mesh.ResultSubject(id), selfCommand(), id, natsURL)
 	if keepSite {
-		fmt.Fprintf(c.stderr, "  the demo bookshop stays up at %s while the mesh runs: spider books can be crawled again\n", base)
+		fmt.Fprintf(c.stdout, "  the demo bookshop stays up at %s while the mesh runs: spider books can be crawled again\n", base)
 		<-ctx.Done()
 	}
 	return werr
+}
+
+// selfCommand is how to run this program again: the README's `go run`
+// when it runs so (from Go's build cache), else as it was invoked.
+func selfCommand() string {
+	if exe, err := os.Executable(); err == nil && strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./services/crawlmesh"
+	}
+	return os.Args[0]
 }
 
 // cancelOldDemoCrawls cancels demo crawls an earlier `up --demo` left

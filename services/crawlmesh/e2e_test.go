@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -358,15 +359,20 @@ func TestUpDemo(t *testing.T) {
 	if strings.Contains(first.Output(), "demo crawl books-") {
 		t.Skip("the first demo crawl ended before the interrupt: nothing left to cancel") // a very fast machine
 	}
-	up := start(t, "crawlmesh", args("--exit-when-done")...)
-	if code := exitCode(t, up, 60*time.Second); code != 0 {
-		t.Fatalf("up --demo exit %d:\n%s", code, up.Output())
+	// The summary on stdout, for scripts; the rest on stderr.
+	out, errOut, code := runBin(t, "crawlmesh", args("--exit-when-done")...)
+	if code != 0 {
+		t.Fatalf("up --demo exit %d:\n%s%s", code, out, errOut)
 	}
-	out := up.Output()
-	for _, want := range []string{"of an earlier demo cancelled (its bookshop is gone)",
-		"526 fetched (the site has 526)", "items:   1000 (the site has 1000)", "0 dead letters", "results export", "crawlmesh up: stopped"} {
+	for _, want := range []string{"526 fetched (the site has 526)", "items:   1000 (the site has 1000)", "0 dead letters",
+		"export:  " + filepath.Join(bins(t), "crawlmesh") + " results export"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("summary lacks %q:\n%s", want, out)
+			t.Errorf("summary on stdout lacks %q:\n%s", want, out)
+		}
+	}
+	for _, want := range []string{"of an earlier demo cancelled (its bookshop is gone)", "crawlmesh up: stopped"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
 }
