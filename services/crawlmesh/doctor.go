@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -172,7 +173,8 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 		}
 		n := s.CachedInfo().State.Msgs - min(sinkDead, s.CachedInfo().State.Msgs)
 		if n > 0 {
-			add("warn", "deadletter", "%d task(s) in the dead-letter stream %s: crawlmesh crawl deadletters ID lists a crawl's with their reasons; crawl requeue ID --all runs them again", n, mesh.DeadStream)
+			add("warn", "deadletter", "%d task(s) in the dead-letter stream %s%s: crawlmesh crawl deadletters ID lists a crawl's with their reasons; crawl requeue ID --all runs them again",
+				n, mesh.DeadStream, deadCrawls(ctx, s))
 		} else {
 			add("ok", "deadletter", "no dead letters")
 		}
@@ -183,6 +185,34 @@ func runDoctor(ctx context.Context, c *cli, f *clientFlags, skewMax *time.Durati
 	doctorSinks(ctx, js, add)
 	doctorStranded(ctx, js, parts, add)
 	return report()
+}
+
+// deadCrawls names the crawls with the most dead letters, as
+// " (crawl A: 12, crawl B: 3 and 4 more crawls)" ("" if unreadable): the
+// count alone left an operator to guess which crawl to look at (review).
+func deadCrawls(ctx context.Context, s jetstream.Stream) string {
+	si, err := s.Info(ctx, jetstream.WithSubjectFilter(mesh.DeadSubject("*")))
+	if err != nil || len(si.State.Subjects) == 0 {
+		return ""
+	}
+	type crawlCount struct {
+		id string
+		n  uint64
+	}
+	var cs []crawlCount
+	for subj, n := range si.State.Subjects {
+		cs = append(cs, crawlCount{strings.TrimPrefix(subj, mesh.DeadSubject("")), n})
+	}
+	slices.SortFunc(cs, func(a, b crawlCount) int { return cmp.Or(cmp.Compare(b.n, a.n), cmp.Compare(a.id, b.id)) })
+	var parts []string
+	for _, c := range cs[:min(3, len(cs))] {
+		parts = append(parts, fmt.Sprintf("crawl %s: %d", c.id, c.n))
+	}
+	more := ""
+	if len(cs) > 3 {
+		more = fmt.Sprintf(" and %d more crawls", len(cs)-3)
+	}
+	return " (" + strings.Join(parts, ", ") + more + ")"
 }
 
 // masterJoining is how long after a master created the mesh's assets

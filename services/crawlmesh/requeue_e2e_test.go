@@ -91,6 +91,10 @@ func TestCrawlRequeue(t *testing.T) {
 	if len(dl) != 1 || !strings.HasSuffix(dl[0].URL, site.broken) || !strings.Contains(dl[0].Reason, "503") || dl[0].Seq == 0 {
 		t.Fatalf("dead letters %+v; want %s with its 503 and its seq", dl, site.broken)
 	}
+	// doctor names the crawl with dead letters (it gave a count alone).
+	if out, _, _ := m.CLI.Run("doctor"); !strings.Contains(out, "1 task(s) in the dead-letter stream DEADLETTER (crawl "+id+": 1)") {
+		t.Errorf("doctor does not name the crawl with a dead letter:\n%s", out)
+	}
 	table := m.CLI.Must("crawl", "deadletters", id)
 	if !strings.Contains(table, "SEQ") || !strings.Contains(table, strconv.FormatUint(dl[0].Seq, 10)+"  ") {
 		t.Errorf("crawl deadletters table shows no SEQ:\n%s", table)
