@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,7 +26,7 @@ import (
 // format: jsonl (each item's JSON as stored, one a line) or csv (the
 // fixed columns, then one column per data key: the fields the crawl's spec
 // declares, then every other key the items carry, sorted; a list as its
-// JSON text). The CLI's `results export` and the HTTP API's export both
+// JSON text; a cell that would be a spreadsheet formula after a '). The CLI's `results export` and the HTTP API's export both
 // write through it (see [Export]), so the two never differ.
 //
 // The csv columns must be known before the first row, and a spider's own
@@ -136,8 +138,31 @@ func (iw *ItemWriter) writeHeader() error {
 		}
 		header = append(header, name)
 	}
-	return iw.cw.Write(header)
+	return iw.writeRow(header)
 }
+
+// writeRow writes one csv record, each cell made inert for a spreadsheet.
+func (iw *ItemWriter) writeRow(cells []string) error {
+	for i, c := range cells {
+		cells[i] = neutralise(c)
+	}
+	return iw.cw.Write(cells)
+}
+
+// neutralise prefixes a cell a spreadsheet would read as a formula (one
+// starting with = + - @ tab or CR) with a single quote, as OWASP's CSV
+// injection advice says: a crawled page chooses the values, and
+// =HYPERLINK(...) would run in whoever opens the export. A number such as
+// -5 or +3.2 is left as it is.
+func neutralise(c string) string {
+	if c == "" || !strings.ContainsRune("=+-@\t\r", rune(c[0])) || decimal.MatchString(c) {
+		return c
+	}
+	return "'" + c
+}
+
+// decimal is a plain decimal number, sign and exponent allowed.
+var decimal = regexp.MustCompile(`^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$`)
 
 // Write writes one stored item (its JSON); an undecodable one is skipped
 // in csv. A data key Scan did not see is an error: its value would be lost.
@@ -167,7 +192,7 @@ func (iw *ItemWriter) Write(b []byte) error {
 	for _, name := range iw.fields {
 		row = append(row, it.Text(name))
 	}
-	return iw.cw.Write(row)
+	return iw.writeRow(row)
 }
 
 // Count is the number of items written.

