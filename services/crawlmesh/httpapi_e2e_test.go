@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -186,5 +187,46 @@ func TestHTTPAPI(t *testing.T) {
 	})
 	if code, b := call("POST", "crawls", token, `{"spider":"api"}`); code != http.StatusForbidden || !bytes.Contains(b, []byte("--api-token-file")) {
 		t.Errorf("master without a token: %d %s, want 403 naming --api-token-file", code, b)
+	}
+}
+
+// TestAPITokenMinimumLength: a token shorter than 16 characters is refused
+// at start-up whether it comes from --api-token-file or CRAWLMESH_API_TOKEN
+// (a master and up alike), and the error names where it came from but
+// never shows it. The check comes before NATS, so a dead URL does.
+func TestAPITokenMinimumLength(t *testing.T) {
+	const short = "s3cretXYZ" // 9 characters
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(short+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := deadNATS(t, 1)[0]
+	for _, tt := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"env", []string{"CRAWLMESH_API_TOKEN=" + short}, nil, "CRAWLMESH_API_TOKEN: the token has 9 characters; use at least 16"},
+		{"file", nil, []string{"--api-token-file", tokenFile}, "the token has 9 characters; use at least 16"},
+	} {
+		t.Run("master "+tt.name, func(t *testing.T) {
+			p := startEnv(t, tt.env, "master", append([]string{"--nats", url, "--http", ""}, tt.args...)...)
+			code := exitCode(t, p, 10*time.Second)
+			if out := p.Output(); code == 0 || !strings.Contains(out, tt.want) || strings.Contains(out, short) {
+				t.Errorf("exit %d, want non-zero and %q without the token:\n%s", code, tt.want, out)
+			}
+		})
+	}
+	// up checks the token before it listens: on a port in use, without
+	// the check, it stops there rather than run a mesh.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, errOut, code := runCLI(t, map[string]string{"CRAWLMESH_API_TOKEN": short}, "up", "--data", t.TempDir(), "--http", ln.Addr().String())
+	if code != 2 || !strings.Contains(errOut, "CRAWLMESH_API_TOKEN: the token has 9 characters") || strings.Contains(errOut, short) {
+		t.Errorf("up: exit %d, want 2 and the variable named without the token:\n%s", code, errOut)
 	}
 }

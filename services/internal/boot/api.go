@@ -15,11 +15,20 @@ import (
 // rather than a flag so the token never shows in a process list.
 const APITokenEnv = "CRAWLMESH_API_TOKEN"
 
+// minTokenLen is the shortest API token taken, from a file or the
+// environment alike: a short one is guessed.
+const minTokenLen = 16
+
 // APIToken reads the HTTP API's token from file, else from the
-// environment; "" (no token) leaves the API read-only.
+// environment; "" (no token) leaves the API read-only. An error never
+// holds the token.
 func APIToken(file string, getenv func(string) string) (string, error) {
 	if file == "" {
-		return strings.TrimSpace(getenv(APITokenEnv)), nil
+		tok := strings.TrimSpace(getenv(APITokenEnv))
+		if tok != "" && len(tok) < minTokenLen {
+			return "", fmt.Errorf("%s: the token has %d characters; use at least %d (e.g. openssl rand -hex 32)", APITokenEnv, len(tok), minTokenLen)
+		}
+		return tok, nil
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -29,8 +38,8 @@ func APIToken(file string, getenv func(string) string) (string, error) {
 	if tok == "" {
 		return "", fmt.Errorf("--api-token-file %s: the file is empty", file)
 	}
-	if len(tok) < 16 {
-		return "", fmt.Errorf("--api-token-file %s: the token has %d characters; use at least 16 (e.g. openssl rand -hex 32)", file, len(tok))
+	if len(tok) < minTokenLen {
+		return "", fmt.Errorf("--api-token-file %s: the token has %d characters; use at least %d (e.g. openssl rand -hex 32)", file, len(tok), minTokenLen)
 	}
 	return tok, nil
 }
