@@ -180,6 +180,37 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// A mistyped subcommand with one of its flags: cobra parses the flag as
+// the group's, and the error is still the unknown command with the
+// closest ones (did you mean), not the flag the group lacks.
+func TestUsageErrorsMistypedWithFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"spider", "aply", "-f", "shop.yaml"}, []string{`unknown command "aply" for "crawlmesh spider"`, "Did you mean this?", "apply"}},
+		{[]string{"crawl", "strat", "books", "--wait"}, []string{`unknown command "strat" for "crawlmesh crawl"`, "Did you mean this?", "start"}},
+		{[]string{"--nats", "nats://127.0.0.1:1", "crawl", "strat", "--wait", "books"}, []string{`unknown command "strat"`, "start"}},
+		{[]string{"results", "exprot", "x", "--format", "csv"}, []string{`unknown command "exprot"`, "export"}},
+		{[]string{"nodess", "--bogus"}, []string{`unknown command "nodess"`, "nodes"}},
+		// No argument before the flag: the flag is what is wrong.
+		{[]string{"crawl", "--wait", "strat"}, []string{"unknown flag: --wait"}},
+		{[]string{"spider", "apply", "--fiel", "x"}, []string{"unknown flag: --fiel", "--file"}},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, errOut, code := runCLI(t, nil, tt.args...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+		})
+	}
+}
+
 // Shell completion: a script for each shell, and the completions it asks
 // the binary for name the commands, their subcommands and flags.
 func TestCompletion(t *testing.T) {

@@ -97,7 +97,7 @@ func newRoot(c *cli) *cobra.Command {
 	}
 	root.SetOut(c.stdout)
 	root.SetErr(c.stderr)
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{flagSuggestion(cmd, err)} })
+	root.SetFlagErrorFunc(flagError)
 	f.register(root.PersistentFlags())
 	root.AddCommand(
 		newUpCmd(c),
@@ -208,6 +208,19 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 		}
 	})
 	return err
+}
+
+// flagError is every command's flag error. On a command group, cobra
+// parses the flags of a mistyped subcommand ("spider aply -f x") as the
+// group's: the first argument, not a subcommand, is what is wrong, so the
+// error is the unknown command with its did you mean.
+func flagError(cmd *cobra.Command, err error) error {
+	if args := cmd.Flags().Args(); cmd.HasSubCommands() && len(args) > 0 {
+		if sub, _, ferr := cmd.Find(args[:1]); ferr != nil || sub == cmd {
+			return unknownSubcommand(cmd, args)
+		}
+	}
+	return usageError{flagSuggestion(cmd, err)}
 }
 
 // flagSuggestion adds the closest flags of cmd to an unknown-flag error
