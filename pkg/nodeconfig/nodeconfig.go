@@ -91,6 +91,10 @@ type Node struct {
 	// a slow node spends its time; off by default because it exposes the
 	// process's internals.
 	Pprof bool
+	// TTLFromBucket: the node has no --heartbeat-ttl (workers): the TTL
+	// of bucket nodes, which the master sets, is read on joining, and the
+	// heartbeat interval is checked against it then.
+	TTLFromBucket bool
 	// Level is the logger's level, set by [Node.Logger] from LogLevel and
 	// changed live by the cluster configuration's log_level.
 	Level *slog.LevelVar
@@ -101,17 +105,23 @@ type Node struct {
 }
 
 // Register adds the node flags to fs with defaults; httpDefault is the
-// role's metrics address.
+// role's metrics address. --heartbeat-ttl is not among them: only a
+// master's sets the TTL (see [Node.RegisterTTL]).
 func (n *Node) Register(fs *flag.FlagSet, defaultID, httpDefault string) {
 	RegisterNATS(fs, &n.NATS)
 	fs.StringVar(&n.ID, "id", defaultID, "node id: the key in KV bucket nodes (letters, digits, '-', '_')")
 	fs.StringVar(&n.HTTP, "http", httpDefault, "listen address for /metrics and /healthz")
 	fs.DurationVar(&n.HeartbeatInterval, "heartbeat-interval", time.Second, "time between heartbeats")
-	fs.DurationVar(&n.HeartbeatTTL, "heartbeat-ttl", 3*time.Second, "TTL of bucket nodes: a node is offline this long after its last heartbeat")
 	fs.DurationVar(&n.ClockOffset, "clock-offset", 0, "testing only: add this to the clock reported in heartbeats")
 	fs.StringVar(&n.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&n.LogFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&n.Pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on the --http address")
+}
+
+// RegisterTTL adds --heartbeat-ttl, a master's: it applies it to bucket
+// nodes, whose TTL every other node reads.
+func (n *Node) RegisterTTL(fs *flag.FlagSet) {
+	fs.DurationVar(&n.HeartbeatTTL, "heartbeat-ttl", 3*time.Second, "TTL of bucket nodes: a node is offline this long after its last heartbeat")
 }
 
 // Validate checks the node flags against each other.
@@ -127,11 +137,17 @@ func (n *Node) Validate() error {
 	if n.Pprof && n.HTTP == "" {
 		return fmt.Errorf("--pprof: the profiler is served on the --http address, which is off (\"\")")
 	}
-	if n.HeartbeatTTL < time.Second {
-		return fmt.Errorf("--heartbeat-ttl %v: the server counts TTLs in whole seconds; use 1s or more", n.HeartbeatTTL)
-	}
-	if n.HeartbeatInterval <= 0 || n.HeartbeatInterval > n.HeartbeatTTL/2 {
-		return fmt.Errorf("--heartbeat-interval %v: must be positive and at most half of --heartbeat-ttl %v", n.HeartbeatInterval, n.HeartbeatTTL)
+	if n.TTLFromBucket {
+		if n.HeartbeatInterval <= 0 {
+			return fmt.Errorf("--heartbeat-interval %v: must be positive", n.HeartbeatInterval)
+		}
+	} else {
+		if n.HeartbeatTTL < time.Second {
+			return fmt.Errorf("--heartbeat-ttl %v: the server counts TTLs in whole seconds; use 1s or more", n.HeartbeatTTL)
+		}
+		if n.HeartbeatInterval <= 0 || n.HeartbeatInterval > n.HeartbeatTTL/2 {
+			return fmt.Errorf("--heartbeat-interval %v: must be positive and at most half of --heartbeat-ttl %v", n.HeartbeatInterval, n.HeartbeatTTL)
+		}
 	}
 	if n.Lease != 0 && n.Lease < time.Second {
 		return fmt.Errorf("--lease %v: the server expires keys in whole seconds; use 1s or more", n.Lease)

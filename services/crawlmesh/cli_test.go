@@ -211,6 +211,39 @@ func TestUsageErrorsMistypedWithFlag(t *testing.T) {
 	}
 }
 
+// Help says what the flags do: throttle set's --delay shows no default
+// it would refuse (-1ns) and is optional; a master's --http names the
+// console and API it serves; a worker has no --heartbeat-ttl (the
+// master's sets the TTL) and its interval is checked against the bucket's
+// TTL, not a flag of its own.
+func TestHelpTexts(t *testing.T) {
+	url := deadNATS(t, 1)[0]
+	out, errOut, code := runCLI(t, nil, "throttle", "set", "--help")
+	if code != 0 || !strings.Contains(out, "--delay duration") || strings.Contains(out, "-1ns") {
+		t.Errorf("throttle set --help: exit %d, want 0 and --delay without -1ns:\n%s%s", code, out, errOut)
+	}
+	for _, args := range [][]string{{"--parallelism", "2"}, {"--delay", "0s"}} {
+		_, errOut, code := runCLI(t, nil, append([]string{"throttle", "set", "h.example", "--nats", url}, args...)...)
+		if code != 1 || !strings.Contains(errOut, "cannot reach NATS") {
+			t.Errorf("throttle set %v: exit %d, want 1 (accepted, then no NATS):\n%s", args, code, errOut)
+		}
+	}
+
+	_, errOut, code = runCLI(t, nil, "worker", "-h")
+	if code != 0 || !strings.Contains(errOut, "-heartbeat-interval") || strings.Contains(errOut, "heartbeat-ttl") {
+		t.Errorf("worker -h: exit %d, want 0 and no -heartbeat-ttl:\n%s", code, errOut)
+	}
+	_, errOut, code = runCLI(t, nil, "worker", "--nats", url, "--http", "", "--heartbeat-interval", "5s")
+	if code != 1 || !strings.Contains(errOut, "cannot reach NATS") {
+		t.Errorf("worker --heartbeat-interval 5s: exit %d, want 1 (checked against bucket nodes' TTL on joining):\n%s", code, errOut)
+	}
+
+	_, errOut, _ = runBin(t, "master", "-h") // exits 1, as flag.ErrHelp does
+	if !strings.Contains(errOut, "listen address for the web console (/), the HTTP API (/api/v1/), /metrics and /healthz") {
+		t.Errorf("master -h: want -http naming the console and API:\n%s", errOut)
+	}
+}
+
 // Shell completion: a script for each shell, and the completions it asks
 // the binary for name the commands, their subcommands and flags.
 func TestCompletion(t *testing.T) {

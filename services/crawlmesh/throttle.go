@@ -22,8 +22,11 @@ func newThrottleCmd(c *cli, f *clientFlags) *cobra.Command {
 	sub := func(use, short, want string, n int) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, Args: nArgs(n, n, want),
 			RunE: func(cmd *cobra.Command, pos []string) error {
-				// -1 stands for "not given": a negative one given is a mistake.
-				if fl := cmd.Flags().Lookup("delay"); fl != nil && fl.Changed && delay < 0 {
+				// -1 stands for "not given" (not the flag's default, which
+				// help would show): a negative one given is a mistake.
+				if fl := cmd.Flags().Lookup("delay"); fl != nil && !fl.Changed {
+					delay = -1
+				} else if fl != nil && delay < 0 {
 					return usagef("--delay %v: want zero or more, e.g. 500ms or 2s", delay)
 				}
 				// 0 stands for "not given" too: one given is out of range.
@@ -34,7 +37,7 @@ func newThrottleCmd(c *cli, f *clientFlags) *cobra.Command {
 			}}
 	}
 	set := sub("set HOST", "set a host's limits, mesh-wide", "throttle set HOST [--delay D] [--parallelism N]", 1)
-	set.Flags().DurationVar(&delay, "delay", -1, "time between request starts to the host, mesh-wide")
+	set.Flags().DurationVar(&delay, "delay", 0, "time between request starts to the host, mesh-wide (not given: the override sets none)")
 	set.Flags().IntVar(&par, "parallelism", 0, "requests in flight to the host, mesh-wide")
 	return group("throttle", "live per-host limits, mesh-wide: throttle set HOST [--delay D] [--parallelism N] | ls | rm HOST",
 		set, sub("ls", "every override", "throttle ls", 0), sub("rm HOST", "remove a host's override", "throttle rm HOST", 1))

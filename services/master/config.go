@@ -30,6 +30,8 @@ func (c *config) flags(out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("master", flag.ContinueOnError)
 	fs.SetOutput(out)
 	c.Register(fs, boot.DefaultID()+"-master", "127.0.0.1:8090")
+	c.RegisterTTL(fs)
+	fs.Lookup("http").Usage = "listen address for the web console (/), the HTTP API (/api/v1/), /metrics and /healthz"
 	fs.DurationVar(&c.TaskAckWait, "task-ack-wait", 0, "how long a task may run without a sign of life before it is redelivered (0: streams/ file, 30s)")
 	fs.DurationVar(&c.Lease, "lease", 0, "leader lease: the election bucket's TTL (0: streams/ file, 3s; use 15s on a 3-node NATS cluster)")
 	fs.IntVar(&c.Partitions, "partitions", 0, "partitions of the frontier (TASKS) and seen-set (seen), each its own stream that JetStream places: 0 keeps the mesh's count (1 for a new mesh); a higher count adds partitions, used by crawls started afterwards (deploy/OPERATIONS.md)")

@@ -38,6 +38,7 @@ func (c *workerConfig) flags(out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(out)
 	c.Register(fs, DefaultID(), "127.0.0.1:8091")
+	c.TTLFromBucket = true // no --heartbeat-ttl: the master's decides
 	fs.IntVar(&c.Concurrency, "concurrency", 32, "tasks in flight")
 	fs.IntVar(&c.MaxBodySize, "max-body-size", 10<<20, "largest page body in bytes; larger pages are skipped")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 15*time.Second, "time limit of one HTTP request")
