@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -560,5 +561,54 @@ func TestDoctorStrandedTasks(t *testing.T) {
 	got := report()
 	if len(got) != 1 || !strings.HasPrefix(got[0], "fail stream TASKS holds 3 task(s) its consumer workers will not deliver") {
 		t.Errorf("3 tasks below the ack floor: %q, want a failure counting them", got)
+	}
+}
+
+// results export --out FILE without --format takes the format from FILE's
+// extension (x.csv once got JSON lines); an extension it has no format for
+// is refused, naming it; a --format given wins.
+func TestExportFormatFromOut(t *testing.T) {
+	nc, js := streamstest.Start(t, streams.Options{})
+	url := nc.ConnectedUrl()
+	b, _ := json.Marshal(mesh.Crawl{ID: "x-1", Spider: "x", State: mesh.CrawlCompleted})
+	if _, err := streamstest.Bucket(t, js, mesh.CrawlsBucket).Put(t.Context(), "x-1", b); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = json.Marshal(mesh.Item{URL: "http://127.0.0.1:1/a", Spider: "x", Crawl: "x-1", Data: map[string]any{"title": "A"}})
+	if _, err := js.Publish(t.Context(), mesh.ResultSubject("x-1"), b); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	const csvHead, jsonHead = "url,spider,crawl,depth,fetched_at,title\n", `{"`
+	for _, tt := range []struct {
+		out    string
+		format []string
+		want   string // the file's start
+	}{
+		{"a.csv", nil, csvHead},
+		{"b.CSV", nil, csvHead},
+		{"c.jsonl", nil, jsonHead},
+		{"d.json", nil, jsonHead},
+		{"e", nil, jsonHead}, // no extension: the default
+		{"f.csv", []string{"--format", "jsonl"}, jsonHead},
+		{"g.txt", []string{"--format", "csv"}, csvHead},
+	} {
+		file := filepath.Join(dir, tt.out)
+		args := append([]string{"results", "export", "x-1", "--out", file, "--nats", url}, tt.format...)
+		if _, errOut, code := runCLI(t, nil, args...); code != 0 {
+			t.Errorf("%v: exit %d:\n%s", args, code, errOut)
+			continue
+		}
+		if got, _ := os.ReadFile(file); !strings.HasPrefix(string(got), tt.want) {
+			t.Errorf("--out %s %v: file starts %.60q, want %q", tt.out, tt.format, got, tt.want)
+		}
+	}
+	file := filepath.Join(dir, "h.xml")
+	_, errOut, code := runCLI(t, nil, "results", "export", "x-1", "--out", file, "--nats", url)
+	if code != 2 || !strings.Contains(errOut, `extension ".xml"`) {
+		t.Errorf("--out h.xml: exit %d, want 2 naming .xml:\n%s", code, errOut)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Errorf("--out h.xml: the file was written")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -18,6 +20,7 @@ import (
 
 type exportOpts struct {
 	format, out, toFiles, maxSize string
+	formatGiven                   bool
 }
 
 func newResultsCmd(c *cli, f *clientFlags) *cobra.Command {
@@ -25,10 +28,13 @@ func newResultsCmd(c *cli, f *clientFlags) *cobra.Command {
 	export := &cobra.Command{
 		Use: "export ID", Short: "a crawl's items as JSON lines or CSV, to stdout, a file or the Object Store files",
 		Args: nArgs(1, 1, "results export ID [--format jsonl|csv] [--out FILE | --to-files NAME]"),
-		RunE: func(cmd *cobra.Command, pos []string) error { return resultsExport(cmd.Context(), c, f, pos, &o) },
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			o.formatGiven = cmd.Flags().Changed("format")
+			return resultsExport(cmd.Context(), c, f, pos, &o)
+		},
 	}
 	fl := export.Flags()
-	fl.StringVar(&o.format, "format", "jsonl", "jsonl or csv")
+	fl.StringVar(&o.format, "format", "jsonl", "jsonl or csv; not given, --out's extension chooses (.csv, .jsonl or .json)")
 	fl.StringVar(&o.out, "out", "", "write to FILE instead of standard output (- is standard output)")
 	fl.StringVar(&o.toFiles, "to-files", "", "write into the Object Store files under NAME (crawlmesh files get NAME), streamed")
 	fl.StringVar(&o.maxSize, "max-size", "64MiB", "--to-files: the largest export stored (B, KiB, MiB, GiB)")
@@ -38,6 +44,19 @@ func newResultsCmd(c *cli, f *clientFlags) *cobra.Command {
 
 func resultsExport(ctx context.Context, c *cli, f *clientFlags, pos []string, o *exportOpts) error {
 	format, out, toFiles, maxSize := &o.format, &o.out, &o.toFiles, &o.maxSize
+	if !o.formatGiven && *out != "" && *out != "-" {
+		// --out x.csv once wrote JSON lines, the default, under that name.
+		if ext := filepath.Ext(*out); ext != "" {
+			switch strings.ToLower(ext) {
+			case ".csv":
+				*format = "csv"
+			case ".jsonl", ".json":
+				*format = "jsonl"
+			default:
+				return usagef("--out %s: no format for extension %q; name it .csv, .jsonl or .json, or give --format jsonl|csv", *out, ext)
+			}
+		}
+	}
 	if *format != "jsonl" && *format != "csv" {
 		return usagef("--format %q: want jsonl or csv", *format)
 	}
