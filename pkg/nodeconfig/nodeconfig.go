@@ -5,6 +5,7 @@
 package nodeconfig
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -113,7 +114,7 @@ func (n *Node) Register(fs *flag.FlagSet, defaultID, httpDefault string) {
 	fs.StringVar(&n.HTTP, "http", httpDefault, "listen address for /metrics and /healthz")
 	fs.DurationVar(&n.HeartbeatInterval, "heartbeat-interval", time.Second, "time between heartbeats")
 	fs.DurationVar(&n.ClockOffset, "clock-offset", 0, "testing only: add this to the clock reported in heartbeats")
-	fs.StringVar(&n.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Var(LevelVar(&n.LogLevel, "info"), "log-level", "`level`: debug, info, warn or error")
 	fs.StringVar(&n.LogFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&n.Pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on the --http address")
 }
@@ -192,6 +193,36 @@ func ParseLevel(s string) (slog.Level, error) {
 	}
 	return l, nil
 }
+
+// LevelVar sets *p to def and returns a --log-level flag value (for flag
+// and pflag alike) that checks a level as it is set: a bad one from
+// CRAWLMESH_LOG_LEVEL is then refused naming the variable, not the flag.
+func LevelVar(p *string, def string) *LevelValue {
+	*p = def
+	return &LevelValue{p}
+}
+
+// LevelValue is the value of a --log-level flag (see [LevelVar]).
+type LevelValue struct{ p *string }
+
+func (v *LevelValue) String() string {
+	if v == nil || v.p == nil {
+		return "" // flag's zero value, for its defaults
+	}
+	return *v.p
+}
+
+func (v *LevelValue) Set(s string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return errors.New("want debug, info, warn or error")
+	}
+	*v.p = s
+	return nil
+}
+
+// Type is pflag's name of the value.
+func (v *LevelValue) Type() string { return "string" }
 
 // Logger builds the process logger writing to w; its level is n.Level.
 func (n *Node) Logger(w io.Writer) *slog.Logger {

@@ -62,7 +62,7 @@ func newAgentCmd(c *cli, f *clientFlags) *cobra.Command {
 	fs.StringVar(&a.workerBin, "worker-bin", "", "the worker binary to run (default: this binary's worker mode)")
 	fs.DurationVar(&a.drainTimeout, "drain-timeout", time.Minute, "how long a stopping worker may take to finish its tasks before SIGTERM")
 	fs.DurationVar(&a.node.HeartbeatInterval, "heartbeat-interval", time.Second, "time between heartbeats (the agent's and its workers')")
-	fs.StringVar(&a.node.LogLevel, "log-level", "info", "debug, info, warn or error (the agent's and its workers')")
+	fs.Var(nodeconfig.LevelVar(&a.node.LogLevel, "info"), "log-level", "debug, info, warn or error (the agent's and its workers')")
 	fs.StringVar(&a.node.LogFormat, "log-format", "text", "text or json (the agent's and its workers')")
 	return cmd
 }

@@ -612,3 +612,28 @@ func TestExportFormatFromOut(t *testing.T) {
 		t.Errorf("--out h.xml: the file was written")
 	}
 }
+
+// A bad log level from CRAWLMESH_LOG_LEVEL is refused naming the
+// variable, not --log-level, in a worker (boot's flags) and in up
+// (cobra's); one given on the command line names the flag.
+func TestLogLevelFromEnv(t *testing.T) {
+	url := deadNATS(t, 1)[0]
+	env := map[string]string{"CRAWLMESH_LOG_LEVEL": "verbose"}
+	for _, tt := range []struct {
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{env, []string{"worker", "--nats", url, "--http", ""}, 1, `CRAWLMESH_LOG_LEVEL="verbose"`},
+		{env, []string{"up", "--data", t.TempDir()}, 2, `CRAWLMESH_LOG_LEVEL="verbose"`},
+		{env, []string{"agent", "--nats", url}, 2, `CRAWLMESH_LOG_LEVEL="verbose"`},
+		{nil, []string{"worker", "--nats", url, "--log-level", "verbose"}, 1, `"verbose" for flag -log-level`},
+		{nil, []string{"up", "--log-level", "verbose"}, 2, `"verbose" for "--log-level"`},
+	} {
+		_, errOut, code := runCLI(t, tt.env, tt.args...)
+		if code != tt.code || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%v with %v: exit %d, want %d and %q:\n%s", tt.args, tt.env, code, tt.code, tt.want, errOut)
+		}
+	}
+}

@@ -74,7 +74,7 @@ func newUpCmd(c *cli) *cobra.Command {
 	fs.StringVar(&u.tokenFile, "api-token-file", "", "file holding the bearer token that state-changing HTTP API requests must carry (or env "+boot.APITokenEnv+"); none: the API is read-only")
 	fs.DurationVar(&u.node.HeartbeatInterval, "heartbeat-interval", time.Second, "time between heartbeats")
 	fs.DurationVar(&u.node.HeartbeatTTL, "heartbeat-ttl", 3*time.Second, "TTL of bucket nodes")
-	fs.StringVar(&u.node.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Var(nodeconfig.LevelVar(&u.node.LogLevel, "info"), "log-level", "debug, info, warn or error")
 	fs.StringVar(&u.node.LogFormat, "log-format", "text", "text or json")
 	fs.BoolVarP(&u.verbose, "verbose", "v", false, "in a terminal: show the nodes' logs here too, not only in the log file under --data")
 	_ = cmd.MarkFlagDirname("data")
