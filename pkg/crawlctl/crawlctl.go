@@ -442,7 +442,9 @@ func (c *Control) complete(ctx context.Context, id string) {
 		// has failed, so `crawl wait` and scripts say so; its dead letters
 		// can still be re-queued.
 		cr.State, cr.NothingFetched = mesh.CrawlFailed, true
-		cr.Error = fmt.Sprintf("no page was fetched: %d failed, %d dead letters (see crawlmesh crawl logs %s and crawl deadletters %s)",
+		// "Processed", not "fetched": a page fetched whose spider then
+		// failed (a script's timeout) counts here too (review).
+		cr.Error = fmt.Sprintf("no page was processed: %d failed, %d dead letters (see crawlmesh crawl logs %s and crawl deadletters %s for why)",
 			st[mesh.StatFailed], st[mesh.StatDead], id, id)
 	}
 	b, _ := json.Marshal(cr)

@@ -144,7 +144,7 @@ start_urls: ["http://127.0.0.1:1/"]
 	status := func() crawlctl.Status { return e.status(t, id) }
 	eventually(t, 5*time.Second, "the crawl ends", func() bool { return status().State != mesh.CrawlRunning })
 	st := status()
-	if st.State != mesh.CrawlFailed || !strings.Contains(st.Error, "no page was fetched: 0 failed, 1 dead letters") {
+	if st.State != mesh.CrawlFailed || !strings.Contains(st.Error, "no page was processed: 0 failed, 1 dead letters") {
 		t.Fatalf("crawl whose only page was dead-lettered: %s %q; want failed, no page fetched", st.State, st.Error)
 	}
 	if n := e.seenKeys(t, id); n != 1 {
