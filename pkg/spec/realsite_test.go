@@ -209,9 +209,9 @@ func TestRealSiteBadSpecs(t *testing.T) {
 		{"links: {deny: ['(?<=x)a']}\n", "links.deny[0]", "bad regular expression: error parsing regexp"},
 		{"links: {strip_query: ['[']}\n", "links.strip_query[0]", "bad glob"},
 		{"links: {strip_query: ['']}\n", "links.strip_query[0]", "empty"},
-		{"links: {nofollow: maybe}\n", "links.nofollow: line 3", "bool"},
+		{"links: {nofollow: maybe}\n", "links.nofollow: line 3", "want true or false, not text `maybe`"},
 		{"request: {timeout: soon}\n", "request.timeout: line 3", "soon"},
-		{"login: {url: 'https://example.com/', relogin_on: [401, x]}\n", "login.relogin_on[1]", "int"},
+		{"login: {url: 'https://example.com/', relogin_on: [401, x]}\n", "login.relogin_on[1]", "want a number, not text `x`"},
 		{"go: custom\nlinks: {follow: [a]}\n", "go", "links.follow"},
 		{"go: custom\nlinks: {json: [.next]}\n", "go", "links.json"},
 		{"go: custom\nitems: [{selector: a, fields: {t: {}}}]\n", "go", "items"},
@@ -230,7 +230,7 @@ func TestRealSiteBadSpecs(t *testing.T) {
 		{"items: [{json: '.[]', fields: {t: {attr: href}}}]\n", "items[0].fields.t.attr", "no attributes"},
 		{"items: [{json: '.[]', fields: {t: {json: '.a |'}}}]\n", "items[0].fields.t.json", "bad jq expression"},
 		{"items: [{selector: a, fields: {t: {}}, required: [t, sku]}]\n", "items[0].required[1]", `"sku"`},
-		{"items: [{selector: a, fields: {t: {all: 'maybe'}}}]\n", "items[0].fields.t.all", "bool"},
+		{"items: [{selector: a, fields: {t: {all: 'maybe'}}}]\n", "items[0].fields.t.all", "want true or false"},
 		{"items: [{selector: a, fields: {t: {css: b, bogus: 1}}}]\n", "items[0].fields.t.bogus", "unknown field"},
 	} {
 		src := "name: b\nstart_urls: [https://example.com/]\n" + c.src

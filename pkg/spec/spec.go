@@ -220,7 +220,42 @@ func friendlyYAML(m string) string {
 		m = strings.Replace(m, "field ", "unknown field ", 1)
 		m = strings.Replace(m, " not found", "", 1)
 	}
-	return m
+	// "cannot unmarshal !!str `x` into []string" is the decoder's Go;
+	// say what was written and what goes there (found by review).
+	return unmarshalRe.ReplaceAllStringFunc(m, func(u string) string {
+		sm := unmarshalRe.FindStringSubmatch(u)
+		got := map[string]string{"str": "text", "int": "a number", "float": "a number", "bool": "true/false",
+			"map": "a mapping (key: value)", "seq": "a list", "null": "nothing"}[sm[1]]
+		if got == "" {
+			got = sm[1]
+		}
+		if sm[2] != "" {
+			got += " " + strings.TrimSpace(sm[2])
+		}
+		return "want " + goTypeWords(sm[3]) + ", not " + got
+	})
+}
+
+var unmarshalRe = regexp.MustCompile("cannot unmarshal !!(\\w+) (`[^`]*` )?into (\\S+)")
+
+// goTypeWords says a Go type of the spec in a spec author's words.
+func goTypeWords(t string) string {
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["), strings.HasPrefix(t, "spec."), strings.HasPrefix(t, "*spec."):
+		if t == "spec.Duration" || t == "*spec.Duration" {
+			return "a duration such as 250ms"
+		}
+		return "a mapping (key: value)"
+	case t == "string":
+		return "text"
+	case t == "bool" || t == "*bool":
+		return "true or false"
+	case strings.HasPrefix(t, "int") || strings.HasPrefix(t, "*int") || strings.HasPrefix(t, "float"):
+		return "a number"
+	}
+	return t
 }
 
 // Validate checks a spec built in code.
