@@ -79,16 +79,25 @@ func transientStatus(status int) bool {
 	return status == http.StatusTooManyRequests || status >= 500
 }
 
+// maxRetryAfter caps a site's Retry-After: the pause it sets is stored
+// for the host mesh-wide, so a hostile or broken answer (found by review:
+// 100000000 s paused a host for 3 years) must not stop every crawl of it.
+const maxRetryAfter = 10 * time.Minute
+
+// retryAfter is the answer's Retry-After (seconds or an HTTP date), at
+// most maxRetryAfter.
 func retryAfter(h http.Header) time.Duration {
 	v := h.Get("Retry-After")
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
+	if s, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		// Compared in seconds: a Duration of a huge count overflows (and
+		// ParseUint gives the largest uint64 with ErrRange).
+		return time.Duration(min(s, uint64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
+		return min(max(time.Until(t), 0), maxRetryAfter)
 	}
 	return 0
 }

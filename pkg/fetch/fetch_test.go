@@ -245,6 +245,19 @@ func TestHTTPErrors(t *testing.T) {
 	s.handle("/slow-down", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many", http.StatusTooManyRequests)
 	})
+	// A Retry-After of years is capped: it pauses the host mesh-wide.
+	s.handle("/years", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "100000000")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	})
+	s.handle("/overflow", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "99999999999999999999")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	})
+	s.handle("/far-date", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", time.Now().AddDate(5, 0, 0).UTC().Format(http.TimeFormat))
+		http.Error(w, "too many", http.StatusTooManyRequests)
+	})
 	s.handle("/broken", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "oops", http.StatusInternalServerError)
 	})
@@ -263,6 +276,9 @@ func TestHTTPErrors(t *testing.T) {
 		{"/forbidden", 403, false, 0},
 		{"/busy", 503, true, 2 * time.Second},
 		{"/slow-down", 429, true, 0},
+		{"/years", 503, true, 10 * time.Minute},
+		{"/overflow", 503, true, 10 * time.Minute},
+		{"/far-date", 429, true, 10 * time.Minute},
 		{"/broken", 500, true, 0},
 	} {
 		_, err := f.Fetch(t.Context(), sp, s.URL+c.path)
