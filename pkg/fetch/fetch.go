@@ -303,7 +303,8 @@ func (f *Fetcher) EndCrawl(crawl string) { f.sessions.drop(crawl) }
 // Crawl-delay for the spider's product token (0 if none or robots.txt is
 // not obeyed). A URL robots.txt disallows is the error FetchWith would
 // return ("robots", or a transient "robots-unreachable"). A refused login is an *Error with Reason "login", an unset
-// ${env:NAME} one with Reason "env", both CrawlLevel.
+// ${env:NAME} (or one whose value a header cannot carry) one with Reason
+// "env", both CrawlLevel.
 func (f *Fetcher) Prepare(ctx context.Context, s *spec.Spec, crawl, rawURL string, gate Gate) (time.Duration, error) {
 	c, err := f.newCall(s, crawl, nil, "", gate)
 	if err != nil {

@@ -172,6 +172,43 @@ request:
 	}
 }
 
+// A ${env:NAME} value a header cannot carry (a line break, a control
+// character) fails the crawl once as its configuration, naming the header
+// and the variable, never the value: it is no network error to retry page
+// by page.
+func TestEnvHeaderInvalid(t *testing.T) {
+	s := newRecorder(t)
+	s.html("/", "<p>x</p>")
+	for _, c := range []struct{ name, request, field, variable string }{
+		{"header", `headers: {Authorization: "Bearer ${env:TOKEN}", X-Api-Key: "${env:SHOP_KEY}"}`, "request.headers.Authorization", "TOKEN"},
+		{"control", `headers: {X-Api-Key: "${env:CTRL}"}`, "request.headers.X-Api-Key", "CTRL"},
+		{"user agent", `user_agent: "shopbot/1 ${env:TOKEN}"`, "request.user_agent", "TOKEN"},
+	} {
+		sp := specFor(t, s.URL, "request:\n  "+c.request+"\n")
+		f := fetch.New(fetch.Config{Getenv: env(map[string]string{
+			"TOKEN": "secret-1\nX-Injected: secret-2", "CTRL": "secret-3\x01", "SHOP_KEY": "k-1"})}, nil)
+		for name, run := range map[string]func() error{
+			"Prepare":   func() error { _, err := f.Prepare(t.Context(), sp, "c", s.URL+"/", nil); return err },
+			"FetchWith": func() error { _, err := f.FetchWith(t.Context(), sp, "c", s.URL+"/", nil, nil); return err },
+			"Sitemap": func() error {
+				return f.Sitemap(t.Context(), sp, "c", s.URL+"/s.xml", nil, nil, func(string, bool) error { return nil })
+			},
+		} {
+			err := run()
+			fe := fetchErr(t, err)
+			if fe.Reason != "env" || !fe.CrawlLevel || fe.Transient {
+				t.Errorf("%s, %s: err = %+v, want CrawlLevel Reason env", c.name, name, fe)
+			}
+			if msg := err.Error(); !strings.Contains(msg, c.field) || !strings.Contains(msg, c.variable) || strings.Contains(msg, "secret") {
+				t.Errorf("%s, %s: err %q must name %s and %s and hold no value", c.name, name, msg, c.field, c.variable)
+			}
+		}
+	}
+	if n := len(s.requests()); n != 0 {
+		t.Errorf("%d requests made with an unsendable header", n)
+	}
+}
+
 // forwardProxy is a plain HTTP forward proxy (absolute-URI requests) on
 // loopback that marks what it forwards.
 func forwardProxy(t *testing.T) (*httptest.Server, *int) {

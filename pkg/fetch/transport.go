@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/html/charset"
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/text/encoding"
 
 	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
@@ -60,6 +62,9 @@ func (f *Fetcher) newCall(s *spec.Spec, crawl string, permit *politeness.Permit,
 	if c.login, err = s.Login.Expand(f.cfg.Getenv); err != nil {
 		return c, &Error{Reason: "env", CrawlLevel: true, Err: err}
 	}
+	if err := checkHeaderEnv(s.Request, f.cfg.Getenv); err != nil {
+		return c, err
+	}
 	if req != nil {
 		if req.UserAgent != "" {
 			c.ua = req.UserAgent
@@ -94,6 +99,59 @@ func (f *Fetcher) newCall(s *spec.Spec, crawl string, permit *politeness.Permit,
 	}
 	c.token = robots.ProductToken(c.ua)
 	return c, nil
+}
+
+// checkHeaderEnv refuses a header (or the user agent) that a ${env:NAME}
+// value made unsendable, such as a line break in a token: net/http would
+// refuse every request, and that counted as a network error, retried and
+// dead-lettered page by page (review). The error names the header and the
+// variable, never the value.
+func checkHeaderEnv(r *spec.Request, getenv func(string) (string, bool)) *Error {
+	if r == nil {
+		return nil
+	}
+	bad := func(field string, refs []string, valid func(string) bool) *Error {
+		name := strings.Join(refs, ", ")
+		for _, n := range refs {
+			if v, ok := lookupEnv(getenv, n); ok && !valid(v) {
+				name = n
+				break
+			}
+		}
+		return &Error{Reason: "env", CrawlLevel: true,
+			Err: fmt.Errorf("%s: environment variable %s holds a character a header cannot carry (a line break or control character)", field, name)}
+	}
+	if refs := envsubst.Refs(r.UserAgent); len(refs) > 0 {
+		if v, err := envsubst.Expand(r.UserAgent, getenv); err == nil && !httpguts.ValidHeaderFieldValue(v) {
+			return bad("request.user_agent", refs, httpguts.ValidHeaderFieldValue)
+		}
+	}
+	keys := make([]string, 0, len(r.Headers))
+	for k := range r.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		name, err1 := envsubst.Expand(k, getenv)
+		value, err2 := envsubst.Expand(r.Headers[k], getenv)
+		if err1 != nil || err2 != nil || spec.TransportHeader(name) {
+			continue // an unset variable is Expand's error; a transport header is not sent
+		}
+		if !httpguts.ValidHeaderFieldName(name) {
+			return bad("request.headers."+k, envsubst.Refs(k), httpguts.ValidHeaderFieldName)
+		}
+		if !httpguts.ValidHeaderFieldValue(value) {
+			return bad("request.headers."+k, envsubst.Refs(r.Headers[k]), httpguts.ValidHeaderFieldValue)
+		}
+	}
+	return nil
+}
+
+func lookupEnv(getenv func(string) (string, bool), name string) (string, bool) {
+	if getenv == nil {
+		return os.LookupEnv(name)
+	}
+	return getenv(name)
 }
 
 // send makes one request (no redirects followed) under a permit for u's
