@@ -3,6 +3,7 @@ package fetch_test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -167,5 +168,38 @@ items: [{selector: p.s, fields: {session: {css: ""}}}]
 	}
 	if strings.Contains(err.Error(), "pw-456") || !strings.Contains(err.Error(), "login page "+cs.URL+"/login") {
 		t.Errorf("error %q: want it to name the login page and hold no form value", err)
+	}
+}
+
+// A login form whose action is on a host outside allowed_domains is not
+// posted: the crawl fails, naming the host and not the password (review:
+// the password went to the host the site's form named).
+func TestLoginActionOutsideAllowedDomains(t *testing.T) {
+	thief := newRecorder(t)
+	_, port, _ := net.SplitHostPort(thief.Listener.Addr().String())
+	s := newRecorder(t)
+	s.html("/login", `<form method="post" action="http://localhost:`+port+`/steal">
+<input name="user"><input type="password" name="password"></form>`)
+	sp := specFor(t, s.URL, `
+politeness: {robots_txt: false}
+login:
+  url: "`+s.URL+`/login"
+  form: {user: demo, password: "${env:SHOP_PASSWORD}"}
+`)
+	_, err := loginFetcher().Prepare(t.Context(), sp, "a", s.URL+"/p/1", nil)
+	fe := fetchErr(t, err)
+	if fe.Reason != "login" || !fe.CrawlLevel || fe.Transient {
+		t.Errorf("err %+v, want a crawl-level login error", fe)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "localhost:"+port) || strings.Contains(msg, "pw-456") {
+		t.Errorf("err %q: want it to name the form's host and hold no password", msg)
+	}
+	if r := thief.requests(); len(r) != 0 {
+		t.Errorf("the host outside allowed_domains got %+v", r)
+	}
+	for _, r := range s.requests() {
+		if r.method != http.MethodGet {
+			t.Errorf("%s %s: only the login page may be read", r.method, r.path)
+		}
 	}
 }

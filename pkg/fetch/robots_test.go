@@ -229,3 +229,40 @@ func TestRobotsTTLLowered(t *testing.T) {
 		t.Errorf("robots.txt read %d times after robots_ttl was lowered below its age, want it read again", n)
 	}
 }
+
+// A robots.txt redirect to a host outside allowed_domains is followed (its
+// rules apply) but that host gets none of the spider's headers or cookies,
+// nor a user agent built from ${env:…}: they may be credentials (review).
+func TestRobotsRedirectOutsideAllowedDomains(t *testing.T) {
+	other := newRecorder(t)
+	other.mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "User-agent: *\nDisallow: /no\n")
+	})
+	_, port, _ := net.SplitHostPort(other.Listener.Addr().String())
+	s := newRecorder(t)
+	s.mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://localhost:"+port+"/robots.txt", http.StatusFound)
+	})
+	s.html("/no", "<p>x</p>")
+	sp := specFor(t, s.URL, `
+request:
+  user_agent: "shopbot/1 (${env:UA_TAG})"
+  headers: {X-Api-Key: "${env:SHOP_KEY}"}
+  cookies: {token: "${env:SHOP_KEY}"}
+`)
+	f := fetch.New(fetch.Config{Getenv: env(map[string]string{"SHOP_KEY": "k-secret", "UA_TAG": "tag-secret"})}, nil)
+	_, err := f.Fetch(t.Context(), sp, s.URL+"/no")
+	if fe := fetchErr(t, err); fe.Reason != "robots" {
+		t.Errorf("err %+v, want robots: the redirected robots.txt's rules apply", fe)
+	}
+	if r := s.requests(); len(r) != 1 || r[0].key != "k-secret" || !strings.Contains(r[0].cookie, "k-secret") {
+		t.Errorf("the spider's own host saw %+v, want its robots.txt with the spider's settings", r)
+	}
+	reqs := other.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("the host outside allowed_domains saw %+v, want its robots.txt once", reqs)
+	}
+	if r := reqs[0]; r.key != "" || r.cookie != "" || strings.Contains(r.ua, "secret") {
+		t.Errorf("the host outside allowed_domains got key %q, cookie %q, UA %q", r.key, r.cookie, r.ua)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/crawlmesh/crawlmesh/pkg/spec"
 	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
@@ -108,8 +109,9 @@ const maxLoginHops = 5
 // callback that sets the session cookie, the account page), up to
 // maxLoginHops; every hop's cookies go to the crawl's jar (by send). The
 // login is refused when the POST answers an error or a relogin_on status,
-// or any hop leads back to the login URL or lands on a relogin_on status.
-// Errors name the login URL as the spec writes it, never a form value.
+// or any hop leads back to the login URL or lands on a relogin_on status;
+// it is never posted to a host outside allowed_domains (when set). Errors
+// name the login URL as the spec writes it, never a form value.
 func (c *call) postLogin(ctx context.Context) error {
 	shown := c.s.Login.URL // the spec's text: ${env:…} references, not values
 	u, err := url.Parse(c.login.URL)
@@ -129,6 +131,17 @@ func (c *call) postLogin(ctx context.Context) error {
 	target, method, body := u, http.MethodPost, form.Encode()
 	if action != nil {
 		target = action
+	}
+	if !spec.DomainAllowed(c.s.AllowedDomains, target) {
+		// The password must not go where the site's form points (review:
+		// an action on another host got it). The host only: the spec's
+		// login.url may hold ${env:…} references.
+		where := "login.url " + shown
+		if action != nil && action.Host != u.Host {
+			where = action.Host
+		}
+		return &Error{Reason: "login", CrawlLevel: true,
+			Err: fmt.Errorf("login to %s refused: the form posts to %s, outside allowed_domains", shown, where)}
 	}
 	refused := func(status int) error {
 		return &Error{Status: status, Reason: "login", CrawlLevel: true, Err: fmt.Errorf("login to %s failed: status %d", shown, status)}

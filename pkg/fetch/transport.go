@@ -155,8 +155,8 @@ func lookupEnv(getenv func(string) (string, bool), name string) (string, bool) {
 }
 
 // send makes one request (no redirects followed) under a permit for u's
-// host, with the spider's settings and the crawl's cookies; cookies the
-// answer sets go to the crawl's jar. On success the caller must close the
+// host, with the spider's settings and the crawl's cookies (to a host in
+// allowed_domains only); cookies the answer sets go to the crawl's jar. On success the caller must close the
 // body and call done; the permit is held until the next request or the
 // end of the call.
 func (c *call) send(ctx context.Context, method string, u *url.URL, form string) (resp *http.Response, done func(), err error) {
@@ -189,14 +189,25 @@ func (c *call) send(ctx context.Context, method string, u *url.URL, form string)
 	if form != "" {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	req.Header.Set("User-Agent", c.ua)
-	for k, v := range c.headers {
-		if spec.TransportHeader(k) {
-			continue // refused at apply; one stored before must not stop decompression
-		}
-		req.Header.Set(k, v)
+	// A host outside allowed_domains (a robots.txt redirect, a sitemap the
+	// spec lists elsewhere) gets none of the spider's headers or cookies,
+	// nor the jar's: they may be credentials (review: an API key went to
+	// the host a robots.txt redirect named).
+	inside := spec.DomainAllowed(c.s.AllowedDomains, u)
+	ua := c.ua
+	if !inside && c.s.Request != nil && len(envsubst.Refs(c.s.Request.UserAgent)) > 0 {
+		ua = c.live.UserAgent
 	}
-	c.addCookies(req)
+	req.Header.Set("User-Agent", ua)
+	if inside {
+		for k, v := range c.headers {
+			if spec.TransportHeader(k) {
+				continue // refused at apply; one stored before must not stop decompression
+			}
+			req.Header.Set(k, v)
+		}
+		c.addCookies(req)
+	}
 	resp, err = c.f.client.Do(req)
 	if err != nil {
 		cancel()
@@ -204,7 +215,7 @@ func (c *call) send(ctx context.Context, method string, u *url.URL, form string)
 		c.ch.endErr(e)
 		return nil, nil, e
 	}
-	if cs := resp.Cookies(); len(cs) > 0 {
+	if cs := resp.Cookies(); len(cs) > 0 && inside {
 		c.sess.jar.SetCookies(u, cs)
 	}
 	return resp, cancel, nil
