@@ -21,7 +21,8 @@
 // errors.go.
 //
 // Hostile pages are bounded: body size, request timeout, redirect count,
-// non-HTML and non-JSON types skipped before the body is read.
+// non-HTML and non-JSON types skipped before the body is read, the
+// cookies a crawl's jar keeps (session.go).
 //
 // Secrets never leave: no header, cookie or form value, and no proxy
 // password, is logged or put in an error; errors about ${env:NAME} name the

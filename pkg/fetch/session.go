@@ -4,12 +4,15 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
 
@@ -17,12 +20,193 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
+// Bounds of a crawl's cookie jar, as browsers bound theirs (review: a
+// site setting 50 cookies of 4 KB per page, each page on a path of its
+// own, grew a worker by 1 GB). New cookies past them are dropped; a cookie
+// already kept is always updated (unless over the size bounds).
+const (
+	maxHostCookies = 180  // per cookie domain
+	maxJarCookies  = 3000 // per crawl
+	// A larger cookie is dropped, as browsers drop it: the counts alone
+	// would let a response's 10 MB of headers be one cookie.
+	maxCookieSize = 4096 // name and value
+	maxCookieAttr = 1024 // path, domain
+)
+
+// cookieJar is a crawl's cookiejar.Jar with its cookies counted by the key
+// the jar keeps them by (domain, path, name), so that it stays bounded.
+type cookieJar struct {
+	mu      sync.Mutex
+	jar     *cookiejar.Jar
+	kept    map[cookieKey]keptCookie
+	perHost map[string]int // kept cookies per domain
+}
+
+type cookieKey struct{ domain, path, name string }
+
+type keptCookie struct {
+	expires time.Time // zero: with the session
+	host    string    // the URL host that set it, to delete it by
+}
+
+func newCookieJar() *cookieJar {
+	jar, _ := cookiejar.New(&cookiejar.Options{PublicSuffixList: publicsuffix.List}) // never fails
+	return &cookieJar{jar: jar, kept: map[cookieKey]keptCookie{}, perHost: map[string]int{}}
+}
+
+func (j *cookieJar) Cookies(u *url.URL) []*http.Cookie { return j.jar.Cookies(u) }
+
+// len is how many cookies the jar keeps (some may have expired).
+func (j *cookieJar) len() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.kept)
+}
+
+// SetCookies stores cs as the jar would, but a cookie it does not keep yet
+// only while its domain and the jar are under their bounds, and none over
+// the size bounds.
+func (j *cookieJar) SetCookies(u *url.URL, cs []*http.Cookie) {
+	host, ok := cookieHost(u)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	full := func(k cookieKey) bool {
+		return len(j.kept) >= maxJarCookies || j.perHost[k.domain] >= maxHostCookies
+	}
+	swept := false
+	take := make([]*http.Cookie, 0, len(cs))
+	for _, c := range cs {
+		if len(c.Name)+len(c.Value) > maxCookieSize || len(c.Path) > maxCookieAttr || len(c.Domain) > maxCookieAttr {
+			continue
+		}
+		k, ok := cookieKeyOf(host, u.Path, c)
+		if !ok {
+			continue // the jar refuses it too
+		}
+		expires, remove := cookieExpiry(c, now)
+		if remove {
+			j.forget(k)
+			take = append(take, c)
+			continue
+		}
+		if _, kept := j.kept[k]; !kept {
+			if full(k) && !swept {
+				j.sweep(now)
+				swept = true
+			}
+			if full(k) {
+				continue
+			}
+			j.perHost[k.domain]++
+		}
+		j.kept[k] = keptCookie{expires: expires, host: u.Host}
+		take = append(take, c)
+	}
+	j.jar.SetCookies(u, take)
+}
+
+func (j *cookieJar) forget(k cookieKey) {
+	if _, ok := j.kept[k]; !ok {
+		return
+	}
+	delete(j.kept, k)
+	if j.perHost[k.domain]--; j.perHost[k.domain] <= 0 {
+		delete(j.perHost, k.domain)
+	}
+}
+
+// sweep forgets expired cookies, and deletes them from the jar (which
+// drops them only when their host's cookies are next read).
+func (j *cookieJar) sweep(now time.Time) {
+	for k, kc := range j.kept {
+		if kc.expires.IsZero() || kc.expires.After(now) {
+			continue
+		}
+		j.forget(k)
+		j.jar.SetCookies(&url.URL{Scheme: "http", Host: kc.host, Path: "/"},
+			[]*http.Cookie{{Name: k.name, Path: k.path, Domain: k.domain, MaxAge: -1}})
+	}
+}
+
+// cookieHost is u's host as net/http/cookiejar canonicalises it.
+func cookieHost(u *url.URL) (string, bool) {
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", false
+	}
+	host := u.Host
+	if n := strings.Count(host, ":"); n == 1 || (n > 1 && strings.HasPrefix(host, "[") && strings.Contains(host, "]:")) {
+		h, _, err := net.SplitHostPort(host)
+		if err != nil {
+			return "", false
+		}
+		host = h
+	}
+	host = strings.TrimSuffix(host, ".")
+	return strings.ToLower(urlnorm.ASCIIHost(host)), true
+}
+
+// cookieKeyOf is the key net/http/cookiejar keeps c by when host (as
+// cookieHost gives it) at path sets it; false when the jar refuses it.
+func cookieKeyOf(host, path string, c *http.Cookie) (cookieKey, bool) {
+	k := cookieKey{domain: host, path: c.Path, name: c.Name}
+	if c.Path == "" || c.Path[0] != '/' {
+		k.path = "/" // the jar's default path: the request path's directory
+		if i := strings.LastIndex(path, "/"); i > 0 && path[0] == '/' {
+			k.path = path[:i]
+		}
+	}
+	if c.Domain == "" {
+		return k, true
+	}
+	if strings.ContainsAny(host, ":%") || net.ParseIP(host) != nil {
+		return k, c.Domain == host
+	}
+	d := strings.TrimPrefix(c.Domain, ".")
+	if d == "" || d[0] == '.' || d[len(d)-1] == '.' {
+		return k, false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] >= utf8.RuneSelf {
+			return k, false
+		}
+	}
+	d = strings.ToLower(d)
+	if ps, _ := publicsuffix.PublicSuffix(d); ps != "" && !strings.HasSuffix(d, "."+ps) {
+		return k, host == d // a public suffix: only as a host cookie of itself
+	}
+	if host != d && !strings.HasSuffix(host, "."+d) {
+		return k, false
+	}
+	k.domain = d
+	return k, true
+}
+
+// cookieExpiry is when c expires as the jar reads it (zero: with the
+// session); remove when it deletes the cookie.
+func cookieExpiry(c *http.Cookie, now time.Time) (expires time.Time, remove bool) {
+	switch {
+	case c.MaxAge < 0:
+		return time.Time{}, true
+	case c.MaxAge > 0:
+		return now.Add(time.Duration(c.MaxAge) * time.Second), false
+	case c.Expires.IsZero():
+		return time.Time{}, false
+	case !c.Expires.After(now):
+		return time.Time{}, true
+	}
+	return c.Expires, false
+}
+
 // session is what one crawl keeps on this worker: its cookie jar (the
 // login's cookies and any the site sets; two crawls never share one) and
 // how many logins it has done.
 type session struct {
 	crawl string
-	jar   *cookiejar.Jar
+	jar   *cookieJar
 	sem   chan struct{} // held while logging in: one login at a time per crawl
 	mu    sync.Mutex
 	n     int // successful logins
@@ -55,8 +239,7 @@ func (ss *sessions) get(crawl string) *session {
 		ss.lru.MoveToFront(s.elem)
 		return s
 	}
-	jar, _ := cookiejar.New(&cookiejar.Options{PublicSuffixList: publicsuffix.List}) // never fails
-	s := &session{crawl: crawl, jar: jar, sem: make(chan struct{}, 1)}
+	s := &session{crawl: crawl, jar: newCookieJar(), sem: make(chan struct{}, 1)}
 	s.elem = ss.lru.PushFront(s)
 	ss.m[crawl] = s
 	for ss.lru.Len() > ss.max {

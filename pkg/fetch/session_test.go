@@ -5,10 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
 )
@@ -265,5 +267,136 @@ func TestReloginSingleFlight(t *testing.T) {
 	wg.Wait()
 	if n := ls.logins.Load(); n != 2 {
 		t.Errorf("%d logins, want 2 (the first, and one relogin for 6 tasks)", n)
+	}
+}
+
+// A hostile site that sets 50 cookies of 4,000 bytes on each page, each
+// page on a path of its own, cannot grow a crawl's jar without bound: past
+// maxHostCookies a host's new cookies are dropped, while the session
+// cookie set before is still sent and still updated (review: 1 GB at
+// 3,000 pages).
+func TestCookieJarBounded(t *testing.T) {
+	s := newRecorder(t)
+	var sessSeen atomic.Int32
+	s.mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "sess", Value: "s1", Path: "/"})
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, "<p>in</p>")
+	})
+	big := strings.Repeat("x", 4000)
+	s.mux.HandleFunc("/ck/", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(strings.Trim(strings.TrimPrefix(r.URL.Path, "/ck/"), "/"))
+		if ck, err := r.Cookie("sess"); err == nil && ck.Value == "s1" {
+			sessSeen.Add(1)
+		}
+		for i := range 50 {
+			http.SetCookie(w, &http.Cookie{Name: fmt.Sprintf("c%d_%d", n, i), Value: big, Path: fmt.Sprintf("/ck/%d/", n)})
+		}
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = fmt.Fprintf(w, `<a href="/ck/%d/">a</a><a href="/ck/%d/">b</a>`, 2*n+1, 2*n+2)
+	})
+	s.mux.HandleFunc("/rotate", func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "sess", Value: "s2", Path: "/"})
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, "<p>rotated</p>")
+	})
+	s.html("/check", "<p>check</p>")
+	sp := specFor(t, s.URL, "politeness: {robots_txt: false}\n")
+	f := fetch.New(fetch.Config{}, nil)
+	fetchPage := func(path string) {
+		t.Helper()
+		if _, err := f.FetchWith(t.Context(), sp, "c", s.URL+path, nil, nil); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	fetchPage("/login")
+	const pages = 40 // 2,000 cookies offered
+	for n := range pages {
+		fetchPage(fmt.Sprintf("/ck/%d/", n))
+	}
+	if n := fetch.JarLen(f, "c"); n != fetch.MaxHostCookies {
+		t.Errorf("jar keeps %d cookies, want the bound %d", n, fetch.MaxHostCookies)
+	}
+	// The jar itself holds no more than counted.
+	held := 0
+	for n := range pages {
+		u, _ := url.Parse(fmt.Sprintf("%s/ck/%d/", s.URL, n))
+		for _, ck := range fetch.JarCookies(f, "c", u) {
+			if strings.HasPrefix(ck.Name, fmt.Sprintf("c%d_", n)) {
+				held++
+			}
+		}
+	}
+	if held != fetch.MaxHostCookies-1 {
+		t.Errorf("jar holds %d of the site's cookies, want %d (the bound, less the session cookie)", held, fetch.MaxHostCookies-1)
+	}
+	if got := int(sessSeen.Load()); got != pages {
+		t.Errorf("session cookie sent on %d of %d pages", got, pages)
+	}
+	// An update of a kept cookie is taken at the bound.
+	fetchPage("/rotate")
+	fetchPage("/check")
+	reqs := s.requests()
+	if last := reqs[len(reqs)-1]; last.path != "/check" || !strings.Contains(last.cookie, "sess=s2") {
+		t.Errorf("after the session cookie's update, %s carried %.80q, want sess=s2", last.path, last.cookie)
+	}
+}
+
+// The crawl's jar keeps at most maxJarCookies over all hosts, and expired
+// cookies make room.
+func TestCookieJarBoundedPerCrawl(t *testing.T) {
+	f := fetch.New(fetch.Config{}, nil)
+	set := func(host string, cs ...*http.Cookie) {
+		fetch.SetJarCookies(f, "c", &url.URL{Scheme: "http", Host: host, Path: "/"}, cs)
+	}
+	hosts := fetch.MaxJarCookies/fetch.MaxHostCookies + 2
+	for h := range hosts {
+		for i := range fetch.MaxHostCookies {
+			set(fmt.Sprintf("h%d.example.com", h), &http.Cookie{Name: fmt.Sprintf("n%d", i), Value: "v", Path: "/"})
+		}
+	}
+	if n := fetch.JarLen(f, "c"); n != fetch.MaxJarCookies {
+		t.Fatalf("jar keeps %d cookies, want the bound %d", n, fetch.MaxJarCookies)
+	}
+	// Full: a new cookie is dropped, an update and a deletion are taken.
+	last := &url.URL{Scheme: "http", Host: fmt.Sprintf("h%d.example.com", hosts-1), Path: "/"}
+	set(last.Host, &http.Cookie{Name: "late", Value: "v", Path: "/"})
+	first := &url.URL{Scheme: "http", Host: "h0.example.com", Path: "/"}
+	set(first.Host, &http.Cookie{Name: "n0", Value: "updated", Path: "/"}, &http.Cookie{Name: "n1", MaxAge: -1, Path: "/"})
+	got := map[string]string{}
+	for _, ck := range fetch.JarCookies(f, "c", first) {
+		got[ck.Name] = ck.Value
+	}
+	if got["n0"] != "updated" || got["n1"] != "" || len(got) != fetch.MaxHostCookies-1 {
+		t.Errorf("h0 cookies: n0=%q, n1 kept %v, %d in all", got["n0"], got["n1"] != "", len(got))
+	}
+	for _, ck := range fetch.JarCookies(f, "c", last) {
+		if ck.Name == "late" {
+			t.Errorf("a cookie past the bound was kept")
+		}
+	}
+	// A cookie over 4 KB is dropped, even as an update.
+	set(first.Host, &http.Cookie{Name: "n0", Value: strings.Repeat("x", 4096), Path: "/"})
+	for _, ck := range fetch.JarCookies(f, "c", first) {
+		if ck.Name == "n0" && ck.Value != "updated" {
+			t.Errorf("a cookie of %d bytes replaced n0", len(ck.Value))
+		}
+	}
+	// The deletion made room for one.
+	set(last.Host, &http.Cookie{Name: "late", Value: "v", Path: "/"})
+	if n := fetch.JarLen(f, "c"); n != fetch.MaxJarCookies {
+		t.Errorf("jar keeps %d cookies, want %d", n, fetch.MaxJarCookies)
+	}
+	// Expired cookies make room too: n2, kept, is updated to expire.
+	expires := time.Now().Add(time.Millisecond)
+	set(first.Host, &http.Cookie{Name: "n2", Value: "v", Path: "/", Expires: expires})
+	time.Sleep(time.Until(expires) + time.Millisecond) // a wall-clock expiry, not another goroutine
+	set(last.Host, &http.Cookie{Name: "later", Value: "v", Path: "/"})
+	found := false
+	for _, ck := range fetch.JarCookies(f, "c", last) {
+		found = found || ck.Name == "later"
+	}
+	if !found || fetch.JarLen(f, "c") != fetch.MaxJarCookies {
+		t.Errorf("an expired cookie did not make room: later kept %v, %d in the jar", found, fetch.JarLen(f, "c"))
 	}
 }
