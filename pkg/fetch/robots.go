@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -315,9 +316,30 @@ func whyUnreachable(err error) string {
 	}
 	var fe *Error
 	if errors.As(err, &fe) && fe.Reason != "" {
+		// With its cause: "network" alone hid an https:// start URL
+		// on a plain-http site (found by review).
+		if fe.Err != nil && errors.As(fe.Err, &ne) && ne.Err != nil {
+			return fe.Reason + ": " + ne.Op + ": " + ne.Err.Error()
+		}
+		if fe.Err != nil {
+			return fe.Reason + ": " + shortCause(fe.Err.Error())
+		}
 		return fe.Reason
 	}
 	return err.Error()
+}
+
+// shortCause is the last part of a chain of error messages ("Get
+// \"https://h/robots.txt\": http: server gave HTTP response to HTTPS
+// client" gives the part after the URL), at most 200 bytes.
+func shortCause(m string) string {
+	if i := strings.LastIndex(m, "\": "); i >= 0 {
+		m = m[i+3:]
+	}
+	if len(m) > 200 {
+		m = m[:200] + "..."
+	}
+	return m
 }
 
 // capRobots cuts a body to at most robots.MaxSize bytes the way

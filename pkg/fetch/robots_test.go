@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -153,6 +154,19 @@ func TestRobotsNoAnswerSaysWhy(t *testing.T) {
 	if fe := fetchErr(t, err); fe.Reason != "robots-unreachable" || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("robots.txt of a closed port: %v; want robots-unreachable saying connection refused", err)
 	}
+}
+
+// An https:// URL on a plain-http site: the failure says so, not
+// "network" alone (found by review).
+func TestRobotsHTTPSOnPlainHTTPSaysWhy(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("x")) }))
+	defer srv.Close()
+	base := "https://" + strings.TrimPrefix(srv.URL, "http://")
+	_, err := fetch.New(fetch.Config{}, nil).Fetch(t.Context(), specFor(t, base, ""), base+"/")
+	if fe := fetchErr(t, err); fe.Reason != "robots-unreachable" || !strings.Contains(err.Error(), "(network: ") || strings.HasSuffix(err.Error(), "(network)") {
+		t.Errorf("robots.txt over https of a plain-http site: %v; want robots-unreachable with the cause", err)
+	}
+	t.Log(err)
 }
 
 // robots.txt is fetched once for two workers sharing a store, and once
