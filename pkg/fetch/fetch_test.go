@@ -19,6 +19,7 @@ import (
 	"github.com/gocolly/colly/v2"
 	"go.uber.org/goleak"
 	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/japanese"
 	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"github.com/crawlmesh/crawlmesh/pkg/extract"
@@ -515,6 +516,21 @@ func TestCharsets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Declared past HTML's 1,024-byte prescan, or not at all (review).
+	pad := "<style>" + strings.Repeat("/* padding */ ", 150) + "</style>"
+	cp1251, err := charmap.Windows1251.NewEncoder().String(`<html><head><title>` + strings.Repeat("t", 2000) +
+		`</title><meta charset='windows-1251'></head><body><p class="t">Привет, мир!</p></body></html>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sjis, err := japanese.ShiftJIS.NewEncoder().String(`<?xml version="1.0" encoding="Shift_JIS"?>` + "\n" +
+		`<html xmlns="http://www.w3.org/1999/xhtml"><body><p class="t">日本語のページ</p></body></html>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve("/late-meta", "text/html", cp1251)
+	serve("/undeclared-utf8", "text/html", `<html><head>`+pad+`</head><body><p class="t">Привет café</p></body></html>`)
+	serve("/xhtml-sjis", "application/xhtml+xml", sjis)
 	serve("/gbk", "text/html; charset=gbk", gbk)
 	serve("/latin", "text/html; charset=iso-8859-1", latin)
 	// JSON is UTF-8 by its RFC, but a declared charset is meant.
@@ -524,6 +540,9 @@ func TestCharsets(t *testing.T) {
 	f := fetch.New(fetch.Config{}, nil)
 	for _, c := range []struct{ path, want string }{
 		{"/gbk", "中文标题：爬虫"},
+		{"/late-meta", "Привет, мир!"},
+		{"/undeclared-utf8", "Привет café"},
+		{"/xhtml-sjis", "日本語のページ"},
 		{"/latin", "café crème"},
 		{"/latin.json", "café crème"},
 		{"/utf8.json", "café crème"},

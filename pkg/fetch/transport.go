@@ -10,10 +10,12 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/html/charset"
 	"golang.org/x/net/http/httpguts"
@@ -275,10 +277,48 @@ func readLimited(ctx context.Context, r io.Reader, limit int, status int) ([]byt
 }
 
 // toUTF8 decodes an HTML body to UTF-8 by its Content-Type charset, BOM or
-// <meta>, as colly's DetectCharset did.
+// <meta> in its first 1,024 bytes (HTML's prescan, as colly's
+// DetectCharset did). When none of them says, as browsers go on to do:
+// an XML declaration's encoding (XHTML), a <meta> further down (a long
+// <title> or <style> first), and UTF-8 when the body is valid UTF-8,
+// before the windows-1252 default; each of these garbled pages (found by
+// review).
 func toUTF8(body []byte, contentType string) []byte {
-	enc, name, _ := charset.DetermineEncoding(body, contentType)
+	enc, name, certain := charset.DetermineEncoding(body, contentType)
+	if !certain && !declaresCharset(contentType) {
+		if e, n := laterCharset(body); e != nil {
+			enc, name = e, n
+		} else if utf8.Valid(body) {
+			return body
+		}
+	}
 	return decode(body, enc, name)
+}
+
+// declaresCharset says the Content-Type names a charset (DetermineEncoding
+// is "uncertain" of a header's charset only when it does not know it).
+func declaresCharset(contentType string) bool {
+	_, params, err := mime.ParseMediaType(contentType)
+	return err == nil && params["charset"] != ""
+}
+
+var (
+	xmlDeclRe  = regexp.MustCompile(`^\s*<\?xml[^>]*\sencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']`)
+	metaCharRe = regexp.MustCompile(`(?i)<meta\s[^>]*charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)`)
+)
+
+// laterCharset is the encoding an XML declaration or a <meta> within the
+// first 64 KiB names (nil if none, or one not known).
+func laterCharset(body []byte) (encoding.Encoding, string) {
+	head := body[:min(len(body), 64<<10)]
+	for _, re := range []*regexp.Regexp{xmlDeclRe, metaCharRe} {
+		if m := re.FindSubmatch(head); m != nil {
+			if e, n := charset.Lookup(string(m[1])); e != nil {
+				return e, n
+			}
+		}
+	}
+	return nil, ""
 }
 
 // decode is body decoded from enc (named name) to UTF-8; as it is when it
