@@ -234,7 +234,9 @@ func (c *call) checkRobots(ctx context.Context, u *url.URL) error {
 
 // verdict is checkRobots' answer once r is loaded.
 func (c *call) verdict(r robotsRules, u *url.URL) error {
-	if r.AllowedURL(c.token, u) {
+	// The crawl's URLs are canonical: escapes of unreserved characters
+	// decoded, so the rules' are too.
+	if r.AllowedNormalizedURL(c.token, u) {
 		return nil
 	}
 	if r.Kind() == robots.KindUnreachable {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
+	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
 // memStore is a RobotsStore in memory: what the KV store does, without
@@ -86,6 +87,32 @@ func TestRobotsProductToken(t *testing.T) {
 	}
 	if n := s.count("/robots.txt"); n != 2 {
 		t.Errorf("robots.txt fetched %d times, want 2 (once per product token)", n)
+	}
+}
+
+// A rule with an escaped unreserved character ("/%7ejoe") keeps the
+// crawler out of the page a link names either way: links are canonical
+// ("/~joe"), and the rule is compared decoded (RFC 9309 §2.2.2; found by
+// review: both were fetched).
+func TestRobotsEscapedUnreserved(t *testing.T) {
+	s := newRecorder(t)
+	s.mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "User-agent: *\nDisallow: /%7ejoe\n")
+	})
+	s.html("/~joe", "<p>private</p>")
+	f := fetch.New(fetch.Config{}, nil)
+	for _, link := range []string{s.URL + "/~joe", s.URL + "/%7Ejoe"} {
+		canon, err := urlnorm.Canonical(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Fetch(t.Context(), specFor(t, s.URL, ""), canon)
+		if fe := fetchErr(t, err); fe.Reason != "robots" {
+			t.Errorf("%s: %+v, want refused by robots.txt", link, fe)
+		}
+	}
+	if n := s.count("/~joe"); n != 0 {
+		t.Errorf("/~joe fetched %d times, want 0", n)
 	}
 }
 

@@ -20,7 +20,18 @@ import (
 // wins, and Allow wins a tie (RFC 9309 §2.2.2). A pattern matches from the
 // first octet of path; '*' matches any run of octets and a final '$'
 // anchors the pattern at the end of path.
-func (r *Robots) Allowed(productToken, path string) bool {
+func (r *Robots) Allowed(productToken, path string) bool { return r.allowed(productToken, path, false) }
+
+// AllowedNormalized is [Robots.Allowed] for a path whose escapes of
+// unreserved characters are decoded (crawlmesh's canonical URLs): rules
+// are compared with theirs decoded too, as RFC 9309 §2.2.2 says, so
+// "Disallow: /%7Ejoe" keeps the crawler out of "/~joe" (found by review).
+// Allowed compares rules as written, as Google's parser does.
+func (r *Robots) AllowedNormalized(productToken, path string) bool {
+	return r.allowed(productToken, path, true)
+}
+
+func (r *Robots) allowed(productToken, path string, decoded bool) bool {
 	switch r.kind {
 	case KindUnavailable:
 		return true
@@ -39,6 +50,9 @@ func (r *Robots) Allowed(productToken, path string) bool {
 		}
 		for j := range g.rules {
 			ru := &g.rules[j]
+			if decoded && ru.decoded != nil {
+				ru = ru.decoded
+			}
 			if ru.allow {
 				if ru.prio > allow && ru.match(path) {
 					allow = ru.prio
@@ -57,6 +71,12 @@ func (r *Robots) Allowed(productToken, path string) bool {
 // both match a rule for "/ツ". The scheme, host and fragment are ignored.
 func (r *Robots) AllowedURL(productToken string, u *url.URL) bool {
 	return r.Allowed(productToken, requestPath(u))
+}
+
+// AllowedNormalizedURL is [Robots.AllowedURL] for a canonical URL (see
+// [Robots.AllowedNormalized]).
+func (r *Robots) AllowedNormalizedURL(productToken string, u *url.URL) bool {
+	return r.AllowedNormalized(productToken, requestPath(u))
 }
 
 // requestPath is u's escaped path and query, starting with "/".

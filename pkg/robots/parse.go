@@ -41,6 +41,9 @@ type rule struct {
 	lit      string   // pattern without a trailing '$'
 	anchored bool     // the pattern ends in '$': it must match the whole path
 	segs     []string // lit split at '*', if it holds one; else nil
+	// decoded is the rule with escapes of unreserved characters decoded
+	// ("/%7Ejoe" as "/~joe"), for paths so normalised; nil when the same.
+	decoded *rule
 }
 
 // Parse reads a robots.txt body. It never fails: a line it cannot read is
@@ -168,7 +171,44 @@ func newRule(allow bool, pattern string) rule {
 	if strings.IndexByte(r.lit, '*') >= 0 {
 		r.segs = strings.Split(r.lit, "*")
 	}
+	if d := decodeUnreserved(pattern); d != pattern {
+		dr := newRule(allow, d)
+		dr.prio = r.prio // the pattern as written decides the order
+		r.decoded = &dr
+	}
 	return r
+}
+
+// decodeUnreserved decodes the escapes of unreserved characters (RFC 3986:
+// letters, digits, '-', '.', '_', '~'), as RFC 9309 §2.2.2 says to before
+// comparing; other escapes stay.
+func decodeUnreserved(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if isEscape(s, i) {
+			c := unhex(s[i+1])<<4 | unhex(s[i+2])
+			if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+				b.WriteByte(c)
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
 }
 
 // Sitemaps returns the value of every Sitemap line, in file order, without
