@@ -17,6 +17,57 @@ import (
 
 var baseSel = cascadia.MustCompile("base[href]")
 
+// maxNesting is the depth capNesting keeps a page under, below the
+// parser's limit of 512 with room for the elements it adds itself.
+const maxNesting = 400
+
+// capNesting rewrites body so that no element opens deeper than max: an
+// element that would is preceded by the end tags of the innermost quarter
+// of those open, so a deep unclosed run goes on from shallower, its
+// content kept.
+func capNesting(body []byte, max int) []byte {
+	z := html.NewTokenizer(bytes.NewReader(body))
+	var out bytes.Buffer
+	out.Grow(len(body) + 1024)
+	var open []string
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			return out.Bytes()
+		}
+		raw := z.Raw()
+		switch tt {
+		case html.StartTagToken:
+			name, _ := z.TagName()
+			tag := string(name)
+			if voidElement[tag] {
+				break
+			}
+			// At the cap, close down to three quarters of it: the new
+			// element then has room for its own children.
+			if len(open) >= max {
+				for len(open) > max*3/4 {
+					out.WriteString("</" + open[len(open)-1] + ">")
+					open = open[:len(open)-1]
+				}
+			}
+			open = append(open, tag)
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			for i := len(open) - 1; i >= 0; i-- {
+				if open[i] == string(name) {
+					open = open[:i]
+					break
+				}
+			}
+		}
+		out.Write(raw)
+	}
+}
+
+var voidElement = map[string]bool{"area": true, "base": true, "br": true, "col": true, "embed": true, "hr": true,
+	"img": true, "input": true, "link": true, "meta": true, "param": true, "source": true, "track": true, "wbr": true}
+
 // htmlPage is one parsed HTML page.
 type htmlPage struct {
 	r    *Rules
@@ -26,6 +77,12 @@ type htmlPage struct {
 
 func (r *Rules) pageHTML(final *url.URL, body []byte) (Result, error) {
 	root, err := html.Parse(bytes.NewReader(body))
+	if err != nil && strings.Contains(err.Error(), "open stack of elements") {
+		// x/net/html gives up past 512 open elements; browsers go on. A
+		// page of 600 unclosed <div>s lost every item and link (found by
+		// review): parse it again with its nesting capped.
+		root, err = html.Parse(bytes.NewReader(capNesting(body, maxNesting)))
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("parse HTML: %w", err)
 	}

@@ -1,7 +1,9 @@
 package extract_test
 
 import (
+	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -270,4 +272,24 @@ items:
 		})
 	}
 	wg.Wait()
+}
+
+// TestHTMLDeeplyUnclosed: a page of 600 unclosed elements passes the
+// parser's 512 open elements; it failed whole, every item and link lost
+// (found by review). Browsers render it, and so it is read.
+func TestHTMLDeeplyUnclosed(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("<html><body>")
+	for i := range 600 {
+		fmt.Fprintf(&b, `<div class="item"><a href="/u/%d">item %d</a>`, i, i)
+	}
+	b.WriteString("</body></html>")
+	r := rules(t, "follow: [a]\nitems: [{selector: div.item, fields: {name: {css: a}}}]\n")
+	res := page(t, r, "https://example.com/", "text/html", b.String())
+	if len(res.Items) != 600 || len(res.Links) != 600 {
+		t.Fatalf("%d items, %d links; want 600 of each", len(res.Items), len(res.Links))
+	}
+	if res.Items[599]["name"] != "item 599" {
+		t.Errorf("last item %v", res.Items[599])
+	}
 }

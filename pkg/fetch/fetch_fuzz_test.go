@@ -105,6 +105,9 @@ func FuzzExtract(f *testing.F) {
 		}
 		items, links := res.Items, res.Links
 		doc, err := goquery.NewDocumentFromReader(bytes.NewReader(body))
+		if err != nil && strings.Contains(err.Error(), "open stack of elements") {
+			return // extract caps such nesting and reads on; the oracle's parser gives up
+		}
 		if err != nil {
 			t.Fatalf("extract parsed what goquery refuses: %v", err)
 		}
