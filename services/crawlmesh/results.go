@@ -34,7 +34,7 @@ func newResultsCmd(c *cli, f *clientFlags) *cobra.Command {
 		},
 	}
 	fl := export.Flags()
-	fl.StringVar(&o.format, "format", "jsonl", "jsonl or csv; not given, --out's extension chooses (.csv, .jsonl or .json)")
+	fl.StringVar(&o.format, "format", "jsonl", "jsonl or csv; not given, a .csv name for --out or --to-files means csv")
 	fl.StringVar(&o.out, "out", "", "write to FILE instead of standard output (- is standard output)")
 	fl.StringVar(&o.toFiles, "to-files", "", "write into the Object Store files under NAME (crawlmesh files get NAME), streamed")
 	fl.StringVar(&o.maxSize, "max-size", "64MiB", "--to-files: the largest export stored (B, KiB, MiB, GiB)")
@@ -44,16 +44,12 @@ func newResultsCmd(c *cli, f *clientFlags) *cobra.Command {
 
 func resultsExport(ctx context.Context, c *cli, f *clientFlags, pos []string, o *exportOpts) error {
 	format, out, toFiles, maxSize := &o.format, &o.out, &o.toFiles, &o.maxSize
-	if !o.formatGiven && *out != "" && *out != "-" {
+	if !o.formatGiven {
 		// --out x.csv once wrote JSON lines, the default, under that name.
-		if ext := filepath.Ext(*out); ext != "" {
-			switch strings.ToLower(ext) {
-			case ".csv":
+		// Another extension (books.2026.11.28) keeps the default.
+		for _, name := range []string{*out, *toFiles} {
+			if strings.EqualFold(filepath.Ext(name), ".csv") {
 				*format = "csv"
-			case ".jsonl", ".json":
-				*format = "jsonl"
-			default:
-				return usagef("--out %s: no format for extension %q; name it .csv, .jsonl or .json, or give --format jsonl|csv", *out, ext)
 			}
 		}
 	}
