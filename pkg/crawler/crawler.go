@@ -369,10 +369,11 @@ func (c *Crawler) Handle(ctx context.Context, msg jetstream.Msg) {
 	if err := c.publishPage(ctx, msg, t, cr, page, redelivered); err != nil {
 		var fe *fetch.Error
 		var api *jetstream.APIError
-		if errors.As(err, &api) && api.Code == 400 {
-			// JetStream refused what this page made (a message too large,
-			// say): no retry heals that, and taken for a NATS outage it
-			// was retried for ever at no cost (found by review).
+		if errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum {
+			// JetStream refused what this page made as too large: no
+			// retry heals that, and taken for a NATS outage it was
+			// retried for ever at no cost (found by review). Other 400s
+			// (an account's resource limits) may pass, and are waited out.
 			fe = &fetch.Error{Reason: "publish-refused", Err: fmt.Errorf("NATS refused what the page made: %w", err)}
 		}
 		if fe != nil || errors.As(err, &fe) {
