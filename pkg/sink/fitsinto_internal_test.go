@@ -21,6 +21,13 @@ func TestFitsInto(t *testing.T) {
 		{"host=h password='${env:V}'", "a b", true},
 		{"host=h password='${env:V}'", "it's", false},
 		{"host=h password=${env:V}", "a\nb", false},
+		// Where '/' and the like belong, they pass (diff review).
+		{"https://hooks.slack.com/services/${env:V}", "T000/B000/XXXX", true},
+		{"https://h/hook?token=${env:V}", "ab/cd+ef==", true},
+		{"${env:V}", "host=db user=app password=x y", true}, // the whole destination
+		{"https://h/hook?token=${env:V}&x=1", "a#b", false},
+		{"https://h/p/${env:V}", "a?b", false},
+		{"https://${env:V}/hook", "evil.example/x", false},
 	} {
 		err := fitsInto(tc.raw, map[string]string{"V": tc.val})
 		if (err == nil) != tc.ok {

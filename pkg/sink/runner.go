@@ -145,40 +145,79 @@ func (r *runner) open() error {
 }
 
 // fitsInto refuses a variable's value that would change the shape of
-// the destination it is put in: in a URL, a character that ends a part
-// ('@' ends the user info, '/', '?' and '#' the host, '&' a query value)
-// or a '%' that starts no escape; in a keyword connection string, a
-// space or quote that ends the value. The driver then read the rest of
-// a password as the host, and its error ("lookup cr3t@127.0.0.1")
-// printed a piece of the secret that no redactor knew (found by review).
-// Only the variable and the character are named, never the value.
+// the destination it is put in: in a URL, a character that ends the part
+// it stands in ('@', '/', '?' or '#' in the user info or host, '?' or
+// '#' in the path, '#' or '&' in a query value) or a '%' that starts no
+// escape; in a keyword connection string, a space or quote that ends the
+// value. The driver read the rest of a password holding '@' as the host,
+// and its error ("lookup cr3t@127.0.0.1") printed a piece of the secret
+// that no redactor knew (found by review). A variable that is the whole
+// destination is the operator's to shape. Only the variable and the
+// character are named, never the value.
 func fitsInto(raw string, vals map[string]string) error {
 	isURL := strings.Contains(raw, "://")
 	for _, name := range envsubst.Refs(raw) {
-		quoted := strings.Contains(raw, "'${env:"+name+"}'")
+		ref := "${env:" + name + "}"
+		if strings.TrimSpace(raw) == ref {
+			continue
+		}
+		part := "value"
+		if isURL {
+			part = urlPart(raw, strings.Index(raw, ref))
+		}
+		quoted := strings.Contains(raw, "'"+ref+"'")
 		v := vals[name]
 		what := ""
 		for i := 0; i < len(v) && what == ""; i++ {
-			switch c := v[i]; {
+			c := v[i]
+			bad := false
+			switch part {
+			case "user info", "host":
+				bad = strings.IndexByte("@/?# ", c) >= 0
+			case "path":
+				bad = strings.IndexByte("?# ", c) >= 0
+			case "query":
+				bad = strings.IndexByte("#& ", c) >= 0
+			default: // a keyword string's value
+				bad = c == '\'' || c == '\\' || c == ' ' && !quoted
+			}
+			switch {
 			case c < ' ' || c == 0x7f:
 				what = "a control character"
-			case isURL && strings.IndexByte("@/?#& ", c) >= 0:
+			case bad:
 				what = fmt.Sprintf("%q", c)
-			case isURL && c == '%' && (i+2 >= len(v) || !isHex(v[i+1]) || !isHex(v[i+2])):
+			case isURL && part != "query" && c == '%' && (i+2 >= len(v) || !isHex(v[i+1]) || !isHex(v[i+2])):
 				what = "a '%' that starts no %XX escape"
-			case !isURL && (c == '\'' || c == '\\' || c == ' ' && !quoted):
-				what = fmt.Sprintf("%q", c)
 			}
 		}
 		switch {
 		case what == "":
 		case isURL:
-			return fmt.Errorf("the value of ${env:%s} holds %s, which would change the URL's parts: percent-encode it in the variable (%%40 for '@', %%2F for '/', %%25 for '%%'), as in any URL", name, what)
+			return fmt.Errorf("the value of ${env:%s} holds %s, which would change the URL's %s: percent-encode it in the variable (%%40 for '@', %%2F for '/', %%26 for '&', %%25 for '%%'), as in any URL", name, what, part)
 		default:
-			return fmt.Errorf("the value of ${env:%s} holds %s, which would end the value in the connection string: use the URL form with the value percent-encoded", name, what)
+			return fmt.Errorf("the value of ${env:%s} holds %s, which would end the value in the connection string: quote it ('${env:%s}'), or use the URL form with the value percent-encoded", name, what, name)
 		}
 	}
 	return nil
+}
+
+// urlPart names the part of URL raw that byte i stands in.
+func urlPart(raw string, i int) string {
+	start := strings.Index(raw, "://") + 3
+	end := len(raw)
+	if j := strings.IndexAny(raw[start:], "/?#"); j >= 0 {
+		end = start + j
+	}
+	switch {
+	case i < end:
+		if at := strings.LastIndex(raw[start:end], "@"); at >= 0 && i < start+at {
+			return "user info"
+		}
+		return "host"
+	case strings.Contains(raw[end:i], "?"):
+		return "query"
+	}
+	return "path"
 }
 
 func isHex(c byte) bool {
