@@ -303,6 +303,12 @@ func TestNewSpecChecks(t *testing.T) {
 		{"request: {proxies: ['http://TOKEN@p:3128']}\n", "request.proxies[0]", "${env:NAME}"},
 		{"request: {headers: {Authorization: 'Bearer abc'}}\n", "request.headers.Authorization", "${env:NAME}"},
 		{"request: {headers: {X-Api-Key: abc}}\n", "request.headers.X-Api-Key", "${env:NAME}"},
+		{"request: {headers: {Cookie: 'session=abc'}}\n", "request.headers.Cookie", "${env:NAME}"},
+		{"request: {headers: {X-Auth: abc}}\n", "request.headers.X-Auth", "${env:NAME}"},
+		{"request: {cookies: {PHPSESSID: abc}}\n", "request.cookies.PHPSESSID", "${env:NAME}"},
+		{"request: {proxies: ['http://${env:U}:pw@p:3128']}\n", "request.proxies[0]", "${env:NAME}"},
+		{"request: {proxies: ['http://TOKEN:${env:P}x@p:3128']}\n", "request.proxies[0]", "${env:NAME}"},
+		{"login: {url: 'https://example.com/login', form: {user: demo, password: hunter2}}\n", "login.form.password", "${env:NAME}"},
 	} {
 		src := "name: b\nstart_urls: [https://example.com/]\n" + c.src
 		_, err := spec.ParseNew([]byte(src))

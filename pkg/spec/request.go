@@ -235,34 +235,72 @@ func (c *checker) request(s *Spec) {
 	}
 }
 
-// credentialHeader says header k carries a credential by its name
-// (found by review: a literal Authorization was stored, and served by
-// the open spiders API).
-func credentialHeader(k string) bool {
-	n := strings.ToLower(k)
-	if n == "authorization" || n == "proxy-authorization" {
-		return true
-	}
-	for _, w := range []string{"token", "secret", "password", "passwd", "api-key", "apikey", "api_key"} {
-		if strings.Contains(n, w) {
+// secretWords name what a credential is called in a header, a cookie or
+// a form field, as a word of its name (found by review: a literal
+// Authorization, Cookie or password was stored, and served by the open
+// spiders API).
+var secretWords = map[string]bool{"auth": true, "authorization": true, "token": true, "secret": true, "password": true,
+	"passwd": true, "pwd": true, "pass": true, "apikey": true, "key": true, "session": true, "sessionid": true, "sessid": true,
+	"phpsessid": true, "jsessionid": true, "sid": true, "jwt": true, "cookie": true, "credential": true, "credentials": true}
+
+// credentialName says a header, cookie or form field named k carries a
+// credential by a word of its name (X-Api-Key, access_token, PHPSESSID).
+func credentialName(k string) bool {
+	for _, w := range strings.FieldsFunc(strings.ToLower(k), func(r rune) bool { return !('a' <= r && r <= 'z' || '0' <= r && r <= '9') }) {
+		if secretWords[w] {
 			return true
 		}
 	}
 	return false
 }
 
-// literalUserinfo says URL raw has user info written out (no ${env:}
-// reference in it): a proxy's user name is often its token.
+// literal says v holds text besides its ${env:} references.
+func literal(v string) bool {
+	for _, r := range envsubst.Refs(v) {
+		v = strings.ReplaceAll(v, "${env:"+r+"}", "")
+	}
+	return v != ""
+}
+
+// literalUserinfo says URL raw's user info holds a credential written
+// out: a password (after the first ':') besides references, or, with no
+// password, a user name besides references (a proxy's user name is often
+// its token). A literal user name with a referenced password is fine.
 func literalUserinfo(raw string) bool {
 	_, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return false
 	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 && !strings.Contains(rest[:i], "${") {
-		rest = rest[:i]
+	// The authority ends at the first '/', '?' or '#' outside a reference.
+	end, depth := len(rest), 0
+	for i := 0; i < len(rest) && end == len(rest); i++ {
+		switch {
+		case strings.HasPrefix(rest[i:], "${"):
+			depth++
+		case rest[i] == '}' && depth > 0:
+			depth--
+		case depth == 0 && strings.IndexByte("/?#", rest[i]) >= 0:
+			end = i
+		}
 	}
-	at := strings.LastIndex(rest, "@")
-	return at > 0 && !strings.Contains(rest[:at], "${env:")
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return false
+	}
+	ui := rest[:at]
+	// The user's ':' is the first outside a reference.
+	depth = 0
+	for i := 0; i < len(ui); i++ {
+		switch {
+		case strings.HasPrefix(ui[i:], "${"):
+			depth++
+		case ui[i] == '}' && depth > 0:
+			depth--
+		case depth == 0 && ui[i] == ':':
+			return literal(ui[i+1:])
+		}
+	}
+	return literal(ui)
 }
 
 func checkProxy(raw string) error {
@@ -296,3 +334,8 @@ func TransportHeader(k string) bool {
 	}
 	return false
 }
+
+// literalSecret says a credential's value v is written out: it has no
+// ${env:} reference ("Bearer ${env:T}" has one: the scheme word is no
+// secret).
+func literalSecret(v string) bool { return v != "" && len(envsubst.Refs(v)) == 0 }

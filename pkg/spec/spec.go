@@ -20,7 +20,6 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
 	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
@@ -394,8 +393,8 @@ func checkSchedule(s string) error {
 //     Accept-Encoding turned off decompression, so robots.txt read as no
 //     rules); a stored one is not sent;
 //   - allowed_domains written as wildcards, which never matched a host;
-//   - credentials written out in headers or proxy URLs: the spec is
-//     stored and served by the open spiders API.
+//   - credentials written out in headers, cookies, login forms or proxy
+//     URLs: the spec is stored and served by the open spiders API.
 func (s *Spec) newSpecChecks() Errors {
 	c := &checker{}
 	for i, d := range s.AllowedDomains {
@@ -408,13 +407,25 @@ func (s *Spec) newSpecChecks() Errors {
 			switch {
 			case TransportHeader(k):
 				c.add("request.headers.%s: the mesh's HTTP client sets this header itself (compression, framing); remove it", k)
-			case credentialHeader(k) && len(envsubst.Refs(r.Headers[k])) == 0:
+			case credentialName(k) && literalSecret(r.Headers[k]):
 				c.add("request.headers.%s: a credential written out, and a spec is stored and shown to anyone who can read the API: write it as ${env:NAME} (\"Bearer ${env:TOKEN}\") and set NAME on the workers", k)
+			}
+		}
+		for _, k := range sortedKeys(r.Cookies) {
+			if credentialName(k) && literalSecret(r.Cookies[k]) {
+				c.add("request.cookies.%s: a credential written out, and a spec is stored and shown to anyone who can read the API: write it as ${env:NAME} and set NAME on the workers", k)
 			}
 		}
 		for i, p := range r.Proxies {
 			if literalUserinfo(p) {
 				c.add("request.proxies[%d]: the URL's user info is written out, and a spec is stored and shown to anyone who can read the API: write it as ${env:NAME} and set NAME on the workers", i)
+			}
+		}
+	}
+	if l := s.Login; l != nil {
+		for _, k := range sortedKeys(l.Form) {
+			if credentialName(k) && literalSecret(l.Form[k]) {
+				c.add("login.form.%s: a credential written out, and a spec is stored and shown to anyone who can read the API: write it as ${env:NAME} and set NAME on the workers", k)
 			}
 		}
 	}
