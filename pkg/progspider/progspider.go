@@ -61,6 +61,10 @@ type Config struct {
 	// lines, for the crawl's logs.
 	Stderr func(crawl, spider, line string)
 	Log    *slog.Logger
+	// HideEnv, when set, names more variables a command does not get
+	// (the ${env:} references of sinks and the cluster configuration,
+	// which share a process's environment under `crawlmesh up`).
+	HideEnv func() []string
 }
 
 // Runner runs programmable spiders; safe for concurrent use.
@@ -244,8 +248,12 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 	// The variables the spec itself refers to (a login password, a header
 	// key) are for the mesh's requests, not for the program.
 	specJSON, _ := json.Marshal(s)
+	hide := envsubst.Refs(string(specJSON))
+	if r.cfg.HideEnv != nil {
+		hide = append(hide, r.cfg.HideEnv()...)
+	}
 	cfg := cmdspider.Config{Name: s.Name, Argv: s.Command, Dir: dir, Size: r.cfg.Processes,
-		Timeout: r.cfg.CommandTimeout, Log: r.log, Hide: envsubst.Refs(string(specJSON))}
+		Timeout: r.cfg.CommandTimeout, Log: r.log, Hide: hide}
 	if r.cfg.Stderr != nil {
 		cfg.Stderr = func(line string) { r.stderr(crawl, s.Name, line) }
 	}

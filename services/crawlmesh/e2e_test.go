@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
+	"github.com/crawlmesh/crawlmesh/services/internal/harness"
 	"github.com/crawlmesh/crawlmesh/streams"
 )
 
@@ -403,5 +407,41 @@ func TestUpStopsWithItsMaster(t *testing.T) {
 	}
 	if !strings.Contains(up.Output(), "crawlmesh up: stopped") {
 		t.Errorf("up did not report a clean stop:\n%s", up.Output())
+	}
+}
+
+// TestUpKeepsSinkSecretsFromCommands: under up the masters' sinks share
+// the process's environment with the workers, and a command spider read a
+// webhook sink's token from its own (found by review). It does not get
+// the sinks' variables now; other variables it does.
+func TestUpKeepsSinkSecretsFromCommands(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Fatal("sh is not installed: this test needs it")
+	}
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte("<html><body>hi</body></html>"))
+	}))
+	defer site.Close()
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer hook.Close()
+	natsPort := freePort(t)
+	startEnv(t, []string{"SINKPW=hunter2-sink-secret", "OTHER_VAR=visible"}, "crawlmesh", "up", "--workers", "1",
+		"--data", t.TempDir(), "--nats-port", strconv.Itoa(natsPort), "--http", "127.0.0.1:"+strconv.Itoa(freePort(t)))
+	cli := harness.NewCLI(t, "nats://127.0.0.1:"+strconv.Itoa(natsPort))
+	waitFor(t, 30*time.Second, "up answering", func() bool { _, _, code := cli.Run("spider", "ls"); return code == 0 })
+	cli.Must("sink", "add", "hook", "--webhook", hook.URL+"/h?token=${env:SINKPW}")
+	cli.Apply(`name: envspy
+start_urls: ["` + site.URL + `/"]
+politeness: {robots_txt: false}
+command: ["sh", "-c", "while read -r l; do printf '{\"items\":[{\"pw\":\"%s\",\"other\":\"%s\"}],\"links\":[]}\\n' \"$SINKPW\" \"$OTHER_VAR\"; done"]
+`)
+	id := cli.Start("envspy")
+	if err := cli.Wait(id, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	items := cli.Export(id)
+	if len(items) != 1 || items[0].Text("pw") != "" || items[0].Text("other") != "visible" {
+		t.Fatalf("items %+v: want one, without the sink's secret and with OTHER_VAR", items)
 	}
 }

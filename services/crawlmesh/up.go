@@ -258,7 +258,7 @@ func launchMesh(ctx context.Context, cancel context.CancelFunc, u upConfig, log 
 			m.stop()
 			return nil, err
 		}
-		runWorker, err := boot.NewWorker(ctx, env, &n, boot.WorkerOptions{Concurrency: u.concurrency})
+		runWorker, err := boot.NewWorker(ctx, env, &n, boot.WorkerOptions{Concurrency: u.concurrency, WithMasters: true})
 		if err != nil {
 			m.stop()
 			return nil, err

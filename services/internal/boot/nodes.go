@@ -20,6 +20,7 @@ import (
 	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/election"
+	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
 	"github.com/crawlmesh/crawlmesh/pkg/fetch"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/gospiders"
@@ -99,6 +100,9 @@ type WorkerOptions struct {
 	// Agent and Drain: see worker.Config.
 	Agent string
 	Drain <-chan struct{}
+	// WithMasters: masters share this process's environment (`crawlmesh
+	// up`), so the sinks' variables are kept from command spiders too.
+	WithMasters bool
 }
 
 // NewWorker builds a worker node on env and returns its run function. It
@@ -165,7 +169,8 @@ func NewWorker(ctx context.Context, env *Env, n *nodeconfig.Node, o WorkerOption
 			return nil, nil, err
 		}
 		programs = progspider.New(progspider.Config{Files: cache, WorkDir: filepath.Join(wd, "spiders"),
-			Processes: commandProcesses(o.Concurrency), Log: log, Stderr: spiderLog(env.JS, n.ID)})
+			Processes: commandProcesses(o.Concurrency), Log: log, Stderr: spiderLog(env.JS, n.ID),
+			HideEnv: func() []string { return meshSecretNames(env.JS, o.WithMasters) }})
 		fileCache = cache
 		fc := o.Fetch
 		fc.Robots = robotstore.New(robotsKV, robotstore.Options{Owner: n.ID, Log: log})
@@ -262,4 +267,36 @@ func openKVs(ctx context.Context, js jetstream.JetStream, names ...string) ([]je
 		out[i] = kv
 	}
 	return out, nil
+}
+
+// meshSecretNames are the variables the mesh's own stored settings refer
+// to as ${env:NAME}: the cluster configuration's (proxies) and, with
+// masters in the process, the sinks' (read by masters, which share the
+// process's environment with its workers under `crawlmesh up`). A command
+// spider does not get them (found by review: under up, a spider read a
+// webhook sink's token).
+func meshSecretNames(js jetstream.JetStream, withMasters bool) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	buckets := []string{mesh.ConfigBucket}
+	if withMasters {
+		buckets = append(buckets, mesh.SinksBucket)
+	}
+	var names []string
+	for _, bucket := range buckets {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			continue
+		}
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			continue
+		}
+		for k := range keys.Keys() {
+			if e, err := kv.Get(ctx, k); err == nil {
+				names = append(names, envsubst.Refs(string(e.Value()))...)
+			}
+		}
+	}
+	return names
 }
