@@ -1,12 +1,10 @@
 package crawler_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/crawlmesh/crawlmesh/pkg/crawlctl"
 	"github.com/crawlmesh/crawlmesh/pkg/crawler"
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
 )
@@ -32,18 +30,7 @@ func TestLongLinkLeftOut(t *testing.T) {
 	if n := e.counter(t, mesh.StatOK); n != 1 {
 		t.Errorf("pages ok %d, want 1", n)
 	}
-	var entries []mesh.LogEntry
-	err := crawlctl.ReadSubject(t.Context(), e.js, mesh.LogsStream, mesh.LogSubject(crawlID), 0, func(b []byte) error {
-		var le mesh.LogEntry
-		if err := json.Unmarshal(b, &le); err != nil {
-			return err
-		}
-		entries = append(entries, le)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	entries := e.logEntries(t)
 	if len(entries) != 1 || entries[0].Outcome != "ok" || len(entries[0].Warnings) != 1 || !strings.Contains(entries[0].Warnings[0], "1 links longer than 8192 bytes left out") {
 		t.Errorf("log entries %+v, want the ok line saying one link was left out", entries)
 	}

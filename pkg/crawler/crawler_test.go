@@ -950,18 +950,7 @@ items:
 	if len(items) != 2 || items[0].Text("name") != "Tea" || items[0].Data["price"] != nil {
 		t.Fatalf("items %+v, want 2 named Tea without a price", items)
 	}
-	var entries []mesh.LogEntry
-	err := crawlctl.ReadSubject(t.Context(), e.js, mesh.LogsStream, mesh.LogSubject(crawlID), 0, func(b []byte) error {
-		var le mesh.LogEntry
-		if err := json.Unmarshal(b, &le); err != nil {
-			return err
-		}
-		entries = append(entries, le)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	entries := e.logEntries(t)
 	want := []string{"items[0].fields.price: ascii_downcase cannot be applied to: number (7)"}
 	if len(entries) != 2 {
 		t.Fatalf("log entries %+v, want 2", entries)
@@ -994,4 +983,22 @@ func TestHandleDebugLog(t *testing.T) {
 			t.Errorf("debug log lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// logEntries reads the crawl's log lines.
+func (e *env) logEntries(t *testing.T) []mesh.LogEntry {
+	t.Helper()
+	var entries []mesh.LogEntry
+	err := crawlctl.ReadSubject(t.Context(), e.js, mesh.LogsStream, mesh.LogSubject(crawlID), 0, func(b []byte) error {
+		var le mesh.LogEntry
+		if err := json.Unmarshal(b, &le); err != nil {
+			return err
+		}
+		entries = append(entries, le)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
 }

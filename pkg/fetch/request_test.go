@@ -151,13 +151,7 @@ request:
   headers: {X-Api-Key: "${env:SHOP_KEY}", X-Other: "${env:NOT_SET}"}
 `)
 	f := fetch.New(fetch.Config{Getenv: env(map[string]string{"SHOP_KEY": "very-secret-value"})}, nil)
-	for name, run := range map[string]func() error{
-		"Prepare":   func() error { _, err := f.Prepare(t.Context(), sp, "c", s.URL+"/", nil); return err },
-		"FetchWith": func() error { _, err := f.FetchWith(t.Context(), sp, "c", s.URL+"/", nil, nil); return err },
-		"Sitemap": func() error {
-			return f.Sitemap(t.Context(), sp, "c", s.URL+"/s.xml", nil, nil, func(string, bool) error { return nil })
-		},
-	} {
+	for name, run := range requestRuns(t, f, sp, s.URL) {
 		err := run()
 		fe := fetchErr(t, err)
 		if fe.Reason != "env" || !fe.CrawlLevel || fe.Transient {
@@ -187,13 +181,7 @@ func TestEnvHeaderInvalid(t *testing.T) {
 		sp := specFor(t, s.URL, "request:\n  "+c.request+"\n")
 		f := fetch.New(fetch.Config{Getenv: env(map[string]string{
 			"TOKEN": "secret-1\nX-Injected: secret-2", "CTRL": "secret-3\x01", "SHOP_KEY": "k-1"})}, nil)
-		for name, run := range map[string]func() error{
-			"Prepare":   func() error { _, err := f.Prepare(t.Context(), sp, "c", s.URL+"/", nil); return err },
-			"FetchWith": func() error { _, err := f.FetchWith(t.Context(), sp, "c", s.URL+"/", nil, nil); return err },
-			"Sitemap": func() error {
-				return f.Sitemap(t.Context(), sp, "c", s.URL+"/s.xml", nil, nil, func(string, bool) error { return nil })
-			},
-		} {
+		for name, run := range requestRuns(t, f, sp, s.URL) {
 			err := run()
 			fe := fetchErr(t, err)
 			if fe.Reason != "env" || !fe.CrawlLevel || fe.Transient {
@@ -448,5 +436,17 @@ func TestStoredAcceptEncodingNotSent(t *testing.T) {
 	var fe *fetch.Error
 	if !errors.As(err, &fe) || fe.Reason != "robots" {
 		t.Errorf("fetch of a page a gzipped robots.txt disallows: %v, want refused by robots.txt", err)
+	}
+}
+
+// requestRuns are the ways a worker makes requests for a crawl of sp on
+// base: each returns its error.
+func requestRuns(t *testing.T, f *fetch.Fetcher, sp *spec.Spec, base string) map[string]func() error {
+	return map[string]func() error{
+		"Prepare":   func() error { _, err := f.Prepare(t.Context(), sp, "c", base+"/", nil); return err },
+		"FetchWith": func() error { _, err := f.FetchWith(t.Context(), sp, "c", base+"/", nil, nil); return err },
+		"Sitemap": func() error {
+			return f.Sitemap(t.Context(), sp, "c", base+"/s.xml", nil, nil, func(string, bool) error { return nil })
+		},
 	}
 }

@@ -29,6 +29,7 @@ type env struct {
 	sinks  jetstream.KeyValue
 	crawls jetstream.KeyValue
 	logs   *syncBuf
+	reg    prometheus.Registerer // for run's manager; nil: no metrics
 }
 
 func newEnv(t *testing.T) *env {
@@ -84,7 +85,7 @@ func (e *env) add(s sink.Sink) {
 
 // run starts a manager (a leading master's) and returns its stop.
 func (e *env) run(lookup func(string) (string, bool)) (stop func()) {
-	mg, err := sink.New(sink.Config{JS: e.js, Sinks: e.sinks, Crawls: e.crawls, Node: "m1", Lookup: lookup,
+	mg, err := sink.New(sink.Config{JS: e.js, Sinks: e.sinks, Crawls: e.crawls, Node: "m1", Lookup: lookup, Registerer: e.reg,
 		Log: slog.New(slog.NewTextHandler(e.logs, nil)), AckWait: 2 * time.Second, MinBackoff: 50 * time.Millisecond,
 		MaxBackoff: 300 * time.Millisecond})
 	if err != nil {
@@ -491,16 +492,8 @@ func TestLagWhileFailing(t *testing.T) {
 	defer srv.Close()
 	e.add(sink.Sink{Name: "hook", Type: sink.TypeWebhook, BatchSize: 10, Webhook: &sink.Webhook{URL: srv.URL, GiveUp: sink.Duration(time.Hour)}})
 	reg := prometheus.NewRegistry()
-	mg, err := sink.New(sink.Config{JS: e.js, Sinks: e.sinks, Crawls: e.crawls, Node: "m1", Registerer: reg,
-		Log: slog.New(slog.NewTextHandler(e.logs, nil)), AckWait: 2 * time.Second, MinBackoff: 50 * time.Millisecond,
-		MaxBackoff: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = mg.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	e.reg = reg
+	e.run(nil)
 	lag := func() float64 {
 		mfs, err := reg.Gather()
 		if err != nil {
