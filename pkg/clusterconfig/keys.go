@@ -243,12 +243,13 @@ func proxies(s string) (string, error) {
 		if u.Host == "" {
 			return "", fmt.Errorf("proxy %d: no host", i+1)
 		}
-		if pw := password(p); pw != "" && pw != strings.Join(refs(pw), "") {
+		user, pw, hasPW, _ := envsubst.UserInfo(p)
+		if envsubst.Literal(pw) {
 			return "", fmt.Errorf("proxy %d: a password in the bucket would be readable by every node and operator: write it as ${env:NAME} and set NAME on the workers", i+1)
 		}
 		// A user name alone is often the proxy's token, and a proxy URL
 		// has no use for a query: both were stored as written (review).
-		if u.User != nil && password(p) == "" && len(refs(u.User.Username())) == 0 && !strings.Contains(p, "${env:") {
+		if !hasPW && envsubst.Literal(user) {
 			return "", fmt.Errorf("proxy %d: user info in the bucket would be readable by every node and operator: write it as ${env:NAME} and set NAME on the workers", i+1)
 		}
 		if u.RawQuery != "" || u.Fragment != "" {
@@ -256,45 +257,4 @@ func proxies(s string) (string, error) {
 		}
 	}
 	return strings.Join(parts, ","), nil
-}
-
-// password is the password part of a URL's userinfo ("" if none), found
-// by hand: url.Parse refuses the "${" of a reference there.
-func password(raw string) string {
-	_, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return ""
-	}
-	// The user's ':' is the first outside a reference: a user given as
-	// ${env:NAME} holds one of its own.
-	ui, depth := rest[:at], 0
-	for i := 0; i < len(ui); i++ {
-		switch {
-		case strings.HasPrefix(ui[i:], "${"):
-			depth++
-			i++
-		case ui[i] == '}' && depth > 0:
-			depth--
-		case ui[i] == ':' && depth == 0:
-			return ui[i+1:]
-		}
-	}
-	return ""
-}
-
-// refs rebuilds the ${env:NAME} references of s, so a password made only
-// of references compares equal to them.
-func refs(s string) []string {
-	var out []string
-	for _, n := range envsubst.Refs(s) {
-		out = append(out, "${env:"+n+"}")
-	}
-	return out
 }

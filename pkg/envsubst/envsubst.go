@@ -125,3 +125,53 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// Literal says s holds text besides its references ("Bearer ${env:T}"
+// does, "${env:U}${env:P}" does not): a credential written out.
+func Literal(s string) bool {
+	for _, n := range Refs(s) {
+		s = strings.ReplaceAll(s, open+n+"}", "")
+	}
+	return s != ""
+}
+
+// UserInfo finds the user info of URL raw by hand, as url.Parse refuses
+// the "${" of a reference there: user, password (after the first ':'
+// outside a reference) and whether there is one; ok is false without user
+// info. A '/', '?' or '#' inside a reference does not end the authority.
+func UserInfo(raw string) (user, password string, hasPassword, ok bool) {
+	_, rest, found := strings.Cut(raw, "://")
+	if !found {
+		return "", "", false, false
+	}
+	if end := indexOutside(rest, "/?#"); end >= 0 {
+		rest = rest[:end]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return "", "", false, false
+	}
+	ui := rest[:at]
+	if i := indexOutside(ui, ":"); i >= 0 {
+		return ui[:i], ui[i+1:], true, true
+	}
+	return ui, "", false, true
+}
+
+// indexOutside is the index of the first byte of s among chars that is
+// outside every ${...}, or -1.
+func indexOutside(s, chars string) int {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case strings.HasPrefix(s[i:], "${"):
+			depth++
+			i++
+		case s[i] == '}' && depth > 0:
+			depth--
+		case depth == 0 && strings.IndexByte(chars, s[i]) >= 0:
+			return i
+		}
+	}
+	return -1
+}

@@ -101,3 +101,27 @@ func FuzzExpand(f *testing.F) {
 		}
 	})
 }
+
+func TestLiteralAndUserInfo(t *testing.T) {
+	for s, want := range map[string]bool{"": false, "${env:A}": false, "${env:A}${env:B}": false, "Bearer ${env:T}": true, "x": true} {
+		if got := envsubst.Literal(s); got != want {
+			t.Errorf("Literal(%q) = %v", s, got)
+		}
+	}
+	for _, c := range []struct {
+		raw, user, pass string
+		hasPass, ok     bool
+	}{
+		{"http://p:3128", "", "", false, false},
+		{"http://u:pw@p:3128/x?y#z", "u", "pw", true, true},
+		{"http://${env:U}:${env:P}@p", "${env:U}", "${env:P}", true, true},
+		{"http://TOKEN@p", "TOKEN", "", false, true},
+		{"http://u@p/a@b", "u", "", false, true}, // an '@' in the path is not the user info's
+		{"no scheme", "", "", false, false},
+	} {
+		u, p, hp, ok := envsubst.UserInfo(c.raw)
+		if u != c.user || p != c.pass || hp != c.hasPass || ok != c.ok {
+			t.Errorf("UserInfo(%q) = %q %q %v %v", c.raw, u, p, hp, ok)
+		}
+	}
+}

@@ -319,10 +319,8 @@ func whyUnreachable(err error) string {
 	var fe *Error
 	if errors.As(err, &fe) && fe.Reason != "" {
 		// With its cause: "network" alone hid an https:// start URL
-		// on a plain-http site (found by review).
-		if fe.Err != nil && errors.As(fe.Err, &ne) && ne.Err != nil {
-			return fe.Reason + ": " + ne.Op + ": " + ne.Err.Error()
-		}
+		// on a plain-http site (found by review). A *net.OpError in it
+		// was answered above.
 		if fe.Err != nil {
 			return fe.Reason + ": " + shortCause(fe.Err.Error())
 		}

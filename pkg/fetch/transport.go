@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -64,7 +63,7 @@ func (f *Fetcher) newCall(s *spec.Spec, crawl string, permit *politeness.Permit,
 	if c.login, err = s.Login.Expand(f.cfg.Getenv); err != nil {
 		return c, &Error{Reason: "env", CrawlLevel: true, Err: err}
 	}
-	if err := checkHeaderEnv(s.Request, f.cfg.Getenv); err != nil {
+	if err := checkHeaderEnv(s.Request, req, f.cfg.Getenv); err != nil {
 		return c, err
 	}
 	if req != nil {
@@ -106,54 +105,40 @@ func (f *Fetcher) newCall(s *spec.Spec, crawl string, permit *politeness.Permit,
 // checkHeaderEnv refuses a header (or the user agent) that a ${env:NAME}
 // value made unsendable, such as a line break in a token: net/http would
 // refuse every request, and that counted as a network error, retried and
-// dead-lettered page by page (review). The error names the header and the
-// variable, never the value.
-func checkHeaderEnv(r *spec.Request, getenv func(string) (string, bool)) *Error {
-	if r == nil {
+// dead-lettered page by page (review). raw is the spec's request, x its
+// expansion. The error names the header and its variables, never a value.
+func checkHeaderEnv(raw, x *spec.Request, getenv func(string) (string, bool)) *Error {
+	if x == nil {
 		return nil
 	}
-	bad := func(field string, refs []string, valid func(string) bool) *Error {
-		name := strings.Join(refs, ", ")
-		for _, n := range refs {
-			if v, ok := lookupEnv(getenv, n); ok && !valid(v) {
-				name = n
-				break
-			}
-		}
-		return &Error{Reason: "env", CrawlLevel: true,
-			Err: fmt.Errorf("%s: environment variable %s holds a character a header cannot carry (a line break or control character)", field, name)}
+	bad := func(field, rawText string) *Error {
+		return &Error{Reason: "env", CrawlLevel: true, Err: fmt.Errorf("%s: environment variable %s holds a character a header cannot carry (a line break or control character)",
+			field, strings.Join(envsubst.Refs(rawText), ", "))}
 	}
-	if refs := envsubst.Refs(r.UserAgent); len(refs) > 0 {
-		if v, err := envsubst.Expand(r.UserAgent, getenv); err == nil && !httpguts.ValidHeaderFieldValue(v) {
-			return bad("request.user_agent", refs, httpguts.ValidHeaderFieldValue)
-		}
+	if !httpguts.ValidHeaderFieldValue(x.UserAgent) {
+		return bad("request.user_agent", raw.UserAgent)
 	}
-	keys := make([]string, 0, len(r.Headers))
-	for k := range r.Headers {
+	keys := make([]string, 0, len(raw.Headers))
+	for k := range raw.Headers {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		name, err1 := envsubst.Expand(k, getenv)
-		value, err2 := envsubst.Expand(r.Headers[k], getenv)
-		if err1 != nil || err2 != nil || spec.TransportHeader(name) {
-			continue // an unset variable is Expand's error; a transport header is not sent
+		name := k
+		if strings.Contains(k, "${env:") { // rare: expanded again to find its value
+			name, _ = envsubst.Expand(k, getenv)
+		}
+		if spec.TransportHeader(name) {
+			continue // not sent
 		}
 		if !httpguts.ValidHeaderFieldName(name) {
-			return bad("request.headers."+k, envsubst.Refs(k), httpguts.ValidHeaderFieldName)
+			return bad("request.headers."+k, k)
 		}
-		if !httpguts.ValidHeaderFieldValue(value) {
-			return bad("request.headers."+k, envsubst.Refs(r.Headers[k]), httpguts.ValidHeaderFieldValue)
+		if !httpguts.ValidHeaderFieldValue(x.Headers[name]) {
+			return bad("request.headers."+k, raw.Headers[k])
 		}
 	}
 	return nil
-}
-
-func lookupEnv(getenv func(string) (string, bool), name string) (string, bool) {
-	if getenv == nil {
-		return os.LookupEnv(name)
-	}
-	return getenv(name)
 }
 
 // send makes one request (no redirects followed) under a permit for u's
@@ -285,7 +270,9 @@ func readLimited(ctx context.Context, r io.Reader, limit int, status int) ([]byt
 // review).
 func toUTF8(body []byte, contentType string) []byte {
 	enc, name, certain := charset.DetermineEncoding(body, contentType)
-	if !certain && !declaresCharset(contentType) {
+	// windows-1252 is also DetermineEncoding's answer when nothing said
+	// (the search below runs only then: it reads up to 64 KiB a page).
+	if !certain && name == "windows-1252" && !declaresCharset(contentType) {
 		if e, n := laterCharset(body); e != nil {
 			enc, name = e, n
 		} else if utf8.Valid(body) {

@@ -213,9 +213,8 @@ func (v *LevelValue) String() string {
 }
 
 func (v *LevelValue) Set(s string) error {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return errors.New("want debug, info, warn or error")
+	if _, err := ParseLevel(s); err != nil {
+		return errors.New("want debug, info, warn or error") // the flag or variable is named by the caller
 	}
 	*v.p = s
 	return nil

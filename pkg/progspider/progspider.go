@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +26,6 @@ import (
 	"time"
 
 	"github.com/crawlmesh/crawlmesh/pkg/cmdspider"
-	"github.com/crawlmesh/crawlmesh/pkg/envsubst"
 	"github.com/crawlmesh/crawlmesh/pkg/files"
 	"github.com/crawlmesh/crawlmesh/pkg/jsspider"
 	"github.com/crawlmesh/crawlmesh/pkg/spec"
@@ -247,8 +245,7 @@ func (r *Runner) command(ctx context.Context, s *spec.Spec, crawl string) (*cmds
 	}
 	// The variables the spec itself refers to (a login password, a header
 	// key) are for the mesh's requests, not for the program.
-	specJSON, _ := json.Marshal(s)
-	hide := envsubst.Refs(string(specJSON))
+	hide := s.EnvRefs()
 	if r.cfg.HideEnv != nil {
 		hide = append(hide, r.cfg.HideEnv()...)
 	}

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/crawlmesh/crawlmesh/pkg/urlnorm"
 )
 
 // MaxSize is how much of a robots.txt body is parsed: 500 KiB, Google's
@@ -171,44 +173,14 @@ func newRule(allow bool, pattern string) rule {
 	if strings.IndexByte(r.lit, '*') >= 0 {
 		r.segs = strings.Split(r.lit, "*")
 	}
-	if d := decodeUnreserved(pattern); d != pattern {
+	// Escapes of unreserved characters decoded, as RFC 9309 §2.2.2 says
+	// to before comparing; others stay (upper-case already).
+	if d := urlnorm.NormalizeEscapes(pattern); d != pattern {
 		dr := newRule(allow, d)
 		dr.prio = r.prio // the pattern as written decides the order
 		r.decoded = &dr
 	}
 	return r
-}
-
-// decodeUnreserved decodes the escapes of unreserved characters (RFC 3986:
-// letters, digits, '-', '.', '_', '~'), as RFC 9309 §2.2.2 says to before
-// comparing; other escapes stay.
-func decodeUnreserved(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if isEscape(s, i) {
-			c := unhex(s[i+1])<<4 | unhex(s[i+2])
-			if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
-				b.WriteByte(c)
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func unhex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
 }
 
 // Sitemaps returns the value of every Sitemap line, in file order, without

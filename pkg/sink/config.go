@@ -332,15 +332,7 @@ func placeholders(s string) string {
 func isPlaceholder(s string) bool { return strings.HasPrefix(s, "envREF") }
 
 // isRef is true when s is made only of ${env:NAME} references.
-func isRef(s string) bool {
-	if s == "" {
-		return true
-	}
-	for _, n := range envsubst.Refs(s) {
-		s = strings.ReplaceAll(s, "${env:"+n+"}", "")
-	}
-	return s == ""
-}
+func isRef(s string) bool { return !envsubst.Literal(s) }
 
 // Takes reports whether the sink takes items of spider.
 func (s *Sink) Takes(spider string) bool {

@@ -451,10 +451,7 @@ func TestWebhookGivesUp(t *testing.T) {
 	e := newEnv(t)
 	e.crawl("c-1", "books", time.Now().UTC(), nil)
 	e.publish("c-1", "books", 0, 5)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "down", http.StatusBadGateway)
-	}))
-	defer srv.Close()
+	srv := downReceiver(t, http.StatusBadGateway)
 	e.add(sink.Sink{Name: "hook", Type: sink.TypeWebhook, Webhook: &sink.Webhook{URL: srv.URL, GiveUp: sink.Duration(time.Second)}})
 	e.run(nil)
 	eventually(t, 20*time.Second, "5 dead letters", func() bool { return e.status("hook").Dead == 5 })
@@ -486,10 +483,7 @@ func TestLagWhileFailing(t *testing.T) {
 	e := newEnv(t)
 	e.crawl("c-1", "books", time.Now().UTC(), nil)
 	e.publish("c-1", "books", 0, 30)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "down", http.StatusInternalServerError)
-	}))
-	defer srv.Close()
+	srv := downReceiver(t, http.StatusInternalServerError)
 	e.add(sink.Sink{Name: "hook", Type: sink.TypeWebhook, BatchSize: 10, Webhook: &sink.Webhook{URL: srv.URL, GiveUp: sink.Duration(time.Hour)}})
 	reg := prometheus.NewRegistry()
 	e.reg = reg
@@ -582,4 +576,13 @@ func TestRemoveDropsConsumer(t *testing.T) {
 		_, err := e.js.Consumer(t.Context(), mesh.ResultsStream, mesh.SinkConsumer("hook"))
 		return err != nil
 	})
+}
+
+// downReceiver is a webhook receiver that answers every batch with status.
+func downReceiver(t *testing.T, status int) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }

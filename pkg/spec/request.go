@@ -254,53 +254,16 @@ func credentialName(k string) bool {
 	return false
 }
 
-// literal says v holds text besides its ${env:} references.
-func literal(v string) bool {
-	for _, r := range envsubst.Refs(v) {
-		v = strings.ReplaceAll(v, "${env:"+r+"}", "")
-	}
-	return v != ""
-}
-
 // literalUserinfo says URL raw's user info holds a credential written
-// out: a password (after the first ':') besides references, or, with no
-// password, a user name besides references (a proxy's user name is often
-// its token). A literal user name with a referenced password is fine.
+// out: a password besides references, or, with no password, a user name
+// besides references (a proxy's user name is often its token). A literal
+// user name with a referenced password is fine.
 func literalUserinfo(raw string) bool {
-	_, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return false
+	user, pass, hasPass, ok := envsubst.UserInfo(raw)
+	if hasPass {
+		return envsubst.Literal(pass)
 	}
-	// The authority ends at the first '/', '?' or '#' outside a reference.
-	end, depth := len(rest), 0
-	for i := 0; i < len(rest) && end == len(rest); i++ {
-		switch {
-		case strings.HasPrefix(rest[i:], "${"):
-			depth++
-		case rest[i] == '}' && depth > 0:
-			depth--
-		case depth == 0 && strings.IndexByte("/?#", rest[i]) >= 0:
-			end = i
-		}
-	}
-	at := strings.LastIndex(rest[:end], "@")
-	if at < 0 {
-		return false
-	}
-	ui := rest[:at]
-	// The user's ':' is the first outside a reference.
-	depth = 0
-	for i := 0; i < len(ui); i++ {
-		switch {
-		case strings.HasPrefix(ui[i:], "${"):
-			depth++
-		case ui[i] == '}' && depth > 0:
-			depth--
-		case depth == 0 && ui[i] == ':':
-			return literal(ui[i+1:])
-		}
-	}
-	return literal(ui)
+	return ok && envsubst.Literal(user)
 }
 
 func checkProxy(raw string) error {

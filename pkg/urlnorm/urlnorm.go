@@ -67,7 +67,7 @@ func canonicalURL(u *url.URL) (string, error) {
 	}
 	c.User = nil
 	c.Fragment, c.RawFragment = "", ""
-	p := removeDotSegments(normalizeEscapes(c.EscapedPath()))
+	p := removeDotSegments(NormalizeEscapes(c.EscapedPath()))
 	if p == "" {
 		p = "/"
 	}
@@ -88,15 +88,16 @@ func canonicalURL(u *url.URL) (string, error) {
 // starts no escape. url.Parse keeps them as they came, so without this a
 // query ending in a space would lose it when the canonical form is parsed
 // again (Canonical trims), and the seen-set would hold two keys for one
-// page. Valid escapes are normalised as in a path (normalizeEscapes).
+// page. Valid escapes are normalised as in a path (NormalizeEscapes).
 func escapeQuery(q string) string { return rewriteEscapes(q, queryChar) }
 
-// normalizeEscapes applies RFC 3986 6.2.2.1 and 6.2.2.2 to an escaped
+// NormalizeEscapes applies RFC 3986 6.2.2.1 and 6.2.2.2 to an escaped
 // path: an escape of an unreserved character is that character ("%7E" is
 // "~", "%41" is "A", "%2E" is "." so dot segments are found after it),
 // and other escapes have upper-case digits ("%2a" is "%2A"). Without it
 // one page linked in two spellings was two seen-set keys and two fetches.
-func normalizeEscapes(s string) string {
+// Any other byte is kept as it is.
+func NormalizeEscapes(s string) string {
 	if strings.IndexByte(s, '%') < 0 {
 		return s
 	}

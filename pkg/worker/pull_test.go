@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crawlmesh/crawlmesh/pkg/mesh"
@@ -21,11 +22,7 @@ import (
 func TestCommandsDoNotPileUpPulls(t *testing.T) {
 	nc, js := streamstest.Start(t, streams.Options{NodesTTL: hbTTL})
 	kv := streamstest.Bucket(t, js, mesh.NodesBucket)
-	for i := range 300 {
-		if _, err := js.Publish(t.Context(), mesh.TaskSubject("c-1"), []byte(strconv.Itoa(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishN(t, js, mesh.TaskSubject("c-1"), 300)
 	release := make(chan struct{})
 	defer close(release)
 	cons, err := js.Consumer(t.Context(), mesh.TasksStream, mesh.TasksConsumer)
@@ -42,11 +39,7 @@ func TestCommandsDoNotPileUpPulls(t *testing.T) {
 		}, nil
 	}
 	const concurrency = 4
-	w, err := New(nc, kv, Config{ID: "w1", Concurrency: concurrency, HeartbeatInterval: hbInterval, HeartbeatTTL: hbTTL, Tasks: tasks})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, w.Run)
+	startWorkerWith(t, nc, kv, concurrency, tasks)
 	held := concurrency * overcommit
 	ackPending := func() int {
 		ci, err := cons.Info(t.Context())
@@ -86,11 +79,7 @@ func TestSlowPartitionLeavesRoom(t *testing.T) {
 		}
 		cons = append(cons, c)
 	}
-	for i := range 100 {
-		if _, err := js.Publish(t.Context(), mesh.TaskSubjectOf(0, "slow"), []byte(strconv.Itoa(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishN(t, js, mesh.TaskSubjectOf(0, "slow"), 100)
 	release := make(chan struct{})
 	defer close(release)
 	tasks := func(context.Context) ([]jetstream.Consumer, func(context.Context, jetstream.Msg), error) {
@@ -107,11 +96,7 @@ func TestSlowPartitionLeavesRoom(t *testing.T) {
 		}, nil
 	}
 	const concurrency = 4
-	w, err := New(nc, kv, Config{ID: "w1", Concurrency: concurrency, HeartbeatInterval: hbInterval, HeartbeatTTL: hbTTL, Tasks: tasks})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, w.Run)
+	startWorkerWith(t, nc, kv, concurrency, tasks)
 	limit := partCap(concurrency*overcommit, concurrency, 2)
 	if limit >= concurrency*overcommit {
 		t.Fatalf("partCap %d: no bound on a partition of two", limit)
@@ -124,11 +109,7 @@ func TestSlowPartitionLeavesRoom(t *testing.T) {
 		return ci
 	}
 	natstest.Eventually(t, 10*time.Second, "the slow partition's share held", func() bool { return info(cons[0]).NumAckPending >= limit })
-	for i := range 20 {
-		if _, err := js.Publish(t.Context(), mesh.TaskSubjectOf(1, "fast"), []byte(strconv.Itoa(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishN(t, js, mesh.TaskSubjectOf(1, "fast"), 20)
 	natstest.Eventually(t, 10*time.Second, "the other partition's 20 tasks done", func() bool {
 		ci := info(cons[1])
 		return ci.NumPending == 0 && ci.NumAckPending == 0 && ci.AckFloor.Stream == 20
@@ -136,4 +117,24 @@ func TestSlowPartitionLeavesRoom(t *testing.T) {
 	if n := info(cons[0]).NumAckPending; n > limit {
 		t.Errorf("the slow partition holds %d tasks, want at most %d", n, limit)
 	}
+}
+
+// publishN stores n tasks ("0", "1" ...) on subject.
+func publishN(t *testing.T, js jetstream.JetStream, subject string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := js.Publish(t.Context(), subject, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startWorkerWith runs worker w1 of concurrency on tasks until the test ends.
+func startWorkerWith(t *testing.T, nc *nats.Conn, kv jetstream.KeyValue, concurrency int, tasks TaskSource) {
+	t.Helper()
+	w, err := New(nc, kv, Config{ID: "w1", Concurrency: concurrency, HeartbeatInterval: hbInterval, HeartbeatTTL: hbTTL, Tasks: tasks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, w.Run)
 }

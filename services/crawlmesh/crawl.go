@@ -431,7 +431,7 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 	}
 	subject := mesh.LogSubject(id)
 	if follow && cr.State == mesh.CrawlRunning {
-		err = followSubject(ctx, js, mesh.LogsStream, subject, crawlEnded(ctx, js, kv, id), printLine)
+		err = followSubject(ctx, js, mesh.LogsStream, subject, crawlEnded(ctx, kv, id), printLine)
 	} else { // an ended crawl writes no more
 		err = crawlctl.ReadSubject(ctx, js, mesh.LogsStream, subject, 0, printLine)
 	}
@@ -441,9 +441,9 @@ func crawlLogs(ctx context.Context, c *cli, f *clientFlags, js jetstream.JetStre
 	return err
 }
 
-// crawlEnded is closed when crawl id's record leaves running and its
-// tasks have left the work queue (or ctx ends); its watch stops then.
-func crawlEnded(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, id string) <-chan struct{} {
+// crawlEnded is closed when crawl id's record leaves running (or ctx
+// ends); its watch stops then.
+func crawlEnded(ctx context.Context, kv jetstream.KeyValue, id string) <-chan struct{} {
 	ended := make(chan struct{})
 	w, err := kv.Watch(ctx, id, jetstream.IgnoreDeletes())
 	if err != nil {
@@ -466,7 +466,6 @@ func crawlEnded(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyVal
 				}
 				var cr mesh.Crawl
 				if json.Unmarshal(e.Value(), &cr) == nil && cr.State != mesh.CrawlRunning {
-					drained(ctx, js, id, cr.Partitions)
 					return
 				}
 			}
@@ -475,40 +474,14 @@ func crawlEnded(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyVal
 	return ended
 }
 
-// drained waits until no task of crawl is left in the work queue, for
-// at most drainWait. A completed crawl has none by then; a cancelled or
-// failed one's queue is purged, and what workers held finishes, or is
-// dropped with its line, after the record says so (see quietFor).
-func drained(ctx context.Context, js jetstream.JetStream, crawl string, parts int) {
-	deadline := time.Now().Add(drainWait)
-	for time.Now().Before(deadline) {
-		if n, err := crawler.Pending(ctx, js, crawl, parts); err != nil || n == 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// timerC is t's channel; nil (never ready) without a timer.
-func timerC(t *time.Timer) <-chan time.Time {
-	if t == nil {
-		return nil
-	}
-	return t.C
-}
-
+// After the end, --follow reads on until no line has come for quietFor
+// (at most drainWait): the tasks a cancel caught on workers log after the
+// record changed, and nothing in NATS counts them once the queue is
+// purged (found by review: --follow ended two lines short). A page still
+// fetching after that logs to `crawl logs`.
 const (
 	drainWait = 30 * time.Second
-	// After the end, --follow reads on until no line has come for
-	// quietFor (at most drainWait): the tasks a cancel caught on workers
-	// log after the record changed, and nothing in NATS counts them once
-	// the queue is purged (found by review: --follow ended two lines
-	// short). A page still fetching after that logs to `crawl logs`.
-	quietFor = 2 * time.Second
+	quietFor  = 2 * time.Second
 )
 
 // followSubject calls fn with each message of subject in stream, in
@@ -538,20 +511,17 @@ func followSubject(ctx context.Context, js jetstream.JetStream, stream, subject 
 		close(done) // first: a handler waiting to hand a message over returns
 		cc.Stop()
 	}()
-	var quiet <-chan time.Time // after the end: no line for quietFor
-	var last *time.Timer
+	var quiet, deadline <-chan time.Time // after the end
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ended:
 			ended = nil
-			last = time.NewTimer(drainWait)
-			defer last.Stop()
-			quiet = time.After(quietFor)
+			quiet, deadline = time.After(quietFor), time.After(drainWait)
 		case <-quiet:
 			return nil
-		case <-timerC(last):
+		case <-deadline:
 			return nil
 		case m := <-msgs:
 			if err := fn(m.Data()); err != nil {

@@ -25,9 +25,7 @@ type cli struct {
 }
 
 func main() {
-	if err := boot.Undumpable(); err != nil {
-		fmt.Fprintln(os.Stderr, "crawlmesh: cannot protect the process's environment from other processes:", err)
-	}
+	boot.ProtectEnv("crawlmesh")
 	ctx, stop := signals.Context(context.Background())
 	code := run(ctx, os.Args[1:], &cli{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
 	stop()

@@ -246,13 +246,19 @@ func (e *Env) Drain() {
 	}
 }
 
+// ProtectEnv makes this process undumpable (see [Undumpable]), saying so
+// on stderr when it cannot.
+func ProtectEnv(name string) {
+	if err := Undumpable(); err != nil {
+		fmt.Fprintln(os.Stderr, name+": cannot protect the process's environment from other processes:", err)
+	}
+}
+
 // Main runs a node binary: run gets a context cancelled by the first
 // SIGINT/SIGTERM (a second exits at once); an error is printed as one line
 // "name: error" and exits 1.
 func Main(name string, run func(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error) {
-	if err := Undumpable(); err != nil {
-		fmt.Fprintln(os.Stderr, name+": cannot protect the process's environment from other processes:", err)
-	}
+	ProtectEnv(name)
 	ctx, stop := signals.Context(context.Background())
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
 	stop()
